@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# ser recipe: speech emotion recognition by transfer learning from ASR (Kaldi egs/*/s5 style).
+#
+#   ./run.sh                           # all stages on the embedded corpora (conf/mini.yaml)
+#   ./run.sh --stage 3                 # resume from stage 3
+#   ./run.sh --stage 1 --stop-stage 1  # one stage
+#   ./run.sh --config conf/paper.yaml  # paper 1's configuration (point its corpora: at real copies)
+#
+# Stages (each idempotent; outputs appear only when complete; logs under exp/**/log/):
+#   0  embedded corpora (espeak-ng), skipped when the config points at real corpora
+#   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*
+#   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp
+set -euo pipefail
+
+stage=0
+stop_stage=100
+config=conf/mini.yaml
+
+usage() {
+  cat >&2 <<EOF
+Usage: $0 [--stage N] [--stop-stage M] [--config conf/X.yaml]
+  --stage N         first stage to run (default $stage)
+  --stop-stage M    last stage to run (default: all)
+  --config FILE     recipe configuration (default $config)
+EOF
+  exit 1
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) [ $# -ge 2 ] || usage; stage=$2; shift 2 ;;
+    --stop-stage|--stop_stage) [ $# -ge 2 ] || usage; stop_stage=$2; shift 2 ;;
+    --config) [ $# -ge 2 ] || usage; config=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "$0: unknown option $1" >&2; usage ;;
+  esac
+done
+[[ $stage =~ ^[0-9]+$ && $stop_stage =~ ^[0-9]+$ ]] || { echo "$0: --stage/--stop-stage must be integers" >&2; usage; }
+
+cd "$(dirname "$0")"
+[ -x .venv/bin/python ] || { echo "$0: no .venv; run tools/install.sh first" >&2; exit 1; }
+. ./path.sh
+. ./cmd.sh
+eval "$(python -m ser.config "$config")"
+
+nj=${nj:-2}
+banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+start=$SECONDS
+
+if run_stage 0; then
+  banner 0 "embedded corpora"
+  if [ "$corpora_synthesize" = true ]; then
+    mkdir -p exp/log
+    python local/make_mini_corpora.py --out "$corpora_root" --seed "$corpora_seed" \
+      --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns" \
+      2>&1 | tee exp/log/make_mini_corpora.log
+  else
+    echo "corpora: synthesize=false; using $corpora_tedlium and $corpora_iemocap"
+  fi
+fi
+
+if run_stage 1; then
+  banner 1 "data preparation"
+  mkdir -p exp/log
+  python local/prepare_tedlium.py "$corpora_tedlium" data > exp/log/prepare_tedlium.log 2>&1 \
+    || { tail -n 3 exp/log/prepare_tedlium.log >&2; echo "stage 1 failed, see exp/log/prepare_tedlium.log" >&2; exit 1; }
+  grep '^tedlium_' exp/log/prepare_tedlium.log
+  python local/prepare_iemocap.py "$corpora_iemocap" data > exp/log/prepare_iemocap.log 2>&1 \
+    || { tail -n 3 exp/log/prepare_iemocap.log >&2; echo "stage 1 failed, see exp/log/prepare_iemocap.log" >&2; exit 1; }
+  grep '^iemocap_' exp/log/prepare_iemocap.log
+fi
+
+if run_stage 3; then
+  banner 3 "hires MFCC (+ speed/volume perturbation of the ASR training data)"
+  utils/perturb_data_dir_speed_3way.sh --factors "$features_speed_perturb" data/tedlium_train data/tedlium_train_sp
+  if [ "$features_volume_perturb" = true ]; then
+    utils/perturb_data_dir_volume.sh data/tedlium_train_sp
+  fi
+  for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
+    steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$features_mfcc_config" \
+      data/$x exp/make_mfcc/$x mfcc
+  done
+  # the emotion sets are views of iemocap_all: give them its features
+  for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
+    utils/copy_feats_from.sh data/iemocap_all data/$x
+  done
+fi
+
+echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

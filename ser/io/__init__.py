@@ -1,0 +1,1 @@
+"""Data directories, Kaldi tables (ark/scp) and audio."""

@@ -1,0 +1,118 @@
+"""Kaldi tables: binary ``ark`` archives indexed by ``scp`` files.
+
+Mirrors Kaldi's ``util/kaldi-table.h`` conventions for the subset we need:
+``<key> <ark-path>:<byte-offset>`` scp lines pointing into binary arks holding
+``FM``/``DM`` matrices (or ``FV``/``DV`` vectors).  The byte format is written
+and read through the ``kaldi-io`` package, so Kaldi binaries (``copy-feats``,
+``feat-to-dim``...) can read what we write and vice versa.
+
+Deviation: compressed matrices (``CM``) are read (kaldi-io decodes them) but
+never written; we store float32.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+# kaldi-io prints a banner when KALDI_ROOT points nowhere; we never call Kaldi binaries.
+os.environ.setdefault("KALDI_ROOT", sys.prefix)
+import kaldi_io  # noqa: E402
+
+from ser.io.atomic import atomic_open  # noqa: E402
+
+
+class TableError(RuntimeError):
+    pass
+
+
+def read_scp(path: str | os.PathLike) -> dict[str, str]:
+    """``<key> <rxspecifier>`` lines → ordered dict.  Duplicate keys are an error."""
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise TableError(f"{path}:{n}: expected '<key> <rxspecifier>', got {line!r}")
+            if parts[0] in out:
+                raise TableError(f"{path}:{n}: duplicate key {parts[0]!r}")
+            out[parts[0]] = parts[1]
+    return out
+
+
+def read_matrix(rxspec: str) -> np.ndarray:
+    """Read one matrix from ``ark:offset`` / a single-matrix file; returns float32."""
+    try:
+        m = kaldi_io.read_mat(rxspec)
+    except Exception as e:  # kaldi-io raises assorted types
+        raise TableError(f"cannot read matrix {rxspec!r}: {e}") from e
+    return np.asarray(m, dtype=np.float32)
+
+
+def iter_scp_matrices(scp: str | os.PathLike, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    table = read_scp(scp)
+    for k in keys if keys is not None else table:
+        if k not in table:
+            raise TableError(f"{scp}: no entry for {k!r}")
+        yield k, read_matrix(table[k])
+
+
+def load_scp_matrices(scp: str | os.PathLike) -> dict[str, np.ndarray]:
+    return dict(iter_scp_matrices(scp))
+
+
+class ArkScpWriter:
+    """Write ``ark`` + ``scp`` together; both appear atomically when the writer closes cleanly.
+
+    >>> with ArkScpWriter("mfcc/raw_mfcc.1.ark", "mfcc/raw_mfcc.1.scp") as w:
+    ...     w.write("utt1", feats)
+    """
+
+    def __init__(self, ark: str | os.PathLike, scp: str | os.PathLike):
+        self.ark = Path(ark).resolve()
+        self.scp = Path(scp)
+        self._ark_cm = atomic_open(self.ark, "wb")
+        self._scp_cm = atomic_open(self.scp, "w")
+        self._keys: set[str] = set()
+
+    def __enter__(self) -> "ArkScpWriter":
+        self._ark = self._ark_cm.__enter__()
+        try:
+            self._scp_f = self._scp_cm.__enter__()
+        except BaseException:
+            self._ark_cm.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, key: str, mat: np.ndarray) -> None:
+        if not key or any(c.isspace() for c in key):
+            raise TableError(f"{self.ark}: invalid key {key!r}")
+        if key in self._keys:
+            raise TableError(f"{self.ark}: duplicate key {key!r}")
+        self._keys.add(key)
+        mat = np.ascontiguousarray(mat)
+        if mat.dtype not in (np.float32, np.float64):
+            mat = mat.astype(np.float32)
+        if mat.ndim == 1:
+            mat = mat[None, :]
+        offset = self._ark.tell() + len(key.encode("latin1")) + 1
+        kaldi_io.write_mat(self._ark, mat, key=key)
+        self._scp_f.write(f"{key} {self.ark}:{offset}\n")
+
+    def __exit__(self, *exc) -> None:
+        # ark first, so the scp never points into a missing file
+        self._ark_cm.__exit__(*exc)
+        self._scp_cm.__exit__(*exc)
+
+
+def write_scp(path: str | os.PathLike, table: dict[str, str]) -> None:
+    with atomic_open(path) as f:
+        for k in sorted(table):
+            f.write(f"{k} {table[k]}\n")

@@ -1,0 +1,215 @@
+"""IEMOCAP_full_release → Kaldi data dirs for emotion recognition.
+
+Reads ``Session{1..5}/dialog/EmoEvaluation/<dialog>.txt`` (consensus and
+per-annotator labels), ``dialog/transcriptions/<dialog>.txt`` (text) and
+``sentences/wav/<dialog>/<turn>.wav`` (audio), as s3prl / SpeechBrain / EmoBox do,
+and writes
+
+``iemocap_all``        every turn with audio: ``utt2emo`` (raw consensus code,
+                       incl. xxx/fru/...), ``utt2session`` (Ses01..Ses05),
+                       ``utt2type`` (impro|script), ``utt2votes`` (categorical
+                       annotator votes, e.g. ``C-E2=neu C-E3=neu+fru C-F1=neu``),
+                       ``text``, ``spk2gender``;
+``iemocap_4cls_exc``   ang, exc→hap, neu, sad; ``hap`` dropped (paper 1: 4936 turns);
+``iemocap_4cls_hapexc`` ang, hap+exc→hap, neu, sad (the common 5531 set);
+``iemocap_impro_agree`` improvised turns whose consensus is ang/hap/neu/sad and
+                       where **every external evaluator line (``C-E*``)** names
+                       exactly that one category (paper 2's "all annotators agree";
+                       the actors' self-assessments ``C-F1``/``C-M1`` are not
+                       annotators and do not count).
+
+Speaker = session + the first letter of the last ``_`` token of the turn id
+(``Ses03M_impro05a_F012`` → ``Ses03F``): positional parsing breaks on the
+``impro05a/b`` and ``script01_1b`` dialogs.  Kaldi requires speaker ids to be
+prefixes of utterance ids, so utterance ids are ``<speaker>-<turn id>``
+(``Ses01F-Ses01M_impro01_F000``); the turn id is everything after the first ``-``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ser.io.datadir import DataDir, DataDirError
+
+log = logging.getLogger(__name__)
+
+LABELS = {"ang", "hap", "exc", "sad", "neu", "fru", "fea", "sur", "dis", "oth", "xxx"}
+CATEGORY = {  # annotator category names → consensus codes
+    "neutral": "neu", "happiness": "hap", "excited": "exc", "sadness": "sad", "anger": "ang",
+    "frustration": "fru", "surprise": "sur", "fear": "fea", "other": "oth", "disgust": "dis",
+}
+FOUR = ("ang", "hap", "neu", "sad")
+
+_SUMMARY = re.compile(r"^\[(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]\s*$")
+_CAT = re.compile(r"^(C-[A-Za-z]+\d*):\s*(.*?)\s*(?:\(.*\))?\s*$")
+_TRANS = re.compile(r"^(\S+) \[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\]:\s?(.*)$")
+
+
+@dataclass
+class Turn:
+    turn: str
+    dialog: str
+    session: str
+    speaker: str
+    emo: str
+    start: float
+    end: float
+    votes: dict[str, list[str]] = field(default_factory=dict)
+    text: str = ""
+    wav: Path | None = None
+
+    @property
+    def utt(self) -> str:
+        return f"{self.speaker}-{self.turn}"
+
+    @property
+    def type(self) -> str:
+        return "impro" if "_impro" in self.turn else "script"
+
+    @property
+    def evaluators_agree(self) -> bool:
+        ev = [v for k, v in self.votes.items() if k.startswith("C-E")]
+        return bool(ev) and all(v == [self.emo] for v in ev)
+
+
+def speaker_of(turn: str) -> str:
+    """Session + first letter of the last ``_`` token: Ses03M_impro05a_F012 → Ses03F."""
+    m = re.match(r"^(Ses\d\d)[FM]_.*_([FM])[^_]*$", turn)
+    if not m:
+        raise DataDirError(f"cannot parse speaker from turn id {turn!r}")
+    return m.group(1) + m.group(2)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataDirError(f"{path}:{line}: not valid UTF-8") from e
+
+
+def _category(name: str, where: str) -> str:
+    key = name.strip().lower().split()[0] if name.strip() else ""
+    if key not in CATEGORY:
+        raise DataDirError(f"{where}: unknown emotion category {name!r}")
+    return CATEGORY[key]
+
+
+def parse_emo_evaluation(path: Path) -> list[Turn]:
+    turns: list[Turn] = []
+    for n, line in enumerate(_lines(path), 1):
+        where = f"{path}:{n}"
+        if not line.strip() or line.startswith("%"):
+            continue
+        m = _SUMMARY.match(line)
+        if m:
+            t0, t1, turn, emo = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+            if emo not in LABELS:
+                raise DataDirError(f"{where}: unknown label {emo!r} for {turn}")
+            turns.append(Turn(turn, path.stem, turn[:5], speaker_of(turn), emo, t0, t1))
+            continue
+        m = _CAT.match(line)
+        if m:
+            if not turns:
+                raise DataDirError(f"{where}: annotator line before any turn")
+            cats = [c for c in m.group(2).split(";") if c.strip()]
+            turns[-1].votes[m.group(1)] = sorted({_category(c, f"{where} ({turns[-1].turn})") for c in cats})
+    return turns
+
+
+def parse_transcriptions(path: Path, stats: Counter) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in _lines(path):
+        m = _TRANS.match(line.strip())
+        if not m:
+            stats["transcription_lines_not_turns"] += 1
+            continue
+        out[m.group(1)] = " ".join(m.group(4).split())
+    return out
+
+
+def read_corpus(corpus: Path, stats: Counter) -> list[Turn]:
+    sessions = sorted(p for p in corpus.glob("Session[1-5]") if p.is_dir())
+    if not sessions:
+        raise DataDirError(f"{corpus}: no Session1..5 folders — is this IEMOCAP_full_release?")
+    seen: dict[str, Path] = {}
+    turns: list[Turn] = []
+    for s in sessions:
+        evdir = s / "dialog" / "EmoEvaluation"
+        files = sorted(f for f in evdir.glob("*.txt") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise DataDirError(f"{evdir}: no EmoEvaluation .txt files")
+        for f in files:
+            trans_file = s / "dialog" / "transcriptions" / f.name
+            trans = parse_transcriptions(trans_file, stats) if trans_file.is_file() else {}
+            if not trans_file.is_file():
+                log.warning("%s: missing; turns of %s get empty text", trans_file, f.stem)
+                stats["missing_transcription_files"] += 1
+            for t in parse_emo_evaluation(f):
+                if t.turn in seen:
+                    raise DataDirError(f"{f}: duplicate turn id {t.turn} (also in {seen[t.turn]})")
+                seen[t.turn] = f
+                wav = s / "sentences" / "wav" / t.dialog / f"{t.turn}.wav"
+                if not wav.is_file():
+                    log.warning("%s: no audio %s; turn skipped", t.turn, wav)
+                    stats["no_audio_skipped"] += 1
+                    continue
+                t.wav = wav.resolve()
+                t.text = trans.get(t.turn, "")
+                if not t.text:
+                    stats["empty_text"] += 1
+                turns.append(t)
+    return turns
+
+
+def _datadir(turns: list[Turn], label=lambda t: t.emo) -> DataDir:
+    d = DataDir(
+        utt2spk={t.utt: t.speaker for t in turns},
+        wav={t.utt: str(t.wav) for t in turns},
+        text={t.utt: t.text for t in turns},
+    )
+    d.extras["utt2emo"] = {t.utt: label(t) for t in turns}
+    d.extras["utt2session"] = {t.utt: t.session for t in turns}
+    d.extras["utt2type"] = {t.utt: t.type for t in turns}
+    d.extras["utt2votes"] = {
+        t.utt: " ".join(f"{k}={'+'.join(v)}" for k, v in sorted(t.votes.items())) or "-" for t in turns
+    }
+    d.extras["spk2gender"] = {t.speaker: t.speaker[-1].lower() for t in turns}
+    return d
+
+
+SUBSETS = {
+    "iemocap_4cls_exc": (lambda t: t.emo in ("ang", "exc", "neu", "sad"), lambda t: "hap" if t.emo == "exc" else t.emo),
+    "iemocap_4cls_hapexc": (lambda t: t.emo in ("ang", "hap", "exc", "neu", "sad"), lambda t: "hap" if t.emo == "exc" else t.emo),
+    "iemocap_impro_agree": (lambda t: t.type == "impro" and t.emo in FOUR and t.evaluators_agree, lambda t: t.emo),
+}
+
+
+def prepare_iemocap(corpus: str | Path, data_root: str | Path) -> dict[str, Counter]:
+    corpus, data_root = Path(corpus), Path(data_root)
+    if not corpus.is_dir():
+        raise DataDirError(f"IEMOCAP directory not found: {corpus}")
+    stats: Counter = Counter()
+    turns = read_corpus(corpus, stats)
+    if not turns:
+        raise DataDirError(f"{corpus}: no turns with audio")
+    out = {}
+    d = _datadir(turns)
+    d.validate()
+    d.write(data_root / "iemocap_all")
+    out["iemocap_all"] = Counter(d.extras["utt2emo"].values()) + stats
+    for name, (keep, label) in SUBSETS.items():
+        sel = [t for t in turns if keep(t)]
+        if not sel:
+            raise DataDirError(f"{corpus}: {name} would be empty")
+        sd = _datadir(sel, label)
+        sd.validate()
+        sd.write(data_root / name)
+        out[name] = Counter(sd.extras["utt2emo"].values())
+    for k, v in out.items():
+        log.info("%s: %d utterances %s", k, sum(c for l, c in v.items() if l in LABELS), dict(v))
+    return out

@@ -1,0 +1,176 @@
+"""Stage 1 data prep on hand-written corpora; real-corpus counts when SER_IEMOCAP / SER_TEDLIUM point at copies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ser.io.datadir import DataDir, DataDirError, read_kv
+from ser.prep.iemocap import prepare_iemocap, speaker_of
+from ser.prep.tedlium import prepare_tedlium
+
+
+def test_tedlium_ids_text_segments(tedlium, tmp_path):
+    data = tmp_path / "data"
+    stats = prepare_tedlium(tedlium, data)
+    tr = DataDir.load(data / "tedlium_train")
+    # awk's %d truncation: 0.29*100 -> 28, 4.35*100 -> 434, 8.2*100 -> 819
+    assert tr.text == {
+        "AlGore_2009-0000028-0000250": "so it's a good idea",
+        "AlGore_2009-0000250-0000434": "[NOISE] thank you",
+        "AlGore_2009-0000819-0001000": "we are here",
+        "JaneDoe_2010-0000050-0000300": "hello world there",
+        "JaneDoe_2010-0000300-0000600": "the end",
+    }
+    assert stats["train"]["ignore_time_segment_in_scoring"] == 1
+    s = tr.segments
+    # extend_segment_times: -0.15/+0.1, capped at last end + 0.1, overlaps meet at the midpoint
+    assert s["AlGore_2009-0000028-0000250"].start == pytest.approx(0.13)
+    assert s["AlGore_2009-0000028-0000250"].end == pytest.approx(0.5 * (2.60 + 2.35))
+    assert s["AlGore_2009-0000250-0000434"].start == pytest.approx(0.5 * (2.60 + 2.35))
+    assert s["AlGore_2009-0000819-0001000"].end == pytest.approx(10.1)
+    assert s["JaneDoe_2010-0000300-0000600"].end == pytest.approx(6.1)
+    assert tr.utt2spk["AlGore_2009-0000819-0001000"] == "AlGore_2009-1"
+    assert tr.wav["AlGore_2009"].startswith("sph2pipe -f wav -p /") and tr.wav["AlGore_2009"].endswith(".sph |")
+    dev = DataDir.load(data / "tedlium_dev")
+    assert dev.segments["DevTalk_2011-0000100-0000300"].start == 1.0  # dev/test are not padded
+    stm = (data / "tedlium_dev" / "stm").read_text()
+    assert stm.startswith(";; LABEL")
+    assert "DevTalk_2011 A DevTalk_2011 1.00 3.00 <o,f0,male> a dev line" in stm
+    assert (data / "tedlium_test" / "glm").exists()
+
+
+def test_tedlium_pseudo_speakers(tedlium, tmp_path):
+    prepare_tedlium(tedlium, tmp_path / "d", sets=["train"], seconds_per_spk_max=3.0)
+    tr = DataDir.load(tmp_path / "d" / "tedlium_train")
+    # padded durations 2.345, 1.965, 2.06 s: no two fit in 3 s
+    assert sorted(set(v for u, v in tr.utt2spk.items() if u.startswith("AlGore"))) == [
+        "AlGore_2009-1", "AlGore_2009-2", "AlGore_2009-3"]
+
+
+def test_tedlium_release3_legacy(tedlium, tmp_path):
+    r3 = tmp_path / "TEDLIUM_release-3"
+    (r3 / "legacy").mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (tedlium / split).rename(r3 / "legacy" / split)
+    prepare_tedlium(r3, tmp_path / "d3")
+    assert len(DataDir.load(tmp_path / "d3" / "tedlium_train").utts) == 5
+
+
+def test_tedlium_bad_input(tedlium, tmp_path):
+    stm = tedlium / "train" / "stm" / "JaneDoe_2010.stm"
+    good = stm.read_bytes()
+    stm.write_bytes(good + b"JaneDoe_2010 1 JaneDoe_2010 7.00 8.00 <o,f0,female> caf\xe9\n")
+    with pytest.raises(DataDirError, match=r"JaneDoe_2010\.stm.*UTF-8"):
+        prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
+    stm.write_bytes(good + good.splitlines(keepends=True)[-1])
+    with pytest.raises(DataDirError, match="duplicate utterance id JaneDoe_2010-0000300-0000600"):
+        prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
+    stm.write_bytes(good + b"JaneDoe_2010 1 JaneDoe_2010 7.00 8.00 <o,f0,female> <sil>\n")
+    stats = prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
+    assert stats["train"]["empty_transcript_skipped"] == 1
+    stm.write_bytes(good)
+    (tedlium / "train" / "sph" / "JaneDoe_2010.sph").unlink()
+    with pytest.raises(DataDirError, match=r"JaneDoe_2010\.sph: missing audio for talk JaneDoe_2010"):
+        prepare_tedlium(tedlium, tmp_path / "y", sets=["train"])
+    assert not (tmp_path / "y" / "tedlium_train").exists()  # nothing half-written
+
+
+def test_speaker_parsing():
+    assert speaker_of("Ses01F_impro01_F000") == "Ses01F"
+    assert speaker_of("Ses01F_impro01_M013") == "Ses01M"
+    assert speaker_of("Ses03M_impro05a_F012") == "Ses03F"  # position 15 is '_' here
+    assert speaker_of("Ses05M_script01_1b_F003") == "Ses05F"
+    with pytest.raises(DataDirError):
+        speaker_of("Sess01_F000")
+
+
+def test_iemocap_sets(iemocap, tmp_path):
+    data = tmp_path / "data"
+    prepare_iemocap(iemocap, data)
+    a = DataDir.load(data / "iemocap_all")
+    assert len(a.utts) == 9
+    assert a.utt2spk["Ses03F-Ses03M_impro05a_F000"] == "Ses03F"
+    assert a.extra("utt2emo")["Ses01M-Ses01F_impro01_M001"] == "xxx"
+    assert a.extra("utt2type")["Ses01F-Ses01M_script01_1_F000"] == "script"
+    assert a.extra("utt2session")["Ses03M-Ses03M_impro05b_M001"] == "Ses03"
+    assert a.extra("utt2votes")["Ses01M-Ses01F_impro01_M000"] == "C-E1=ang C-E2=ang+fru C-E3=ang C-M1=ang"
+    assert a.text["Ses01F-Ses01F_impro01_F000"] == "Some words, for turn 0."
+    assert a.extra("spk2gender") == {"Ses01F": "f", "Ses01M": "m", "Ses03F": "f", "Ses03M": "m"}
+    exc = DataDir.load(data / "iemocap_4cls_exc").extra("utt2emo")
+    assert exc == {
+        "Ses01F-Ses01F_impro01_F000": "neu", "Ses01M-Ses01F_impro01_M000": "ang",
+        "Ses01F-Ses01M_script01_1_F000": "hap", "Ses01M-Ses01M_script01_1_M000": "sad",
+        "Ses03M-Ses03M_impro05a_M000": "sad", "Ses03M-Ses03M_impro05b_M001": "hap",
+    }
+    hapexc = DataDir.load(data / "iemocap_4cls_hapexc").extra("utt2emo")
+    assert hapexc == {**exc, "Ses03F-Ses03M_impro05a_F000": "hap"}
+    agree = DataDir.load(data / "iemocap_impro_agree").extra("utt2emo")
+    # M000 is out: one evaluator also voted Frustration
+    assert agree == {"Ses01F-Ses01F_impro01_F000": "neu", "Ses03F-Ses03M_impro05a_F000": "hap",
+                     "Ses03M-Ses03M_impro05a_M000": "sad"}
+
+
+def test_iemocap_bad_input(iemocap, tmp_path):
+    ev = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    good = ev.read_text()
+    ev.write_text(good.replace("\tneu\t", "\tzzz\t"))
+    with pytest.raises(DataDirError, match=r"Ses01F_impro01\.txt:\d+: unknown label 'zzz' for Ses01F_impro01_F000"):
+        prepare_iemocap(iemocap, tmp_path / "a")
+    ev.write_text(good.replace("C-E1:\tNeutral;", "C-E1:\tBoredom;"))
+    with pytest.raises(DataDirError, match=r"Ses01F_impro01_F000.*unknown emotion category 'Boredom'"):
+        prepare_iemocap(iemocap, tmp_path / "a")
+    ev.write_text(good)
+    dup = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro99.txt"
+    dup.write_text(good)
+    with pytest.raises(DataDirError, match="duplicate turn id Ses01F_impro01_F000"):
+        prepare_iemocap(iemocap, tmp_path / "a")
+    dup.unlink()
+    tr = iemocap / "Session3" / "dialog" / "transcriptions" / "Ses03M_impro05a.txt"
+    tr.write_bytes(tr.read_bytes() + b"Ses03M_impro05a_F009 [001.0000-002.0000]: \xff\xfe\n")
+    with pytest.raises(DataDirError, match=r"Ses03M_impro05a\.txt:\d+: not valid UTF-8"):
+        prepare_iemocap(iemocap, tmp_path / "a")
+    tr.write_text(tr.read_bytes().decode("utf-8", "replace").replace("\ufffd", ""))
+    (iemocap / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F000.wav").unlink()
+    stats = prepare_iemocap(iemocap, tmp_path / "b")
+    assert stats["iemocap_all"]["no_audio_skipped"] == 1
+    assert "Ses01F-Ses01F_impro01_F000" not in DataDir.load(tmp_path / "b" / "iemocap_all").utt2spk
+
+
+# ---- real corpora (skipped unless the environment points at them) --------------------------
+REAL_IEMOCAP = os.environ.get("SER_IEMOCAP")
+REAL_TEDLIUM = os.environ.get("SER_TEDLIUM")
+
+
+@pytest.mark.skipif(not REAL_IEMOCAP, reason="set SER_IEMOCAP=/path/to/IEMOCAP_full_release")
+def test_real_iemocap_counts(tmp_path):
+    # ../shared/reference/ser-anchors-and-corpora.md §2; paper 1 Table 1
+    prepare_iemocap(REAL_IEMOCAP, tmp_path)
+    exc = DataDir.load(tmp_path / "iemocap_4cls_exc")
+    assert len(exc.utts) == 4936
+    per_session = {}
+    for u, e in exc.extra("utt2emo").items():
+        per_session.setdefault(exc.extra("utt2session")[u], {}).setdefault(e, 0)
+        per_session[exc.extra("utt2session")[u]][e] += 1
+    table1 = {"Ses01": (229, 143, 384, 194), "Ses02": (137, 210, 362, 197), "Ses03": (240, 151, 320, 305),
+              "Ses04": (327, 238, 258, 143), "Ses05": (170, 299, 384, 245)}
+    for s, (ang, hap, neu, sad) in table1.items():
+        assert per_session[s] == {"ang": ang, "hap": hap, "neu": neu, "sad": sad}
+    hx = DataDir.load(tmp_path / "iemocap_4cls_hapexc")
+    assert len(hx.utts) == 5531
+    per_spk = {s: len(u) for s, u in hx.spk2utt.items()}
+    assert per_spk == {"Ses01F": 528, "Ses01M": 557, "Ses02F": 481, "Ses02M": 542, "Ses03F": 522,
+                       "Ses03M": 629, "Ses04F": 528, "Ses04M": 503, "Ses05F": 590, "Ses05M": 651}
+    a = DataDir.load(tmp_path / "iemocap_all")
+    impro = [u for u, t in a.extra("utt2type").items() if t == "impro" and a.extra("utt2emo")[u] in ("ang", "hap", "neu", "sad")]
+    assert len(impro) == 2280
+
+
+@pytest.mark.skipif(not REAL_TEDLIUM, reason="set SER_TEDLIUM=/path/to/TEDLIUM_release2")
+def test_real_tedlium_counts(tmp_path):
+    # RESULTS sclite lines: dev 507 segments, test 1155 (../shared/reference/kaldi-tedlium-chain-recipe.md §5.5)
+    prepare_tedlium(REAL_TEDLIUM, tmp_path, sets=["dev", "test"])
+    assert len(DataDir.load(tmp_path / "tedlium_dev").utts) == 507
+    assert len(DataDir.load(tmp_path / "tedlium_test").utts) == 1155
