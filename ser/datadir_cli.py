@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fix_data_dir: {a.dir}: kept {len(DataDir.load(a.dir).utts)} of {n0} utterances")
         elif a.cmd == "subset":
             utts = [line.split()[0] for line in Path(a.utt_list).read_text().splitlines() if line.strip()]
-            DataDir.load(a.src).subset(utts).write(a.dst)
+            DataDir.load(a.src).subset(utts).write(a.dst, replace=True)
         elif a.cmd == "split":
             for part in DataDir.load(a.dir).split(a.n):
                 print(part)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             factors = [float(x) for x in a.factors.split()]
             d = speed_perturb_3way(DataDir.load(src), factors)
             d.validate()
-            d.write(dst)
+            d.write(dst, replace=True)
             print(f"speed perturbation {factors}: {dst} has {len(d.utt2spk)} utterances")
         elif a.cmd == "volume":
             d = DataDir.load(a.dir)

@@ -152,28 +152,38 @@ class DataDir:
             d.validate()
         return d
 
-    def write(self, path: str | os.PathLike, copy_other_files_from: str | os.PathLike | None = None) -> Path:
-        """Write atomically (the directory appears complete or not at all)."""
+    def write(self, path: str | os.PathLike, replace: bool = False) -> Path:
+        """Write the tables.  ``replace=True``: build a fresh directory and swap it in atomically
+        (data prep); otherwise update an existing directory file by file (each file atomic),
+        keeping anything else in it (stm, logs, ark files)."""
         path = Path(path)
-        with atomic_dir(path) as tmp:
-            if copy_other_files_from is not None:
-                for f in Path(copy_other_files_from).iterdir():
-                    if f.is_file() and not f.name.startswith("."):
-                        shutil.copy(f, tmp / f.name)
-            write_kv(tmp / "utt2spk", self.utt2spk)
-            write_kv(tmp / "spk2utt", {s: " ".join(us) for s, us in self.spk2utt.items()})
-            if self.wav:
-                write_kv(tmp / "wav.scp", self.wav)
-            if self.segments is not None:
-                write_kv(tmp / "segments", {u: f"{s.reco} {fmt_time(s.start)} {fmt_time(s.end)}" for u, s in self.segments.items()})
-            if self.text:
-                write_kv(tmp / "text", self.text)
-            if self.feats:
-                write_kv(tmp / "feats.scp", self.feats)
-            for name, table in self.extras.items():
-                write_kv(tmp / name, table)
+        if replace or not path.exists():
+            with atomic_dir(path) as tmp:
+                self._write_tables(tmp)
+        else:
+            self._write_tables(path)
         self.path = path
         return path
+
+    def _write_tables(self, d: Path) -> None:
+        tables: dict[str, dict[str, str] | None] = {
+            "utt2spk": self.utt2spk,
+            "spk2utt": {s: " ".join(us) for s, us in self.spk2utt.items()},
+            "wav.scp": self.wav or None,
+            "segments": None if self.segments is None else
+            {u: f"{s.reco} {fmt_time(s.start)} {fmt_time(s.end)}" for u, s in self.segments.items()},
+            "text": self.text or None,
+            "feats.scp": self.feats or None,
+            **self.extras,
+        }
+        for name, table in tables.items():
+            if table is None:
+                (d / name).unlink(missing_ok=True)
+            else:
+                write_kv(d / name, table)
+        for split in d.glob("split*"):  # cached splits are stale now
+            if split.is_dir():
+                shutil.rmtree(split)
 
     # ---- checks (utils/validate_data_dir.sh) ----------------------------------------------
     def validate(self, need_text: bool = False, need_feats: bool = False) -> None:
@@ -287,7 +297,7 @@ class DataDir:
             groups[g].append(s)
             acc += len(spk2utt[s])
         for p, grp in zip(parts, groups):
-            self.subset([u for s in grp for u in spk2utt[s]]).write(p)
+            self.subset([u for s in grp for u in spk2utt[s]]).write(p, replace=True)
         root.mkdir(parents=True, exist_ok=True)
         stamp.touch()
         return parts

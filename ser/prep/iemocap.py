@@ -200,7 +200,7 @@ def prepare_iemocap(corpus: str | Path, data_root: str | Path) -> dict[str, Coun
     out = {}
     d = _datadir(turns)
     d.validate()
-    d.write(data_root / "iemocap_all")
+    d.write(data_root / "iemocap_all", replace=True)
     out["iemocap_all"] = Counter(d.extras["utt2emo"].values()) + stats
     for name, (keep, label) in SUBSETS.items():
         sel = [t for t in turns if keep(t)]
@@ -208,7 +208,7 @@ def prepare_iemocap(corpus: str | Path, data_root: str | Path) -> dict[str, Coun
             raise DataDirError(f"{corpus}: {name} would be empty")
         sd = _datadir(sel, label)
         sd.validate()
-        sd.write(data_root / name)
+        sd.write(data_root / name, replace=True)
         out[name] = Counter(sd.extras["utt2emo"].values())
     for k, v in out.items():
         log.info("%s: %d utterances %s", k, sum(c for l, c in v.items() if l in LABELS), dict(v))

@@ -186,7 +186,7 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
         d.extras["reco2file_and_channel"] = {r: f"{r} A" for r in d.wav}
         dst = data_root / f"tedlium_{name}"
         d.validate(need_text=True)
-        d.write(dst)
+        d.write(dst, replace=True)
         atomic_write_text(dst / "stm", STM_HEADER + "".join(" ".join(r) + "\n" for r in recs))
         atomic_write_text(dst / "glm", ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n")
         stats["utterances"] = len(d.utts)

@@ -1,0 +1,1 @@
+"""Per-job programs run through $train_cmd (Kaldi src/*bin/ counterparts)."""
