@@ -71,3 +71,14 @@ def test_rate_channels_empty_and_segments(tmp_path):
     assert out["r-2"].shape[0] == 48000 - 40000
     assert stats.counts == {"segment_past_end_skipped": 1, "segment_too_short_skipped": 1}
     assert cut_segment(np.zeros(16000, np.float32), 16000, 0.0, 0.5, "u") is not None
+
+
+def test_speed_pipe_as_sox(tmp_path):
+    """``sox ... speed f``: f times shorter, every frequency f times higher."""
+    sf.write(tmp_path / "a.sph", tone(2.0, f0=1000.0), 16000, format="NIST", subtype="PCM_16")
+    y, fs = read_rxfile(f"sph2pipe -f wav -p {tmp_path}/a.sph | sox -t wav - -t wav - speed 1.1 |")
+    assert fs == 16000 and abs(y.shape[0] - round(32000 / 1.1)) <= 1
+    spec = np.abs(np.fft.rfft(y[:, 0]))
+    assert abs(np.argmax(spec) * fs / y.shape[0] - 1100.0) < 5.0
+    z, _ = read_rxfile(f"sox -t wav {tmp_path}/a.sph -t wav - speed 0.9 |")
+    assert abs(z.shape[0] - round(32000 / 0.9)) <= 1

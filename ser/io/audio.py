@@ -101,22 +101,24 @@ def _read_bytes(buf: bytes, who: str) -> tuple[np.ndarray, int]:
     return data * 32768.0, fs
 
 
-def _speed(x: np.ndarray, fs: int, factor: float) -> np.ndarray:
-    """sox ``speed f``: play f times faster (pitch and tempo), same output rate."""
-    from ser.features.perturb import speed_perturb
-
-    return speed_perturb(x, fs, factor)
+def _per_channel(f, x: np.ndarray) -> np.ndarray:
+    return np.stack([f(x[:, c]) for c in range(x.shape[1])], axis=1).astype(np.float32)
 
 
 def _apply_sox_effects(x: np.ndarray, fs: int, args: list[str], who: str) -> np.ndarray:
+    """``--vol v`` (scale, clipped to 16 bits as sox does) and ``speed f`` (ser.features.perturb)."""
+    from ser.features.perturb import speed_perturb, volume_perturb
+
     i = 0
     while i < len(args):
         a = args[i]
         if a == "--vol" and i + 1 < len(args):
-            x = x * float(args[i + 1])
+            v = float(args[i + 1])
+            x = _per_channel(lambda c: volume_perturb(c, v, name=who), x)
             i += 2
         elif a == "speed" and i + 1 < len(args):
-            x = _speed(x, fs, float(args[i + 1]))
+            f = float(args[i + 1])
+            x = _per_channel(lambda c: speed_perturb(c, f, sample_frequency=fs, name=who), x)
             i += 2
         else:
             raise AudioError(f"{who}: unsupported sox option {a!r}")

@@ -15,8 +15,7 @@ and utils/data/perturb_data_dir_volume.sh (+ internal/perturb_volume.py):
 from __future__ import annotations
 
 import logging
-import random
-
+from ser.features.perturb import draw_volume_factors
 from ser.io.datadir import DataDir, DataDirError, Segment
 
 log = logging.getLogger(__name__)
@@ -95,12 +94,11 @@ def speed_perturb_3way(d: DataDir, factors=(0.9, 1.0, 1.1)) -> DataDir:
     return combine([speed_perturb_dir(d, f) for f in factors])
 
 
-def volume_perturb_dir(d: DataDir, low: float = 0.125, high: float = 2.0, seed: int = 0) -> DataDir:
+def volume_perturb_dir(d: DataDir, low: float = 0.125, high: float = 2.0) -> DataDir:
     if d.has("reco2vol"):
         log.info("%s: already volume-perturbed (reco2vol exists); not perturbing again", d.path)
         return d
-    rng = random.Random(seed)
-    vols = {r: rng.uniform(low, high) for r in sorted(d.wav)}
+    vols = draw_volume_factors(sorted(d.wav), low, high)
     d.wav = {r: _pipe(x, f"--vol {vols[r]:.6f}") for r, x in d.wav.items()}
     d.extras["reco2vol"] = {r: f"{v:.6f}" for r, v in vols.items()}
     return d
