@@ -1,0 +1,185 @@
+"""Flat-start (end-to-end) numerator graphs: transcript -> normalised pdf acceptor.
+
+Mirrors what Kaldi's flat-start recipe does per utterance:
+- compile-train-graphs (src/decoder/training-graph-compiler.cc) with
+  ``--transition-scale=0 --self-loop-scale=0``: the word sequence through the
+  lexicon FST of utils/prepare_lang.sh (make_lexicon_fst.py with --sil-prob: optional
+  silence at the start and after every word, probability sil_prob; every
+  pronunciation with its lexicon probability, 1.0 without lexiconp), the left-biphone
+  context and the chain HMM (HMM weights vanish at scale 0);
+- TrainingGraphToSupervisionE2e (src/chain/chain-supervision.cc): epsilons removed,
+  labels -> pdf-id + 1, the whole utterance, no time constraints;
+- AddWeightToSupervisionFstE2e: composition with the normalization FST (the den
+  graph with a new start state whose epsilon arcs carry the den initial probs, every
+  state final with weight 1), so each pdf sequence gets num weight x den weight and
+  num <= den; if the composition is empty the utterance is rejected.
+- the utterance must have at least as many output frames (ceil(T / frame-subsampling-
+  factor)) as the shortest path of its graph, else it is skipped (counted, logged).
+
+Deviation: parallel arcs of the composed graph with the same label and destination
+are summed (log-add) into one arc; the weighted language is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ser.chain.den_graph import DenGraph
+from ser.chain.fsa import NEG_INF, Fsa, _group
+from ser.chain.graph import ChainGraph
+from ser.chain.lang import Lang
+from ser.chain.topo import PdfMap, expand_to_pdfs
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else NEG_INF
+
+
+def utterance_phone_fsa(words: list[str], lang: Lang) -> Fsa:
+    """Phone acceptor L o (linear word acceptor), epsilon-free, log weights."""
+    n = len(words)
+    sil, nosil = _log(lang.sil_prob), _log(1.0 - lang.sil_prob)
+    # states: 0 = start, 1 + 2k = loop before word k (k = 0..n), 2 + 2k = silence state before word k
+    loop = lambda k: 1 + 2 * k
+    silst = lambda k: 2 + 2 * k
+    num_states = 2 * (n + 1) + 1
+    src, dst, lab, lp = [], [], [], []
+
+    def arc(s: int, d: int, label: int, w: float) -> None:
+        if w > NEG_INF:
+            src.append(s); dst.append(d); lab.append(label); lp.append(w)
+
+    arc(0, loop(0), 0, nosil)
+    arc(0, silst(0), 0, sil)
+    for k in range(n + 1):
+        arc(silst(k), loop(k), lang.sil_id, 0.0)
+    for k, w in enumerate(words):
+        for prob, pron in lang.prons(w):
+            cur = loop(k)
+            for i, ph in enumerate(pron[:-1]):
+                nxt = num_states
+                num_states += 1
+                arc(cur, nxt, ph, _log(prob) if i == 0 else 0.0)
+                cur = nxt
+            first = len(pron) == 1
+            base = _log(prob) if first else 0.0
+            arc(cur, loop(k + 1), pron[-1], base + nosil)
+            arc(cur, silst(k + 1), pron[-1], base + sil)
+    final = np.full(num_states, NEG_INF)
+    final[loop(n)] = 0.0
+    return Fsa(num_states, 0, np.array(src, np.int64), np.array(dst, np.int64), np.array(lab, np.int64),
+               np.array(lp, np.float64), final).rm_epsilon()
+
+
+def numerator_pdf_fsa(words: list[str], lang: Lang, pdf_map: PdfMap) -> Fsa:
+    """The training graph before normalisation (HMM weights at scale 0)."""
+    return expand_to_pdfs(utterance_phone_fsa(words, lang), pdf_map, 0.0, 0.0).connect()
+
+
+class Normalizer:
+    """Composition with the den graph's normalization FST."""
+
+    def __init__(self, den: DenGraph) -> None:
+        f = den.fsa
+        self.num_states = f.num_states
+        with np.errstate(divide="ignore"):
+            log_init = np.log(den.init)
+        o = np.lexsort((f.dst, f.label, f.src))
+        s, lab, d, w = f.src[o], f.label[o], f.dst[o], f.logp[o]
+        key = s * (int(lab.max(initial=0)) + 1) + lab
+        self._mult = int(lab.max(initial=0)) + 1
+        uk, starts = np.unique(key, return_index=True)
+        ends = np.append(starts[1:], len(key))
+        self._ranges = dict(zip(uk.tolist(), zip(starts.tolist(), ends.tolist())))
+        self._d, self._w = d, w
+        # the new start state after RmEpsilon: every arc of every state i, weighted by init(i)
+        ws = w + log_init[s]
+        self._start: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for x, idx in _groups_by(lab):
+            dd, ww = d[idx], ws[idx]
+            ud, inv = np.unique(dd, return_inverse=True)
+            m = np.full(len(ud), NEG_INF)
+            np.logaddexp.at(m, inv.reshape(-1), ww)
+            self._start[x] = (ud, m)
+
+    def compose(self, num: Fsa) -> Fsa:
+        """num o normalization, trimmed (empty Fsa if nothing survives)."""
+        if num.num_states == 0:
+            return Fsa.empty()
+        out = _group(num.num_states, num.src)
+        index: dict[tuple[int, int], int] = {(num.start, -1): 0}
+        states = [(num.start, -1)]
+        src, dst, lab, lp, final = [], [], [], [], []
+        k = 0
+        while k < len(states):
+            n, d = states[k]
+            final.append(num.final[n] if d >= 0 else NEG_INF)
+            idx = out[n]
+            for nn, x, w in zip(num.dst[idx].tolist(), num.label[idx].tolist(), num.logp[idx].tolist()):
+                if d < 0:
+                    cand = self._start.get(x)
+                    if cand is None:
+                        continue
+                    dds, dws = cand[0].tolist(), cand[1].tolist()
+                else:
+                    r = self._ranges.get(d * self._mult + x)
+                    if r is None:
+                        continue
+                    dds, dws = self._d[r[0]:r[1]].tolist(), self._w[r[0]:r[1]].tolist()
+                for dd, dw in zip(dds, dws):
+                    key = (nn, dd)
+                    j = index.get(key)
+                    if j is None:
+                        j = index[key] = len(states)
+                        states.append(key)
+                    src.append(k); dst.append(j); lab.append(x); lp.append(w + dw)
+            k += 1
+        return Fsa(len(states), 0, np.array(src, np.int64), np.array(dst, np.int64), np.array(lab, np.int64),
+                   np.array(lp, np.float64), np.array(final)).connect().merge_parallel_arcs()
+
+
+def _groups_by(keys: np.ndarray):
+    o = np.argsort(keys, kind="stable")
+    u, st = np.unique(keys[o], return_index=True)
+    en = np.append(st[1:], len(o))
+    for x, a, b in zip(u.tolist(), st.tolist(), en.tolist()):
+        yield x, o[a:b]
+
+
+def fsa_to_chain_graph(fsa: Fsa) -> ChainGraph:
+    init = torch.full((fsa.num_states,), float("-inf"))
+    init[fsa.start] = 0.0
+    return ChainGraph(fsa.num_states, torch.from_numpy(fsa.src.copy()), torch.from_numpy(fsa.dst.copy()),
+                      torch.from_numpy(fsa.label - 1), torch.from_numpy(fsa.logp.astype(np.float32)), init,
+                      torch.from_numpy(fsa.final.astype(np.float32)))
+
+
+def num_output_frames(num_frames: int, frame_subsampling_factor: int) -> int:
+    return (num_frames + frame_subsampling_factor - 1) // frame_subsampling_factor
+
+
+@dataclass
+class SupervisionResult:
+    graph: ChainGraph | None
+    reason: str  # "" when ok, else why the utterance was skipped
+    num_output_frames: int
+    min_length: int
+
+
+def make_supervision(words: list[str], num_frames: int, lang: Lang, pdf_map: PdfMap, normalizer: Normalizer,
+                     frame_subsampling_factor: int = 3) -> SupervisionResult:
+    T = num_output_frames(num_frames, frame_subsampling_factor)
+    if not words:
+        return SupervisionResult(None, "empty transcript", T, -1)
+    num = numerator_pdf_fsa(words, lang, pdf_map)
+    comp = normalizer.compose(num)
+    if comp.num_states == 0:
+        return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
+    m = comp.min_path_length()
+    if T < m:
+        return SupervisionResult(None, "too short", T, m)
+    return SupervisionResult(fsa_to_chain_graph(comp), "", T, m)
