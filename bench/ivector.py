@@ -1,0 +1,148 @@
+"""Online i-vector extraction speed (× real time) with paper-size models: 512 Gaussians, 40-dim
+features (40-dim MFCC spliced ±3 → PCA 40), 100-dim i-vectors, one i-vector every 10 frames.
+
+Reference measured in the same run: a per-frame loop written like Kaldi's ``OnlineIvectorFeature``
+(numpy float64, posteriors per frame, a solve every 10 frames) on a short subset; the script prints both
+speeds, their ratio and the largest difference between the two on that subset.  Features come from
+memory (no disk I/O); model parameters are random (speed does not depend on their values).
+
+    .venv/bin/python bench/ivector.py [--seconds 600] [--device cpu|cuda|all] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ser.ivector.diag_ubm import DiagGmm, UbmFeatures  # noqa: E402
+from ser.ivector.extractor import IvectorExtractor  # noqa: E402
+from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, UttBatch  # noqa: E402
+from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions  # noqa: E402
+
+C, F, D, RAW = 512, 40, 100, 40
+
+
+def models(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(C, F))
+    M = rng.normal(size=(C, F, D)) * 0.1
+    M[:, :, 0] = means / 100.0
+    ie = IvectorExtractor(torch.tensor(M), torch.diag_embed(torch.tensor(rng.uniform(0.5, 2, (C, F)))),
+                          torch.full((C,), 1.0 / C, dtype=torch.float64), 100.0)
+    ubm = DiagGmm(torch.full((C,), 1.0 / C, dtype=torch.float64), torch.tensor(means),
+                  torch.tensor(rng.uniform(0.5, 2, (C, F))))
+    mat = torch.tensor(rng.normal(size=(F, RAW * 7 + 1)) / np.sqrt(RAW * 7), dtype=torch.float32)
+    g = torch.zeros(2, RAW + 1, dtype=torch.float64)
+    g[0, RAW] = 1.0
+    return ie, ubm, UbmFeatures(mat, g, SpliceOptions(), OnlineCmvnOptions())
+
+
+def batch(seconds: float, utt_seconds: float = 6.0, utts_per_spk: int = 5, seed: int = 1) -> UttBatch:
+    rng = np.random.default_rng(seed)
+    n_utt = max(1, int(round(seconds / utt_seconds)))
+    lens = rng.integers(int(utt_seconds * 50), int(utt_seconds * 150) + 1, n_utt)
+    feats = torch.tensor(rng.normal(size=(int(lens.sum()), RAW)), dtype=torch.float32)
+    spks = [f"s{i // utts_per_spk}" for i in range(n_utt)]
+    return UttBatch([f"u{i}" for i in range(n_utt)], spks, feats, torch.tensor(lens))
+
+
+def reference(ie, ubm, ff, b: UttBatch, o: OnlineIvectorOptions) -> list[np.ndarray]:
+    """Kaldi-style per-frame loop (numpy float64): CMN by window sums, per-frame posteriors, solve per row."""
+    mat = ff.mat.double().numpy()
+    w, mu, var = ubm.weights.numpy(), ubm.means.numpy(), ubm.vars.numpy()
+    SiM = (ie.Sigma_inv @ ie.M).numpy()
+    U = (ie.M.transpose(1, 2) @ ie.Sigma_inv @ ie.M).numpy()
+    gmean = (ff.gstats[0, :RAW] / ff.gstats[0, RAW]).numpy()
+    cw, gf = ff.cmvn_opts.cmn_window, ff.cmvn_opts.global_frames
+    out = []
+    for x in b.split(b.feats):          # (speaker carry-over omitted: timing reference only)
+        x = x.double().numpy()
+        T = len(x)
+        cs = np.vstack([np.zeros(RAW), np.cumsum(x, 0)])
+        lin, quad, rows = np.zeros(D), np.zeros((D, D)), []
+        idx = np.clip(np.arange(T)[:, None] + np.arange(-3, 4)[None], 0, T - 1)
+        cmn = np.empty_like(x)
+        for t in range(T):
+            lo = max(0, t - cw + 1)
+            c = t + 1 - lo
+            k = min(cw - c, gf)
+            cmn[t] = x[t] - (cs[t + 1] - cs[lo] + k * gmean) / (c + k)
+        for t in range(T):
+            yp = cmn[idx[t]].reshape(-1) @ mat[:, :-1].T + mat[:, -1]
+            yx = x[idx[t]].reshape(-1) @ mat[:, :-1].T + mat[:, -1]
+            ll = np.log(w) - 0.5 * (np.log(2 * np.pi * var) + (yp - mu) ** 2 / var).sum(1)
+            top = np.argpartition(-ll, o.num_gselect)[:o.num_gselect]
+            top = top[np.argsort(-ll[top])]
+            p = np.exp(ll[top] - ll[top].max())
+            p /= p.sum()
+            keep = p >= o.min_post
+            keep[0] = True
+            p = p[keep] / p[keep].sum() * o.posterior_scale
+            for c_, pc in zip(top[keep], p):
+                lin += pc * SiM[c_].T @ yx
+                quad += pc * U[c_]
+            if t % o.ivector_period == 0:
+                L = lin.copy()
+                L[0] += ie.prior_offset
+                wv = np.linalg.solve(np.eye(D) + quad, L)
+                wv[0] -= ie.prior_offset
+                rows.append(wv)
+        out.append(np.array(rows))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=600.0, help="audio seconds for the vectorised extractor")
+    ap.add_argument("--ref-seconds", type=float, default=6.0, help="audio seconds for the per-frame reference")
+    ap.add_argument("--batch-seconds", type=float, default=200.0, help="audio seconds per batch")
+    ap.add_argument("--device", default="all", help="cpu, cuda or all (cpu + cuda if available)")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ie, ubm, ff = models()
+    o = OnlineIvectorOptions()
+
+    # reference (first utterance(s) of a short batch, one speaker per utterance)
+    rb = batch(a.ref_seconds, utt_seconds=a.ref_seconds, utts_per_spk=1, seed=2)
+    t0 = time.perf_counter()
+    ref = reference(ie, ubm, ff, rb, o)
+    t_ref = time.perf_counter() - t0
+    ref_rt = rb.num_frames / 100.0 / t_ref
+    print(f"reference per-frame loop (numpy): {rb.num_frames / 100:.1f} s audio in {t_ref:.2f} s = {ref_rt:.1f}x RT")
+
+    devices = ["cpu", "cuda"] if a.device == "all" else [a.device]
+    for dev in devices:
+        if dev == "cuda" and not torch.cuda.is_available():
+            print("cuda: not available")
+            continue
+        ex = OnlineIvectorExtractor(ie, ubm, ff, o, dev)
+        got = ex.extract(UttBatch(rb.utts, rb.spks, rb.feats.to(dev), rb.lengths.to(dev)))
+        diff = max(float(np.abs(g - r).max()) for g, r in zip(got, ref))
+        batches = [batch(a.batch_seconds, seed=10 + i) for i in range(max(1, int(round(a.seconds / a.batch_seconds))))]
+        batches = [UttBatch(b.utts, b.spks, b.feats.to(dev), b.lengths.to(dev)) for b in batches]
+        ex.extract(batches[0])  # warm-up
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for b in batches:
+            ex.extract(b)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        audio = sum(b.num_frames for b in batches) / 100.0
+        rt = audio / dt
+        print(f"vectorised {dev} (threads={torch.get_num_threads()}): {audio:.0f} s audio in {dt:.2f} s = {rt:.0f}x RT "
+              f"({rt / ref_rt:.0f}x the reference); max |diff| vs reference {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""Diagonal-covariance UBM: initialisation from frames, Gaussian splitting, E-M with Gaussian selection.
+
+Mirrors Kaldi's ``egs/wsj/s5/steps/online/nnet2/train_diag_ubm.sh`` with
+- ``src/gmmbin/gmm-global-init-from-feats.cc``: keep ``--num-frames`` random frames in memory; means
+  from distinct random frames, variances = global variance, equal weights, ``num_gauss_init`` =
+  int(initial_gauss_proportion · num_gauss) Gaussians; ``num_iters_init`` full E-M iterations, after each
+  one split up to ``cur + (num_gauss − init)/(num_iters_init/2)`` Gaussians (so splitting ends half-way);
+- ``src/gmm/diag-gmm.cc`` ``DiagGmm::Split``: split the heaviest Gaussian, halve its weight, means
+  ± 0.1·σ·ε (ε ~ N(0, I));
+- ``src/gmm/mle-diag-gmm.cc`` ``MleDiagGmmUpdate`` (defaults ``min_gaussian_occupancy`` 10,
+  ``min_variance`` 0.001): a Gaussian with occupancy ≤ 10 or weight ≤ ``min_gaussian_weight`` is not
+  updated, or removed when ``remove_low_count_gaussians`` (weights then renormalised);
+- ``gmm-gselect --n=30`` with the initial model ``0.dubm`` then ``num_iters`` passes of
+  ``gmm-global-acc-stats`` / ``gmm-global-est`` on subsampled frames, restricted to the selected
+  Gaussians; low-count Gaussians are removed only on the last pass.
+
+Features (as Kaldi): ``apply-cmvn-online`` (no speaker carry-over) → splice → PCA transform.
+Deviations: the random frame subset is drawn by per-frame Bernoulli sampling with probability
+num_frames/total (capped at num_frames) instead of Kaldi's reservoir sampling; Gaussian-selection
+indices are recomputed from ``0.dubm`` on every pass instead of being stored in ``gselect.*.gz``
+(identical selections, no disk).
+
+Model file ``final.dubm.pt``: {"weights": float64 (C,), "means": float64 (C, D), "vars": float64 (C, D)}.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ser.io.atomic import atomic_write_text
+from ser.ivector.features import (OnlineCmvnOptions, SpliceOptions, UttBatch, apply_transform, global_cmvn_stats,
+                                  iter_speaker_batches, load_data, online_cmn, resolve_device, speaker_order,
+                                  splice, subsample_mask)
+from ser.ivector.model_io import load_tensors, save_tensors
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32768  # frames per dense (N, C) block
+
+
+@dataclass
+class DiagGmm:
+    weights: torch.Tensor  # (C,) float64
+    means: torch.Tensor    # (C, D)
+    vars: torch.Tensor     # (C, D)
+
+    @property
+    def num_gauss(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    def to_dict(self) -> dict:
+        return {"weights": self.weights.double().cpu(), "means": self.means.double().cpu(),
+                "vars": self.vars.double().cpu()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiagGmm":
+        for k in ("weights", "means", "vars"):
+            if k not in d:
+                raise ValueError(f"diag UBM file lacks {k!r}")
+        return cls(d["weights"].double(), d["means"].double(), d["vars"].double())
+
+    def save(self, path: str | os.PathLike) -> None:
+        save_tensors(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DiagGmm":
+        return cls.from_dict(load_tensors(path))
+
+    def loglike_params(self, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        """(means/vars (C,D), −½/vars (C,D), gconst incl. log-weight (C,)) as ``DiagGmm::ComputeGconsts``."""
+        inv = 1.0 / self.vars
+        gconst = (torch.log(self.weights) - 0.5 * (torch.log(2 * math.pi * self.vars).sum(1)
+                                                   + (self.means ** 2 * inv).sum(1)))
+        return ((self.means * inv).to(device, dtype), (-0.5 * inv).to(device, dtype), gconst.to(device, dtype))
+
+    def loglikes(self, x: torch.Tensor, params: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """Per-Gaussian log(w_c N(x; μ_c, σ²_c)), (N, C), in the dtype of ``x``."""
+        mi, nhi, gc = params if params is not None else self.loglike_params(x.device, x.dtype)
+        return torch.addmm(gc, x, mi.T) + (x * x) @ nhi.T
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class GmmStats:
+    occ: torch.Tensor   # (C,) float64
+    x: torch.Tensor     # (C, D)
+    x2: torch.Tensor    # (C, D)
+    tot_like: float = 0.0
+    num_frames: int = 0
+
+    @classmethod
+    def zeros(cls, C: int, D: int, device: torch.device) -> "GmmStats":
+        z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
+        return cls(z(C), z(C, D), z(C, D))
+
+
+def accumulate(gmm: DiagGmm, x: torch.Tensor, stats: GmmStats, gselect: torch.Tensor | None = None) -> None:
+    """``AccumulateFromDiag`` over all Gaussians, or (``gselect`` (N, k) indices) over the selected ones."""
+    params = gmm.loglike_params(x.device, x.dtype)
+    for s in range(0, x.shape[0], CHUNK):
+        xc = x[s:s + CHUNK]
+        ll = gmm.loglikes(xc, params)
+        if gselect is not None:
+            sel = gselect[s:s + CHUNK]
+            lls = ll.gather(1, sel)
+            lse = torch.logsumexp(lls, 1)
+            post = torch.zeros_like(ll).scatter_(1, sel, torch.exp(lls - lse[:, None]))
+        else:
+            lse = torch.logsumexp(ll, 1)
+            post = torch.exp(ll - lse[:, None])
+        stats.tot_like += float(lse.double().sum())
+        stats.num_frames += xc.shape[0]
+        stats.occ += post.sum(0).double()
+        stats.x += (post.T @ xc).double()
+        stats.x2 += (post.T @ (xc * xc)).double()
+
+
+def gselect_indices(gmm: DiagGmm, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``gmm-gselect --n``: the ``n`` best Gaussians per frame, (N, min(n, C)) int64."""
+    n = min(n, gmm.num_gauss)
+    params = gmm.loglike_params(x.device, x.dtype)
+    return torch.cat([torch.topk(gmm.loglikes(x[s:s + CHUNK], params), n, dim=1).indices
+                      for s in range(0, x.shape[0], CHUNK)]) if x.shape[0] else torch.zeros(0, n, dtype=torch.long)
+
+
+def mle_update(gmm: DiagGmm, st: GmmStats, min_gaussian_weight: float = 1e-5, min_gaussian_occupancy: float = 10.0,
+               min_variance: float = 1e-3, remove_low_count_gaussians: bool = True) -> DiagGmm:
+    """``MleDiagGmmUpdate`` (weights, means, variances)."""
+    occ = st.occ.cpu()
+    tot = float(occ.sum())
+    prob = occ / tot if tot > 0 else torch.full_like(occ, 1.0 / gmm.num_gauss)
+    ok = (occ > min_gaussian_occupancy) & (prob > min_gaussian_weight)
+    w, mu, var = gmm.weights.clone(), gmm.means.clone(), gmm.vars.clone()
+    safe = occ.clamp(min=1e-300)[:, None]
+    new_mu = st.x.cpu() / safe
+    new_var = (st.x2.cpu() / safe - new_mu ** 2).clamp(min=min_variance)
+    w[ok] = prob[ok]
+    mu[ok] = new_mu[ok]
+    var[ok] = new_var[ok]
+    out = DiagGmm(w, mu, var)
+    bad = (~ok).nonzero().flatten()
+    if len(bad):
+        if remove_low_count_gaussians:
+            bad = bad[: gmm.num_gauss - 1]  # never remove the last one
+            keep = torch.ones(gmm.num_gauss, dtype=torch.bool)
+            keep[bad] = False
+            log.info("removing %d low-count Gaussians", len(bad))
+            out = DiagGmm(w[keep] / w[keep].sum(), mu[keep], var[keep])
+        else:
+            log.warning("%d Gaussians have too little occupancy and were not updated", len(bad))
+    return out
+
+
+def split(gmm: DiagGmm, target: int, perturb_factor: float = 0.1, gen: torch.Generator | None = None) -> DiagGmm:
+    """``DiagGmm::Split``: repeatedly split the heaviest Gaussian until there are ``target``."""
+    w = gmm.weights.clone().tolist()
+    mu = gmm.means.clone()
+    var = gmm.vars.clone()
+    n = gmm.num_gauss
+    if target <= n:
+        return gmm
+    mu = torch.cat([mu, torch.zeros(target - n, gmm.dim, dtype=mu.dtype)])
+    var = torch.cat([var, torch.zeros(target - n, gmm.dim, dtype=var.dtype)])
+    w = w + [0.0] * (target - n)
+    for cur in range(n, target):
+        i = max(range(cur), key=lambda j: w[j])  # first index of the max weight, as Kaldi
+        w[i] /= 2
+        w[cur] = w[i]
+        r = torch.randn(gmm.dim, generator=gen, dtype=torch.float64) * torch.sqrt(var[i])
+        var[cur] = var[i]
+        mu[cur] = mu[i] + perturb_factor * r
+        mu[i] = mu[i] - perturb_factor * r
+    return DiagGmm(torch.tensor(w, dtype=torch.float64), mu, var)
+
+
+def init_from_frames(feats: torch.Tensor, num_gauss: int, gen: torch.Generator) -> DiagGmm:
+    """``InitGmmFromRandomFrames``: means = distinct random frames, vars = global variance."""
+    N, D = feats.shape
+    if N < 10 * num_gauss:
+        raise ValueError(f"too few frames ({N}) to train {num_gauss} Gaussians (need {10 * num_gauss})")
+    x = feats.double()
+    var = (x * x).mean(0) - x.mean(0) ** 2
+    if float(var.max()) <= 0:
+        raise ValueError("features do not have positive variance")
+    idx = torch.randperm(N, generator=gen)[:num_gauss]
+    return DiagGmm(torch.full((num_gauss,), 1.0 / num_gauss, dtype=torch.float64), x[idx].cpu().clone(),
+                   var.cpu().expand(num_gauss, D).clone())
+
+
+def init_from_feats(feats: torch.Tensor, num_gauss: int, num_gauss_init: int, num_iters: int,
+                    min_gaussian_weight: float, seed: int = 0) -> tuple[DiagGmm, list[float]]:
+    """``gmm-global-init-from-feats``: returns the model and the per-frame log-likelihood of each iteration."""
+    gen = torch.Generator().manual_seed(seed)
+    if num_gauss_init <= 0 or num_gauss_init > num_gauss:
+        num_gauss_init = num_gauss
+    gmm = init_from_frames(feats, num_gauss_init, gen)
+    cur = num_gauss_init
+    inc = (num_gauss - num_gauss_init) // max(num_iters // 2, 1)
+    history = []
+    for it in range(num_iters):
+        st = GmmStats.zeros(gmm.num_gauss, gmm.dim, feats.device)
+        accumulate(gmm, feats, st)
+        history.append(st.tot_like / st.num_frames)
+        log.info("init iter %d: %d Gaussians, log-likelihood per frame %.4f over %d frames",
+                 it, gmm.num_gauss, history[-1], st.num_frames)
+        gmm = mle_update(gmm, st, min_gaussian_weight=min_gaussian_weight)
+        nxt = min(num_gauss, cur + inc)
+        if nxt > gmm.num_gauss:
+            gmm = split(gmm, nxt, 0.1, gen)
+            cur = nxt
+    return gmm, history
+
+
+# ---------------------------------------------------------------------------------------------
+class UbmFeatures:
+    """online CMN (no speaker carry) → splice → transform, as the ``feats`` pipelines of the scripts."""
+
+    def __init__(self, mat: torch.Tensor, gstats: torch.Tensor, splice_opts: SpliceOptions,
+                 cmvn_opts: OnlineCmvnOptions):
+        self.mat, self.gstats, self.splice_opts, self.cmvn_opts = mat, gstats, splice_opts, cmvn_opts
+
+    def __call__(self, b: UttBatch, carry_speaker: bool = False, cmn: bool = True) -> torch.Tensor:
+        x = online_cmn(b, self.gstats, self.cmvn_opts, carry_speaker=carry_speaker) if cmn else b.feats
+        return apply_transform(self.mat, splice(b, x, self.splice_opts))
+
+    @classmethod
+    def from_dir(cls, d: str | os.PathLike) -> "UbmFeatures":
+        d = Path(d)
+        for f in ("final.mat.pt", "global_cmvn.stats.pt", "splice_opts", "online_cmvn.conf"):
+            if not (d / f).is_file():
+                raise FileNotFoundError(f"{d}: expected {f}")
+        return cls(load_tensors(d / "final.mat.pt")["mat"], load_tensors(d / "global_cmvn.stats.pt")["stats"],
+                   SpliceOptions.from_conf((d / "splice_opts").read_text()),
+                   OnlineCmvnOptions.from_conf((d / "online_cmvn.conf").read_text()))
+
+    def copy_to(self, src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        for f in ("final.mat.pt", "global_cmvn.stats.pt", "splice_opts", "online_cmvn.conf"):
+            if Path(src).resolve() != Path(dst).resolve():
+                tmp = Path(dst) / (f + ".tmp")
+                shutil.copyfile(Path(src) / f, tmp)
+                os.replace(tmp, Path(dst) / f)
+
+
+def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.PathLike, ubm_dir: str | os.PathLike,
+                   num_iters: int = 4, num_gselect: int = 30, num_frames: int = 500_000, num_iters_init: int = 20,
+                   initial_gauss_proportion: float = 0.5, subsample: int = 2, min_gaussian_weight: float = 1e-4,
+                   remove_low_count_gaussians: bool = True, seed: int = 0, device: str = "auto",
+                   batch_frames: int = 200_000) -> tuple[DiagGmm, dict[str, list[float]]]:
+    if num_gauss <= 0:
+        raise ValueError(f"bad num-gauss {num_gauss}")
+    dev = resolve_device(device)
+    d = load_data(data)
+    out = Path(ubm_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    src = UbmFeatures.from_dir(pca_dir)
+    gstats, total = global_cmvn_stats(d, dev)  # Kaldi recomputes global_cmvn.stats from this data
+    feats_fn = UbmFeatures(src.mat, gstats, src.splice_opts, src.cmvn_opts)
+    src.copy_to(pca_dir, out)
+    save_tensors(out / "global_cmvn.stats.pt", {"stats": gstats})
+    spk_utts = speaker_order(d)
+
+    # --- in-memory initialisation on a random subset of (non-subsampled) frames
+    gen = torch.Generator().manual_seed(seed)
+    keep_prob = min(1.0, num_frames / total)
+    kept = []
+    for b in iter_speaker_batches(d, spk_utts, batch_frames, dev, progress="ubm init frames"):
+        x = feats_fn(b)
+        if keep_prob < 1.0:
+            x = x[(torch.rand(x.shape[0], generator=gen) < keep_prob).to(dev)]
+        kept.append(x)
+    init_feats = torch.cat(kept)[:num_frames]
+    num_gauss_init = int(initial_gauss_proportion * num_gauss)
+    if num_gauss_init <= 0:
+        raise ValueError(f"invalid num-gauss-init {num_gauss_init}")
+    log.info("initializing from %d Gaussians to %d over %d iterations on %d of %d frames",
+             num_gauss_init, num_gauss, num_iters_init, init_feats.shape[0], total)
+    gmm, init_hist = init_from_feats(init_feats, num_gauss, num_gauss_init, num_iters_init, min_gaussian_weight, seed)
+    del init_feats, kept
+    gmm.save(out / "0.dubm.pt")
+    gmm0 = gmm
+
+    # --- E-M passes over the subsampled data with Gaussian selection from 0.dubm
+    hist = []
+    for it in range(num_iters):
+        st = GmmStats.zeros(gmm.num_gauss, gmm.dim, dev)
+        for b in iter_speaker_batches(d, spk_utts, batch_frames, dev, progress=f"ubm pass {it}"):
+            x = feats_fn(b)[subsample_mask(b, subsample)]
+            accumulate(gmm, x, st, gselect_indices(gmm0, x, num_gselect))
+        hist.append(st.tot_like / st.num_frames)
+        log.info("pass %d: log-likelihood per frame %.4f over %d frames", it, hist[-1], st.num_frames)
+        last = it == num_iters - 1
+        gmm = mle_update(gmm, st, min_gaussian_weight=min_gaussian_weight,
+                         remove_low_count_gaussians=remove_low_count_gaussians and last)
+        gmm.save(out / f"{it + 1}.dubm.pt")
+        (out / f"{it}.dubm.pt").unlink(missing_ok=True) if it > 0 else None
+    gmm.save(out / "final.dubm.pt")
+    for f in out.glob("[0-9]*.dubm.pt"):
+        f.unlink()
+    atomic_write_text(out / "log_likelihoods", "".join(
+        [f"init {i} {v:.6f}\n" for i, v in enumerate(init_hist)] + [f"pass {i} {v:.6f}\n" for i, v in enumerate(hist)]))
+    return gmm, {"init": init_hist, "passes": hist}

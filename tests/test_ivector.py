@@ -1,0 +1,299 @@
+"""Tests of ser.ivector against independent numpy re-derivations of Kaldi's semantics (tiny models)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser.io.tables import load_scp_matrices
+from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
+from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
+from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, modify_speaker_info
+from ser.ivector.model_io import save_tensors
+from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions, extract_ivectors_online
+from ser.ivector.pca import get_pca_transform
+from ser.ivector.synthetic import make_synthetic_datadir
+
+C, FEAT, D, RAW = 8, 6, 4, 5   # Gaussians, transformed dim, i-vector dim, raw feature dim
+
+
+def _spd(rng, n, scale=1.0):
+    a = rng.normal(size=(n, n))
+    return a @ a.T / n * scale + np.eye(n) * 0.5
+
+
+def _random_models(rng) -> tuple[IvectorExtractor, DiagGmm, UbmFeatures]:
+    M = rng.normal(size=(C, FEAT, D)) * 0.5
+    means = rng.normal(size=(C, FEAT)) * 2
+    M[:, :, 0] = means / 100.0
+    Sinv = np.stack([np.linalg.inv(_spd(rng, FEAT)) for _ in range(C)])
+    w = rng.dirichlet(np.ones(C) * 5)
+    ie = IvectorExtractor(torch.tensor(M), torch.tensor(Sinv), torch.tensor(w), 100.0)
+    ubm = DiagGmm(torch.tensor(w), torch.tensor(means), torch.tensor(rng.uniform(0.5, 2.0, (C, FEAT))))
+    mat = torch.tensor(rng.normal(size=(FEAT, RAW * 7 + 1)) * 0.3, dtype=torch.float32)
+    gstats = torch.zeros(2, RAW + 1, dtype=torch.float64)
+    gstats[0, :RAW] = torch.tensor(rng.normal(size=RAW) * 50)
+    gstats[0, RAW] = 100.0
+    return ie, ubm, UbmFeatures(mat, gstats, SpliceOptions(3, 3), OnlineCmvnOptions(cmn_window=15, speaker_frames=9,
+                                                                                     global_frames=4))
+
+
+# ---------------------------------------------------------------------------------------------
+def test_ivector_posterior_matches_closed_form():
+    rng = np.random.default_rng(0)
+    ie, _, _ = _random_models(rng)
+    gamma = rng.uniform(0, 5, (3, C))
+    X = rng.normal(size=(3, C, FEAT)) * gamma[:, :, None]
+    mean, var, _, _ = ie.posterior(torch.tensor(gamma), torch.tensor(X))
+    M, Sinv = ie.M.numpy(), ie.Sigma_inv.numpy()
+    m = 100.0 * M[:, :, 0]
+    for b in range(3):
+        prec = np.eye(D) + sum(gamma[b, c] * M[c].T @ Sinv[c] @ M[c] for c in range(C))
+        lin = sum(M[c].T @ Sinv[c] @ (X[b, c] - gamma[b, c] * m[c]) for c in range(C))
+        ref = np.linalg.solve(prec, lin)
+        got = mean[b].numpy().copy()
+        got[0] -= ie.prior_offset
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(np.linalg.inv(var[b].numpy()), prec, rtol=1e-8, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# independent per-frame reference of ivector-extract-online2 (Kaldi's loops, numpy float64)
+def _ref_online(utts, spks, ie, ubm, ff: UbmFeatures, o: OnlineIvectorOptions):
+    mat = ff.mat.double().numpy()
+    g = ff.gstats.numpy()
+    gmean = g[0, :RAW] / g[0, RAW]
+    cw, sf, gf = ff.cmvn_opts.cmn_window, ff.cmvn_opts.speaker_frames, ff.cmvn_opts.global_frames
+    w, mu, var = ubm.weights.numpy(), ubm.means.numpy(), ubm.vars.numpy()
+    M, Sinv, off = ie.M.numpy(), ie.Sigma_inv.numpy(), ie.prior_offset
+    SiM = np.einsum("cfg,cgd->cfd", Sinv, M)
+    U = np.einsum("cfd,cfe->cde", M, SiM)
+    out = []
+    prev = None
+    for x, spk in zip(utts, spks):
+        x = x.astype(np.float64)
+        if spk != prev:
+            prev, spk_sum, spk_cnt = spk, np.zeros(RAW), 0.0
+            lin0, quad0, n0 = np.zeros(D), np.zeros((D, D)), 0.0
+        T = len(x)
+        cmn = np.zeros_like(x)
+        for t in range(T):
+            lo = max(0, t - cw + 1)
+            s, c = x[lo:t + 1].sum(0), float(t + 1 - lo)
+            if c < cw and spk_cnt > 0:
+                k = min(cw - c, sf, spk_cnt)
+                s, c = s + k * spk_sum / spk_cnt, c + k
+            if c < cw:
+                k = min(cw - c, gf)
+                s, c = s + k * gmean, c + k
+            cmn[t] = x[t] - s / c
+
+        def spl(y):
+            idx = np.clip(np.arange(T)[:, None] + np.arange(-3, 4)[None, :], 0, T - 1)
+            return y[idx].reshape(T, -1) @ mat[:, :-1].T + mat[:, -1]
+        yp, yx = spl(cmn), spl(x)
+        lin, quad, n = lin0.copy(), quad0.copy(), n0
+        rows = []
+        for t in range(T):
+            ll = np.log(w) - 0.5 * (np.log(2 * np.pi * var) + (yp[t] - mu) ** 2 / var).sum(1)
+            top = np.argsort(-ll, kind="stable")[:o.num_gselect]
+            p = np.exp(ll[top] - ll[top].max())
+            p /= p.sum()
+            keep = p >= o.min_post
+            keep[0] = True
+            top, p = top[keep], p[keep] / p[keep].sum() * o.posterior_scale
+            for c, pc in zip(top, p):
+                lin += pc * SiM[c].T @ yx[t]
+                quad += pc * U[c]
+                n += pc
+            if t % o.ivector_period == 0:
+                L = lin.copy()
+                L[0] += off
+                wv = np.linalg.solve(np.eye(D) + quad, L)
+                wv[0] -= off
+                rows.append(wv)
+                snap = (lin.copy(), quad.copy(), n)   # Kaldi stops accumulating at the last row's frame
+        out.append(np.array(rows))
+        spk_sum, spk_cnt = spk_sum + x.sum(0), spk_cnt + T
+        limit = o.max_remembered_frames * o.posterior_scale
+        lin, quad, n = snap
+        sc = limit / n if n > limit else 1.0
+        lin0, quad0, n0 = lin * sc, quad * sc, n * sc
+    return out
+
+
+def _batch(utts, spks):
+    from ser.ivector.features import UttBatch
+    return UttBatch([f"u{i}" for i in range(len(utts))], list(spks),
+                    torch.tensor(np.concatenate(utts), dtype=torch.float32),
+                    torch.tensor([len(u) for u in utts]))
+
+
+@pytest.fixture(scope="module")
+def online_setup():
+    rng = np.random.default_rng(1)
+    ie, ubm, ff = _random_models(rng)
+    lens = [1, 10, 11, 37, 25, 60, 9]
+    spks = ["a", "a", "a", "a", "b", "b", "c"]
+    utts = [rng.normal(size=(T, RAW)) * 2 + 1 for T in lens]
+    opts = OnlineIvectorOptions(max_remembered_frames=30)   # small, so LimitFrames scaling is exercised
+    return ie, ubm, ff, opts, utts, spks
+
+
+def test_online_rows_match_per_frame_reference(online_setup):
+    ie, ubm, ff, opts, utts, spks = online_setup
+    ex = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu")
+    got = ex.extract(_batch(utts, spks))
+    ref = _ref_online(utts, spks, ie, ubm, ff, opts)
+    for u, (g, r) in enumerate(zip(got, ref)):
+        assert g.shape == (math.ceil(len(utts[u]) / 10), D)
+        np.testing.assert_allclose(g, r, rtol=2e-3, atol=2e-3, err_msg=f"utterance {u}")
+
+
+def test_online_row_uses_frames_up_to_10i(online_setup):
+    ie, ubm, ff, opts, utts, spks = online_setup
+    ex = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu")
+    base = ex.extract(_batch(utts, spks))
+    u, i = 5, 2                        # utterance of 60 frames, row 2 ↔ frames 0..20
+    mod = [x.copy() for x in utts]
+    mod[u][10 * i + 4] += 5.0          # just outside frame 10i's ±3 splice window
+    got = ex.extract(_batch(mod, spks))
+    np.testing.assert_allclose(got[u][:i + 1], base[u][:i + 1], rtol=0, atol=1e-6)
+    assert np.abs(got[u][i + 1] - base[u][i + 1]).max() > 1e-3
+    mod2 = [x.copy() for x in utts]
+    mod2[u][10 * i + 3] += 5.0         # inside the window of frame 10i → row i changes
+    got2 = ex.extract(_batch(mod2, spks))
+    np.testing.assert_allclose(got2[u][:i], base[u][:i], rtol=0, atol=1e-6)
+    assert np.abs(got2[u][i] - base[u][i]).max() > 1e-3
+
+
+def test_online_speaker_carry_over(online_setup):
+    ie, ubm, ff, opts, utts, spks = online_setup
+    ex = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu")
+    base = ex.extract(_batch(utts, spks))
+    alone = ex.extract(_batch(utts[4:5], ["b"]))          # first utterance of b: no carry-in
+    np.testing.assert_allclose(alone[0], base[4], atol=1e-5)
+    alone2 = ex.extract(_batch(utts[5:6], ["b"]))         # second utterance of b without its history
+    assert np.abs(alone2[0] - base[5]).max() > 1e-3
+    # speakers are independent: changing speaker b's data leaves speaker c's rows untouched
+    mod = [x.copy() for x in utts]
+    mod[4] += 3.0
+    mod[5] -= 1.0
+    got = ex.extract(_batch(mod, spks))
+    assert np.abs(got[5] - base[5]).max() > 1e-3
+    np.testing.assert_allclose(got[6], base[6], rtol=0, atol=1e-6)
+
+
+def test_online_rows_on_disk(tmp_path: Path, online_setup):
+    ie, ubm, ff, opts, _, _ = online_setup
+    d = make_synthetic_datadir(tmp_path / "data", num_spk=2, utts_per_spk=3, dim=RAW, min_frames=5, max_frames=41)
+    exdir = tmp_path / "ie"
+    exdir.mkdir()
+    ie.save(exdir / "final.ie.pt")
+    ubm.save(exdir / "final.dubm.pt")
+    save_tensors(exdir / "final.mat.pt", {"mat": ff.mat})
+    save_tensors(exdir / "global_cmvn.stats.pt", {"stats": ff.gstats})
+    (exdir / "splice_opts").write_text(ff.splice_opts.to_conf())
+    (exdir / "online_cmvn.conf").write_text(ff.cmvn_opts.to_conf())
+    extract_ivectors_online(d.path, exdir, tmp_path / "iv", opts, device="cpu")
+    got = load_scp_matrices(tmp_path / "iv" / "ivector_online.scp")
+    assert (tmp_path / "iv" / "ivector_period").read_text().strip() == "10"
+    from ser.ivector.features import read_feats
+    utts = [read_feats(d, u) for u in d.utts]
+    ref = _ref_online(utts, [d.utt2spk[u] for u in d.utts], ie, ubm, ff, opts)
+    for u, r in zip(d.utts, ref):
+        assert got[u].shape == (math.ceil(len(read_feats(d, u)) / 10), D)
+        np.testing.assert_allclose(got[u], r, rtol=2e-3, atol=2e-3)
+    for f in exdir.glob("*.pt"):
+        assert isinstance(torch.load(f, weights_only=True), dict)
+
+
+# ---------------------------------------------------------------------------------------------
+def _np_restricted_loglike(gmm: DiagGmm, x: np.ndarray, sel: np.ndarray) -> float:
+    w, mu, var = gmm.weights.numpy(), gmm.means.numpy(), gmm.vars.numpy()
+    ll = np.log(w)[None] - 0.5 * (np.log(2 * np.pi * var)[None] + (x[:, None, :] - mu[None]) ** 2 / var[None]).sum(2)
+    lls = np.take_along_axis(ll, sel, 1)
+    m = lls.max(1)
+    return float((m + np.log(np.exp(lls - m[:, None]).sum(1))).mean())
+
+
+def test_ubm_em_increases_likelihood():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(size=(400, 3)) * s + m for s, m in ((1, -3), (0.5, 2), (2, 0))])
+    xt = torch.tensor(x, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(x), generator=gen)[:6]
+    gmm = DiagGmm(torch.full((6,), 1 / 6, dtype=torch.float64), torch.tensor(x[idx.numpy()]),
+                  torch.tensor(np.tile(x.var(0), (6, 1))))
+    sel = gselect_indices(gmm, xt, 4)                       # gselect from the initial model, as Kaldi
+    prev = _np_restricted_loglike(gmm, x, sel.numpy())
+    for it in range(6):
+        st = GmmStats.zeros(gmm.num_gauss, 3, torch.device("cpu"))
+        accumulate(gmm, xt, st, sel)
+        assert st.tot_like / st.num_frames == pytest.approx(prev, abs=1e-4)
+        gmm = mle_update(gmm, st, min_gaussian_weight=1e-4, remove_low_count_gaussians=False)
+        cur = _np_restricted_loglike(gmm, x, sel.numpy())
+        assert cur > prev - 1e-9, f"iteration {it}: {cur} < {prev}"
+        prev = cur
+    assert gmm.weights.sum().item() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ivtrain")
+    d = make_synthetic_datadir(root / "data", num_spk=5, utts_per_spk=4, dim=RAW, seed=3)
+    get_pca_transform(d.path, root / "pca", dim=FEAT, device="cpu")
+    from ser.ivector.diag_ubm import train_diag_ubm
+    _, ubm_hist = train_diag_ubm(d.path, C, root / "pca", root / "ubm", num_frames=4000, num_iters_init=6,
+                                 device="cpu")
+    ie, hist = train_ivector_extractor(d.path, root / "ubm", root / "ie", ivector_dim=D, num_iters=6,
+                                       gaussian_min_count=1.0, variance_floor_factor=0.01, device="cpu")
+    return root, d, ubm_hist, ie, hist
+
+
+def test_pca_whitens(trained):
+    root, d, *_ = trained
+    from ser.ivector.features import iter_speaker_batches, online_cmn, speaker_order, splice, subsample_mask
+    ff = UbmFeatures.from_dir(root / "pca")
+    mat = ff.mat.double().numpy()
+    assert mat.shape == (FEAT, RAW * 7 + 1)
+    ys = []
+    for b in iter_speaker_batches(d, speaker_order(d), 10 ** 9, torch.device("cpu")):
+        x = splice(b, online_cmn(b, ff.gstats, ff.cmvn_opts), ff.splice_opts)[subsample_mask(b, 2)]
+        ys.append(x.double().numpy())
+    x = np.concatenate(ys)
+    y = x @ mat[:, :-1].T + mat[:, -1]
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(y.T, bias=True), np.eye(FEAT), atol=1e-4)
+    # rows span the top eigenvectors of the covariance (numpy eigh, independently)
+    ev, P = np.linalg.eigh(np.cov(x.T, bias=True))
+    top = P[:, np.argsort(-ev)[:FEAT]]
+    A = mat[:, :-1] / np.linalg.norm(mat[:, :-1], axis=1, keepdims=True)
+    np.testing.assert_allclose(np.abs(np.sum(A * top.T, axis=1)), 1.0, atol=1e-4)
+
+
+def test_ubm_training_passes_increase_likelihood(trained):
+    _, _, ubm_hist, _, _ = trained
+    p = ubm_hist["passes"]
+    assert all(b > a for a, b in zip(p, p[1:])), p
+
+
+def test_extractor_em_increases_auxf(trained):
+    root, _, _, ie, hist = trained
+    assert all(b > a - 1e-9 for a, b in zip(hist, hist[1:])), hist
+    assert hist[-1] > hist[0] + 0.1
+    loaded = IvectorExtractor.from_dict(torch.load(root / "ie" / "final.ie.pt", weights_only=True))
+    torch.testing.assert_close(loaded.M, ie.M)
+    assert loaded.prior_offset == pytest.approx(ie.prior_offset)
+    assert not list((root / "ie").glob("[0-9]*.ie.pt"))
+
+
+def test_modify_speaker_info():
+    u2s = {f"s1-u{i}": "s1" for i in range(5)} | {"s2-u0": "s2"}
+    got = modify_speaker_info(u2s, 2)
+    assert got == {"s1-u0": "s1-1", "s1-u1": "s1-1", "s1-u2": "s1-2", "s1-u3": "s1-2", "s1-u4": "s1-3", "s2-u0": "s2-1"}
