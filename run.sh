@@ -9,7 +9,10 @@
 # Stages (each idempotent; outputs appear only when complete; logs under exp/**/log/):
 #   0  embedded corpora (espeak-ng), skipped when the config points at real corpora
 #   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*
+#   2  lang: lexicon from TEDLIUM.152k.dic (+ cmudict), phones, chain topology -> data/lang_chain
 #   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp
+#   4  online i-vectors: PCA, diag UBM, extractor on the ASR training data; extraction -> exp/ivectors_*
+#   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 set -euo pipefail
 
 stage=0
@@ -71,6 +74,15 @@ if run_stage 1; then
   grep '^iemocap_' exp/log/prepare_iemocap.log
 fi
 
+if run_stage 2; then
+  banner 2 "lang (lexicon, phones, chain topology)"
+  python local/prepare_dict.py --text data/tedlium_train/text "$corpora_tedlium/TEDLIUM.152k.dic" data/local/dict \
+    > exp/log/prepare_dict.log 2>&1 || { tail -n 3 exp/log/prepare_dict.log >&2; exit 1; }
+  steps/prepare_lang_chain.sh data/local/dict "<unk>" data/lang_chain > exp/log/prepare_lang_chain.log 2>&1 \
+    || { tail -n 3 exp/log/prepare_lang_chain.log >&2; exit 1; }
+  echo "data/lang_chain: $(grep -vc '^<eps>' data/lang_chain/phones.txt) phones, $(wc -l < data/lang_chain/words.txt) words"
+fi
+
 if run_stage 3; then
   banner 3 "hires MFCC (+ speed/volume perturbation of the ASR training data)"
   utils/perturb_data_dir_speed_3way.sh --factors "$features_speed_perturb" data/tedlium_train data/tedlium_train_sp
@@ -85,6 +97,39 @@ if run_stage 3; then
   for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
     utils/copy_feats_from.sh data/iemocap_all data/$x
   done
+fi
+
+if run_stage 4; then
+  banner 4 "online i-vectors (PCA, ${ivector_num_gauss}-Gaussian diag UBM, ${ivector_dim}-dim extractor)"
+  ie=exp/nnet3/extractor
+  if [ ! -f $ie/final.ie.pt ]; then
+    # UBM and PCA on a quarter of the training utterances, extractor on all (run_ivector_common.sh)
+    awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list 2>/dev/null \
+      || { mkdir -p exp/nnet3; awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list; }
+    utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list data/tedlium_train_sp data/tedlium_train_sp_subset
+    steps/online/get_pca_transform.sh --num-threads 1 data/tedlium_train_sp_subset exp/nnet3/pca \
+      > exp/nnet3/log.pca 2>&1 || { tail -n 3 exp/nnet3/log.pca >&2; exit 1; }
+    steps/online/train_diag_ubm.sh --num-threads 1 --num-frames "$ivector_ubm_num_frames" \
+      data/tedlium_train_sp_subset "$ivector_num_gauss" exp/nnet3/pca exp/nnet3/diag_ubm \
+      > exp/nnet3/log.diag_ubm 2>&1 || { tail -n 3 exp/nnet3/log.diag_ubm >&2; exit 1; }
+    steps/online/train_ivector_extractor.sh --num-threads 1 --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" \
+      data/tedlium_train_sp exp/nnet3/diag_ubm $ie > exp/nnet3/log.extractor 2>&1 \
+      || { tail -n 3 exp/nnet3/log.extractor >&2; exit 1; }
+  fi
+  for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
+    opts=""; [ $x = tedlium_train_sp ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
+    if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
+      steps/online/extract_ivectors_online.sh --num-threads 1 $opts data/$x $ie exp/nnet3/ivectors_$x \
+        > exp/nnet3/log.ivectors_$x 2>&1 || { tail -n 3 exp/nnet3/log.ivectors_$x >&2; exit 1; }
+    fi
+    echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
+  done
+fi
+
+if run_stage 5; then
+  banner 5 "chain prep (phone LM, den graph, numerator supervision)"
+  steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states" \
+    data/tedlium_train_sp data/lang_chain exp/chain
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

@@ -1,0 +1,319 @@
+"""Synthetic IEMOCAP (``IEMOCAP_full_release``) in the real on-disk layout (stage 0 of the recipe).
+
+Stands in for the licensed IEMOCAP release so that the SER data preparation runs unchanged on it.  Layout::
+
+    IEMOCAP_full_release/Session{1..5}/dialog/EmoEvaluation/<dialog>.txt
+    IEMOCAP_full_release/Session{1..5}/dialog/transcriptions/<dialog>.txt
+    IEMOCAP_full_release/Session{1..5}/sentences/wav/<dialog>/<utt>.wav        16 kHz mono PCM_16
+
+Ten speakers (one F and one M per session), each a distinct espeak-ng voice; both speak in every dialog.
+Dialogs ``Ses0<s><F|M>_impro<NN>`` and ``Ses0<s><F|M>_script<NN>_<K>``, including the real odd names
+``Ses03M_impro05a``/``Ses03M_impro05b`` (and ``impro08a/b`` when a session has room) and
+``Ses05M_script01_1b``.  Turn ids ``<dialog>_<F|M><NNN>``, numbered per speaker; the turn's speaker is the
+first letter of the last ``_`` token (fixed-index parsing breaks on the a/b dialogs, as in the real corpus).
+
+EmoEvaluation files: header ``% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]``, then one
+blank-line-separated block per turn::
+
+    [6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]
+    C-E2:<TAB>Neutral;<TAB>()
+    C-E3:<TAB>Neutral; Frustration;<TAB>()
+    C-E5:<TAB>Neutral;<TAB>()
+    C-F1:<TAB>Neutral;<TAB>(curious)
+    A-E2:<TAB>val 3; act 2; dom  2;<TAB>()
+    A-E5:<TAB>val 2; act 3; dom  3;<TAB>()
+    A-F1:<TAB>val 3; act 2; dom  1;<TAB>()
+
+Three categorical evaluators per dialog (names among E1..E6); each lists one or (rarely) two categories.
+**Consensus rule**: the category listed by at least 2 of the 3 ``C-E*`` evaluators, if exactly one such
+category has the highest count; otherwise ``xxx``.  The actor's own ``C-F1``/``C-M1`` line (F1 on F turns,
+M1 on M turns) does not vote.  The ``[V, A, D]`` summary is the mean of the ``A-E*`` lines (not ``A-F1``).
+Transcriptions: ``<utt> [<start:08.4f>-<end:08.4f>]: <Text>`` in time order, with rare non-utterance
+lines (``M: [BREATHING]``, ``<dialog>_MXX0 : [LAUGHTER]``) that a strict regex must skip.
+
+Emotion is carried by prosody only: each turn has a latent emotion that shifts the speaker's baseline
+espeak rate, pitch, pitch range, volume and word gap; every turn adds random jitter (classes overlap),
+a random recording gain and noise at 5-30 dB SNR.  Text never depends on emotion; scripted dialogs reuse
+the same lines across sessions and speakers like the real corpus.  Evaluator votes are noisy functions of
+the latent emotion, so consensus labels (what a recipe trains on) are noisy too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser.corpora import text as textgen
+from ser.corpora.espeak import Prosody, add_noise, map_fresh_processes, synth_16k, to_pcm16
+from ser.corpora.tedlium import IEMOCAP_VOICES, MARKER
+
+__all__ = ["IemocapConfig", "make_iemocap", "consensus", "NAME", "CATEGORY", "CODE", "EMOTION_PROSODY",
+           "speaker_voice"]
+
+log = logging.getLogger(__name__)
+
+NAME = "IEMOCAP_full_release"
+SR = 16000
+
+CATEGORY = {"ang": "Anger", "hap": "Happiness", "exc": "Excited", "sad": "Sadness", "neu": "Neutral",
+            "fru": "Frustration", "sur": "Surprise", "fea": "Fear", "oth": "Other", "dis": "Disgust"}
+CODE = {v: k for k, v in CATEGORY.items()}
+
+# Latent emotion prior (before annotation noise produces xxx), roughly IEMOCAP's label shares.
+_PRIOR = {"neu": 0.23, "fru": 0.22, "ang": 0.14, "sad": 0.14, "exc": 0.14, "hap": 0.11, "sur": 0.012,
+          "fea": 0.005, "dis": 0.002, "oth": 0.003}
+# Category an evaluator picks when not the latent one.
+_CONFUSE = {"neu": ["fru", "sad", "hap", "exc"], "fru": ["ang", "neu", "sad"], "ang": ["fru", "dis", "neu"],
+            "sad": ["neu", "fru", "fea"], "exc": ["hap", "neu", "sur"], "hap": ["exc", "neu", "sur"],
+            "sur": ["exc", "hap", "fea"], "fea": ["sad", "sur", "fru"], "dis": ["ang", "fru"], "oth": ["neu", "fru"]}
+# Prosody shift per latent emotion relative to the speaker baseline: rate (wpm), pitch, range, volume, wordgap.
+EMOTION_PROSODY: dict[str, tuple[float, float, float, float, float]] = {
+    "neu": (0, 0, 0, 0, 0),
+    "fru": (10, 5, 12, 25, 0),
+    "ang": (25, 18, 35, 70, 0),
+    "sad": (-50, -18, -30, -40, 4),
+    "exc": (40, 32, 40, 30, 0),
+    "hap": (15, 24, 25, 10, 0),
+    "sur": (10, 30, 45, 20, 0),
+    "fea": (30, 25, -15, -15, 1),
+    "dis": (-25, -8, 15, 15, 2),
+    "oth": (0, 5, 5, 0, 0),
+}
+_JITTER = (14.0, 5.0, 10.0, 15.0, 1.0)  # per-utterance standard deviations of the same five parameters
+# Mean (valence, activation, dominance) per latent emotion on the 1..5 scale.
+_VAD = {"neu": (3, 2.5, 3), "fru": (2, 3, 3), "ang": (1.8, 4, 4), "sad": (1.8, 2, 2), "exc": (4, 4, 3.5),
+        "hap": (4, 3, 3), "sur": (3.5, 4, 3), "fea": (2, 3.5, 2), "dis": (2, 3, 3.5), "oth": (3, 3, 3)}
+# Main latent emotion of each improvisation topic (the rest of its turns follow _PRIOR).
+_IMPRO_THEME = {1: "fru", 2: "sad", 3: "exc", 4: "fru", 5: "ang", 6: "sad", 7: "exc", 8: "neu"}
+_SCRIPTS = ["01_1", "01_2", "01_3", "02_1", "02_2", "03_1", "03_2"]
+_COMMENTS = ["curious", "annoyed", "bored", "tired", "sarcastic", "worried", "calm", "confused", "amused"]
+
+
+@dataclass(frozen=True)
+class IemocapConfig:
+    seed: int = 0
+    turns: int = 1000            # labelled turns in all (the real corpus has 10,039)
+    turns_per_dialog: int = 25   # sets how many dialogs each session gets (real: ~66)
+    script_lines: int = 80       # lines per script text (shared across sessions)
+
+
+@dataclass(frozen=True)
+class _SessionJob:
+    out_dir: str
+    session: int
+    dialogs: tuple[tuple[str, int], ...]  # (dialog name, number of turns)
+    seed: int
+    script_lines: int
+
+
+def speaker_voice(session: int, sex: str) -> str:
+    """espeak voice of speaker ``Ses0<session><sex>``."""
+    return IEMOCAP_VOICES[sex][session - 1]
+
+
+def consensus(votes: list[list[str]]) -> str:
+    """Consensus code from the categorical evaluators' lists of category codes (see module docstring)."""
+    counts: dict[str, int] = {}
+    for v in votes:
+        for c in set(v):
+            counts[c] = counts.get(c, 0) + 1
+    if not counts:
+        return "xxx"
+    best = max(counts.values())
+    winners = [c for c, n in counts.items() if n == best]
+    return winners[0] if best * 2 > len(votes) and len(winners) == 1 else "xxx"
+
+
+def _session_dialogs(session: int) -> list[str]:
+    names = []
+    for sex in "FM":
+        pre = f"Ses0{session}{sex}"
+        for i in range(1, 9):
+            if session == 3 and sex == "M" and i in (5, 8):
+                names += [f"{pre}_impro0{i}a", f"{pre}_impro0{i}b"]
+            else:
+                names.append(f"{pre}_impro0{i}")
+        for s in _SCRIPTS:
+            names.append(f"{pre}_script{s}")
+            if session == 5 and sex == "M" and s == "01_1":
+                names.append(f"{pre}_script01_1b")
+    return names
+
+
+_REQUIRED = {"Ses03M_impro05a", "Ses03M_impro05b", "Ses05M_script01_1b"}
+
+
+def _plan(cfg: IemocapConfig, out_dir: Path) -> list[_SessionJob]:
+    if cfg.turns < 20:
+        raise ValueError(f"IEMOCAP needs at least 20 turns (asked {cfg.turns})")
+    rng = np.random.default_rng([cfg.seed, 10])
+    per_session = [cfg.turns // 5 + (1 if s < cfg.turns % 5 else 0) for s in range(5)]
+    jobs = []
+    for s in range(1, 6):
+        allnames = _session_dialogs(s)
+        required = [d for d in allnames if d in _REQUIRED]
+        n_dlg = int(np.clip(round(per_session[s - 1] / cfg.turns_per_dialog), 2 + len(required), len(allnames)))
+        n_dlg = min(n_dlg, per_session[s - 1] // 2)  # at least 2 turns per dialog
+        n_dlg = max(n_dlg, len(required) + 1)
+        others = [d for d in allnames if d not in _REQUIRED]
+        impro = [d for d in others if "impro" in d]
+        script = [d for d in others if "script" in d]
+        n_free = n_dlg - len(required)
+        n_script = n_free // 2
+        chosen = set(required)
+        chosen |= {impro[i] for i in rng.choice(len(impro), n_free - n_script, replace=False)}
+        chosen |= {script[i] for i in rng.choice(len(script), n_script, replace=False)}
+        names = [d for d in allnames if d in chosen]
+        counts = [per_session[s - 1] // len(names) + (1 if i < per_session[s - 1] % len(names) else 0)
+                  for i in range(len(names))]
+        jobs.append(_SessionJob(str(out_dir), s, tuple(zip(names, counts)), cfg.seed, cfg.script_lines))
+    return jobs
+
+
+def _script_text(seed: int, script: str, n_lines: int) -> list[list[str]]:
+    """The lines of script ``NN_K`` (same in every session; ``01_1b`` is a retake of ``01_1``)."""
+    rng = np.random.default_rng([seed, 11, *map(int, script.rstrip("b").split("_"))])
+    gen = textgen.SentenceGenerator(rng)
+    return [gen.short() if rng.random() < 0.2 else gen.sentence() for _ in range(n_lines)]
+
+
+def _votes(rng: np.random.Generator, emo: str, clarity: float) -> list[str]:
+    first = emo if rng.random() < clarity else str(rng.choice(_CONFUSE[emo]))
+    if rng.random() < 0.12:
+        second = str(rng.choice(_CONFUSE[first])) if rng.random() < 0.7 else emo
+        if second != first:
+            return [first, second]
+    return [first]
+
+
+def _vad_line(rng: np.random.Generator, emo: str) -> tuple[int, int, int]:
+    return tuple(int(np.clip(np.rint(m + rng.normal(0, 0.7)), 1, 5)) for m in _VAD[emo])  # type: ignore[return-value]
+
+
+def _fmt_votes(codes: list[str]) -> str:
+    return " ".join(f"{CATEGORY[c]};" for c in codes)
+
+
+def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
+    """Synthesise one session; returns (utt, consensus label, latent emotion, seconds) per turn."""
+    import soundfile as sf
+
+    root = Path(job.out_dir) / f"Session{job.session}"
+    eva_dir = root / "dialog" / "EmoEvaluation"
+    tr_dir = root / "dialog" / "transcriptions"
+    eva_dir.mkdir(parents=True, exist_ok=True)
+    tr_dir.mkdir(parents=True, exist_ok=True)
+    spk_rng = np.random.default_rng([job.seed, 12, job.session])
+    baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(38, 62)),
+                             range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)), wordgap=0)
+                for sex in "FM"}
+    names = list(_PRIOR)
+    prior = np.array([_PRIOR[n] for n in names])
+    prior = prior / prior.sum()
+    out: list[tuple[str, str, str, float]] = []
+    for d_idx, (dialog, n_turns) in enumerate(job.dialogs):
+        rng = np.random.default_rng([job.seed, 13, job.session, d_idx])
+        gen = textgen.SentenceGenerator(rng)
+        evaluators = sorted(int(e) for e in rng.choice(np.arange(1, 7), 3, replace=False))
+        dim_evals = sorted(int(e) for e in rng.choice(evaluators, 2, replace=False))
+        is_script = "_script" in dialog
+        script = _script_text(job.seed, dialog.split("_script")[1], job.script_lines) if is_script else []
+        theme = None if is_script else _IMPRO_THEME[int(dialog.split("_impro")[1][:2])]
+        wav_dir = root / "sentences" / "wav" / dialog
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        counters = {"F": 0, "M": 0}
+        sex = "F" if rng.random() < 0.5 else "M"
+        t = float(rng.uniform(2.0, 8.0))
+        eva_blocks, tr_lines = [], []
+        for k in range(n_turns):
+            if k and rng.random() < 0.8:
+                sex = "M" if sex == "F" else "F"
+            utt = f"{dialog}_{sex}{counters[sex]:03d}"
+            counters[sex] += 1
+            if is_script:
+                words = script[k % len(script)]
+            else:
+                words = gen.short() if rng.random() < 0.25 else gen.sentence()
+                if rng.random() < 0.15:
+                    words = words + gen.sentence()
+            emo = theme if theme is not None and rng.random() < 0.35 else str(rng.choice(names, p=prior))
+            # prosody: speaker baseline + emotion shift + jitter
+            b = baseline[sex]
+            shift = EMOTION_PROSODY[emo]
+            jit = [rng.normal(0, s) for s in _JITTER]
+            p = Prosody(rate=int(round(b.rate + shift[0] + jit[0])), pitch=int(round(b.pitch + shift[1] + jit[1])),
+                        range=int(round(b.range + shift[2] + jit[2])), volume=int(round(b.volume + shift[3] + jit[3])),
+                        wordgap=int(round(max(0.0, shift[4] + jit[4]))))
+            x = synth_16k(" ".join(words), speaker_voice(job.session, sex), p)
+            lead, tail = rng.uniform(0.05, 0.3, size=2)
+            x = np.concatenate([np.zeros(int(lead * SR), np.float32), x, np.zeros(int(tail * SR), np.float32)])
+            x = x * np.float32(10 ** (rng.uniform(-3, 3) / 20))
+            x = add_noise(x, float(rng.uniform(5, 30)), rng, tilt=float(rng.uniform(0, 0.9)))
+            sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
+            dur = len(x) / SR
+            start, end = t, t + dur
+            t = end + float(rng.uniform(0.2, 2.0))
+            # annotation
+            clarity = float(rng.uniform(0.3, 0.9))
+            votes = [_votes(rng, emo, clarity) for _ in evaluators]
+            label = consensus(votes)
+            dims = [_vad_line(rng, emo) for _ in dim_evals]
+            vad = np.mean(np.array(dims, dtype=np.float64), axis=0)
+            self_tag = f"{sex}1"
+            self_vote = _votes(rng, emo, 0.8)
+            comment = f"({_COMMENTS[int(rng.integers(len(_COMMENTS)))]})" if rng.random() < 0.15 else "()"
+            block = [f"[{start:.4f} - {end:.4f}]\t{utt}\t{label}\t[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"]
+            block += [f"C-E{e}:\t{_fmt_votes(v)}\t()" for e, v in zip(evaluators, votes)]
+            block.append(f"C-{self_tag}:\t{_fmt_votes(self_vote)}\t{comment}")
+            for e, (va, ac, do) in zip(dim_evals, dims):
+                block.append(f"A-E{e}:\tval {va}; act {ac}; dom  {do};\t()")
+            va, ac, do = _vad_line(rng, emo)
+            block.append(f"A-{self_tag}:\tval {va}; act {ac}; dom  {do};\t()")
+            eva_blocks.append("\n".join(block))
+            text = textgen.iemocap_text(words)
+            tr_lines.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {text}")
+            if rng.random() < 0.03:
+                tr_lines.append(f"{'MF'[int(rng.integers(2))]}: [{['BREATHING', 'LAUGHTER', 'GARBAGE'][int(rng.integers(3))]}]")
+            if rng.random() < 0.02:
+                tr_lines.append(f"{dialog}_MXX{int(rng.integers(3))} : [LAUGHTER]")
+            out.append((utt, label, emo, dur))
+        header = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+        (eva_dir / f"{dialog}.txt").write_text(header + "".join(b + "\n\n" for b in eva_blocks), encoding="utf-8")
+        (tr_dir / f"{dialog}.txt").write_text("".join(ln + "\n" for ln in tr_lines), encoding="utf-8")
+    return out
+
+
+def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int = 2) -> dict:
+    """Create ``<out>/IEMOCAP_full_release`` (built under ``IEMOCAP_full_release.tmp``, renamed at the end).
+
+    Skips the work if a complete corpus made with the same config is there; raises if one made with
+    another config is there.  Returns a summary dict (label counts, hours).
+    """
+    from ser.io.atomic import atomic_dir
+
+    out = Path(out)
+    final = out / NAME
+    conf = asdict(cfg)
+    marker = final / MARKER
+    if final.exists():
+        if marker.exists() and json.loads(marker.read_text())["config"] == conf:
+            log.info("%s is complete, skipping", final)
+            return json.loads(marker.read_text())["summary"] | {"skipped": True}
+        raise RuntimeError(f"{final} exists but was not made with this config; remove it to regenerate")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(final) as tmp:
+        jobs = _plan(cfg, tmp)
+        log.info("synthesising %d IEMOCAP sessions (%d dialogs) with %d jobs", len(jobs),
+                 sum(len(j.dialogs) for j in jobs), nj)
+        results = [r for rs in map_fresh_processes(_synth_session, jobs, nj) for r in rs]
+        labels: dict[str, int] = {}
+        for _, lab, _, _ in results:
+            labels[lab] = labels.get(lab, 0) + 1
+        summary = {"corpus": NAME, "turns": len(results), "dialogs": sum(len(j.dialogs) for j in jobs),
+                   "hours": round(sum(r[3] for r in results) / 3600, 3), "labels": dict(sorted(labels.items()))}
+        (tmp / MARKER).write_text(json.dumps({"config": conf, "summary": summary}, indent=1, sort_keys=True))
+    return summary | {"skipped": False}
