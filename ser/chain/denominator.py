@@ -1,0 +1,296 @@
+"""Denominator forward-backward of the chain (LF-MMI) objective, in PyTorch.
+
+Mirrors Kaldi's ``src/chain/chain-denominator.{h,cc}`` (class DenominatorComputation)
+and the den-graph conventions of ``src/chain/chain-den-graph.{h,cc}``:
+
+* probability domain, not log: ``x(t, n) = exp(clamp(y(t, n), -30, 30))``
+  (Kaldi ``ApplyExpLimited(-30, 30)``);
+* ``alpha(0, i) = init(i)``; for every frame ``tot_alpha(t) = sum_i alpha(t, i)`` and the
+  leaky-HMM "alpha-dash" ``alpha'(t, i) = alpha(t, i) + c * init(i) * tot_alpha(t)``;
+* ``alpha(t, j) = sum_{arcs i->j, p, n} alpha'(t-1, i) p x(t-1, n) / tot_alpha(t-1)``
+  (the per-frame "arbitrary scale" 1/tot_alpha keeps values in range);
+* ``log p = log sum_i alpha'(T, i) + sum_{t<T} log tot_alpha(t)`` -- every state is final
+  with probability one;
+* backward: ``beta'(T, i) = 1 / sum_i alpha'(T, i)``,
+  ``beta(t, i) = beta'(t, i) + c * sum_k init(k) beta'(t, k)``,
+  ``beta'(t, i) = sum_{arcs i->j, p, n} p x(t, n) beta(t+1, j) / tot_alpha(t)`` and the
+  occupation (= d log p / d y(t, n)) ``gamma(t, n) = sum_{arcs with pdf n}
+  alpha'(t, i) p x(t, n) beta(t+1, j) / tot_alpha(t)``;
+* the t = 0 sanity check of ``BetaGeneralFrameDebug``: sum alpha'(0) beta'(0) and
+  sum gamma(0) must both equal the number of sequences; an error > 2 "abandons the
+  minibatch" (reported through ``ok=False``).
+
+Like Kaldi, the derivative is the occupation ``gamma`` even where the output was clamped
+(it is not masked by the clamp); the out-of-range penalty (objective.py) pulls such
+outputs back.
+
+Vectorisation (not in Kaldi, same arithmetic up to float summation order): arcs are
+grouped by (destination state, pdf) -- or by (source state, pdf) when that gives fewer
+groups -- so that each frame is one sparse CSR x dense matmul with the fixed
+transition matrix (shared by all sequences) plus gathers / 0-1 sparse matmuls over the
+groups.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B; beta
+keeps one frame.
+
+Deviations: the leaky coefficient may be 0 (Kaldi requires 0 < c < 1; 0 gives the exact
+non-leaky HMM, used in tests); no randomized pruning of small derivatives (Kaldi's CUDA
+kernels threshold occupations below 2^-14 at random, its CPU code does not); the
+derivative is not accumulated in chunks of kMaxDerivTimeSteps frames (memory detail).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ser.chain.graph import ChainGraph
+
+__all__ = ["DenominatorGraph", "denominator_forward_backward", "DenominatorFunction"]
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A coalesced (duplicates summed) CSR matrix from COO triplets."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=False).coalesce()
+        csr = coo.to_sparse_csr()
+        return torch.sparse_csr_tensor(
+            csr.crow_indices(), csr.col_indices(), csr.values(), shape, check_invariants=False
+        )
+
+
+@dataclass
+class _DenTensors:
+    """The den graph laid out for one (device, dtype, num_pdfs).
+
+    Arcs are grouped into K groups keyed by (state, pdf) where "state" is the
+    destination (mode "dst") or the source (mode "src") of the arc; "other" is the
+    arc's other end.  For a [S, B] matrix v, ``gather_mat @ v`` gives, per group k,
+    sum over its arcs of p * v[other]; ``scatter_mat @ w`` (its transpose) sums group
+    values w[k] * p into the "other" states.
+    """
+
+    mode: str
+    init: torch.Tensor  # [S] initial probabilities
+    group_state: torch.Tensor  # [K]
+    group_pdf: torch.Tensor  # [K]
+    gather_mat: torch.Tensor  # CSR [K, S]: (k, other) -> p
+    scatter_mat: torch.Tensor  # CSR [S, K]: (other, k) -> p
+    state_scatter: torch.Tensor  # CSR [S, K] 0/1: group k -> group_state[k]
+    pdf_scatter: torch.Tensor  # CSR [P, K] 0/1: group k -> group_pdf[k]
+    singleton: bool  # every group is one arc: gather_mat @ v is a row gather and a scale
+    group_other: torch.Tensor  # [K] (only when singleton)
+    group_prob: torch.Tensor  # [K, 1] (only when singleton)
+
+
+_PER_ARC_FRACTION = 0.7  # more (state, pdf) groups than this fraction of the arcs: one group per arc
+
+
+class DenominatorGraph:
+    """A ChainGraph used as Kaldi's DenominatorGraph: init probs from ``graph.initial``
+    (exp), arc probs exp(logp), every state final with probability 1 (``graph.final``
+    is ignored, as in Kaldi)."""
+
+    def __init__(self, graph: ChainGraph, mode: str | None = None) -> None:
+        """``mode`` ("dst" / "src") forces the arc grouping; default: the one with fewer groups."""
+        if graph.num_arcs == 0:
+            raise ValueError("DenominatorGraph: the den graph has no arcs")
+        self.graph = graph
+        self.num_states = graph.num_states
+        self.num_pdfs_used = graph.num_pdfs_used
+        src, dst, pdf = (t.detach().cpu().long() for t in (graph.src, graph.dst, graph.pdf))
+        big = self.num_pdfs_used + 1
+        n_dst = torch.unique(dst * big + pdf).numel()
+        n_src = torch.unique(src * big + pdf).numel()
+        if mode not in (None, "dst", "src"):
+            raise ValueError(f"DenominatorGraph: mode must be 'dst' or 'src', got {mode!r}")
+        self.mode = mode or ("dst" if n_dst <= n_src else "src")
+        n = n_dst if self.mode == "dst" else n_src
+        self.num_groups = graph.num_arcs if n > _PER_ARC_FRACTION * graph.num_arcs else n
+        self._cache: dict[tuple, _DenTensors] = {}
+
+    def tensors(self, device: torch.device, dtype: torch.dtype, num_pdfs: int) -> _DenTensors:
+        key = (str(device), dtype, num_pdfs)
+        if key in self._cache:
+            return self._cache[key]
+        if num_pdfs < self.num_pdfs_used:
+            raise ValueError(
+                f"DenominatorGraph: nnet output has {num_pdfs} columns but the den graph uses "
+                f"pdf ids up to {self.num_pdfs_used - 1}"
+            )
+        g = self.graph
+        S, A = self.num_states, g.num_arcs
+        src, dst, pdf = (t.detach().cpu().long() for t in (g.src, g.dst, g.pdf))
+        prob = g.logp.detach().cpu().double().exp()
+        state = dst if self.mode == "dst" else src
+        other = src if self.mode == "dst" else dst
+        key_arc = state * (num_pdfs + 1) + pdf
+        uniq, group_of_arc = torch.unique(key_arc, sorted=True, return_inverse=True)
+        if uniq.numel() > _PER_ARC_FRACTION * A:
+            # hardly any sharing: one group per arc (sorted by key), so that the per-group
+            # sums become row gathers (a CSR product with ~1 entry per row is much slower)
+            order = torch.argsort(key_arc, stable=True)
+            uniq = key_arc[order]
+            group_of_arc = torch.empty(A, dtype=torch.long).index_copy_(0, order, torch.arange(A))
+        K = uniq.numel()
+        group_state = uniq // (num_pdfs + 1)
+        group_pdf = uniq % (num_pdfs + 1)
+        ones = torch.ones(K, dtype=torch.float64)
+        karange = torch.arange(K)
+        singleton = K == A
+        group_other = torch.zeros(0, dtype=torch.long)
+        group_prob = torch.zeros(0, 1, dtype=torch.float64)
+        if singleton:
+            group_other = torch.empty(K, dtype=torch.long).index_copy_(0, group_of_arc, other)
+            group_prob = torch.empty(K, dtype=torch.float64).index_copy_(0, group_of_arc, prob)[:, None]
+
+        def dev(m: torch.Tensor) -> torch.Tensor:
+            return m.to(device=device, dtype=dtype)
+
+        t = _DenTensors(
+            mode=self.mode,
+            init=dev(g.initial.detach().cpu().double().exp()),
+            group_state=group_state.to(device),
+            group_pdf=group_pdf.to(device),
+            gather_mat=dev(_csr(group_of_arc, other, prob, (K, S))),
+            scatter_mat=dev(_csr(other, group_of_arc, prob, (S, K))),
+            state_scatter=dev(_csr(group_state, karange, ones, (S, K))),
+            pdf_scatter=dev(_csr(group_pdf, karange, ones, (num_pdfs, K))),
+            singleton=singleton,
+            group_other=group_other.to(device),
+            group_prob=dev(group_prob),
+        )
+        self._cache[key] = t
+        return t
+
+
+def _check_leaky(leaky_hmm_coefficient: float) -> None:
+    if not (0.0 <= leaky_hmm_coefficient < 1.0):
+        raise ValueError(f"leaky_hmm_coefficient must be in [0, 1), got {leaky_hmm_coefficient}")
+
+
+_OUT_MIN_NUMEL = 65536  # use torch.mm(..., out=) from this size on (its out= path is slow for tiny shapes)
+
+
+def _mm(m: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = m @ v for a CSR m.  For large CPU tensors directly into the preallocated
+    ``out`` (fresh large allocations cost page faults on every frame); on CUDA the
+    caching allocator makes the temporary cheap."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        if v.device.type == "cpu" and out.numel() >= _OUT_MIN_NUMEL:
+            return torch.mm(m, v, out=out)
+        out.copy_(m @ v)
+        return out
+
+
+def _gather(v: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.index_select(v, 0, index, out=out)
+
+
+def _group_sum(dt: _DenTensors, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out[k] = sum over the arcs of group k of p * v[other]."""
+    if dt.singleton:
+        return _gather(v, dt.group_other, out).mul_(dt.group_prob)
+    return _mm(dt.gather_mat, v, out)
+
+
+def denominator_forward_backward(
+    nnet_output: torch.Tensor,
+    den: DenominatorGraph,
+    leaky_hmm_coefficient: float = 0.1,
+    compute_deriv: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """Kaldi's DenominatorComputation Forward() (+ Backward() if ``compute_deriv``).
+
+    nnet_output: [B, T, P] raw network output (pseudo log-likelihoods).
+    Returns (logprob [B] in the output dtype, d logprob / d nnet_output [B, T, P] = the
+    den occupations (None unless compute_deriv), ok) where ok is False when Kaldi would
+    abandon the minibatch (t = 0 alpha-beta / derivative-sum check off by > 2, or a
+    non-finite log-prob).
+    """
+    _check_leaky(leaky_hmm_coefficient)
+    if nnet_output.dim() != 3:
+        raise ValueError(f"denominator: nnet_output must be [B, T, P], got shape {tuple(nnet_output.shape)}")
+    B, T, P = nnet_output.shape
+    c = float(leaky_hmm_coefficient)
+    y = nnet_output.detach()
+    dt = den.tensors(y.device, y.dtype, P)
+    S, K = den.num_states, dt.group_pdf.numel()
+    # exp of the clamped output, transposed to [T, P, B] like Kaldi's exp_nnet_output_transposed_.
+    x = y.clamp(-30.0, 30.0).exp().permute(1, 2, 0).contiguous()
+    init = dt.init
+    alpha = y.new_empty(T + 1, S, B)  # alpha-dash after the leak step
+    tot = y.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
+    xk = y.new_empty(K, B)  # x of each group's pdf
+    work = y.new_empty(K, B)
+    alpha[0] = init[:, None]
+    for t in range(T + 1):
+        a = alpha[t]
+        torch.sum(a, 0, out=tot[t])
+        if c != 0.0:
+            a.addmm_(init[:, None], tot[t][None, :], alpha=c)  # alpha += c init tot_alpha
+        if t == T:
+            break
+        _gather(x[t], dt.group_pdf, xk)
+        if dt.mode == "dst":
+            _mm(dt.state_scatter, _group_sum(dt, a, work).mul_(xk), alpha[t + 1])
+        else:
+            _mm(dt.scatter_mat, _gather(a, dt.group_state, work).mul_(xk), alpha[t + 1])
+        alpha[t + 1].div_(tot[t])
+    tot_prob = alpha[T].sum(0)
+    logprob = tot_prob.log() + tot[:T].log().sum(0)
+    ok = bool(torch.isfinite(logprob).all())
+    if not compute_deriv:
+        return logprob, None, ok
+
+    deriv = y.new_empty(T, P, B)
+    work2 = y.new_empty(K, B)
+    beta_dash = y.new_empty(S, B)
+    beta = (1.0 / tot_prob)[None, :].expand(S, B).contiguous()  # beta'(T); beta(T) below
+    if c != 0.0:
+        beta.add_((init @ beta)[None, :], alpha=c)
+    for t in range(T - 1, -1, -1):
+        a = alpha[t]
+        inv = 1.0 / tot[t]
+        _gather(x[t], dt.group_pdf, xk)
+        if dt.mode == "dst":
+            z = _gather(beta, dt.group_state, work).mul_(xk)  # x * beta(t+1, dst)
+            _mm(dt.scatter_mat, z, beta_dash)
+            occ = _group_sum(dt, a, work2).mul_(z)
+        else:
+            w = _group_sum(dt, beta, work).mul_(xk)  # x * sum p beta(t+1, dst)
+            _mm(dt.state_scatter, w, beta_dash)
+            occ = _gather(a, dt.group_state, work2).mul_(w)
+        beta_dash.mul_(inv)
+        _mm(dt.pdf_scatter, occ, deriv[t]).mul_(inv)
+        if t == 0:
+            # BetaGeneralFrameDebug(0): both sums must equal the number of sequences.
+            ab = float((a * beta_dash).sum())
+            ds = float(deriv[0].sum())
+            if not (math.isfinite(ab) and math.isfinite(ds)) or abs(ab - B) > 2.0 or abs(ds - B) > 2.0:
+                ok = False
+        beta, beta_dash = beta_dash, beta
+        if c != 0.0:
+            beta.add_((init @ beta)[None, :], alpha=c)  # beta = beta' + c sum_k init(k) beta'(k)
+    return logprob, deriv.permute(2, 0, 1), ok
+
+
+class DenominatorFunction(torch.autograd.Function):
+    """logprob[b] = den log-likelihood of sequence b; grad = occupations (Kaldi's den
+    derivative, not masked where the output was clamped to [-30, 30])."""
+
+    @staticmethod
+    def forward(ctx, nnet_output: torch.Tensor, den: DenominatorGraph, leaky_hmm_coefficient: float):  # type: ignore[override]
+        logprob, deriv, _ = denominator_forward_backward(
+            nnet_output, den, leaky_hmm_coefficient, compute_deriv=ctx.needs_input_grad[0]
+        )
+        ctx.save_for_backward(deriv if deriv is not None else nnet_output.new_empty(0))
+        return logprob
+
+    @staticmethod
+    def backward(ctx, grad_logprob: torch.Tensor):  # type: ignore[override]
+        (deriv,) = ctx.saved_tensors
+        return deriv * grad_logprob[:, None, None], None, None
