@@ -70,14 +70,15 @@ def run_slurm(var: str, lo: int, hi: int, log: str, cmd: list[str], extra: list[
         f"export {var}=${{SLURM_ARRAY_TASK_ID}}\n"
         f'( echo "# {body}"; echo "# Started at $(date)"; {body}; rc=$?; echo "# Ended (code $rc) at $(date)"; exit $rc ) > "{logt}" 2>&1\n'
     )
+    # sbatch --wait exits non-zero when any task failed: the task logs tell which
     rc = subprocess.call(["sbatch", "--wait", f"--array={lo}-{hi}", "-o", "/dev/null", *extra, str(script)])
-    if rc != 0:
-        raise JobError(f"sbatch failed with code {rc}; job logs: {logdir}")
     codes = []
     for i in range(lo, hi + 1):
         text = Path(_subst(log, var, i)).read_text() if Path(_subst(log, var, i)).exists() else ""
         m = re.search(r"# Ended \(code (\d+)\)", text)
         codes.append(int(m.group(1)) if m else 1)
+    if rc != 0 and not any(codes):
+        raise JobError(f"sbatch failed with code {rc} although every task log reports success; see {logdir}")
     return codes
 
 
@@ -102,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.backend == "local":
         codes = run_local(var, lo, hi, log, cmd, a.max_jobs_run)
     else:
-        codes = run_slurm(var, lo, hi, log, cmd, shlex.split(a.slurm_opts))
+        try:
+            codes = run_slurm(var, lo, hi, log, cmd, shlex.split(a.slurm_opts))
+        except (JobError, OSError) as e:
+            print(f"ser.jobs: {e}", file=sys.stderr)
+            return 1
     failed = [i for i, c in zip(range(lo, hi + 1), codes) if c != 0]
     if failed:
         n = hi - lo + 1
