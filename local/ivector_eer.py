@@ -5,6 +5,8 @@ Usage:
   local/ivector_eer.py --extractor-dir exp/nnet3/extractor data/iemocap          # extract offline-per-utterance
   local/ivector_eer.py --data data/iemocap exp/nnet3/ivectors_iemocap             # use existing online rows
   local/ivector_eer.py --synthetic-test                                           # self-check on synthetic speakers
+  local/ivector_eer.py --extractor-dir exp/nnet3/extractor --lda-data data/tedlium_train_sp data/iemocap_all
+                                    # + cosine after a speaker LDA trained on other speakers (Kaldi's usual back-end)
 
 Utterance i-vector = the last online row (it has seen the whole utterance up to its last 10-frame point).
 With a data dir, each utterance is extracted as its own speaker (no carry-over), so no speaker
@@ -41,11 +43,33 @@ def eer(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((fr[i] + fa[i]) / 2)
 
 
-def cosine_eer(vecs: dict[str, np.ndarray], utt2spk: dict[str, str]) -> tuple[float, int, int]:
+def lda_transform(X: np.ndarray, labels: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker LDA as Kaldi's ivector-compute-lda: directions maximising between- over within-class
+    scatter (generalised eigenproblem), ``dim`` of them; returns (mean, projection [D, dim])."""
+    from scipy.linalg import eigh
+    mean = X.mean(0)
+    Xc = X - mean
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError("LDA needs at least 2 speakers")
+    mus = np.stack([Xc[labels == c].mean(0) for c in classes])
+    counts = np.array([(labels == c).sum() for c in classes], dtype=np.float64)
+    between = (mus * counts[:, None]).T @ mus / counts.sum()
+    within = sum(((Xc[labels == c] - m).T @ (Xc[labels == c] - m)) for c, m in zip(classes, mus)) / len(X)
+    within += 1e-6 * np.trace(within) / len(within) * np.eye(len(within))
+    w, v = eigh(between, within)
+    dim = min(dim, len(classes) - 1, X.shape[1])
+    return mean, v[:, np.argsort(w)[::-1][:dim]]
+
+
+def cosine_eer(vecs: dict[str, np.ndarray], utt2spk: dict[str, str],
+               lda: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, int, int]:
     utts = sorted(u for u in vecs if u in utt2spk)
     if len(utts) < 2:
         raise ValueError("fewer than 2 utterances with both i-vectors and speakers")
     X = np.stack([vecs[u] for u in utts]).astype(np.float64)
+    if lda is not None:
+        X = (X - lda[0]) @ lda[1]
     X -= X.mean(0)
     X /= np.linalg.norm(X, axis=1, keepdims=True) + 1e-12
     S = X @ X.T
@@ -101,6 +125,9 @@ def main() -> int:
     ap.add_argument("--data", help="data dir giving utt2spk for ivector dirs")
     ap.add_argument("--extractor-dir", help="extractor dir, to extract i-vectors for data dirs")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--lda-data", help="data dir of OTHER speakers (e.g. the ASR training set) to train a speaker "
+                    "LDA applied before cosine scoring; classes = recordings when it has segments, else speakers")
+    ap.add_argument("--lda-dim", type=int, default=50)
     ap.add_argument("--synthetic-test", action="store_true")
     a = ap.parse_args()
     if a.synthetic_test:
@@ -108,6 +135,18 @@ def main() -> int:
         return 0
     if not a.dirs:
         ap.error("give ivector dirs or data dirs, or --synthetic-test")
+    lda = None
+    if a.lda_data:
+        if not a.extractor_dir:
+            ap.error("--lda-data needs --extractor-dir")
+        tv = utterance_ivectors_from_data(a.lda_data, a.extractor_dir, a.device)
+        ld = DataDir.load(a.lda_data)
+        cls = {u: (ld.segments[u].reco if ld.segments is not None else ld.utt2spk[u]) for u in ld.utts}
+        keys = sorted(tv)
+        lda = lda_transform(np.stack([tv[u] for u in keys]).astype(np.float64), np.array([cls[u] for u in keys]),
+                            a.lda_dim)
+        print(f"speaker LDA from {a.lda_data}: {len(keys)} utterances, {len(set(cls.values()))} classes, "
+              f"{lda[1].shape[1]} dims")
     for d in a.dirs:
         p = Path(d)
         if (p / "ivector_online.scp").is_file():
@@ -124,7 +163,10 @@ def main() -> int:
         else:
             ap.error(f"{d}: neither an ivector dir (ivector_online.scp) nor a data dir (feats.scp)")
         e, nt, nn = cosine_eer(vecs, u2s)
-        print(f"{d}: EER {100 * e:.2f}% over {nt} target / {nn} non-target trials")
+        print(f"{d}: EER {100 * e:.2f}% over {nt} target / {nn} non-target trials (cosine)")
+        if lda is not None:
+            e, nt, nn = cosine_eer(vecs, u2s, lda)
+            print(f"{d}: EER {100 * e:.2f}% over {nt} target / {nn} non-target trials (LDA + cosine)")
     return 0
 
 

@@ -33,7 +33,8 @@ lines (``M: [BREATHING]``, ``<dialog>_MXX0 : [LAUGHTER]``) that a strict regex m
 
 Emotion is carried by prosody only: each turn has a latent emotion that shifts the speaker's baseline
 espeak rate, pitch, pitch range, volume and word gap; every turn adds random jitter (classes overlap),
-a random recording gain and noise at 5-30 dB SNR.  Text never depends on emotion; scripted dialogs reuse
+the colour of the speaker's own microphone, a random recording gain and noise whose level (20-35 dB SNR, ±2 dB
+per turn) and colour are fixed per session (one recording set-up per session, a studio as in the real corpus).  Text never depends on emotion; scripted dialogs reuse
 the same lines across sessions and speakers like the real corpus.  Evaluator votes are noisy functions of
 the latent emotion, so consensus labels (what a recipe trains on) are noisy too.
 """
@@ -46,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 from ser.corpora import text as textgen
 from ser.corpora.espeak import Prosody, add_noise, map_fresh_processes, synth_16k, to_pcm16
@@ -108,6 +110,26 @@ class _SessionJob:
     dialogs: tuple[tuple[str, int], ...]  # (dialog name, number of turns)
     seed: int
     script_lines: int
+
+
+def speaker_microphone(seed: int, session: int, sex: str) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed colour of a speaker's own microphone (IEMOCAP recorded each actor with a dedicated
+    directional microphone): three peaking-EQ sections (±6..12 dB in low/mid/high bands) and a tilt,
+    as one IIR filter (b, a)."""
+    rng = np.random.default_rng([seed, 14, session, 0 if sex == "F" else 1])
+    b, a = np.array([1.0]), np.array([1.0])
+    for f_lo, f_hi in ((150.0, 600.0), (600.0, 2000.0), (2000.0, 6000.0)):
+        f0 = float(rng.uniform(f_lo, f_hi))
+        gain_db = float(rng.choice([-1, 1]) * rng.uniform(6.0, 12.0))
+        q = float(rng.uniform(0.7, 2.0))
+        # RBJ audio-EQ-cookbook peaking filter
+        amp, w0 = 10 ** (gain_db / 40), 2 * np.pi * f0 / SR
+        alpha = np.sin(w0) / (2 * q)
+        bb = np.array([1 + alpha * amp, -2 * np.cos(w0), 1 - alpha * amp])
+        aa = np.array([1 + alpha / amp, -2 * np.cos(w0), 1 - alpha / amp])
+        b, a = np.convolve(b, bb / aa[0]), np.convolve(a, aa / aa[0])
+    tilt = float(rng.uniform(-0.5, 0.5))  # first-order pre-/de-emphasis
+    return np.convolve(b, [1.0, -tilt]) if tilt > 0 else b, np.convolve(a, [1.0, tilt]) if tilt < 0 else a
 
 
 def speaker_voice(session: int, sex: str) -> str:
@@ -208,7 +230,11 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
     eva_dir.mkdir(parents=True, exist_ok=True)
     tr_dir.mkdir(parents=True, exist_ok=True)
     spk_rng = np.random.default_rng([job.seed, 12, job.session])
-    baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(38, 62)),
+    # each session is one recording set-up (room + microphone): its noise colour is fixed
+    session_tilt = float(spk_rng.uniform(0.0, 0.9))
+    session_snr = float(spk_rng.uniform(20.0, 35.0))
+    mics = {sex: speaker_microphone(job.seed, job.session, sex) for sex in "FM"}
+    baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(30, 70)),
                              range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)), wordgap=0)
                 for sex in "FM"}
     names = list(_PRIOR)
@@ -249,10 +275,11 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
                         range=int(round(b.range + shift[2] + jit[2])), volume=int(round(b.volume + shift[3] + jit[3])),
                         wordgap=int(round(max(0.0, shift[4] + jit[4]))))
             x = synth_16k(" ".join(words), speaker_voice(job.session, sex), p)
+            x = lfilter(*mics[sex], x).astype(np.float32)
             lead, tail = rng.uniform(0.05, 0.3, size=2)
             x = np.concatenate([np.zeros(int(lead * SR), np.float32), x, np.zeros(int(tail * SR), np.float32)])
             x = x * np.float32(10 ** (rng.uniform(-3, 3) / 20))
-            x = add_noise(x, float(rng.uniform(5, 30)), rng, tilt=float(rng.uniform(0, 0.9)))
+            x = add_noise(x, session_snr + float(rng.uniform(-2.0, 2.0)), rng, tilt=session_tilt)
             sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
             dur = len(x) / SR
             start, end = t, t + dur
