@@ -1,0 +1,333 @@
+"""Phone decoding with the chain model: Viterbi through the denominator graph, phone error rate.
+
+A stand-in for Kaldi's decoding (``steps/nnet3/decode.sh --acwt 1.0`` on HCLG, scored with
+``compute-wer``/sclite): this recipe has no word-level HCLG, so the chain model is scored
+at the phone level:
+
+1. the nnet output (``output``, no log-softmax) of each utterance, computed on the whole
+   utterance with its edges padded by repetition (Kaldi ExtractRowRangeWithPadding) and the
+   online i-vector of every frame (row ``t // ivector_period``);
+2. the best path (max-product Viterbi, acoustic scale 1.0 as in the chain recipe) through
+   the **denominator graph** -- phone LM x left-biphone context x chain HMM -- taken as an
+   FST: start at its start state, its final weights at the end (``den.pt``'s fst_start /
+   fst_final), arc weight ``log p + y(t, pdf)``;
+3. pdf sequence -> phones: a phone starts at every frame whose pdf is of pdf-class 0 (the
+   chain topology's first frame; later frames use class 1), the phone being the pdf's
+   central phone (``PdfMap``); silence phones (SIL, NSN) are dropped;
+4. the reference phones: each word's first pronunciation in the lang's lexicon (OOVs: the
+   OOV word's, i.e. NSN), silences dropped;
+5. Levenshtein alignment; ``per.txt`` is written like Kaldi's compute-wer:
+   ``%PER 23.45 [ 123 / 525, 10 ins, 20 del, 93 sub ]``.
+
+Baselines without acoustics, written next to it: ``per_lm_only.txt`` = the same Viterbi
+with an all-zero nnet output (the phone LM / HMM's most likely pdf sequence of that
+length), and ``per_most_frequent.txt`` = the most frequent reference phone of the training
+text repeated as many times as the reference has phones (an oracle length).
+
+Deviations: phone level, not words; no lattice, beam or LM rescoring (exact Viterbi over
+the whole graph); the i-vector of every frame instead of one per 51-frame chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ser.chain.graph import ChainGraph
+from ser.chain.lang import Lang
+from ser.chain.topo import PdfMap
+from ser.io.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+__all__ = ["viterbi", "decoding_graph", "pdf_phone_tables", "pdfs_to_phones", "reference_phones",
+           "align_counts", "PerStats"]
+
+
+# ----------------------------------------------------------------------------------------
+# Viterbi
+
+
+def decoding_graph(den_pt: str | Path) -> ChainGraph:
+    """The den graph as a decoding FST: start state only, the FST's final weights."""
+    d = torch.load(den_pt, weights_only=True)
+    g = ChainGraph.from_state_dict(d)
+    if "fst_start" not in d:
+        return g
+    init = torch.full((g.num_states,), float("-inf"))
+    init[int(d["fst_start"])] = 0.0
+    final = d["fst_final"].float()
+    return ChainGraph(g.num_states, g.src, g.dst, g.pdf, g.logp, init, final)
+
+
+@torch.no_grad()
+def viterbi(nnet_output: torch.Tensor, graph: ChainGraph, lengths: torch.Tensor | None = None,
+            acoustic_scale: float = 1.0) -> tuple[list[list[int]], torch.Tensor]:
+    """Best path through ``graph`` for nnet_output [B, T, P] (frames ``t >= lengths[b]``
+    ignored).  Score of a path = initial + sum(arc log p + acoustic_scale * y(t, pdf)) +
+    final.  Returns (pdf sequences, best scores [B]); a sequence with no complete path gets
+    [] and score -inf."""
+    if nnet_output.dim() != 3:
+        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
+    B, T, P = nnet_output.shape
+    dev = nnet_output.device
+    if graph.num_arcs and int(graph.pdf.max()) >= P:
+        raise ValueError(f"viterbi: graph uses pdf {int(graph.pdf.max())} but the output has {P}")
+    y = nnet_output.float() * acoustic_scale
+    src, dst, pdf = graph.src.to(dev), graph.dst.to(dev), graph.pdf.to(dev)
+    logp = graph.logp.to(dev, torch.float32)
+    S, A = graph.num_states, graph.num_arcs
+    lens = torch.full((B,), T, device=dev) if lengths is None else lengths.to(dev)
+    delta = graph.initial.to(dev, torch.float32)[None, :].expand(B, S).contiguous()
+    dst_b = dst[None, :].expand(B, A)
+    arc_ids = torch.arange(A, device=dev)[None, :].expand(B, A)
+    back = torch.full((T, B, S), -1, dtype=torch.int32, device=dev)
+    neg_inf = torch.tensor(float("-inf"), device=dev)
+    for t in range(T):
+        score = delta[:, src] + logp[None, :] + y[:, t, pdf]  # [B, A]
+        best = torch.full((B, S), float("-inf"), device=dev).scatter_reduce(
+            1, dst_b, score, reduce="amax", include_self=True)
+        is_best = (score == best.gather(1, dst_b)) & torch.isfinite(score)
+        arc = torch.full((B, S), -1, dtype=torch.long, device=dev).scatter_reduce(
+            1, dst_b, torch.where(is_best, arc_ids, -1), reduce="amax", include_self=True)
+        active = (t < lens)[:, None]
+        back[t] = torch.where(active, arc, -1).to(torch.int32)
+        delta = torch.where(active, torch.where(arc >= 0, best, neg_inf), delta)
+    end = delta + graph.final.to(dev, torch.float32)[None, :]
+    scores, state = end.max(1)
+    pdf_t = torch.full((T, B), -1, dtype=torch.long, device=dev)
+    rows = torch.arange(B, device=dev)
+    s = state
+    for t in range(T - 1, -1, -1):
+        a = back[t, rows, s].long()
+        ok = a >= 0
+        a0 = a.clamp(min=0)
+        pdf_t[t] = torch.where(ok, pdf[a0], -1)
+        s = torch.where(ok, src[a0], s)
+    out = []
+    pdf_cpu = pdf_t.T.cpu()
+    for b in range(B):
+        if not bool(torch.isfinite(scores[b])):
+            out.append([])
+            continue
+        seq = pdf_cpu[b, : int(lens[b])]
+        out.append([int(p) for p in seq if p >= 0])
+    return out, scores
+
+
+# ----------------------------------------------------------------------------------------
+# pdfs -> phones, references, alignment
+
+
+def pdf_phone_tables(pdf_map: PdfMap) -> tuple[np.ndarray, np.ndarray]:
+    """(central phone of each pdf, pdf-class of each pdf).  A pdf shared by several central
+    phones (a tied "zerophone" pair) gets the lowest phone id, with a warning."""
+    phone = np.full(pdf_map.num_pdfs, -1, dtype=np.int64)
+    cls = np.full(pdf_map.num_pdfs, -1, dtype=np.int64)
+    shared = 0
+    t = pdf_map.table
+    for p in range(1, t.shape[1]):
+        for c in (0, 1):
+            for pdf in np.unique(t[:, p, c]):
+                if pdf < 0:
+                    continue
+                if phone[pdf] == -1:
+                    phone[pdf], cls[pdf] = p, c
+                elif phone[pdf] != p:
+                    shared += 1
+    if shared:
+        log.warning("%d pdfs are shared by several central phones; they decode as the lowest "
+                    "phone id", shared)
+    return phone, cls
+
+
+def pdfs_to_phones(pdf_seq: Sequence[int], phone_of: np.ndarray, class_of: np.ndarray,
+                   drop: set[int] = frozenset()) -> list[int]:
+    """Phones of a frame-level pdf sequence: a phone starts at each pdf-class-0 frame (and at
+    the first frame, or where a class-1 pdf belongs to another phone)."""
+    out: list[int] = []
+    cur = -1
+    for i, p in enumerate(pdf_seq):
+        ph, c = int(phone_of[p]), int(class_of[p])
+        if c == 0 or i == 0 or ph != cur:
+            out.append(ph)
+        cur = ph
+    return [p for p in out if p not in drop]
+
+
+def reference_phones(words: Sequence[str], lang: Lang, drop: set[int] = frozenset()) -> list[int]:
+    """First lexicon pronunciation of each word (OOV: the OOV word's), ``drop`` removed."""
+    out: list[int] = []
+    for w in words:
+        out.extend(lang.prons(w)[0][1])
+    return [p for p in out if p not in drop]
+
+
+def align_counts(ref: Sequence, hyp: Sequence) -> tuple[int, int, int, int]:
+    """(errors, insertions, deletions, substitutions) of a minimum edit-distance (Levenshtein)
+    alignment; among alignments with equal errors, substitution/match is preferred, then
+    deletion, then insertion."""
+    n, m = len(ref), len(hyp)
+    # cost[i][j] = (errors, ins, del, sub) for ref[:i] vs hyp[:j]
+    prev = [(j, j, 0, 0) for j in range(m + 1)]
+    for i in range(1, n + 1):
+        cur = [(i, 0, i, 0)]
+        for j in range(1, m + 1):
+            e, ins, de, sub = prev[j - 1]
+            if ref[i - 1] == hyp[j - 1]:
+                diag = (e, ins, de, sub)
+            else:
+                diag = (e + 1, ins, de, sub + 1)
+            e, ins, de, sub = prev[j]
+            up = (e + 1, ins, de + 1, sub)
+            e, ins, de, sub = cur[j - 1]
+            left = (e + 1, ins + 1, de, sub)
+            cur.append(min((diag, up, left), key=lambda x: x[0]))
+        prev = cur
+    return prev[m]
+
+
+@dataclass
+class PerStats:
+    errors: int = 0
+    ins: int = 0
+    dels: int = 0
+    subs: int = 0
+    ref_len: int = 0
+    num_utts: int = 0
+
+    def add(self, ref: Sequence, hyp: Sequence) -> tuple[int, int, int, int]:
+        e, i, d, s = align_counts(ref, hyp)
+        self.errors += e
+        self.ins += i
+        self.dels += d
+        self.subs += s
+        self.ref_len += len(ref)
+        self.num_utts += 1
+        return e, i, d, s
+
+    @property
+    def per(self) -> float:
+        return 100.0 * self.errors / self.ref_len if self.ref_len else 0.0
+
+    def line(self, name: str = "PER") -> str:
+        return (f"%{name} {self.per:.2f} [ {self.errors} / {self.ref_len}, {self.ins} ins, "
+                f"{self.dels} del, {self.subs} sub ]")
+
+
+# ----------------------------------------------------------------------------------------
+# decoding a data dir
+
+
+def _utt_ivectors(ivec: np.ndarray, num_frames: int, period: int) -> np.ndarray:
+    idx = np.minimum(np.arange(num_frames) // period, ivec.shape[0] - 1)
+    return ivec[idx]
+
+
+@torch.no_grad()
+def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
+                    chain_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
+                    train_text: str | Path | None = None, device: str = "cpu") -> dict[str, PerStats]:
+    from ser.io.datadir import DataDir
+    from ser.io.tables import read_matrix, read_scp
+    from ser.nnet.tdnnf import pad_edges
+    from ser.train.chain_trainer import load_chain_model
+
+    dev = torch.device(device)
+    out = Path(out_dir)
+    model = load_chain_model(model_path, map_location="cpu").to(dev).eval()
+    lang = Lang.load(lang_dir)
+    pdf_map = PdfMap.from_state_dict(torch.load(Path(chain_dir) / "pdf_map.pt", weights_only=True))
+    graph = decoding_graph(Path(chain_dir) / "den.pt").to(dev)
+    phone_of, class_of = pdf_phone_tables(pdf_map)
+    drop = {lang.phone_id[p] for p in lang.silence}
+    data = DataDir.load(data_dir)
+    if not data.text or not data.feats:
+        raise ValueError(f"{data_dir}: need text and feats.scp to decode")
+    ivecs, period = {}, 10
+    if model.config.ivector_dim:
+        if ivector_dir is None:
+            raise ValueError("this model needs i-vectors: give --online-ivector-dir")
+        ivecs = read_scp(Path(ivector_dir) / "ivector_online.scp")
+        pf = Path(ivector_dir) / "ivector_period"
+        period = int(pf.read_text().split()[0]) if pf.is_file() else 10
+    # most frequent phone of the training (or these) transcripts
+    counts: Counter = Counter()
+    text_for_counts = data.text
+    if train_text is not None:
+        text_for_counts = {l.split(" ", 1)[0]: (l.split(" ", 1) + [""])[1]
+                           for l in Path(train_text).read_text().splitlines() if l.strip()}
+    for words in text_for_counts.values():
+        counts.update(reference_phones(words.split(), lang, drop))
+    top = counts.most_common(1)[0][0] if counts else lang.sil_id
+    stats = {"model": PerStats(), "lm_only": PerStats(), "most_frequent": PerStats()}
+    hyp_lines, ref_lines = [], []
+    left, right = model.left_context, model.right_context
+    for utt in data.utts:
+        if utt not in data.text or utt not in data.feats:
+            continue
+        feats = torch.from_numpy(read_matrix(data.feats[utt])).to(dev)
+        iv = None
+        if model.config.ivector_dim:
+            if utt not in ivecs:
+                raise ValueError(f"{ivector_dir}: no i-vector for utterance {utt}")
+            iv = torch.from_numpy(_utt_ivectors(read_matrix(ivecs[utt]), feats.shape[0], period)).to(dev)
+            iv = pad_edges(iv[None], left, right)
+        x = pad_edges(feats[None], left, right)
+        y = model(x, iv, outputs=("output",))["output"].float()
+        ref = reference_phones(data.text[utt].split(), lang, drop)
+        paths, _ = viterbi(y, graph)
+        zero_paths, _ = viterbi(torch.zeros_like(y), graph)
+        hyp = pdfs_to_phones(paths[0], phone_of, class_of, drop)
+        stats["model"].add(ref, hyp)
+        stats["lm_only"].add(ref, pdfs_to_phones(zero_paths[0], phone_of, class_of, drop))
+        stats["most_frequent"].add(ref, [top] * len(ref))
+        hyp_lines.append(f"{utt} {' '.join(lang.phones[p] for p in hyp)}")
+        ref_lines.append(f"{utt} {' '.join(lang.phones[p] for p in ref)}")
+    if stats["model"].num_utts == 0:
+        raise ValueError(f"{data_dir}: no utterance with both text and features")
+    atomic_write_text(out / "hyp.txt", "\n".join(hyp_lines) + "\n")
+    atomic_write_text(out / "ref.txt", "\n".join(ref_lines) + "\n")
+    atomic_write_text(out / "per.txt", stats["model"].line() + "\n")
+    atomic_write_text(out / "per_lm_only.txt", stats["lm_only"].line() + "\n")
+    atomic_write_text(out / "per_most_frequent.txt", stats["most_frequent"].line() + "\n")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ser.chain.decode",
+        description="Phone decoding of a data dir with a chain model (Viterbi through the den "
+                    "graph); writes per.txt, per_lm_only.txt, per_most_frequent.txt, hyp.txt, ref.txt.")
+    p.add_argument("--online-ivector-dir", default=None)
+    p.add_argument("--train-text", default=None, help="text file for the most-frequent-phone baseline")
+    p.add_argument("--device", default="auto")
+    p.add_argument("model")
+    p.add_argument("data_dir")
+    p.add_argument("chain_dir", help="dir with den.pt and pdf_map.pt")
+    p.add_argument("lang_dir")
+    p.add_argument("decode_dir")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    try:
+        stats = decode_data_dir(a.model, a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
+                                a.decode_dir, a.train_text, device)
+    except (ValueError, RuntimeError) as e:
+        print(f"ser.chain.decode: error: {e}", file=sys.stderr)
+        return 1
+    for name, s in stats.items():
+        print(f"{name}: {s.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

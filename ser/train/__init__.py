@@ -1,0 +1,1 @@
+"""Training: chain egs (chunks, whole utterances), alignment, the LF-MMI trainer."""

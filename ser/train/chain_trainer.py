@@ -1,0 +1,801 @@
+"""LF-MMI ("chain") training of the TDNN-F: Kaldi's per-minibatch update, schedule and logs.
+
+Mirrors ``src/nnet3/nnet-chain-training.cc`` (NnetChainTrainer::TrainInternal: objective,
+xent branch, ApplyL2Regularization, UpdateNnetWithMaxChange, ScaleBatchnormStats,
+ConstrainOrthonormal), ``src/nnet3/nnet-utils.cc`` (UpdateNnetWithMaxChange),
+``src/nnet3/nnet-chain-diagnostics.cc`` (nnet3-chain-compute-prob lines),
+``egs/wsj/s5/steps/nnet3/chain/train.py`` + ``steps/libs/nnet3/train/chain_objf/
+acoustic_model.py`` (schedule, iteration 0, preconditioning matrix, logs) with the schedule
+of ``ser.train.schedule``.  Recipe values are those of run_tdnn_1g.sh.
+
+The update (one minibatch, ``B`` sequences in total over all ranks, effective learning rate
+``eta`` and Kaldi's ``nj`` at the current data fraction, component c with learning-rate
+factor ``lrf_c``, l2 ``l2_c``, max-change ``mc_c``; ``G_c`` = gradient of the loss summed
+over every frame and sequence of the minibatch, i.e. ``-(d objf/d theta)``)::
+
+    U_c   = -(nj * eta * lrf_c) * (G_c + 2 * l2_c * (B / nj) * theta_c)   # a Kaldi job's delta
+    s_c   = min(1, mc_c / |U_c|)                                          # per-component max-change
+    s     = min(1, max_param_change / sqrt(sum_c s_c^2 |U_c|^2))          # global max-param-change
+    theta_c += s * s_c * U_c / nj                                         # averaging over nj jobs
+
+Kaldi gives each of its ``nj`` jobs the learning rate ``nj * eta`` and averages the ``nj``
+job models after the iteration; to first order the averaged model moved by ``1/nj`` of each
+job's updates, so a sequential run of the same minibatches that applies ``U / nj`` sees the
+same total step (``eta`` times the summed gradient) -- this is why Kaldi calls ``eta`` the
+*effective* learning rate.  ``U`` is exactly the delta a Kaldi job computes (its l2 term is
+``-2 * l2 * lr * num_sequences * l2_regularize_factor`` with factor ``1/nj``), so the
+max-change clipping acts on the same quantity and with the same thresholds (0.75 hidden,
+1.5 output layers, 2.0 global) as in Kaldi.  With ``W`` DDP ranks the minibatch is the
+union of the ranks' minibatches: gradients are averaged by DDP and multiplied by ``W``
+here (so ``G`` is the sum), ``B`` is all-reduced; one DDP step therefore equals one
+single-process step on the concatenated minibatch (tests/test_ddp.py checks it).
+``--num-chunk-per-minibatch`` is the global minibatch (64 chunks in Kaldi).
+
+Deviations from Kaldi (documented in the README):
+
+* **No natural gradient**: Kaldi's NG-SGD preconditions each component's gradient with
+  low-rank Fisher estimates (rank 20 in / 80 out, scaled to keep the gradient's norm); here
+  the update is plain SGD with momentum 0 on the raw gradient, with Kaldi's learning rates,
+  l2 and max-change.
+* **No model averaging / no final combination**: one model is trained sequentially (or
+  synchronously with DDP); ``nnet3-chain-combine`` over the last models is not done, the
+  final model is the last one.  On iteration 0 Kaldi keeps the best job model; here there
+  is only one.
+* The effective learning rate and the dropout proportion are evaluated before every
+  minibatch at the data fraction (Kaldi: once per iteration); see ser.train.schedule.
+* Iteration 0 (Kaldi: minibatch halved to 32, max-param-change / sqrt 2) is done by
+  splitting each minibatch of iteration 0 into two halves, two updates.
+* The LDA-like preconditioning takes its class labels from the argmax of the numerator
+  posteriors computed with an all-zero network output (flat-start graphs have no
+  alignment; Kaldi uses a random path through the supervision, ``alignment_pdfs``), on the
+  frames of the output times (those ``nnet3-chain-acc-lda-stats`` sees).
+* BatchNorm with DDP: each rank normalises with its own minibatch statistics (as each Kaldi
+  job does); after every update the stored statistics are averaged over the ranks
+  (all-reduce of count, sum and sum of squares, divided by ``W``), which is what
+  ``nnet3-average`` does to the BatchNorm stats of the job models, then scaled by 0.8.
+* bf16 autocast for the network on CUDA (the objective is computed in float32).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ser.chain.graph import ChainGraph
+from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
+from ser.chain.objective import LFMMILoss
+from ser.io.atomic import atomic_open, atomic_write_text
+from ser.nnet.orthonormal import apply_orthonormal_constraint
+from ser.nnet.preconditioning import LdaStats, splice_input
+from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
+from ser.train.minibatch import ChainMinibatch
+from ser.train.schedule import KaldiSchedule
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "ser.chain_trainer.v1"
+MODEL_FORMAT = "ser.chain_model.v1"
+
+
+# ----------------------------------------------------------------------------------------
+# the egs interface
+
+
+class EgsSource(Protocol):
+    """What the trainer needs from an egs loader (ser.train.egs):
+
+    ``__iter__`` yields the ChainMinibatches of one pass, starting where ``load_state_dict``
+    left it; ``__len__`` = minibatches per pass; ``set_epoch(k)`` selects the shuffling (and
+    frame shift) of pass k; ``state_dict``/``load_state_dict`` save/restore the position
+    within the pass (for exact resumption).  Optional ``num_frames``: input frames per pass.
+    """
+
+    def __iter__(self) -> Iterator[ChainMinibatch]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+# ----------------------------------------------------------------------------------------
+# the optimizer
+
+
+@dataclass
+class MaxChangeStats:
+    """What UpdateNnetWithMaxChange reports for one update."""
+
+    num_components: int
+    num_limited: int  # components whose max-change was active
+    min_scale: float  # smallest per-component scale
+    min_scale_component: str
+    global_scale: float  # max-param-change scale
+    applied: bool  # False when the update norm was not finite (update skipped)
+
+    def __str__(self) -> str:
+        s = f"max-change active on {self.num_limited}/{self.num_components} components"
+        if self.num_limited:
+            s += f" (smallest factor {self.min_scale:.3g} on {self.min_scale_component})"
+        if self.global_scale < 1.0:
+            s += f", global factor {self.global_scale:.3g}"
+        return s
+
+
+class KaldiSgd(torch.optim.Optimizer):
+    """Plain SGD (momentum 0) with Kaldi's per-component learning-rate factor, l2 and
+    max-change and the global max-param-change; see the module docstring for the formula.
+
+    Param groups are ``TdnnfModel.component_groups()`` (one per Kaldi component).  The
+    optimizer keeps no state besides its groups; ``step`` takes the schedule values.
+    """
+
+    def __init__(self, groups: Sequence[dict[str, Any]], max_param_change: float = 2.0) -> None:
+        defaults = dict(lr=0.0, learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.0,
+                        name="", orthonormal_constraint=0.0)
+        super().__init__(list(groups), defaults)
+        if max_param_change < 0:
+            raise ValueError(f"--max-param-change must be >= 0, got {max_param_change}")
+        self.max_param_change = float(max_param_change)
+
+    @torch.no_grad()
+    def step(self, closure=None, *, effective_lrate: float = 0.0, num_jobs: int = 1,  # type: ignore[override]
+             num_sequences: int = 1, grad_scale: float = 1.0,
+             max_param_change: float | None = None) -> MaxChangeStats:
+        if closure is not None:
+            raise ValueError("KaldiSgd.step does not take a closure")
+        mpc = self.max_param_change if max_param_change is None else max_param_change
+        deltas: list[list[torch.Tensor]] = []
+        norms = []
+        for group in self.param_groups:
+            lr_job = num_jobs * effective_lrate * group["learning_rate_factor"]
+            group["lr"] = effective_lrate * group["learning_rate_factor"]
+            l2 = 2.0 * group["l2_regularize"] * num_sequences / num_jobs
+            ds = []
+            for p in group["params"]:
+                g = p.grad
+                d = (g * grad_scale) if g is not None else torch.zeros_like(p)
+                if l2 != 0.0:
+                    d = d.add(p, alpha=l2)
+                ds.append(d.mul_(-lr_job))
+            deltas.append(ds)
+            norms.append(torch.sqrt(sum((d.double() ** 2).sum() for d in ds)))
+        norm_t = torch.stack(norms).cpu()
+        names = [g["name"] for g in self.param_groups]
+        mc = torch.tensor([g["max_change"] for g in self.param_groups], dtype=torch.float64)
+        if not bool(torch.isfinite(norm_t).all()):
+            logger.warning("KaldiSgd: the update has a non-finite norm; not applying it")
+            return MaxChangeStats(len(names), 0, 1.0, "", 1.0, False)
+        scale = torch.ones_like(norm_t)
+        limit = (mc > 0) & (norm_t > mc)
+        scale[limit] = mc[limit] / norm_t[limit]
+        total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
+        global_scale = 1.0
+        if mpc > 0 and total > mpc:
+            global_scale = mpc / total
+        for group, ds, sc in zip(self.param_groups, deltas, scale.tolist()):
+            factor = global_scale * sc / num_jobs
+            for p, d in zip(group["params"], ds):
+                p.add_(d, alpha=factor)
+        imin = int(torch.argmin(scale))
+        return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin],
+                              global_scale, True)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        d = super().state_dict()
+        d["max_param_change"] = self.max_param_change
+        return d
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        state_dict = dict(state_dict)
+        self.max_param_change = float(state_dict.pop("max_param_change", self.max_param_change))
+        super().load_state_dict(state_dict)
+
+
+# ----------------------------------------------------------------------------------------
+# minibatch helpers
+
+
+def subset_minibatch(mb: ChainMinibatch, index: Sequence[int]) -> ChainMinibatch:
+    """The sequences ``index`` of a minibatch (numerator graphs re-numbered)."""
+    idx = torch.as_tensor(list(index), dtype=torch.long)
+    if idx.numel() == 0:
+        raise ValueError("subset_minibatch: empty index")
+    nb = mb.num_graphs
+    g = nb.graph
+    dev = nb.seq_of_state.device
+    new_seq = torch.full((nb.num_sequences,), -1, dtype=torch.long, device=dev)
+    new_seq[idx.to(dev)] = torch.arange(idx.numel(), device=dev)
+    keep_state = new_seq[nb.seq_of_state] >= 0
+    keep_arc = new_seq[nb.seq_of_arc] >= 0
+    # states keep their relative order, so each graph's states stay contiguous and ordered
+    # by sequence index only if idx is increasing; reorder states by new sequence id
+    old_states = torch.nonzero(keep_state).squeeze(1)
+    order = torch.argsort(new_seq[nb.seq_of_state[old_states]], stable=True)
+    old_states = old_states[order]
+    state_map = torch.full((g.num_states,), -1, dtype=torch.long, device=dev)
+    state_map[old_states] = torch.arange(old_states.numel(), device=dev)
+    arcs = torch.nonzero(keep_arc).squeeze(1)
+    arcs = arcs[torch.argsort(new_seq[nb.seq_of_arc[arcs]], stable=True)]
+    graph = ChainGraph(int(old_states.numel()), state_map[g.src[arcs]], state_map[g.dst[arcs]],
+                       g.pdf[arcs], g.logp[arcs], g.initial[old_states], g.final[old_states])
+    num = NumeratorGraphBatch(graph, new_seq[nb.seq_of_state[old_states]],
+                              new_seq[nb.seq_of_arc[arcs]], int(idx.numel()))
+    fi = idx.to(mb.feats.device)
+    return ChainMinibatch(mb.feats[fi], None if mb.ivector is None else mb.ivector[fi], num,
+                          mb.num_output_frames[idx.to(mb.num_output_frames.device)],
+                          [mb.keys[i] for i in idx.tolist()])
+
+
+def split_minibatch(mb: ChainMinibatch) -> list[ChainMinibatch]:
+    """Two halves (Kaldi's halved minibatch on iteration 0); a single sequence stays whole."""
+    b = mb.batch_size
+    if b < 2:
+        return [mb]
+    h = (b + 1) // 2
+    return [subset_minibatch(mb, range(h)), subset_minibatch(mb, range(h, b))]
+
+
+# ----------------------------------------------------------------------------------------
+# model files
+
+
+def save_chain_model(path: str | Path, model: TdnnfModel, extra: dict[str, Any] | None = None) -> None:
+    """``final.pt``: {"format", "config", "model", "num_pdfs", "left_context",
+    "right_context", "frame_subsampling_factor", ...extra}; torch.load(weights_only=True)."""
+    d = {"format": MODEL_FORMAT, "config": model.config.to_dict(), "model": model.state_dict(),
+         "num_pdfs": model.config.num_pdfs, "left_context": model.left_context,
+         "right_context": model.right_context,
+         "frame_subsampling_factor": model.frame_subsampling_factor}
+    d.update(extra or {})
+    with atomic_open(path, "wb") as f:
+        torch.save(d, f)
+
+
+def load_chain_model(path: str | Path, map_location: str | torch.device = "cpu") -> TdnnfModel:
+    """A TdnnfModel from ``save_chain_model``'s file or a trainer checkpoint."""
+    try:
+        d = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError(f"{path}: cannot read chain model: {e}") from e
+    if d.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
+        raise RuntimeError(f"{path}: not a chain model (format {d.get('format')!r})")
+    cfg = d["config"] if "config" in d else d["model_config"]
+    model = TdnnfModel(TdnnfConfig.from_dict(cfg))
+    model.load_state_dict(d["model"])
+    return model
+
+
+# ----------------------------------------------------------------------------------------
+# RNG state (weights_only-loadable)
+
+
+def _rng_state() -> dict[str, Any]:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    d = {"torch": torch.get_rng_state(),
+         "python_version": int(py[0]), "python_state": torch.tensor(py[1], dtype=torch.int64),
+         "python_gauss": py[2],
+         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+         "numpy_pos": int(np_state[2]), "numpy_has_gauss": int(np_state[3]),
+         "numpy_gauss": float(np_state[4])}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        d["cuda"] = torch.cuda.get_rng_state_all()
+    return d
+
+
+def _set_rng_state(d: dict[str, Any]) -> None:
+    torch.set_rng_state(d["torch"])
+    random.setstate((d["python_version"], tuple(int(x) for x in d["python_state"].tolist()),
+                     d["python_gauss"]))
+    np.random.set_state(("MT19937", d["numpy_keys"].numpy().astype(np.uint32), d["numpy_pos"],
+                         d["numpy_has_gauss"], d["numpy_gauss"]))
+    if "cuda" in d and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(d["cuda"])
+
+
+# ----------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class ChainTrainerConfig:
+    """Options (Kaldi names with ``--``/``-`` -> ``_``; defaults = run_tdnn_1g.sh)."""
+
+    num_epochs: float = 6.0
+    initial_effective_lrate: float = 0.00025
+    final_effective_lrate: float = 0.000025
+    num_jobs_initial: int = 3
+    num_jobs_final: int = 12
+    frames_per_iter: int = 5_000_000
+    xent_regularize: float = 0.1
+    leaky_hmm_coefficient: float = 0.1
+    out_of_range_regularize: float = 0.01
+    chain_l2_regularize: float = 0.0
+    dropout_schedule: str | None = "0,0@0.20,0.5@0.50,0"
+    max_param_change: float = 2.0
+    batchnorm_stats_scale: float = 0.8
+    iter0_special: bool = True  # iteration 0: halved minibatch, max-param-change / sqrt(2)
+    lda_minibatches: int = 20  # minibatches of lda_egs for the preconditioning matrix
+    checkpoint_interval: int = 0  # also checkpoint every N minibatches (0: iteration ends only)
+    print_interval: int = 10  # minibatches between progress lines in train.N.log
+    seed: int = 0
+    bf16: bool = True  # autocast the network to bfloat16 on CUDA
+
+
+@dataclass
+class _State:
+    step: int = 0  # minibatches done (all passes)
+    epoch: int = 0  # current pass over the egs
+    step_in_epoch: int = 0
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    frames_per_epoch: int = 0
+    iteration: int = 0  # Kaldi iteration of the next minibatch
+    preconditioned: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    iter_sums: dict[str, float] = field(default_factory=dict)  # objf sums of this iteration
+
+
+class ChainTrainer:
+    """Drives LF-MMI training of a TdnnfModel over an EgsSource; see the module docstring.
+
+    Typical use (single process; under torchrun call ``torch.distributed.init_process_group``
+    first, the trainer wraps the model in DDP)::
+
+        trainer = ChainTrainer(model, den_graph, ChainTrainerConfig(), "exp/chain/tdnn")
+        trainer.train(train_egs, valid_egs=valid, train_diag_egs=diag, lda_egs=diag,
+                      resume=True)
+    """
+
+    def __init__(self, model: TdnnfModel, den_graph: ChainGraph, config: ChainTrainerConfig,
+                 out_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.cfg = config
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.model = model.to(self.device)
+        self.ddp_model: nn.Module = self.model
+        self.loss_fn = LFMMILoss(den_graph.to(self.device), config.leaky_hmm_coefficient,
+                                 config.xent_regularize, config.out_of_range_regularize,
+                                 config.chain_l2_regularize,
+                                 generator=torch.Generator().manual_seed(config.seed + 7919 * self.rank))
+        self.optimizer = KaldiSgd(model.component_groups(), config.max_param_change)
+        # same seed on every rank: the orthonormal-constraint draws keep the ranks identical
+        self.ortho_gen = torch.Generator().manual_seed(config.seed + 1)
+        self.state = _State()
+        self.schedule: KaldiSchedule | None = None
+        self._log_file = None
+        self._log_iter = -1
+        self._t_start = time.time()
+
+    # -- small helpers --------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _autocast(self):
+        enabled = self.cfg.bf16 and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _log(self, msg: str) -> None:
+        logger.info(msg)
+        if self.is_main and self._log_file is not None:
+            self._log_file.write(msg + "\n")
+            self._log_file.flush()
+
+    def _open_iter_log(self, it: int) -> None:
+        if not self.is_main or it == self._log_iter:
+            return
+        if self._log_file is not None:
+            self._log_file.close()
+        (self.out_dir / "log").mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.out_dir / "log" / f"train.{it}.log", "a", encoding="utf-8")
+        self._log_iter = it
+
+    def _all_reduce_(self, t: torch.Tensor, op=None) -> torch.Tensor:
+        if self.distributed:
+            dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+        return t
+
+    # -- the model's forward and the objective ---------------------------------------------
+    def _objective(self, model: nn.Module, mb: ChainMinibatch):
+        mb = mb.to(self.device)
+        with self._autocast():
+            out = model(mb.feats, mb.ivector)
+        lengths = mb.num_output_frames
+        t = int(lengths.max())
+        n = out["output"].shape[1]
+        if n < t:
+            raise ValueError(f"minibatch {mb.keys[0]}...: the network gives {n} output frames "
+                             f"for {mb.feats.shape[1]} input frames but the supervision has {t}")
+        y = out["output"][:, :t].float()
+        xent = out["output-xent"][:, :t].float()
+        if bool((lengths == t).all()):
+            return self.loss_fn(y, mb.num_graphs, xent)
+        return self.loss_fn(y, mb.num_graphs, xent, lengths=lengths)
+
+    # -- one update -----------------------------------------------------------------------
+    def train_step(self, mb: ChainMinibatch, fraction: float, iteration: int) -> dict[str, float]:
+        """Forward, LF-MMI + xent, backward and Kaldi's update for one minibatch at data
+        fraction ``fraction``; returns objective sums for logging."""
+        sched = self.schedule
+        assert sched is not None
+        self.model.train()
+        for pattern, proportion in sched.dropout(fraction):
+            self.model.set_dropout(proportion, pattern)
+        nj = sched.num_jobs(fraction)
+        eta = sched.effective_lrate(fraction)
+        mpc = self.cfg.max_param_change
+        parts = [mb]
+        if iteration == 0 and self.cfg.iter0_special:
+            parts = split_minibatch(mb)
+            mpc = mpc / math.sqrt(2.0)
+        sums = {"objf": 0.0, "xent": 0.0, "frames": 0.0}
+        for part in parts:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, info = self._objective(self.ddp_model, part)
+            loss.backward()
+            nseq = self._all_reduce_(torch.tensor([float(part.batch_size)]))
+            stats = self.optimizer.step(effective_lrate=eta, num_jobs=nj,
+                                        num_sequences=int(nseq.item()),
+                                        grad_scale=float(self.world_size), max_param_change=mpc)
+            self._sync_batchnorm_stats()
+            self.model.scale_batchnorm_stats(self.cfg.batchnorm_stats_scale)
+            apply_orthonormal_constraint(self.model, self.ortho_gen)
+            sums["objf"] += info.objf
+            sums["xent"] += info.xent_objf or 0.0
+            sums["frames"] += info.num_frames
+            if stats.num_limited or stats.global_scale < 1.0 or not stats.applied:
+                self._log(f"  step {self.state.step}: {stats}")
+        return sums
+
+    @torch.no_grad()
+    def _sync_batchnorm_stats(self) -> None:
+        """Average the stored BatchNorm stats over ranks (nnet3-average of the job models)."""
+        if not self.distributed or self.world_size == 1:
+            return
+        bufs = []
+        for bn in self.model.batchnorms():
+            bufs += [bn.stats_count.reshape(1), bn.stats_sum, bn.stats_sumsq]
+        flat = torch.cat(bufs)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        off = 0
+        for bn in self.model.batchnorms():
+            for buf in (bn.stats_count, bn.stats_sum, bn.stats_sumsq):
+                k = buf.numel()
+                buf.copy_(flat[off:off + k].view_as(buf))
+                off += k
+
+    # -- diagnostics ----------------------------------------------------------------------
+    @torch.no_grad()
+    def compute_prob(self, egs: Iterable[ChainMinibatch]) -> dict[str, float]:
+        """nnet3-chain-compute-prob: test-mode objective per frame over ``egs``."""
+        self.model.eval()
+        objf = xent = frames = 0.0
+        for mb in egs:
+            _, info = self._objective(self.model, mb)
+            objf += info.objf
+            xent += info.xent_objf or 0.0
+            frames += info.num_frames
+        self.model.train()
+        if frames == 0:
+            raise ValueError("compute_prob: no frames in the diagnostic egs")
+        return {"output": objf / frames, "output-xent": xent / frames, "frames": frames}
+
+    def _write_compute_prob(self, name: str, it: int, res: dict[str, float]) -> None:
+        lines = (f"Overall log-probability for 'output-xent' is {res['output-xent']:.6g} per "
+                 f"frame, over {int(res['frames'])} frames.\n"
+                 f"Overall log-probability for 'output' is {res['output']:.6g} per frame, over "
+                 f"{int(res['frames'])} frames.\n")
+        atomic_write_text(self.out_dir / "log" / f"compute_prob_{name}.{it}.log", lines)
+        for line in lines.splitlines():
+            self._log(f"compute_prob_{name}.{it}: {line}")
+
+    # -- preconditioning ------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate_preconditioning(self, egs: Iterable[ChainMinibatch],
+                                 max_minibatches: int | None = None) -> int:
+        """Kaldi's lda.mat (nnet3-chain-acc-lda-stats + nnet-get-feature-transform) from up to
+        ``max_minibatches`` minibatches; labels = argmax numerator posterior (zero output).
+        Returns the number of frames used."""
+        cfg = self.model.config
+        offsets = cfg.splice_offsets
+        left = self.model.left_context
+        fsf = self.model.frame_subsampling_factor
+        stats = LdaStats(len(offsets) * cfg.feat_dim + cfg.ivector_dim, cfg.num_pdfs)
+        limit = self.cfg.lda_minibatches if max_minibatches is None else max_minibatches
+        for k, mb in enumerate(egs):
+            if k >= limit:
+                break
+            mb = mb.to(self.device)
+            lengths = mb.num_output_frames
+            t = int(lengths.max())
+            zeros = torch.zeros(mb.batch_size, t, cfg.num_pdfs, device=self.device)
+            if bool((lengths == t).all()):
+                _, post, ok = numerator_forward_backward(zeros, mb.num_graphs, True)
+            else:
+                _, post, ok = numerator_forward_backward(zeros, mb.num_graphs, True, lengths=lengths)
+            if not ok:
+                logger.warning("preconditioning: numerator failed on minibatch %s...; skipped",
+                               mb.keys[0])
+                continue
+            labels = post.argmax(-1)  # [B, t]
+            spliced = splice_input(mb.feats, mb.ivector, offsets)  # row j = centre frame j - lo
+            rows = left + fsf * torch.arange(t, device=self.device) + min(offsets)
+            if int(rows.max()) >= spliced.shape[1]:
+                raise ValueError(f"preconditioning: minibatch {mb.keys[0]}... has too few input "
+                                 f"frames ({mb.feats.shape[1]}) for {t} output frames")
+            x = spliced[:, rows]  # [B, t, D]
+            valid = torch.arange(t, device=self.device)[None, :] < lengths[:, None]
+            stats.accumulate(x[valid], labels[valid])
+        if stats.count < 2:
+            raise ValueError("preconditioning: no frames (empty lda egs?)")
+        w, b = stats.estimate()
+        self.model.set_preconditioning(w.float(), b.float())
+        self.state.preconditioned = True
+        logger.info("preconditioning matrix estimated from %d frames", int(stats.count))
+        return int(stats.count)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _gather(self, obj: Any) -> list[Any]:
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def checkpoint_dict(self, egs: EgsSource | None) -> dict[str, Any] | None:
+        """Collective under DDP; returns the dict on rank 0 (None elsewhere)."""
+        rngs = self._gather({"global": _rng_state(),
+                             "oor": self.loss_fn.generator.get_state()})
+        egs_states = self._gather(egs.state_dict() if egs is not None else {})
+        if not self.is_main:
+            return None
+        st = asdict(self.state)
+        return {"format": CHECKPOINT_FORMAT, "model_config": self.model.config.to_dict(),
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "trainer": st,
+                "trainer_config": asdict(self.cfg), "world_size": self.world_size,
+                "rng": rngs, "ortho_gen": self.ortho_gen.get_state(), "egs": egs_states}
+
+    def save_checkpoint(self, egs: EgsSource | None) -> None:
+        d = self.checkpoint_dict(egs)
+        if d is not None:
+            with atomic_open(self.out_dir / "checkpoint.pt", "wb") as f:
+                torch.save(d, f)
+        if self.distributed:
+            dist.barrier()
+
+    def load_checkpoint(self, path: str | Path, egs: EgsSource | None) -> None:
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeError(f"{path}: cannot read checkpoint: {e}") from e
+        if d.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(f"{path}: not a chain trainer checkpoint")
+        if d["model_config"] != self.model.config.to_dict():
+            raise RuntimeError(f"{path}: model configuration differs from this run's")
+        self.model.load_state_dict(d["model"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        st = dict(d["trainer"])
+        self.state = _State(**st)
+        self.ortho_gen.set_state(d["ortho_gen"])
+        if d["world_size"] == self.world_size:
+            _set_rng_state(d["rng"][self.rank]["global"])
+            self.loss_fn.generator.set_state(d["rng"][self.rank]["oor"])
+            egs_state = d["egs"][self.rank]
+        else:
+            logger.warning("%s: saved with %d ranks, resuming with %d: RNG and egs position of "
+                           "rank 0 used, not an exact resumption", path, d["world_size"],
+                           self.world_size)
+            _set_rng_state(d["rng"][0]["global"])
+            egs_state = d["egs"][0]
+        if egs is not None:
+            egs.set_epoch(self.state.epoch)
+            if egs_state:
+                egs.load_state_dict(egs_state)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _setup(self, egs: EgsSource) -> None:
+        steps = torch.tensor([float(len(egs))])
+        steps = self._all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
+        self.state.steps_per_epoch = int(steps.item())
+        if self.state.steps_per_epoch < 1:
+            raise ValueError("the training egs are empty")
+        frames = getattr(egs, "num_frames", None)
+        if frames is None:
+            first = next(iter(egs))
+            frames = int(first.feats.shape[0] * first.feats.shape[1]) * len(egs)
+            egs.set_epoch(0)  # rewind
+        frames = self._all_reduce_(torch.tensor([float(frames)]))
+        self.state.frames_per_epoch = int(frames.item())
+
+    def _make_schedule(self) -> KaldiSchedule:
+        c = self.cfg
+        return KaldiSchedule(c.num_epochs, self.state.frames_per_epoch, c.frames_per_iter,
+                             self.model.frame_subsampling_factor, c.num_jobs_initial,
+                             c.num_jobs_final, c.initial_effective_lrate, c.final_effective_lrate,
+                             c.dropout_schedule)
+
+    def _end_iteration(self, it: int, egs: EgsSource, valid_egs, train_diag_egs) -> None:
+        s = self.state.iter_sums
+        if s.get("frames", 0) > 0:
+            self._log(f"Overall average objective function for 'output' is "
+                      f"{s['objf'] / s['frames']:.6g} over {int(s['frames'])} frames.")
+            self._log(f"Overall average objective function for 'output-xent' is "
+                      f"{s['xent'] / s['frames']:.6g} over {int(s['frames'])} frames.")
+        entry: dict[str, float] = {"iter": float(it), "step": float(self.state.step),
+                                   "fraction": self.state.step / self.state.total_steps}
+        if self.is_main:
+            for name, e in (("train", train_diag_egs), ("valid", valid_egs)):
+                if e is not None:
+                    res = self.compute_prob(e)
+                    self._write_compute_prob(name, it, res)
+                    entry[f"{name}_objf"] = res["output"]
+                    entry[f"{name}_xent"] = res["output-xent"]
+        self.state.history.append(entry)
+        self.state.iter_sums = {}
+        if self.is_main:
+            self._write_report()
+        self.save_checkpoint(egs)
+
+    def _write_report(self) -> None:
+        rep = self.out_dir / "report"
+        keys = ["iter", "step", "fraction", "train_objf", "valid_objf", "train_xent", "valid_xent"]
+        lines = ["\t".join(keys)]
+        for h in self.state.history:
+            lines.append("\t".join(f"{h[k]:.6g}" if k in h else "nan" for k in keys))
+        atomic_write_text(rep / "progress.tsv", "\n".join(lines) + "\n")
+        plot_training_curve(self.state.history, rep / "training_curve.png")
+
+    def train(self, egs: EgsSource, valid_egs: Iterable[ChainMinibatch] | None = None,
+              train_diag_egs: Iterable[ChainMinibatch] | None = None,
+              lda_egs: Iterable[ChainMinibatch] | None = None, resume: bool = True,
+              max_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end of the schedule (or ``max_steps`` more minibatches); resumes from
+        ``<out_dir>/checkpoint.pt`` when ``resume`` and it exists.  Writes ``final.pt`` at the
+        end.  Returns the last history entry."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self.out_dir / "checkpoint.pt"
+        if resume and ckpt.is_file():
+            self.load_checkpoint(ckpt, egs)
+            self._log(f"resuming from {ckpt} at minibatch {self.state.step}/{self.state.total_steps}")
+        else:
+            torch.manual_seed(self.cfg.seed + self.rank)  # dropout masks differ per rank
+            np.random.seed(self.cfg.seed + self.rank)
+            random.seed(self.cfg.seed + self.rank)
+            self._setup(egs)
+            if lda_egs is not None and not self.state.preconditioned:
+                if self.is_main:
+                    self.estimate_preconditioning(lda_egs)
+                self._broadcast_preconditioning()
+            egs.set_epoch(0)
+        self.schedule = self._make_schedule()
+        sched = self.schedule
+        if self.state.total_steps == 0:
+            self.state.total_steps = max(1, round(sched.num_passes * self.state.steps_per_epoch))
+            self.state.iteration = 0
+        if self.is_main:
+            logger.info("schedule: %s; %d minibatches/pass, %d minibatches in all, %d rank(s)",
+                        sched.describe(), self.state.steps_per_epoch, self.state.total_steps,
+                        self.world_size)
+        if self.distributed and self.ddp_model is self.model:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
+        done_here = 0
+        st = self.state
+        if st.step >= st.total_steps and st.history:
+            logger.info("%s: training already finished (%d minibatches)", self.out_dir, st.step)
+            return st.history[-1]
+        self._open_iter_log(st.iteration)
+        t_print = time.time()
+        while st.step < st.total_steps and (max_steps is None or done_here < max_steps):
+            got = 0
+            for mb in egs:
+                got += 1
+                fraction = st.step / st.total_steps
+                it = st.iteration
+                sums = self.train_step(mb, fraction, it)
+                for k, v in sums.items():
+                    st.iter_sums[k] = st.iter_sums.get(k, 0.0) + v
+                st.step += 1
+                st.step_in_epoch += 1
+                done_here += 1
+                if st.step % self.cfg.print_interval == 0 or st.step == 1:
+                    dt = time.time() - t_print
+                    t_print = time.time()
+                    self._log(f"minibatch {st.step}/{st.total_steps} (iter {it}, pass {st.epoch}) "
+                              f"effective-lrate {sched.effective_lrate(fraction):.4g} nj "
+                              f"{sched.num_jobs(fraction)} dropout "
+                              f"{','.join(f'{p:.3f}' for _, p in sched.dropout(fraction)) or '-'}: "
+                              f"log-prob {sums['objf'] / sums['frames']:.4f} xent "
+                              f"{sums['xent'] / sums['frames']:.4f} over {int(sums['frames'])} "
+                              f"frames ({dt:.1f} s)")
+                last = st.step >= st.total_steps
+                end_of_pass = st.step_in_epoch >= st.steps_per_epoch
+                if end_of_pass and not last:
+                    st.epoch += 1
+                    st.step_in_epoch = 0
+                    egs.set_epoch(st.epoch)
+                next_it = sched.iteration(st.step / st.total_steps)
+                if not last and next_it != st.iteration:
+                    self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
+                    st.iteration = next_it
+                    self._open_iter_log(next_it)
+                elif (self.cfg.checkpoint_interval and st.step % self.cfg.checkpoint_interval == 0
+                        and not last):
+                    self.save_checkpoint(egs)
+                if last or end_of_pass or (max_steps is not None and done_here >= max_steps):
+                    break
+            if got == 0:
+                raise RuntimeError(f"the training egs gave no minibatch in pass {st.epoch} "
+                                   f"(expected {st.steps_per_epoch})")
+            if st.step_in_epoch and st.step < st.total_steps and \
+                    (max_steps is None or done_here < max_steps):
+                raise RuntimeError(f"the training egs ran out after {st.step_in_epoch} of "
+                                   f"{st.steps_per_epoch} minibatches in pass {st.epoch}")
+        if st.step >= st.total_steps:
+            self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
+            if self.is_main:
+                save_chain_model(self.out_dir / "final.pt", self.model,
+                                 {"history": st.history, "schedule": sched.describe()})
+                self._log(f"training done: {st.step} minibatches; wrote {self.out_dir}/final.pt")
+        else:
+            self.save_checkpoint(egs)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+            self._log_iter = -1
+        return st.history[-1] if st.history else {}
+
+    def _broadcast_preconditioning(self) -> None:
+        if not self.distributed:
+            return
+        lda = self.model.layers["lda"]
+        dist.broadcast(lda.weight, 0)
+        dist.broadcast(lda.bias, 0)
+        flag = torch.tensor([1.0 if self.state.preconditioned else 0.0])
+        dist.broadcast(flag, 0)
+        self.state.preconditioned = bool(flag.item())
+
+
+def plot_training_curve(history: Sequence[dict[str, float]], path: str | Path) -> None:
+    """PNG of the train/valid chain and xent objectives per iteration (Kaldi's report/)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind, title in ((axes[0], "objf", "chain log-probability ('output')"),
+                            (axes[1], "xent", "cross-entropy ('output-xent')")):
+        for name, style in (("train", "-o"), ("valid", "-s")):
+            pts = [(h["iter"], h[f"{name}_{kind}"]) for h in history if f"{name}_{kind}" in h]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name, markersize=3)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("per frame")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,523 @@
+"""Tests of the chain trainer (ser/train/chain_trainer.py) and its schedule (ser/train/schedule.py).
+
+References are independent: Kaldi's schedule numbers of run_tdnn_1g.sh (108 iterations,
+nj 3..12), the update formula of UpdateNnetWithMaxChange written out here in float64,
+brute-force splicing for the preconditioning statistics, and an uninterrupted run for the
+exact-resumption check.  Graphs are built with the real ser.chain tools from a tiny lexicon.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser.chain.den_graph import DenGraph, create_den_fsa
+from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
+from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
+from ser.chain.phone_lm import estimate_phone_lm
+from ser.chain.supervision import Normalizer, make_supervision
+from ser.chain.topo import PdfMap, biphone_stats
+from ser.nnet import TdnnfConfig, TdnnfModel
+from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiSgd, load_chain_model,
+                                     split_minibatch, subset_minibatch)
+from ser.train.minibatch import ChainMinibatch
+from ser.train.schedule import KaldiSchedule
+
+DIC = """a AH0
+a(2) EY1
+the DH AH
+cat K AE T
+sat S AE T
+dog D AO1 G
+hen HH EH N
+<unk> NSN
+"""
+SENTENCES = [["the", "cat", "sat"], ["a", "dog", "sat"], ["the", "dog"], ["a", "cat"],
+             ["dog", "sat", "the", "cat"], ["hen", "sat"], ["the", "hen"]]
+
+
+# ------------------------------------------------------------------------------------------
+# a tiny chain setup: lang, den graph, numerator graphs, random features
+# ------------------------------------------------------------------------------------------
+class TinySetup:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "dic").write_text(DIC)
+        (root / "text").write_text("".join(f"u{i} {' '.join(s)}\n" for i, s in enumerate(SENTENCES)))
+        prepare_dict(root / "dic", root / "dict", [root / "text"], use_cmudict=False)
+        self.lang = prepare_lang(root / "dict", "<unk>", root / "lang")
+        rng = random.Random(0)
+        seqs = [text_to_phones(t, self.lang, rng, 0.8, 0.1) for t in SENTENCES * 10]
+        lm = estimate_phone_lm(seqs, 3, 2, 4)
+        bi, mo = biphone_stats(seqs, self.lang.num_phones, self.lang.sets)
+        self.pdf_map = PdfMap.biphone(self.lang.num_phones, self.lang.sets, [], bi, mo, 3, 2)
+        self.den = DenGraph(create_den_fsa(lm, self.pdf_map), self.pdf_map.num_pdfs)
+        self.den_graph = self.den.chain_graph()
+        self.num_pdfs = self.pdf_map.num_pdfs
+        self.norm = Normalizer(self.den)
+
+    def model_config(self) -> TdnnfConfig:
+        return TdnnfConfig.mini(self.num_pdfs, feat_dim=40, ivector_dim=8, tdnn_dim=24,
+                                tdnnf_dim=24, bottleneck_dim=8, prefinal_l_dim=12,
+                                prefinal_big_dim=24, prefinal_small_dim=12, time_strides=(1, 0, 3))
+
+    def minibatch(self, seed: int, batch: int, t_out: int, model: TdnnfModel,
+                  sentences: list[list[str]] | None = None) -> ChainMinibatch:
+        g = torch.Generator().manual_seed(seed)
+        t_in = 3 * t_out + model.left_context + model.right_context
+        graphs, keys = [], []
+        r = random.Random(seed)
+        for b in range(batch):
+            words = sentences[b] if sentences is not None else r.choice([SENTENCES[i] for i in (1, 2, 3, 5, 6)])
+            res = make_supervision(words, 3 * t_out, self.lang, self.pdf_map, self.norm)
+            assert res.graph is not None, res.reason
+            graphs.append(res.graph)
+            keys.append(f"s{seed}-{b}")
+        feats = torch.randn(batch, t_in, 40, generator=g)
+        ivec = torch.randn(batch, 8, generator=g)
+        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs(graphs),
+                              torch.full((batch,), t_out, dtype=torch.long), keys)
+
+
+class ListEgs:
+    """A minimal EgsSource: fixed minibatches, shuffled per pass, resumable position."""
+
+    def __init__(self, minibatches: list[ChainMinibatch], seed: int = 0) -> None:
+        self.mbs = minibatches
+        self.seed = seed
+        self.epoch = 0
+        self.pos = 0
+        self.num_frames = sum(int(m.feats.shape[0] * m.feats.shape[1]) for m in minibatches)
+
+    def _order(self) -> list[int]:
+        order = list(range(len(self.mbs)))
+        random.Random(self.seed * 1000 + self.epoch).shuffle(order)
+        return order
+
+    def __len__(self) -> int:
+        return len(self.mbs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.pos = epoch, 0
+
+    def __iter__(self):
+        order = self._order()
+        while self.pos < len(order):
+            mb = self.mbs[order[self.pos]]
+            self.pos += 1
+            yield mb
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.epoch, self.pos = int(d["epoch"]), int(d["pos"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> TinySetup:
+    return TinySetup(tmp_path_factory.mktemp("tiny"))
+
+
+def new_model(tiny: TinySetup, seed: int = 0) -> TdnnfModel:
+    return TdnnfModel(tiny.model_config(), generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------
+# schedule
+# ------------------------------------------------------------------------------------------
+def test_schedule_matches_kaldi_tdnn_1g_numbers():
+    # 45 archives of 5M frames (run_tdnn_1g.sh: num-iters=108 nj=3..12)
+    s = KaldiSchedule(num_epochs=6, frames_per_epoch=44 * 5_000_000 + 123, frames_per_iter=5_000_000)
+    assert s.num_archives == 45
+    assert s.num_archives_to_process == 810
+    assert s.num_iters == 108
+    assert s.num_jobs_at_iter(0) == 3 and s.num_jobs_at_iter(107) == 12
+    # independent re-statement of common.py's loop
+    archives, lrates = 0, []
+    for it in range(108):
+        nj = int(0.5 + 3 + 9 * it / 108)
+        assert s.archives_processed_at_iter(it) == archives
+        assert s.num_jobs(archives / 810) == nj
+        lr = 0.000025 if it == 107 else 0.00025 * math.exp(archives / 810 * math.log(0.1))
+        lrates.append(lr)
+        assert s.kaldi_effective_lrate_at_iter(it) == pytest.approx(lr, rel=1e-12)
+        archives += nj
+    assert archives == s.archives_processed_at_iter(108) and archives <= 810 + 12
+    assert s.effective_lrate(0.0) == pytest.approx(0.00025)
+    assert s.effective_lrate(1.0) == pytest.approx(0.000025)
+    assert s.effective_lrate(0.5) == pytest.approx(0.00025 * math.sqrt(0.1))
+    assert s.num_passes == pytest.approx(18.0)
+    # dropout '0,0@0.20,0.5@0.50,0'
+    assert s.dropout(0.1) == [("*", 0.0)]
+    assert s.dropout(0.35)[0][1] == pytest.approx(0.25)
+    assert s.dropout(0.5)[0][1] == pytest.approx(0.5)
+    assert s.dropout(0.75)[0][1] == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        KaldiSchedule(num_jobs_initial=4, num_jobs_final=2)
+
+
+# ------------------------------------------------------------------------------------------
+# the update rule
+# ------------------------------------------------------------------------------------------
+def reference_update(params, grads, groups, eta, nj, nseq, mpc):
+    """UpdateNnetWithMaxChange on a Kaldi job's delta, then 1/nj of it (float64)."""
+    deltas, norms = [], []
+    for ps, gs, g in zip(params, grads, groups):
+        lr = nj * eta * g["learning_rate_factor"]
+        d = [-lr * (gr.double() + 2 * g["l2_regularize"] * nseq / nj * p.double()) for p, gr in zip(ps, gs)]
+        deltas.append(d)
+        norms.append(math.sqrt(sum(float((x.detach() ** 2).sum()) for x in d)))
+    scales = [min(1.0, g["max_change"] / n) if n > 0 else 1.0 for g, n in zip(groups, norms)]
+    tot = math.sqrt(sum((s * n) ** 2 for s, n in zip(scales, norms)))
+    gs = min(1.0, mpc / tot) if tot > 0 else 1.0
+    return [[p.double() + gs * s * x / nj for p, x in zip(ps, d)] for ps, d, s in zip(params, deltas, scales)]
+
+
+@pytest.mark.parametrize("grad_size,mpc", [(1e-3, 2.0), (50.0, 2.0), (5.0, 0.3)])
+def test_kaldi_sgd_matches_reference(grad_size, mpc):
+    g = torch.Generator().manual_seed(3)
+    groups = []
+    for k, (mc, lrf, l2) in enumerate([(0.75, 1.0, 0.008), (1.5, 5.0, 0.002), (0.75, 1.0, 0.0)]):
+        ps = [torch.nn.Parameter(torch.randn(7, 5, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g))]
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g) * grad_size
+        groups.append(dict(params=ps, name=f"c{k}", learning_rate_factor=lrf, l2_regularize=l2, max_change=mc))
+    params = [[p.detach().clone() for p in gr["params"]] for gr in groups]
+    grads = [[p.grad.clone() for p in gr["params"]] for gr in groups]
+    meta = [{k: v for k, v in gr.items() if k != "params"} for gr in groups]
+    opt = KaldiSgd(groups, max_param_change=mpc)
+    stats = opt.step(effective_lrate=0.001, num_jobs=4, num_sequences=64)
+    want = reference_update(params, grads, meta, 0.001, 4, 64, mpc)
+    for gr, w in zip(groups, want):
+        for p, wp in zip(gr["params"], w):
+            torch.testing.assert_close(p.detach().double(), wp, rtol=1e-5, atol=1e-7)
+    assert stats.applied
+    if grad_size == 50.0:
+        assert stats.num_limited == 3
+    if grad_size == 1e-3:
+        assert stats.num_limited == 0 and stats.global_scale == 1.0
+    if mpc == 0.3:
+        assert stats.global_scale < 1.0
+
+
+def test_kaldi_sgd_skips_non_finite_update():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.tensor([1.0, float("nan"), 0.0])
+    opt = KaldiSgd([dict(params=[p], name="x", learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.75)])
+    assert not opt.step(effective_lrate=0.1, num_jobs=1, num_sequences=1).applied
+    assert torch.equal(p.detach(), torch.ones(3))
+
+
+# ------------------------------------------------------------------------------------------
+# minibatch splitting
+# ------------------------------------------------------------------------------------------
+def test_subset_minibatch_keeps_each_sequence_objective(tiny):
+    model = new_model(tiny)
+    mb = tiny.minibatch(5, 5, 12, model)
+    y = torch.randn(5, 12, tiny.num_pdfs, generator=torch.Generator().manual_seed(1))
+    full, _, ok = numerator_forward_backward(y, mb.num_graphs, False)
+    assert ok
+    for idx in ([3, 1], [0, 2, 4], [4]):
+        sub = subset_minibatch(mb, idx)
+        lp, _, ok = numerator_forward_backward(y[idx], sub.num_graphs, False)
+        assert ok
+        torch.testing.assert_close(lp, full[idx])
+        assert torch.equal(sub.feats, mb.feats[idx]) and sub.keys == [mb.keys[i] for i in idx]
+    halves = split_minibatch(mb)
+    assert [h.batch_size for h in halves] == [3, 2]
+
+
+# ------------------------------------------------------------------------------------------
+# preconditioning
+# ------------------------------------------------------------------------------------------
+def test_preconditioning_statistics_brute_force(tiny, tmp_path, monkeypatch):
+    from ser.nnet.preconditioning import LdaStats
+
+    captured = []
+    orig = LdaStats.estimate
+
+    def spy(self, *a, **kw):
+        captured.append(self)
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(LdaStats, "estimate", spy)
+    model = new_model(tiny)
+    mbs = [tiny.minibatch(s, 4, 10, model) for s in range(3)]
+    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(), tmp_path)
+    n = trainer.estimate_preconditioning(mbs + mbs, max_minibatches=3)
+    rows, labels = [], []
+    left = model.left_context
+    for mb in mbs:
+        for b in range(mb.batch_size):
+            one = subset_minibatch(mb, [b])
+            _, post, ok = numerator_forward_backward(torch.zeros(1, 10, tiny.num_pdfs), one.num_graphs, True)
+            for k in range(10):
+                c = left + 3 * k
+                f = mb.feats[b]
+                rows.append(torch.cat([f[c - 1], f[c], f[c + 1], mb.ivector[b]]))
+                labels.append(int(post[0, k].argmax()))
+    assert n == len(rows) == 120
+    ref = LdaStats(128, tiny.num_pdfs)
+    ref.accumulate(torch.stack(rows), torch.tensor(labels))
+    (got,) = captured
+    assert torch.equal(got.zero_acc, ref.zero_acc)
+    torch.testing.assert_close(got.first_acc, ref.first_acc)
+    torch.testing.assert_close(got.total_second_acc, ref.total_second_acc)
+    # the installed transform is the estimate from these statistics
+    w, bias = orig(got)  # (the estimate itself is ill-conditioned with 120 frames in 128 dims)
+    torch.testing.assert_close(model.layers["lda"].weight, w.float())
+    torch.testing.assert_close(model.layers["lda"].bias, bias.float())
+    assert not torch.equal(model.layers["lda"].weight, torch.eye(128))
+
+
+# ------------------------------------------------------------------------------------------
+# one step against a hand-written reference step
+# ------------------------------------------------------------------------------------------
+def test_train_step_equals_reference(tiny, tmp_path):
+    from ser.chain.objective import LFMMILoss
+    from ser.nnet.orthonormal import apply_orthonormal_constraint
+
+    model = new_model(tiny)
+    ref = copy.deepcopy(model)
+    mb = tiny.minibatch(11, 4, 10, model)
+    cfg = ChainTrainerConfig(iter0_special=False, dropout_schedule=None, initial_effective_lrate=0.01,
+                             final_effective_lrate=0.001)
+    trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
+    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000,
+                                     initial_effective_lrate=0.01, final_effective_lrate=0.001,
+                                     dropout_schedule=None)
+    trainer.train_step(mb, fraction=0.25, iteration=1)
+    # reference: autograd gradient of -(objf + 0.1 xent), then the Kaldi update by hand
+    ref.train()
+    out = ref(mb.feats, mb.ivector)
+    loss_fn = LFMMILoss(tiny.den_graph, 0.1, 0.1, out_of_range_regularize=0.0)
+    loss, _ = loss_fn(out["output"], mb.num_graphs, out["output-xent"])
+    loss.backward()
+    groups = ref.component_groups()
+    eta = 0.01 * math.exp(0.25 * math.log(0.1))
+    nj = trainer.schedule.num_jobs(0.25)
+    want = reference_update([g["params"] for g in groups], [[p.grad for p in g["params"]] for g in groups],
+                            groups, eta, nj, 4, 2.0)
+    with torch.no_grad():
+        for g, w in zip(groups, want):
+            for p, wp in zip(g["params"], w):
+                p.copy_(wp.float())
+    ref.scale_batchnorm_stats(0.8)
+    apply_orthonormal_constraint(ref, torch.Generator().manual_seed(cfg.seed + 1))
+    for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+    # the output layer moved (zero init) and the xent layer got 5x its learning rate
+    assert float(model.layers["output"].affine.weight.detach().abs().max()) > 0
+
+
+# ------------------------------------------------------------------------------------------
+# full runs: logs, curve, final model, exact resumption
+# ------------------------------------------------------------------------------------------
+def make_egs(tiny, model, n=4, seed=0):
+    return ListEgs([tiny.minibatch(100 + s, 3, 8, model) for s in range(n)], seed=seed)
+
+
+def run_cfg(**kw):
+    base = dict(num_epochs=2.0, frames_per_iter=400, num_jobs_initial=1, num_jobs_final=2,
+                initial_effective_lrate=0.004, final_effective_lrate=0.001,
+                dropout_schedule="0.2,0.2@0.5,0.1", print_interval=2)
+    base.update(kw)
+    return ChainTrainerConfig(**base)
+
+
+def params_of(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_run_writes_logs_curve_and_final_model(tiny, tmp_path):
+    torch.set_num_threads(1)
+    model = new_model(tiny)
+    egs = make_egs(tiny, model)
+    valid = [tiny.minibatch(900, 3, 8, model)]
+    trainer = ChainTrainer(model, tiny.den_graph, run_cfg(initial_effective_lrate=0.02,
+                                                          final_effective_lrate=0.01), tmp_path / "exp")
+    last = trainer.train(egs, valid_egs=valid, train_diag_egs=egs.mbs[:2], lda_egs=egs.mbs)
+    exp = tmp_path / "exp"
+    hist = trainer.state.history
+    assert trainer.state.step == trainer.state.total_steps == round(trainer.schedule.num_passes * 4)
+    assert len(hist) == trainer.schedule.num_iters >= 2
+    assert last["valid_objf"] == hist[-1]["valid_objf"]
+    # the objective on the training subset improves
+    assert hist[-1]["train_objf"] > hist[0]["train_objf"]
+    log0 = (exp / "log" / "train.0.log").read_text()
+    assert "Overall average objective function for 'output' is" in log0
+    cp = (exp / "log" / "compute_prob_valid.0.log").read_text().splitlines()
+    assert cp[1].startswith("Overall log-probability for 'output' is ")
+    assert cp[1].endswith(f"per frame, over {3 * 8} frames.")
+    assert cp[0].startswith("Overall log-probability for 'output-xent' is ")
+    assert (exp / "report" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((exp / "report" / "progress.tsv").read_text().splitlines()) == len(hist) + 1
+    # final.pt: weights_only, and the same network
+    d = torch.load(exp / "final.pt", weights_only=True)
+    assert d["num_pdfs"] == tiny.num_pdfs
+    loaded = load_chain_model(exp / "final.pt").eval()
+    model.eval()
+    with torch.no_grad():
+        a = model(valid[0].feats, valid[0].ivector)["output"]
+        b = loaded(valid[0].feats, valid[0].ivector)["output"]
+    torch.testing.assert_close(a, b)
+    # a second call with resume finds the run finished and changes nothing
+    before = params_of(model)
+    ChainTrainer(model, tiny.den_graph, run_cfg(), exp).train(make_egs(tiny, model), resume=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_is_exact(tiny, tmp_path):
+    torch.set_num_threads(1)
+    cfg = run_cfg(num_epochs=1.0)
+    # uninterrupted
+    m1 = new_model(tiny)
+    egs1 = make_egs(tiny, m1)
+    t1 = ChainTrainer(m1, tiny.den_graph, cfg, tmp_path / "a")
+    t1.train(egs1, valid_egs=egs1.mbs[:1], lda_egs=egs1.mbs, resume=False)
+    # interrupted after 3 and after 5 minibatches (mid-pass), each time by a fresh trainer
+    m2 = new_model(tiny)
+    egs2 = make_egs(tiny, m2)
+    ChainTrainer(m2, tiny.den_graph, cfg, tmp_path / "b").train(
+        egs2, valid_egs=egs2.mbs[:1], lda_egs=egs2.mbs, resume=False, max_steps=3)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ck["trainer"]["step"] == 3 and ck["egs"][0]["pos"] == 3
+    torch.manual_seed(12345)  # disturb every RNG: the checkpoint must restore them
+    np.random.seed(1)
+    random.seed(2)
+    for steps in (2, None):
+        m3 = new_model(tiny, seed=99)  # different init: the checkpoint must overwrite it
+        egs3 = make_egs(tiny, m3)
+        ChainTrainer(m3, tiny.den_graph, cfg, tmp_path / "b").train(
+            egs3, valid_egs=egs3.mbs[:1], lda_egs=egs3.mbs, resume=True, max_steps=steps)
+    for (k, a), b in zip(m1.state_dict().items(), m3.state_dict().values()):
+        assert torch.equal(a, b), k
+    h1 = torch.load(tmp_path / "a" / "final.pt", weights_only=True)["history"]
+    h3 = torch.load(tmp_path / "b" / "final.pt", weights_only=True)["history"]
+    assert h1 == h3
+
+
+def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch):
+    model = new_model(tiny)
+    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(), tmp_path)
+    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000)
+    seen = []
+    orig = KaldiSgd.step
+
+    def spy(self, *a, **kw):
+        seen.append((kw["num_sequences"], kw["max_param_change"]))
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(KaldiSgd, "step", spy)
+    mb = tiny.minibatch(3, 4, 8, model)
+    trainer.train_step(mb, 0.0, 0)
+    trainer.train_step(mb, 0.5, 1)
+    assert seen[0] == (2, pytest.approx(2.0 / math.sqrt(2))) and seen[1][0] == 2
+    assert seen[2] == (4, 2.0)
+
+
+# ------------------------------------------------------------------------------------------
+# decoding (ser/chain/decode.py)
+# ------------------------------------------------------------------------------------------
+def small_graph(seed: int, states: int = 4, arcs: int = 9, pdfs: int = 3):
+    from ser.chain.graph import ChainGraph
+
+    r = random.Random(seed)
+    a = [(s, s, r.randrange(pdfs)) for s in range(states)]
+    while len(a) < arcs:
+        a.append((r.randrange(states), r.randrange(states), r.randrange(pdfs)))
+    logp = torch.tensor([math.log(r.uniform(0.05, 1.0)) for _ in a])
+    init = torch.full((states,), -math.inf)
+    init[0] = 0.0
+    init[1] = math.log(0.3)
+    final = torch.tensor([math.log(r.uniform(0.1, 1.0)) if r.random() < 0.6 else -math.inf
+                          for _ in range(states)])
+    final[states - 1] = 0.0
+    return ChainGraph(states, torch.tensor([x[0] for x in a]), torch.tensor([x[1] for x in a]),
+                      torch.tensor([x[2] for x in a]), logp, init, final)
+
+
+def brute_force_best(g, y):
+    """max over all state paths of init + sum(log p + y) + final, by enumeration."""
+    import itertools
+
+    arcs = list(zip(g.src.tolist(), g.dst.tolist(), g.pdf.tolist(), g.logp.tolist()))
+    best, best_pdfs = -math.inf, None
+    for path in itertools.product(range(len(arcs)), repeat=len(y)):
+        if any(arcs[path[i]][1] != arcs[path[i + 1]][0] for i in range(len(path) - 1)):
+            continue
+        sc = float(g.initial[arcs[path[0]][0]]) + float(g.final[arcs[path[-1]][1]])
+        sc += sum(arcs[a][3] + y[t][arcs[a][2]] for t, a in enumerate(path))
+        if sc > best:
+            best, best_pdfs = sc, [arcs[a][2] for a in path]
+    return best, best_pdfs
+
+
+def test_viterbi_equals_brute_force():
+    from ser.chain.decode import viterbi
+
+    for seed in range(4):
+        g = small_graph(seed)
+        y = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(seed))
+        lengths = torch.tensor([5, 3])
+        paths, scores = viterbi(y, g, lengths)
+        for b in range(2):
+            T = int(lengths[b])
+            want, _ = brute_force_best(g, y[b, :T].tolist())
+            assert float(scores[b]) == pytest.approx(want, abs=1e-4)
+            assert len(paths[b]) == T
+            # the returned pdf sequence reaches the best score (some path with these pdfs)
+            import itertools
+
+            arcs = list(zip(g.src.tolist(), g.dst.tolist(), g.pdf.tolist(), g.logp.tolist()))
+            got = -math.inf
+            for path in itertools.product(range(len(arcs)), repeat=T):
+                if [arcs[a][2] for a in path] != paths[b]:
+                    continue
+                if any(arcs[path[i]][1] != arcs[path[i + 1]][0] for i in range(T - 1)):
+                    continue
+                sc = float(g.initial[arcs[path[0]][0]]) + float(g.final[arcs[path[-1]][1]])
+                got = max(got, sc + sum(arcs[a][3] + float(y[b, t, arcs[a][2]]) for t, a in enumerate(path)))
+            assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_pdfs_to_phones_and_reference(tiny):
+    from ser.chain.decode import pdf_phone_tables, pdfs_to_phones, reference_phones
+
+    lang, pm = tiny.lang, tiny.pdf_map
+    pid = lang.phone_id
+    phone_of, class_of = pdf_phone_tables(pm)
+    sil = pid["SIL"]
+    # "SIL DH AH AH K" with durations 2,1,3,1,2 (AH twice in a row: two class-0 starts)
+    seq = []
+    left = 0
+    for ph, dur in (("SIL", 2), ("DH", 1), ("AH", 3), ("AH", 1), ("K", 2)):
+        p = pid[ph]
+        seq += [pm.pdf(left, p, 0)] + [pm.pdf(left, p, 1)] * (dur - 1)
+        left = p
+    drop = {pid["SIL"], pid["NSN"]}
+    assert pdfs_to_phones(seq, phone_of, class_of, drop) == [pid[x] for x in ("DH", "AH", "AH", "K")]
+    assert pdfs_to_phones(seq, phone_of, class_of)[0] == sil
+    # first pronunciation; OOV -> <unk> -> NSN -> dropped
+    assert reference_phones(["a", "the", "zzz"], lang, drop) == [pid["AH"], pid["DH"], pid["AH"]]
+
+
+def test_per_counts_hand_examples():
+    from ser.chain.decode import PerStats, align_counts
+
+    assert align_counts(list("abcd"), list("axcde")) == (2, 1, 0, 1)
+    assert align_counts(list("abcd"), list("bd")) == (2, 0, 2, 0)
+    assert align_counts([], [1, 2]) == (2, 2, 0, 0)
+    assert align_counts([1, 2], []) == (2, 0, 2, 0)
+    assert align_counts(list("kitten"), list("sitting")) == (3, 1, 0, 2)
+    st = PerStats()
+    st.add(list("abcd"), list("axcde"))
+    st.add(list("abcd"), list("bd"))
+    assert st.line() == "%PER 50.00 [ 4 / 8, 1 ins, 2 del, 1 sub ]"
