@@ -41,7 +41,6 @@ the latent emotion, so consensus labels (what a recipe trains on) are noisy too.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,7 +50,8 @@ from scipy.signal import lfilter
 
 from ser.corpora import text as textgen
 from ser.corpora.espeak import Prosody, add_noise, map_fresh_processes, synth_16k, to_pcm16
-from ser.corpora.tedlium import IEMOCAP_VOICES, MARKER
+from ser.corpora import build_once
+from ser.corpora.tedlium import IEMOCAP_VOICES
 
 __all__ = ["IemocapConfig", "make_iemocap", "consensus", "NAME", "CATEGORY", "CODE", "EMOTION_PROSODY",
            "speaker_voice"]
@@ -320,19 +320,7 @@ def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int 
     Skips the work if a complete corpus made with the same config is there; raises if one made with
     another config is there.  Returns a summary dict (label counts, hours).
     """
-    from ser.io.atomic import atomic_dir
-
-    out = Path(out)
-    final = out / NAME
-    conf = asdict(cfg)
-    marker = final / MARKER
-    if final.exists():
-        if marker.exists() and json.loads(marker.read_text())["config"] == conf:
-            log.info("%s is complete, skipping", final)
-            return json.loads(marker.read_text())["summary"] | {"skipped": True}
-        raise RuntimeError(f"{final} exists but was not made with this config; remove it to regenerate")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(final) as tmp:
+    def build(tmp: Path) -> dict:
         jobs = _plan(cfg, tmp)
         log.info("synthesising %d IEMOCAP sessions (%d dialogs) with %d jobs", len(jobs),
                  sum(len(j.dialogs) for j in jobs), nj)
@@ -340,7 +328,7 @@ def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int 
         labels: dict[str, int] = {}
         for _, lab, _, _ in results:
             labels[lab] = labels.get(lab, 0) + 1
-        summary = {"corpus": NAME, "turns": len(results), "dialogs": sum(len(j.dialogs) for j in jobs),
-                   "hours": round(sum(r[3] for r in results) / 3600, 3), "labels": dict(sorted(labels.items()))}
-        (tmp / MARKER).write_text(json.dumps({"config": conf, "summary": summary}, indent=1, sort_keys=True))
-    return summary | {"skipped": False}
+        return {"corpus": NAME, "turns": len(results), "dialogs": sum(len(j.dialogs) for j in jobs),
+                "hours": round(sum(r[3] for r in results) / 3600, 3), "labels": dict(sorted(labels.items()))}
+
+    return build_once(Path(out) / NAME, asdict(cfg), build)

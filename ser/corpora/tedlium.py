@@ -21,7 +21,6 @@ the words used plus a few thousand others.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.corpora import build_once
 from ser.corpora import text as textgen
 from ser.corpora.espeak import Prosody, add_noise, colored_noise, map_fresh_processes, synth_16k, to_pcm16
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 NAME = "TEDLIUM_release2"
 SPLITS = ("train", "dev", "test")
 SR = 16000
-MARKER = ".ser_synthetic.json"
 
 # Voices reserved for the IEMOCAP speakers (kept out of the TED-LIUM pool so the corpora share no voice).
 IEMOCAP_VOICES = {
@@ -268,30 +267,19 @@ def make_tedlium(out: str | Path, cfg: TedliumConfig = TedliumConfig(), nj: int 
     Skips the work if a complete corpus made with the same config is already there; raises if one made
     with another config is there.  Returns a summary dict.
     """
-    from ser.io.atomic import atomic_dir
-
-    out = Path(out)
-    final = out / NAME
-    conf = asdict(cfg)
-    conf["talks"] = list(cfg.talks)
-    marker = final / MARKER
-    if final.exists():
-        if marker.exists() and json.loads(marker.read_text())["config"] == conf:
-            log.info("%s is complete, skipping", final)
-            return json.loads(marker.read_text())["summary"] | {"skipped": True}
-        raise RuntimeError(f"{final} exists but was not made with this config; remove it to regenerate")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(final) as tmp:
+    def build(tmp: Path) -> dict:
         jobs = _plan(cfg, tmp)
         log.info("synthesising %d TED-LIUM talks with %d jobs", len(jobs), nj)
         results = map_fresh_processes(_synth_talk, jobs, nj)
         (tmp / "TEDLIUM.152k.dic").write_text(
             "".join(ln + "\n" for ln in build_lexicon(cfg.seed, cfg.extra_lexicon_words)), encoding="utf-8")
-        summary = {"corpus": NAME, "talks": {s: sum(r[0] == s for r in results) for s in SPLITS},
-                   "speech_minutes": {s: round(sum(r[2] for r in results if r[0] == s) / 60, 2) for s in SPLITS},
-                   "segments": {s: sum(r[3] for r in results if r[0] == s) for s in SPLITS}}
-        (tmp / MARKER).write_text(json.dumps({"config": conf, "summary": summary}, indent=1, sort_keys=True))
-    return summary | {"skipped": False}
+        return {"corpus": NAME, "talks": {s: sum(r[0] == s for r in results) for s in SPLITS},
+                "speech_minutes": {s: round(sum(r[2] for r in results if r[0] == s) / 60, 2) for s in SPLITS},
+                "segments": {s: sum(r[3] for r in results if r[0] == s) for s in SPLITS}}
+
+    conf = asdict(cfg)
+    conf["talks"] = list(cfg.talks)
+    return build_once(Path(out) / NAME, conf, build)
 
 
 def remove_partial(out: str | Path) -> None:
