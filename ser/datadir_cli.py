@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ser.io.datadir import DataDir, DataDirError, read_kv
+from ser.io.datadir import DataDir, DataDirError
 from ser.prep.perturb import speed_perturb_3way, volume_perturb_dir
 
 

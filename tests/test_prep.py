@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from ser.io.datadir import DataDir, DataDirError, read_kv
+from ser.io.datadir import DataDir, DataDirError
 from ser.prep.iemocap import prepare_iemocap, speaker_of
 from ser.prep.tedlium import prepare_tedlium
 

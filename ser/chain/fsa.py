@@ -124,7 +124,7 @@ class Fsa:
 
         ne = ~eps
         by_src: list[np.ndarray] = _group(S, self.src[ne])
-        nsrc, ndst, nlab, nlp = self.src[ne], self.dst[ne], self.label[ne], self.logp[ne]
+        ndst, nlab, nlp = self.dst[ne], self.label[ne], self.logp[ne]
         out_src, out_dst, out_lab, out_lp = [], [], [], []
         final = np.full(S, NEG_INF)
         for s in range(S):

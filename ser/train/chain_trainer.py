@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
