@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ser.io.tables import load_scp_matrices
+from ser.ivector.batched_cholesky import spd_solve
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
 from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, modify_speaker_info
@@ -26,7 +27,7 @@ def _spd(rng, n, scale=1.0):
     return a @ a.T / n * scale + np.eye(n) * 0.5
 
 
-def _random_models(rng) -> tuple[IvectorExtractor, DiagGmm, UbmFeatures]:
+def _random_models(rng, C: int = C, D: int = D) -> tuple[IvectorExtractor, DiagGmm, UbmFeatures]:
     M = rng.normal(size=(C, FEAT, D)) * 0.5
     means = rng.normal(size=(C, FEAT)) * 2
     M[:, :, 0] = means / 100.0
@@ -70,6 +71,7 @@ def _ref_online(utts, spks, ie, ubm, ff: UbmFeatures, o: OnlineIvectorOptions):
     cw, sf, gf = ff.cmvn_opts.cmn_window, ff.cmvn_opts.speaker_frames, ff.cmvn_opts.global_frames
     w, mu, var = ubm.weights.numpy(), ubm.means.numpy(), ubm.vars.numpy()
     M, Sinv, off = ie.M.numpy(), ie.Sigma_inv.numpy(), ie.prior_offset
+    D = ie.ivector_dim
     SiM = np.einsum("cfg,cgd->cfd", Sinv, M)
     U = np.einsum("cfd,cfe->cde", M, SiM)
     out = []
@@ -111,9 +113,11 @@ def _ref_online(utts, spks, ie, ubm, ff: UbmFeatures, o: OnlineIvectorOptions):
                 quad += pc * U[c]
                 n += pc
             if t % o.ivector_period == 0:
+                # max_count: the prior N(off·e_0, I) gets weight max(1, n / max_count)
+                ps = max(1.0, n / o.max_count) if o.max_count > 0 else 1.0
                 L = lin.copy()
-                L[0] += off
-                wv = np.linalg.solve(np.eye(D) + quad, L)
+                L[0] += off * ps
+                wv = np.linalg.solve(ps * np.eye(D) + quad, L)
                 wv[0] -= off
                 rows.append(wv)
                 snap = (lin.copy(), quad.copy(), n)   # Kaldi stops accumulating at the last row's frame
@@ -152,6 +156,42 @@ def test_online_rows_match_per_frame_reference(online_setup):
     for u, (g, r) in enumerate(zip(got, ref)):
         assert g.shape == (math.ceil(len(utts[u]) / 10), D)
         np.testing.assert_allclose(g, r, rtol=2e-3, atol=2e-3, err_msg=f"utterance {u}")
+
+
+def test_online_rows_match_reference_larger_ivector_dim():
+    # i-vector dim 37 > the batched Cholesky's leaf size: exercises its recursive blocks; more Gaussians
+    # than frames per row, so the per-row occupancy increments are sparse
+    rng = np.random.default_rng(5)
+    ie, ubm, ff = _random_models(rng, C=24, D=37)
+    lens = [45, 80, 3, 52]
+    spks = ["a", "a", "b", "b"]
+    utts = [rng.normal(size=(T, RAW)) * 2 + 1 for T in lens]
+    opts = OnlineIvectorOptions(max_remembered_frames=40, max_count=3.0)
+    got = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu").extract(_batch(utts, spks))
+    ref = _ref_online(utts, spks, ie, ubm, ff, opts)
+    for u, (g, r) in enumerate(zip(got, ref)):
+        assert g.shape == r.shape == (math.ceil(lens[u] / 10), 37)
+        np.testing.assert_allclose(g, r, rtol=2e-3, atol=2e-3, err_msg=f"utterance {u}")
+
+
+def test_spd_solve_matches_numpy():
+    rng = np.random.default_rng(6)
+    for n, leaf in ((1, 13), (5, 13), (14, 13), (37, 13), (100, 13), (29, 2)):
+        a = rng.normal(size=(6, n, n + 3))
+        A = a @ a.transpose(0, 2, 1) / (n + 3) + np.eye(n) * 0.1
+        y = rng.normal(size=(6, n))
+        x, ok = spd_solve(torch.tensor(A, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), leaf)
+        assert bool(ok.all())
+        ref = np.linalg.solve(A, y[:, :, None])[:, :, 0]
+        scale = np.abs(ref).max(1, keepdims=True)
+        np.testing.assert_allclose(x.numpy() / scale, ref / scale, rtol=0, atol=2e-4, err_msg=f"n={n} leaf={leaf}")
+    # float64 is exact to rounding, and a matrix that is not positive definite is reported
+    A = torch.tensor(A)
+    x, ok = spd_solve(A, torch.tensor(y), 4)
+    np.testing.assert_allclose(x.numpy(), ref, rtol=1e-9, atol=1e-9)
+    A[2, 20, 20] = -5.0
+    _, ok = spd_solve(A, torch.tensor(y), 4)
+    assert ok.tolist() == [True, True, False, True, True, True]
 
 
 def test_online_row_uses_frames_up_to_10i(online_setup):

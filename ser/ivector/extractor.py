@@ -54,13 +54,18 @@ def ubm_posteriors(loglikes: torch.Tensor, num_gselect: int, min_post: float, sc
     """
     k = min(num_gselect, loglikes.shape[1])
     vals, idx = torch.topk(loglikes, k, dim=1)
+    return idx, prune_posteriors(vals, min_post, scale)
+
+
+def prune_posteriors(vals: torch.Tensor, min_post: float, scale: float) -> torch.Tensor:
+    """The part of ``ubm_posteriors`` after top-k: ``vals`` (N, k) log-likelihoods sorted best first."""
     p = torch.softmax(vals, dim=1)
     if min_post > 0:
         keep = p >= min_post
         keep[:, 0] = True
         p = torch.where(keep, p, torch.zeros_like(p))
         p = p / p.sum(1, keepdim=True)
-    return idx, p * scale
+    return p * scale
 
 
 @dataclass

@@ -297,7 +297,7 @@ def splice(batch: UttBatch, x: torch.Tensor, opts: SpliceOptions = SpliceOptions
     last = batch.lengths[uidx] - 1
     offs = torch.arange(-opts.left_context, opts.right_context + 1, device=dev)
     idx = start[:, None] + torch.minimum(torch.clamp(t[:, None] + offs[None, :], min=0), last[:, None])
-    return x[idx].reshape(x.shape[0], -1)
+    return torch.index_select(x, 0, idx.flatten()).reshape(x.shape[0], idx.shape[1] * x.shape[1])
 
 
 def apply_transform(mat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,16 @@ Deviation from Kaldi: the i-vector at each row is the exact solution of (I + Σ_
 a batched Cholesky solve, instead of 15 warm-started conjugate-gradient iterations.  The linear term is
 accumulated in centred form Σ_c M_cᵀΣ_c⁻¹(f_c − γ_c m_c), m_c = o·M_c[:, 0] (equal to Kaldi's with the
 offset moved out), which keeps float32 accurate.  ``online_cmvn_iextractor=true`` is not supported.
+
+Implementation (all float32, no per-frame or per-row Python loops):
+- UBM log-likelihoods are one GEMM, [y, y²]·[μ/σ², −½/σ²]ᵀ + gconst, in cache-sized frame chunks with top-k.
+- The quadratic term is built incrementally, like Kaldi's per-frame ``quadratic_term_.AddVec(γ, U_c)``
+  but batched: Q_i = Q_{i−1} + Σ_c ΔG_ic U_c with ΔG (rows × Gaussians) sparse (≤ num_gselect Gaussians
+  per frame; the speaker's carried-over occupancy enters an utterance's first row), U_c stored packed
+  (upper triangle, D(D+1)/2), then a per-utterance cumulative sum — instead of a dense product with
+  all C Gaussians per row.  Rows are processed in chunks of whole utterances (``rows_per_chunk``) so
+  the D×D matrices stay in cache, and solved by ``batched_cholesky.spd_solve`` (blocked Cholesky,
+  mostly batched GEMMs).  Results equal the dense formulation up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -39,8 +49,9 @@ import torch
 
 from ser.io.atomic import atomic_write_text
 from ser.io.tables import ArkScpWriter
+from ser.ivector.batched_cholesky import spd_solve
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
-from ser.ivector.extractor import IvectorExtractor, ubm_posteriors
+from ser.ivector.extractor import IvectorExtractor, prune_posteriors
 from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data, modify_speaker_info,
                                   resolve_device, speaker_order, splice)
 
@@ -73,7 +84,9 @@ class OnlineIvectorExtractor:
         self.dev = resolve_device(device)
         self.opts, self.ie, self.ubm, self.feats_fn = opts, ie, ubm, feats_fn
         dt = torch.float32
-        self.params = ubm.loglike_params(self.dev, dt)
+        mi, nhi, gc = ubm.loglike_params(self.dev, dt)
+        self.ubm_w = torch.cat([mi, nhi], 1).T.contiguous()             # (2F, C)
+        self.ubm_gconst = gc
         self.SiM = ie.sigma_inv_m().to(self.dev, dt)                     # (C, F, D)
         D = ie.ivector_dim
         iu = torch.triu_indices(D, D)
@@ -98,13 +111,29 @@ class OnlineIvectorExtractor:
         return self.ie.ivector_dim
 
     # ---------------------------------------------------------------------------------------
+    def posteriors(self, y: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gmm-global-get-post`` with pruning: (idx (N, k), post (N, k)) from the diagonal UBM.
+
+        The log-likelihoods are one GEMM, [y, y²]·[μ/σ², −½/σ²]ᵀ + gconst, over cache-sized frame chunks
+        (the (chunk, C) block is consumed by top-k while still in cache).
+        """
+        o = self.opts
+        k = min(o.num_gselect, self.ie.num_gauss)
+        idx = torch.empty(y.shape[0], k, dtype=torch.int64, device=y.device)
+        vals = torch.empty(y.shape[0], k, dtype=y.dtype, device=y.device)
+        for s in range(0, y.shape[0], chunk):
+            yc = y[s:s + chunk]
+            ll = torch.addmm(self.ubm_gconst, torch.cat([yc, yc * yc], 1), self.ubm_w)
+            torch.topk(ll, k, dim=1, out=(vals[s:s + chunk], idx[s:s + chunk]))
+        return idx, prune_posteriors(vals, o.min_post, o.posterior_scale)
+
     def row_stats(self, b: UttBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-row increments of (occupancy (R, C), centred linear term (R, D)) and rows per utterance."""
         o = self.opts
         C = self.ie.num_gauss
         y_post = self.feats_fn(b, carry_speaker=True)
         x = apply_transform(self.feats_fn.mat, splice(b, b.feats, self.feats_fn.splice_opts))
-        idx, p = ubm_posteriors(self.ubm.loglikes(y_post, self.params), o.num_gselect, o.min_post, o.posterior_scale)
+        idx, p = self.posteriors(y_post)
         k = idx.shape[1]
         uidx = b.utt_index()
         t = b.frame_in_utt()
@@ -114,36 +143,43 @@ class OnlineIvectorExtractor:
         R = int(nrows.sum())
         r = (t + P - 1) // P                          # frame t first counts in row ceil(t/P)
         row = torch.where(r < nrows[uidx], rstart[uidx] + r, torch.full_like(r, R))  # row R: discarded frames
-        g = idx.flatten()
-        pf = p.flatten()
-        prow = row.repeat_interleave(k)
-        dG = torch.zeros((R + 1) * C, dtype=x.dtype, device=x.device).index_add_(0, prow * C + g, pf)
-        # linear term, grouped by Gaussian: Σ_pairs p·(x − m_c)ᵀ (Σ_c⁻¹M_c)
-        order = torch.argsort(g)
-        counts = torch.bincount(g, minlength=C).tolist()
-        fx = (x.repeat_interleave(k, 0)[order] - self.centres[g[order]]) * pf[order, None]
-        rows_o = prow[order]
-        z = torch.empty(fx.shape[0], self.ivector_dim, dtype=x.dtype, device=x.device)
+        # (frame, Gaussian) pairs that survived pruning and belong to a row, summed per (row, Gaussian)
+        keep = (p > 0) & (row < R)[:, None]
+        frame = torch.arange(x.shape[0], device=x.device)[:, None].expand(-1, k)[keep]
+        pf = p[keep]
+        key, inv = torch.unique(idx[keep] * R + row[frame], return_inverse=True)   # Gaussian-major order
+        kg, kr = key // R, key % R
+        gam = torch.zeros(key.shape[0], dtype=x.dtype, device=x.device).index_add_(0, inv, pf)
+        fx = torch.zeros(key.shape[0], x.shape[1], dtype=x.dtype, device=x.device).index_add_(
+            0, inv, x[frame] * pf[:, None])
+        fx -= gam[:, None] * self.centres[kg]                 # centred first-order stats Σ p·(x − m_c)
+        dG = torch.zeros(R * C, dtype=x.dtype, device=x.device).index_put_((kr * C + kg,), gam)
+        # linear term, one GEMM per Gaussian: (f − γ m_c)ᵀ (Σ_c⁻¹M_c)
+        counts = torch.bincount(kg, minlength=C).tolist()
+        z = torch.empty(key.shape[0], self.ivector_dim, dtype=x.dtype, device=x.device)
         s = 0
         for c, n in enumerate(counts):
             if n:
                 torch.mm(fx[s:s + n], self.SiM[c], out=z[s:s + n])
                 s += n
-        dL = torch.zeros(R + 1, self.ivector_dim, dtype=x.dtype, device=x.device).index_add_(0, rows_o, z)
-        return dG.reshape(R + 1, C)[:R], dL[:R], nrows
+        dL = torch.zeros(R, self.ivector_dim, dtype=x.dtype, device=x.device).index_add_(0, kr, z)
+        return dG.reshape(R, C), dL, nrows
 
-    def extract(self, b: UttBatch) -> list[np.ndarray]:
+    def extract(self, b: UttBatch, rows_per_chunk: int = 256) -> list[np.ndarray]:
         """i-vector rows (ceil(T/period), D) float32 for every utterance of the batch (whole speakers)."""
         o = self.opts
         D = self.ivector_dim
-        G, L, nrows = self.row_stats(b)
-        # cumulative stats per utterance with speaker carry-over (loop over utterances, not frames);
-        # everything is linear in the occupancies G, so LimitFrames' scaling is applied to G and L.
+        dG, L, nrows = self.row_stats(b)
+        # Cumulative stats per utterance with speaker carry-over (loop over utterances, not frames);
+        # everything is linear in the occupancies, so LimitFrames' scaling is applied to G and L.
+        # The quadratic term is built incrementally: Q_i = Q_{i-1} + Σ_c ΔG_ic U_c with ΔG sparse
+        # (≤ num_gselect Gaussians per frame), the carried-over occupancy entering the first row.
         limit = o.max_remembered_frames * o.posterior_scale
         nr = nrows.tolist()
+        G = torch.empty_like(dG)
         start = 0
         prev_spk = None
-        G0 = torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
+        G0 = torch.zeros(dG.shape[1], dtype=dG.dtype, device=dG.device)
         L0 = torch.zeros(D, dtype=L.dtype, device=L.device)
         for u, spk in enumerate(b.spks):
             if spk != prev_spk:
@@ -151,7 +187,11 @@ class OnlineIvectorExtractor:
                 G0 = torch.zeros_like(G0)
                 L0 = torch.zeros_like(L0)
             s, e = start, start + nr[u]
-            G[s:e] = torch.cumsum(G[s:e], 0) + G0
+            if e == s:                                  # empty utterance: speaker state unchanged
+                continue
+            torch.cumsum(dG[s:e], 0, out=G[s:e])
+            G[s:e] += G0
+            dG[s] += G0
             L[s:e] = torch.cumsum(L[s:e], 0) + L0
             n_last = float(G[e - 1].sum())
             scale = limit / n_last if n_last > limit else 1.0
@@ -159,12 +199,28 @@ class OnlineIvectorExtractor:
             start = e
         n = G.sum(1)
         ps = torch.clamp(n, min=o.max_count) / o.max_count if o.max_count > 0 else torch.ones_like(n)
-        Pm = (G @ self.Upacked)[:, self.unpack].reshape(-1, D, D)
-        Pm.diagonal(dim1=1, dim2=2).add_(ps[:, None])
-        Lc, info = torch.linalg.cholesky_ex(Pm)
-        if bool((info != 0).any()):
-            raise RuntimeError(f"i-vector precision not positive definite in batch starting at {b.utts[0]!r}")
-        w = torch.cholesky_solve(L[:, :, None], Lc)[:, :, 0]
+        # chunks of whole utterances (≈ rows_per_chunk rows) keep the quadratic terms in cache
+        w = torch.empty_like(L)
+        ends = np.cumsum(nr).tolist()
+        u0 = 0
+        while u0 < len(nr):
+            u1 = u0 + 1
+            while u1 < len(nr) and ends[u1] - (ends[u0] - nr[u0]) <= rows_per_chunk:
+                u1 += 1
+            s, e = ends[u0] - nr[u0], ends[u1 - 1]
+            if e == s:
+                u0 = u1
+                continue
+            Q = torch.sparse.mm(dG[s:e].to_sparse(), self.Upacked)     # (rows, D(D+1)/2) increments
+            for u in range(u0, u1):
+                a, z = ends[u] - nr[u] - s, ends[u] - s
+                torch.cumsum(Q[a:z], 0, out=Q[a:z])
+            Pm = torch.index_select(Q, 1, self.unpack).reshape(-1, D, D)
+            Pm.diagonal(dim1=1, dim2=2).add_(ps[s:e, None])
+            w[s:e], ok = spd_solve(Pm, L[s:e])
+            if not bool(ok.all()):
+                raise RuntimeError(f"i-vector precision not positive definite in batch starting at {b.utts[0]!r}")
+            u0 = u1
         return [a.cpu().numpy() for a in torch.split(w, nr)]
 
 
