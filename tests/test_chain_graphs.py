@@ -400,3 +400,16 @@ def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):
     mtime = (out / "num.pt").stat().st_mtime_ns
     assert main(args) == 0  # cached
     assert (out / "num.pt").stat().st_mtime_ns == mtime
+    # the objective on this real supervision is <= 0 for every sequence, whatever the network says
+    from ser.chain import LFMMILoss
+    from ser.chain.den_graph import load_den_chain_graph
+
+    den_graph, num_pdfs = load_den_chain_graph(out / "den.pt")
+    loss = LFMMILoss(den_graph, xent_regularize=0.0)
+    gen = torch.Generator().manual_seed(0)
+    for u in ("u1-0", "u2-3", "u5-1"):
+        graph = ChainGraph.from_state_dict(num["graphs"][u])
+        for scale in (0.0, 1.0, 4.0):
+            y = scale * torch.randn(1, num["num_output_frames"][u], num_pdfs, generator=gen)
+            _, info = loss(y, [graph])
+            assert info.ok and info.objf <= 1e-4, (u, scale, info.objf)
