@@ -339,3 +339,122 @@ def test_bad_input_errors() -> None:
         LFMMILoss(g, leaky_hmm_coefficient=1.0)
     with pytest.raises(ValueError, match="columns"):
         denominator_forward_backward(torch.zeros(1, 3, 2), DenominatorGraph(g), 0.1)
+
+
+# ---------------------------------------------------------------- variable lengths
+def _padded_batch(B: int, T: int, P: int, lengths: list[int], seed: int) -> torch.Tensor:
+    """Random outputs whose padded frames hold wild values (they must be ignored)."""
+    torch.manual_seed(seed)
+    y = torch.randn(B, T, P, dtype=torch.float64) * 2.0
+    for b, L in enumerate(lengths):
+        y[b, L:] = torch.randn(T - L, P, dtype=torch.float64) * 50.0
+    return y
+
+
+@pytest.mark.parametrize("leaky", [0.0, 0.1])
+@pytest.mark.parametrize("mode", ["dst", "src"])
+def test_lengths_match_truncated_sequences(leaky: float, mode: str) -> None:
+    g = random_graph(5, 14, 4, seed=14)
+    den = DenominatorGraph(g, mode=mode)
+    nums = [random_graph(4, 9, 4, seed=140 + b, den=False) for b in range(4)]
+    lengths = [6, 2, 6, 4]
+    y = _padded_batch(4, 6, 4, lengths, seed=14)
+    lens = torch.tensor(lengths)
+    d_lp, d_post, d_ok = denominator_forward_backward(y, den, leaky, lengths=lens)
+    n_lp, n_post, n_ok = numerator_forward_backward(y, NumeratorGraphBatch.from_graphs(nums), lengths=lens)
+    assert d_ok and n_ok
+    for b, L in enumerate(lengths):
+        yb = y[b : b + 1, :L]
+        lp1, post1, _ = denominator_forward_backward(yb, den, leaky)
+        assert abs(float(d_lp[b] - lp1[0])) < 1e-9
+        assert torch.allclose(d_post[b, :L], post1[0], atol=1e-10)
+        lp2, post2, _ = numerator_forward_backward(yb, NumeratorGraphBatch.from_graphs(nums[b : b + 1]))
+        assert abs(float(n_lp[b] - lp2[0])) < 1e-9
+        assert torch.allclose(n_post[b, :L], post2[0], atol=1e-10)
+        assert torch.count_nonzero(d_post[b, L:]) == 0 and torch.count_nonzero(n_post[b, L:]) == 0
+
+
+def test_lengths_brute_force() -> None:
+    g = random_graph(3, 6, 4, seed=15)
+    nums = [random_graph(4, 8, 4, seed=150 + b, den=False) for b in range(3)]
+    lengths = [3, 4, 1]
+    y = _padded_batch(3, 4, 4, lengths, seed=15)
+    lens = torch.tensor(lengths)
+    d_lp, d_post, _ = denominator_forward_backward(y, DenominatorGraph(g), 0.1, lengths=lens)
+    n_lp, n_post, _ = numerator_forward_backward(y, NumeratorGraphBatch.from_graphs(nums), lengths=lens)
+    for b, L in enumerate(lengths):
+        ref_dlp, ref_d = brute_force(g, y[b, :L].tolist(), 0.1, den=True)
+        ref_nlp, ref_n = brute_force(nums[b], y[b, :L].tolist(), 0.0, den=False)
+        assert abs(float(d_lp[b]) - ref_dlp) < 1e-6 and abs(float(n_lp[b]) - ref_nlp) < 1e-6
+        assert torch.allclose(d_post[b, :L], torch.tensor(ref_d, dtype=torch.float64), atol=1e-6)
+        assert torch.allclose(n_post[b, :L], torch.tensor(ref_n, dtype=torch.float64), atol=1e-6)
+
+
+def test_gradcheck_with_lengths() -> None:
+    g = random_graph(4, 10, 4, seed=16)
+    den = DenominatorGraph(g)
+    num = NumeratorGraphBatch.from_graphs([random_graph(3, 6, 4, seed=160 + b, den=False) for b in range(2)])
+    lens = torch.tensor([2, 3])
+    y = _padded_batch(2, 3, 4, [2, 3], seed=16).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: DenominatorFunction.apply(v, den, 0.1, lens), (y,))
+    assert torch.autograd.gradcheck(lambda v: NumeratorFunction.apply(v, num, lens), (y,))
+    assert torch.autograd.gradcheck(lambda v: ChainObjfFunction.apply(v, den, num, 0.1, lens)[0], (y,))
+
+
+def test_loss_with_lengths_equals_per_sequence_runs() -> None:
+    g = random_graph(6, 20, 5, seed=17)
+    nums = [random_graph(4, 9, 5, seed=170 + b, den=False) for b in range(3)]
+    lengths = [7, 3, 5]
+    y0 = _padded_batch(3, 7, 5, lengths, seed=17)
+    y0[0, 1, 2], y0[2, 4, 0] = 36.0, -33.0  # out of range inside the valid frames
+    torch.manual_seed(18)
+    x0 = torch.log_softmax(torch.randn(3, 7, 5, dtype=torch.float64), -1)
+    kw = dict(xent_regularize=0.2, l2_regularize=0.03, out_of_range_regularize=0.01, out_of_range_stochastic=False)
+    fn = LFMMILoss(g, **kw)
+    y, x = y0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    loss, info = fn(y, nums, x, lengths=torch.tensor(lengths))
+    loss.backward()
+    assert info.ok and info.num_frames == sum(lengths)
+    tot_loss = tot_objf = tot_xent = tot_l2 = 0.0
+    for b, L in enumerate(lengths):
+        yb = y0[b : b + 1, :L].clone().requires_grad_(True)
+        xb = x0[b : b + 1, :L].clone().requires_grad_(True)
+        lb, ib = fn(yb, nums[b : b + 1], xb)
+        lb.backward()
+        tot_loss += float(lb.detach())
+        tot_objf += ib.objf
+        tot_xent += ib.xent_objf
+        tot_l2 += ib.l2_term
+        assert torch.allclose(y.grad[b, :L], yb.grad[0], atol=1e-10)
+        assert torch.allclose(x.grad[b, :L], xb.grad[0], atol=1e-10)
+        assert torch.count_nonzero(y.grad[b, L:]) == 0 and torch.count_nonzero(x.grad[b, L:]) == 0
+    assert abs(float(loss.detach()) - tot_loss) < 1e-8
+    assert abs(info.objf - tot_objf) < 1e-8 and abs(info.xent_objf - tot_xent) < 1e-8
+    assert abs(info.l2_term - tot_l2) < 1e-8
+    assert abs(info.objf_per_frame - tot_objf / sum(lengths)) < 1e-10
+    # normalize divides by the valid frames only
+    loss_n, _ = LFMMILoss(g, normalize=True, **kw)(y0.clone().requires_grad_(True), nums, x0,
+                                                   lengths=torch.tensor(lengths))
+    assert abs(float(loss_n.detach()) - tot_loss / sum(lengths)) < 1e-8
+
+
+def test_lengths_abandoned_and_errors() -> None:
+    g = random_graph(4, 10, 4, seed=19)
+    chain = ChainGraph(  # needs exactly 2 frames
+        3, torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([0, 1]),
+        torch.zeros(2, dtype=torch.float64), torch.tensor([0.0, -math.inf, -math.inf], dtype=torch.float64),
+        torch.tensor([-math.inf, -math.inf, 0.0], dtype=torch.float64),
+    )
+    y = torch.randn(2, 4, 4, dtype=torch.float64)
+    other = random_graph(3, 6, 4, seed=190, den=False)
+    # length 2 makes the 2-frame numerator feasible; length 3 does not
+    _, info = LFMMILoss(g)(y, [other, chain], lengths=torch.tensor([4, 2]))
+    assert info.ok
+    _, info = LFMMILoss(g)(y, [other, chain], lengths=torch.tensor([4, 3]))
+    assert not info.ok and info.objf == -10.0 * 7 and info.num_frames == 7
+    with pytest.raises(ValueError, match="lengths"):
+        LFMMILoss(g)(y, [other, chain], lengths=torch.tensor([5, 2]))
+    with pytest.raises(ValueError, match="lengths"):
+        LFMMILoss(g)(y, [other, chain], lengths=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="lengths"):
+        LFMMILoss(g)(y, [other, chain], lengths=torch.tensor([4]))

@@ -31,6 +31,13 @@ transition matrix (shared by all sequences) plus gathers / 0-1 sparse matmuls ov
 groups.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B; beta
 keeps one frame.
 
+Variable lengths (``lengths``, int64 [B], the number of valid frames of each sequence,
+as in a minibatch of whole utterances of different durations): the frames are run for the
+whole padded tensor, but sequence b's log-prob is read at its own frame ``L_b``
+(``log sum_i alpha'(L_b, i) + sum_{t<L_b} log tot_alpha(t)``), its backward pass starts at
+``L_b`` and its derivative is zero on frames ``>= L_b`` -- exactly the values of the truncated
+sequence run alone.  Kaldi has no such option (its chain minibatches have equal lengths).
+
 Deviations: the leaky coefficient may be 0 (Kaldi requires 0 < c < 1; 0 gives the exact
 non-leaky HMM, used in tests); no randomized pruning of small derivatives (Kaldi's CUDA
 kernels threshold occupations below 2^-14 at random, its CPU code does not); the
@@ -47,7 +54,9 @@ import torch
 
 from ser.chain.graph import ChainGraph
 
-__all__ = ["DenominatorGraph", "denominator_forward_backward", "DenominatorFunction"]
+__all__ = [
+    "DenominatorGraph", "denominator_forward_backward", "DenominatorFunction", "check_lengths", "valid_frame_mask",
+]
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -197,15 +206,41 @@ def _group_sum(dt: _DenTensors, v: torch.Tensor, out: torch.Tensor) -> torch.Ten
     return _mm(dt.gather_mat, v, out)
 
 
+def check_lengths(lengths: torch.Tensor | None, B: int, T: int, what: str) -> torch.Tensor | None:
+    """Validate ``lengths`` (valid frames per sequence) -> int64 CPU tensor [B], or None
+    when absent or all equal to T (the full-length fast path)."""
+    if lengths is None:
+        return None
+    lens = torch.as_tensor(lengths).detach().to("cpu", torch.int64).reshape(-1)
+    if lens.numel() != B:
+        raise ValueError(f"{what}: lengths has {lens.numel()} entries for {B} sequences")
+    if B and (int(lens.min()) < 1 or int(lens.max()) > T):
+        raise ValueError(f"{what}: lengths must be in [1, {T}] (the nnet output has {T} frames), got "
+                         f"{lens.tolist()}")
+    if bool((lens == T).all()):
+        return None
+    return lens
+
+
+def valid_frame_mask(lengths: torch.Tensor | None, B: int, T: int, device: torch.device) -> torch.Tensor | None:
+    """bool [B, T]: frame t of sequence b is valid (t < lengths[b]); None if all are."""
+    if lengths is None:
+        return None
+    return torch.arange(T, device=device)[None, :] < lengths.to(device)[:, None]
+
+
 def denominator_forward_backward(
     nnet_output: torch.Tensor,
     den: DenominatorGraph,
     leaky_hmm_coefficient: float = 0.1,
     compute_deriv: bool = True,
+    lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """Kaldi's DenominatorComputation Forward() (+ Backward() if ``compute_deriv``).
 
     nnet_output: [B, T, P] raw network output (pseudo log-likelihoods).
+    lengths: optional int64 [B], valid frames per sequence (frames >= lengths[b] are padding:
+    no contribution to the log-prob, zero derivative).
     Returns (logprob [B] in the output dtype, d logprob / d nnet_output [B, T, P] = the
     den occupations (None unless compute_deriv), ok) where ok is False when Kaldi would
     abandon the minibatch (t = 0 alpha-beta / derivative-sum check off by > 2, or a
@@ -215,6 +250,7 @@ def denominator_forward_backward(
     if nnet_output.dim() != 3:
         raise ValueError(f"denominator: nnet_output must be [B, T, P], got shape {tuple(nnet_output.shape)}")
     B, T, P = nnet_output.shape
+    lens = check_lengths(lengths, B, T, "denominator")
     c = float(leaky_hmm_coefficient)
     y = nnet_output.detach()
     dt = den.tensors(y.device, y.dtype, P)
@@ -240,8 +276,15 @@ def denominator_forward_backward(
         else:
             _mm(dt.scatter_mat, _gather(a, dt.group_state, work).mul_(xk), alpha[t + 1])
         alpha[t + 1].div_(tot[t])
-    tot_prob = alpha[T].sum(0)
-    logprob = tot_prob.log() + tot[:T].log().sum(0)
+    if lens is None:
+        tot_prob = alpha[T].sum(0)
+        logprob = tot_prob.log() + tot[:T].log().sum(0)
+    else:
+        lens_d = lens.to(y.device)
+        bidx = torch.arange(B, device=y.device)
+        tot_prob = alpha[lens_d, :, bidx].sum(-1)  # sum_i alpha'(L_b, i)
+        cum = torch.cat([tot.new_zeros(1, B), tot[:T].log().cumsum(0)])
+        logprob = tot_prob.log() + cum[lens_d, bidx]
     ok = bool(torch.isfinite(logprob).all())
     if not compute_deriv:
         return logprob, None, ok
@@ -249,10 +292,21 @@ def denominator_forward_backward(
     deriv = y.new_empty(T, P, B)
     work2 = y.new_empty(K, B)
     beta_dash = y.new_empty(S, B)
-    beta = (1.0 / tot_prob)[None, :].expand(S, B).contiguous()  # beta'(T); beta(T) below
-    if c != 0.0:
-        beta.add_((init @ beta)[None, :], alpha=c)
+    # beta'(L_b, i) = 1 / tot_prob_b; beta(L_b, i) = beta' + c sum_k init(k) beta'(L_b, k)
+    beta_end = (1.0 + c * init.sum()) / tot_prob  # [B]
+    if lens is None:
+        beta = beta_end[None, :].expand(S, B).contiguous()
+        ends: dict[int, torch.Tensor] = {}
+    else:
+        beta = y.new_zeros(S, B)  # sequences that ended before t+1: zero (no derivative)
+        ends = {int(L): (lens == L).nonzero().reshape(-1).to(y.device) for L in torch.unique(lens).tolist()}
+        if T in ends:
+            cols = ends.pop(T)
+            beta[:, cols] = beta_end[cols][None, :]
     for t in range(T - 1, -1, -1):
+        cols = ends.get(t + 1)
+        if cols is not None:
+            beta[:, cols] = beta_end[cols][None, :].expand(S, cols.numel())
         a = alpha[t]
         inv = 1.0 / tot[t]
         _gather(x[t], dt.group_pdf, xk)
@@ -275,7 +329,11 @@ def denominator_forward_backward(
         beta, beta_dash = beta_dash, beta
         if c != 0.0:
             beta.add_((init @ beta)[None, :], alpha=c)  # beta = beta' + c sum_k init(k) beta'(k)
-    return logprob, deriv.permute(2, 0, 1), ok
+    out = deriv.permute(2, 0, 1)
+    mask = valid_frame_mask(lens, B, T, y.device)
+    if mask is not None:  # padded frames: exactly zero (even if their alpha was not finite)
+        out = out.masked_fill(~mask[:, :, None], 0.0)
+    return logprob, out, ok
 
 
 class DenominatorFunction(torch.autograd.Function):
@@ -283,9 +341,10 @@ class DenominatorFunction(torch.autograd.Function):
     derivative, not masked where the output was clamped to [-30, 30])."""
 
     @staticmethod
-    def forward(ctx, nnet_output: torch.Tensor, den: DenominatorGraph, leaky_hmm_coefficient: float):  # type: ignore[override]
+    def forward(ctx, nnet_output: torch.Tensor, den: DenominatorGraph, leaky_hmm_coefficient: float,  # type: ignore[override]
+                lengths: torch.Tensor | None = None):
         logprob, deriv, _ = denominator_forward_backward(
-            nnet_output, den, leaky_hmm_coefficient, compute_deriv=ctx.needs_input_grad[0]
+            nnet_output, den, leaky_hmm_coefficient, compute_deriv=ctx.needs_input_grad[0], lengths=lengths
         )
         ctx.save_for_backward(deriv if deriv is not None else nnet_output.new_empty(0))
         return logprob
@@ -293,4 +352,4 @@ class DenominatorFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logprob: torch.Tensor):  # type: ignore[override]
         (deriv,) = ctx.saved_tensors
-        return deriv * grad_logprob[:, None, None], None, None
+        return deriv * grad_logprob[:, None, None], None, None, None

@@ -17,6 +17,10 @@ The B sequences of a minibatch are concatenated into one graph with offset state
 output row of its own sequence.  Everything per frame is vectorised over all arcs of all
 sequences (gather + scatter-logsumexp); only the frame loop is in Python.
 
+Variable lengths (``lengths``, int64 [B]): sequence b's log-prob is read at its own frame
+``L_b`` (``logsumexp_s alpha(L_b, s) + final(s)``), its backward pass starts there and its
+posteriors are zero on the padded frames ``>= L_b``.
+
 Deviations from Kaldi: runs on whatever device the output is on (Kaldi: CPU threads);
 no per-graph pdf remapping or offset trick (unneeded with a global max per state).
 """
@@ -28,6 +32,7 @@ from typing import Sequence
 
 import torch
 
+from ser.chain.denominator import check_lengths, valid_frame_mask
 from ser.chain.graph import ChainGraph
 
 __all__ = ["NumeratorGraphBatch", "numerator_forward_backward", "NumeratorFunction"]
@@ -81,9 +86,11 @@ def _scatter_logsumexp(v: torch.Tensor, index: torch.Tensor, n: int) -> torch.Te
 
 
 def numerator_forward_backward(
-    nnet_output: torch.Tensor, num: NumeratorGraphBatch, compute_deriv: bool = True
+    nnet_output: torch.Tensor, num: NumeratorGraphBatch, compute_deriv: bool = True,
+    lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-    """Log-domain forward-backward.  nnet_output [B, T, P].
+    """Log-domain forward-backward.  nnet_output [B, T, P]; lengths optional int64 [B]
+    (valid frames per sequence).
 
     Returns (logprob [B], posteriors [B, T, P] = d logprob / d nnet_output (None unless
     compute_deriv), ok) with ok False when some sequence has no path (log p = -inf) or a
@@ -94,6 +101,7 @@ def numerator_forward_backward(
     B, T, P = nnet_output.shape
     if num.num_sequences != B:
         raise ValueError(f"numerator: {num.num_sequences} numerator graphs for {B} sequences of nnet output")
+    lens = check_lengths(lengths, B, T, "numerator")
     y = nnet_output.detach()
     g = num.graph
     if g.num_arcs and int(g.pdf.max()) >= P:
@@ -111,19 +119,32 @@ def numerator_forward_backward(
     for t in range(T):
         alpha[t + 1] = _scatter_logsumexp(alpha[t].index_select(0, src) + arc_ll[t], dst, S)
     final = g.final.to(device=dev, dtype=dtype)
-    logprob = _scatter_logsumexp(alpha[T] + final, seq_of_state, B)
+    if lens is None:
+        alpha_end = alpha[T]
+    else:
+        len_of_state = lens.to(dev).index_select(0, seq_of_state)
+        alpha_end = alpha[len_of_state, torch.arange(S, device=dev)]  # alpha(L_b, s) for s in b
+    logprob = _scatter_logsumexp(alpha_end + final, seq_of_state, B)
     ok = bool(torch.isfinite(logprob).all())
     if not compute_deriv:
         return logprob, None, ok
     post = y.new_zeros(T, B * P)
-    beta = final
+    if lens is None:
+        beta = final
+    else:  # each sequence's backward pass starts at its own last frame
+        beta = torch.where(len_of_state == T, final, torch.full_like(final, float("-inf")))
     lp_arc = logprob.index_select(0, num.seq_of_arc.to(dev))
     for t in range(T - 1, -1, -1):
+        if lens is not None and t + 1 < T:
+            beta = torch.where(len_of_state == t + 1, final, beta)
         v = arc_ll[t] + beta.index_select(0, dst)  # [A]
         arc_post = (alpha[t].index_select(0, src) + v - lp_arc).exp()
         post[t].index_add_(0, col, arc_post)
         beta = _scatter_logsumexp(v, src, S)
     post = post.view(T, B, P).transpose(0, 1)
+    mask = valid_frame_mask(lens, B, T, dev)
+    if mask is not None:
+        post = post.masked_fill(~mask[:, :, None], 0.0)
     if not bool(torch.isfinite(post).all()):
         ok = False
     return logprob, post, ok
@@ -133,12 +154,14 @@ class NumeratorFunction(torch.autograd.Function):
     """logprob[b] = numerator log-likelihood of sequence b; grad = numerator posteriors."""
 
     @staticmethod
-    def forward(ctx, nnet_output: torch.Tensor, num: NumeratorGraphBatch):  # type: ignore[override]
-        logprob, post, _ = numerator_forward_backward(nnet_output, num, compute_deriv=ctx.needs_input_grad[0])
+    def forward(ctx, nnet_output: torch.Tensor, num: NumeratorGraphBatch,  # type: ignore[override]
+                lengths: torch.Tensor | None = None):
+        logprob, post, _ = numerator_forward_backward(nnet_output, num, compute_deriv=ctx.needs_input_grad[0],
+                                                      lengths=lengths)
         ctx.save_for_backward(post if post is not None else nnet_output.new_empty(0))
         return logprob
 
     @staticmethod
     def backward(ctx, grad_logprob: torch.Tensor):  # type: ignore[override]
         (post,) = ctx.saved_tensors
-        return post * grad_logprob[:, None, None], None
+        return post * grad_logprob[:, None, None], None, None

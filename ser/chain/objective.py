@@ -24,10 +24,16 @@ for end-to-end supervision; ChainTrainingOptions) and the xent branch of
   the objective becomes -10 per frame and every derivative (chain, xent, l2, out-of-range)
   is zero.
 
+Variable lengths: ``lengths`` (int64 [B], valid output frames per sequence; e.g.
+``ChainMinibatch.num_output_frames`` of a batch of whole utterances) makes every term ignore
+the padded frames ``t >= lengths[b]``: the den/num log-probs are those of the truncated
+sequences, their derivatives (and the xent, l2 and out-of-range terms) are zero there, and
+``num_frames`` counts only valid frames.
+
 Normalisation: Kaldi sums over frames (its derivatives are sums; the learning rate is
 scaled for that).  The returned loss is that sum, ``-objf - xent_regularize*xent_objf -
 l2_term + out_of_range_term``; with ``normalize=True`` it is divided by the number of
-frames B*T.  The stats always carry sums and per-frame values.
+frames (B*T, or sum(lengths)).  The stats always carry sums and per-frame values.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Sequence
 
 import torch
 
-from ser.chain.denominator import DenominatorGraph, denominator_forward_backward
+from ser.chain.denominator import DenominatorGraph, check_lengths, denominator_forward_backward, valid_frame_mask
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
 
@@ -53,21 +59,27 @@ class ChainObjfFunction(torch.autograd.Function):
     num_post - den_post (so for loss = -objf.sum() the gradient is -(num_post - den_post)).
     aux = (sum log p_num, sum log p_den, ok as 0/1); num_post and aux are not
     differentiable.  When ok is False (Kaldi abandons the minibatch) objf is -10 * T per
-    sequence, num_post is zero and the gradient is zero.
+    sequence (-10 * lengths[b] with ``lengths``), num_post is zero and the gradient is zero.
+    ``lengths`` (optional int64 [B]): valid frames per sequence, see the module docstring.
     """
 
     @staticmethod
     def forward(ctx, nnet_output: torch.Tensor, den: DenominatorGraph, num: NumeratorGraphBatch,  # type: ignore[override]
-                leaky_hmm_coefficient: float):
+                leaky_hmm_coefficient: float, lengths: torch.Tensor | None = None):
         need = bool(ctx.needs_input_grad[0])
-        den_lp, den_post, den_ok = denominator_forward_backward(nnet_output, den, leaky_hmm_coefficient, need)
-        num_lp, num_post, num_ok = numerator_forward_backward(nnet_output, num, compute_deriv=True)
+        B, T = nnet_output.shape[0], nnet_output.shape[1]
+        lens = check_lengths(lengths, B, T, "chain objective")
+        den_lp, den_post, den_ok = denominator_forward_backward(nnet_output, den, leaky_hmm_coefficient, need,
+                                                                lengths=lens)
+        num_lp, num_post, num_ok = numerator_forward_backward(nnet_output, num, compute_deriv=True, lengths=lens)
         objf = num_lp - den_lp
         ok = den_ok and num_ok and bool(torch.isfinite(objf).all())
         aux = torch.stack([num_lp.sum(), den_lp.sum(), objf.new_tensor(float(ok))]).detach()
         grad = None
         if not ok:
-            objf = torch.full_like(objf, _DEFAULT_OBJF_PER_FRAME * nnet_output.shape[1])
+            frames = (torch.full_like(objf, float(T)) if lens is None
+                      else lens.to(device=objf.device, dtype=objf.dtype))
+            objf = _DEFAULT_OBJF_PER_FRAME * frames
             num_post = torch.zeros_like(nnet_output)
         elif need:
             grad = num_post - den_post
@@ -82,11 +94,11 @@ class ChainObjfFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_objf: torch.Tensor, _g_post: torch.Tensor | None, _g_aux: torch.Tensor | None):  # type: ignore[override]
         if not ctx.ok:  # abandoned minibatch: zero derivative (as Kaldi)
-            return torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device), None, None, None
+            return torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device), None, None, None, None
         if not ctx.has_grad:
-            return None, None, None, None
+            return None, None, None, None, None
         (grad,) = ctx.saved_tensors
-        return grad * grad_objf[:, None, None], None, None, None
+        return grad * grad_objf[:, None, None], None, None, None, None
 
 
 @dataclass
@@ -124,9 +136,10 @@ class ChainObjfInfo:
 class LFMMILoss(torch.nn.Module):
     """Kaldi chain objective as a loss to minimise.
 
-    ``forward(nnet_output [B, T, P], num_graphs, xent_output=None) -> (loss, ChainObjfInfo)``
-    with ``num_graphs`` a NumeratorGraphBatch or a sequence of B ChainGraphs, and
-    ``xent_output`` the log-softmax output of the xent branch [B, T, P].
+    ``forward(nnet_output [B, T, P], num_graphs, xent_output=None, lengths=None) -> (loss, ChainObjfInfo)``
+    with ``num_graphs`` a NumeratorGraphBatch or a sequence of B ChainGraphs,
+    ``xent_output`` the log-softmax output of the xent branch [B, T, P], and ``lengths``
+    (int64 [B]) the valid output frames of each sequence (default: all T).
     """
 
     def __init__(
@@ -159,6 +172,7 @@ class LFMMILoss(torch.nn.Module):
         nnet_output: torch.Tensor,
         num_graphs: NumeratorGraphBatch | Sequence[ChainGraph],
         xent_output: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ChainObjfInfo]:
         if nnet_output.dim() != 3:
             raise ValueError(f"LFMMILoss: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
@@ -170,8 +184,10 @@ class LFMMILoss(torch.nn.Module):
             raise ValueError(
                 f"LFMMILoss: xent_output shape {tuple(xent_output.shape)} != nnet_output shape {tuple(nnet_output.shape)}"
             )
-        frames = B * T
-        objf, num_post, aux = ChainObjfFunction.apply(nnet_output, self.den, num, self.leaky_hmm_coefficient)
+        lens = check_lengths(lengths, B, T, "LFMMILoss")
+        frames = B * T if lens is None else int(lens.sum())
+        mask = valid_frame_mask(lens, B, T, nnet_output.device)  # None: every frame valid
+        objf, num_post, aux = ChainObjfFunction.apply(nnet_output, self.den, num, self.leaky_hmm_coefficient, lens)
         num_lp, den_lp, okf = aux.tolist()
         ok = okf > 0.5
         loss = -objf.sum()
@@ -184,7 +200,10 @@ class LFMMILoss(torch.nn.Module):
             if ok and self.xent_regularize != 0.0:
                 loss = loss - self.xent_regularize * xent
         if ok and self.l2_regularize != 0.0:
-            l2 = -0.5 * self.l2_regularize * (nnet_output * nnet_output).sum()
+            sq = nnet_output * nnet_output
+            if mask is not None:
+                sq = sq * mask[:, :, None]
+            l2 = -0.5 * self.l2_regularize * sq.sum()
             l2_term = float(l2.detach())
             loss = loss - l2
         if ok and self.out_of_range_regularize != 0.0 and torch.is_grad_enabled() and nnet_output.requires_grad:
@@ -195,6 +214,8 @@ class LFMMILoss(torch.nn.Module):
                 apply, scale = True, self.out_of_range_regularize
             if apply:
                 excess = nnet_output - nnet_output.clamp(-30.0, 30.0)
+                if mask is not None:
+                    excess = excess * mask[:, :, None]
                 loss = loss + 0.5 * scale * (excess * excess).sum()
                 oor_applied = True
         if self.normalize:

@@ -16,6 +16,14 @@ Mirrors what Kaldi's flat-start recipe does per utterance:
 - the utterance must have at least as many output frames (ceil(T / frame-subsampling-
   factor)) as the shortest path of its graph, else it is skipped (counted, logged).
 
+Pass-2 chunk supervision (:func:`make_chunk_supervision`, Kaldi's ``--constrained false``
+egs: src/chain/chain-supervision.cc PhoneLatticeToProtoSupervision with
+--left-tolerance/--right-tolerance 5, SupervisionSplitter, ConvertSupervisionToUnconstrained,
+then AddWeightToSupervisionFst): from one aligned phone sequence (not a lattice), the phones
+allowed in the chunk, boundary phones optional, mid-phone start allowed, any end state
+final, determinized + minimized, composed with the normalization FST.  Optionally an aligned
+optional-silence phone may be skipped (see :func:`chunk_pdf_fsa`).
+
 Deviation: parallel arcs of the composed graph with the same label and destination
 are summed (log-add) into one arc; the weighted language is unchanged.
 """
@@ -177,6 +185,134 @@ def make_supervision(words: list[str], num_frames: int, lang: Lang, pdf_map: Pdf
         return SupervisionResult(None, "empty transcript", T, -1)
     num = numerator_pdf_fsa(words, lang, pdf_map)
     comp = normalizer.compose(num)
+    if comp.num_states == 0:
+        return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
+    m = comp.min_path_length()
+    if T < m:
+        return SupervisionResult(None, "too short", T, m)
+    return SupervisionResult(fsa_to_chain_graph(comp), "", T, m)
+
+
+# ------------------------------------------------------------------------------------------
+# chunk supervision from an alignment (pass 2, Kaldi's --constrained false egs)
+# ------------------------------------------------------------------------------------------
+def phone_windows(starts: np.ndarray, ends: np.ndarray, num_input_frames: int, frame_subsampling_factor: int = 3,
+                  left_tolerance: int = 5, right_tolerance: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Output frames [wb, we) on which each aligned phone is allowed.
+
+    PhoneLatticeToProtoSupervision (src/chain/chain-supervision.cc): a phone spanning input
+    frames [t0, t1) is allowed on [max(0, t0 - left_tol), min(T, t1 + right_tol)), mapped to
+    output frames by t -> (t + fsf - 1) / fsf.  Here phones are aligned at the output rate,
+    phone k covering output frames [starts[k], ends[k]) = input frames [fsf*starts, fsf*ends)."""
+    f = frame_subsampling_factor
+    t0 = np.asarray(starts, np.int64) * f
+    t1 = np.minimum(np.asarray(ends, np.int64) * f, num_input_frames)
+    a = np.maximum(0, t0 - left_tolerance)
+    b = np.minimum(num_input_frames, t1 + right_tolerance)
+    return (a + f - 1) // f, (b + f - 1) // f
+
+
+def chunk_pdf_fsa(phones: np.ndarray, wb: np.ndarray, we: np.ndarray, begin: int, end: int, pdf_map: PdfMap,
+                  optional_silence: int | None = None) -> Fsa:
+    """Unnormalised, time-free pdf acceptor (labels pdf+1, weights log 1) of the output frames
+    [begin, end) of an utterance whose aligned phones may occupy the windows [wb, we).
+
+    What Kaldi's SupervisionSplitter + ConvertSupervisionToUnconstrained leave of the
+    tolerance-constrained supervision of one path: the phones from one allowed at frame
+    ``begin`` to one allowed at frame ``end - 1``, each with its real left context (biphone
+    pdfs); the first phone either starts at ``begin`` (pdf-class 0 first) or is already
+    running (its self-loop pdf-class 1 first, when its window starts before ``begin``); any
+    state is final (the chunk may end inside the last phone).  With ``optional_silence`` (a
+    phone id, normally SIL) each aligned occurrence of it between two phones may be skipped,
+    the next phone then taking the phone before it as left context (Kaldi's phone lattices
+    offer such alternatives; a single best path does not).  Determinized and minimized in
+    the tropical semiring (weights are all zero, so every accepted pdf string counts once)."""
+    phones = np.asarray(phones, np.int64)
+    n = len(phones)
+    if n == 0 or end <= begin:
+        return Fsa.empty()
+    first = [k for k in range(n) if wb[k] <= begin < we[k]]
+    last = [k for k in range(n) if wb[k] <= end - 1 < we[k]]
+    if not first or not last or min(first) > max(last):
+        return Fsa.empty()
+    k0, k1 = min(first), max(last)
+    last_set = set(last)
+    table = pdf_map.table
+    left_of = np.concatenate([[0], phones[:-1]])
+    sil = optional_silence
+
+    def successors(k: int) -> list[int]:
+        out = [k + 1] if k + 1 <= k1 else []
+        if (sil is not None and k + 2 <= k1 and phones[k + 1] == sil and phones[k] != sil
+                and phones[k + 2] != sil):
+            out.append(k + 2)  # skip the aligned silence after phone k
+        return out
+
+    # states: 0 = start, then one per (phone position, left context)
+    index: dict[tuple[int, int], int] = {}
+    todo: list[tuple[int, int]] = []
+
+    def state(k: int, left: int) -> int:
+        s = index.get((k, left))
+        if s is None:
+            s = index[(k, left)] = len(index) + 1
+            todo.append((k, left))
+        return s
+
+    src, dst, lab = [], [], []
+    for k in first:
+        if k > k1:
+            continue
+        left, p = int(left_of[k]), int(phones[k])
+        if k == 0 or wb[k - 1] <= begin - 1 < we[k - 1]:  # phone k can start at `begin`
+            src.append(0); dst.append(state(k, left)); lab.append(int(table[left, p, 0]) + 1)
+        if wb[k] < begin:  # phone k can already be running at `begin`
+            src.append(0); dst.append(state(k, left)); lab.append(int(table[left, p, 1]) + 1)
+    final_states = []
+    while todo:
+        k, left = todo.pop()
+        s = index[(k, left)]
+        p = int(phones[k])
+        src.append(s); dst.append(s); lab.append(int(table[left, p, 1]) + 1)  # self-loop: pdf-class 1
+        if k in last_set:
+            final_states.append(s)
+        for nk in successors(k):
+            q = int(phones[nk])
+            src.append(s); dst.append(state(nk, p)); lab.append(int(table[p, q, 0]) + 1)
+    num_states = len(index) + 1
+    final = np.full(num_states, NEG_INF)
+    final[final_states] = 0.0
+    fsa = Fsa(num_states, 0, np.array(src, np.int64), np.array(dst, np.int64), np.array(lab, np.int64),
+              np.zeros(len(src)), final).connect()
+    if fsa.num_states == 0:
+        return fsa
+    return _determinize_minimize(fsa)
+
+
+def _determinize_minimize(fsa: Fsa) -> Fsa:
+    import kaldifst
+
+    f = kaldifst.determinize(fsa.to_kaldifst())
+    kaldifst.minimize(f)
+    out = Fsa.from_kaldifst(f)
+    # the input had only zero weights: keep them exactly zero (no float noise)
+    return Fsa(out.num_states, out.start, out.src, out.dst, out.label, np.zeros(out.num_arcs),
+               np.where(out.final > NEG_INF, 0.0, NEG_INF))
+
+
+def make_chunk_supervision(phones: np.ndarray, starts: np.ndarray, ends: np.ndarray, begin: int, end: int,
+                           num_input_frames: int, pdf_map: PdfMap, normalizer: Normalizer,
+                           frame_subsampling_factor: int = 3, left_tolerance: int = 5, right_tolerance: int = 5,
+                           optional_silence: int | None = None) -> SupervisionResult:
+    """Normalised unconstrained numerator of output frames [begin, end) of an aligned utterance
+    (phone k on output frames [starts[k], ends[k])): :func:`phone_windows`,
+    :func:`chunk_pdf_fsa`, then composition with the normalization FST."""
+    T = end - begin
+    wb, we = phone_windows(starts, ends, num_input_frames, frame_subsampling_factor, left_tolerance, right_tolerance)
+    fsa = chunk_pdf_fsa(phones, wb, we, begin, end, pdf_map, optional_silence)
+    if fsa.num_states == 0:
+        return SupervisionResult(None, "no aligned phone in the chunk", T, -1)
+    comp = normalizer.compose(fsa)
     if comp.num_states == 0:
         return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
     m = comp.min_path_length()

@@ -1,0 +1,295 @@
+"""Alignment of training utterances with a chain model: Viterbi through the numerator graphs.
+
+Mirrors what Kaldi's ``steps/nnet3/align.sh`` does for a chain model
+(``nnet3-align-compiled`` with ``--use-gpu``, acoustic scale 1.0 for chain models, the
+training graphs of ``compile-train-graphs``): the best path through each utterance's
+numerator graph given the network output, read out as one pdf per output frame (the
+subsampled frame rate) and turned into a phone segmentation, written as ``ali.pt``.
+
+* :func:`viterbi_batch` is the max-product (log domain) counterpart of
+  ``ser.chain.numerator``'s forward: all sequences of a batch in one appended graph,
+  vectorised over arcs per frame (scatter-max plus the winning arc as back-pointer);
+  sequences may have different lengths.
+* Phones: the chain topology emits pdf-class 0 on a phone's first frame and pdf-class 1
+  after (ser.chain.topo), so class-0 frames start phones.  The phone of each segment is the
+  one whose biphone pdfs ``table[left, phone, class]`` reproduce the segment's pdfs given the
+  previous segment's phone (a small consistency DP; with tied pdfs, e.g. the shared
+  "zerophone" of ``--tie``, several phones can fit and the lowest id is taken: any choice
+  reproduces exactly the aligned pdfs).
+
+Deviations from Kaldi: the graphs are the normalised numerator graphs of stage 5 (den-graph
+weights included, i.e. a phone-LM prior on the path; Kaldi's training graphs carry the
+lexicon/silence probabilities at transition-scale 0), no beam (exact Viterbi), alignment at
+the output frame rate (Kaldi's chain alignments are also at the subsampled rate), and the
+i-vectors are given per frame (row t // ivector_period, online) rather than per 50-frame
+decoding chunk.
+
+ali.pt: ``{"frame_subsampling_factor": int, "num_pdfs": int, "phones": {utt: int32 [T_out]},
+"pdfs": {utt: int32 [T_out]}, "phone_start": {utt: bool [T_out]}, "logprob": {utt: float}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ser.chain.denominator import check_lengths
+from ser.chain.graph import ChainGraph
+from ser.chain.numerator import NumeratorGraphBatch
+from ser.chain.topo import PdfMap
+from ser.io.atomic import atomic_open
+
+log = logging.getLogger(__name__)
+
+__all__ = ["viterbi_batch", "pdf_classes", "pdfs_to_phones", "Segments", "Alignment", "align_data"]
+
+
+def viterbi_batch(nnet_output: torch.Tensor, num: NumeratorGraphBatch, lengths: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Best path through each sequence's graph.  nnet_output [B, T, P] (log-likelihoods, raw
+    as in the numerator), lengths optional int64 [B].
+
+    Returns (best log-score [B] = initial + sum of arc log-weights and outputs + final,
+    -inf where no path exists; pdf sequence of each best path, int64 [L_b], empty if none)."""
+    if nnet_output.dim() != 3:
+        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
+    B, T, P = nnet_output.shape
+    if num.num_sequences != B:
+        raise ValueError(f"viterbi: {num.num_sequences} graphs for {B} sequences")
+    lens = check_lengths(lengths, B, T, "viterbi")
+    lens_full = torch.full((B,), T, dtype=torch.int64) if lens is None else lens
+    y = nnet_output.detach()
+    g = num.graph
+    if g.num_arcs and int(g.pdf.max()) >= P:
+        raise ValueError(f"viterbi: graph uses pdf {int(g.pdf.max())} but nnet output has {P} columns")
+    dev, dtype = y.device, y.dtype
+    S, A = g.num_states, g.num_arcs
+    src, dst, pdf = g.src.to(dev), g.dst.to(dev), g.pdf.to(dev)
+    seq_of_state = num.seq_of_state.to(dev)
+    col = num.seq_of_arc.to(dev) * P + pdf
+    logp = g.logp.to(device=dev, dtype=dtype)
+    arc_ll = y.transpose(0, 1).reshape(T, B * P).index_select(1, col) + logp[None, :]  # [T, A]
+    neg = torch.tensor(float("-inf"), device=dev, dtype=dtype)
+    arange_a = torch.arange(A, device=dev)
+    alpha = y.new_empty(T + 1, S)
+    bp = torch.empty(T, S, dtype=torch.int64, device=dev)
+    alpha[0] = g.initial.to(device=dev, dtype=dtype)
+    for t in range(T):
+        score = alpha[t].index_select(0, src) + arc_ll[t]
+        m = torch.full((S,), float("-inf"), device=dev, dtype=dtype).scatter_reduce(0, dst, score, "amax")
+        win = (score == m.index_select(0, dst)) & (score > neg)
+        cand = torch.where(win, arange_a, torch.full_like(arange_a, -1))
+        bp[t] = torch.full((S,), -1, dtype=torch.int64, device=dev).scatter_reduce(0, dst, cand, "amax")
+        alpha[t + 1] = m
+    len_of_state = lens_full.to(dev).index_select(0, seq_of_state)
+    end = alpha[len_of_state, torch.arange(S, device=dev)] + g.final.to(device=dev, dtype=dtype)
+    best = torch.full((B,), float("-inf"), device=dev, dtype=dtype).scatter_reduce(0, seq_of_state, end, "amax")
+    arange_s = torch.arange(S, device=dev)
+    win = (end == best.index_select(0, seq_of_state)) & (end > neg)
+    state = torch.full((B,), -1, dtype=torch.int64, device=dev).scatter_reduce(
+        0, seq_of_state, torch.where(win, arange_s, torch.full_like(arange_s, -1)), "amax")
+    ok = state >= 0
+    out = torch.full((B, T), -1, dtype=torch.int64, device=dev)
+    lens_d = lens_full.to(dev)
+    for t in range(T - 1, -1, -1):
+        active = ok & (t < lens_d)
+        if not bool(active.any()):
+            continue
+        b_idx = active.nonzero().reshape(-1)
+        arc = bp[t].index_select(0, state.index_select(0, b_idx))
+        if bool((arc < 0).any()):  # cannot happen for a finite best score
+            raise RuntimeError("viterbi: broken back-pointer chain")
+        out[b_idx, t] = pdf.index_select(0, arc)
+        state[b_idx] = src.index_select(0, arc)
+    paths = [out[b, : int(lens_full[b])].cpu() if bool(ok[b]) else torch.zeros(0, dtype=torch.int64)
+             for b in range(B)]
+    return best, paths
+
+
+def pdf_classes(pdf_map: PdfMap) -> np.ndarray:
+    """pdf-class (0 = first frame of a phone, 1 = self-loop) of every pdf of the map."""
+    cls = np.full(pdf_map.num_pdfs, -1, dtype=np.int64)
+    for c in (0, 1):
+        ids = np.unique(pdf_map.table[:, 1:, c])
+        ids = ids[ids >= 0]
+        if (cls[ids] == 1 - c).any():
+            raise ValueError("pdf_classes: a pdf is used with both pdf-classes; phone starts are ambiguous")
+        cls[ids] = c
+    return cls
+
+
+def pdfs_to_phones(pdfs: np.ndarray, pdf_map: PdfMap, classes: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(phone id per frame int32 [T], phone-start flag bool [T]) of an aligned pdf sequence."""
+    pdfs = np.asarray(pdfs, dtype=np.int64)
+    T = len(pdfs)
+    if T == 0:
+        return np.zeros(0, np.int32), np.zeros(0, bool)
+    classes = pdf_classes(pdf_map) if classes is None else classes
+    starts = classes[pdfs] == 0
+    if not starts[0]:
+        raise ValueError("pdfs_to_phones: the first frame is not a phone start (pdf-class 0)")
+    seg_start = np.flatnonzero(starts)
+    seg_end = np.append(seg_start[1:], T)
+    table = pdf_map.table
+    n_ph = table.shape[0]
+    reach = np.zeros(n_ph, bool)
+    reach[0] = True  # "left context" of the first phone: utterance start
+    back = []
+    for a, b in zip(seg_start.tolist(), seg_end.tolist()):
+        m = table[:, :, 0] == pdfs[a]
+        if b - a > 1:
+            loop = pdfs[a + 1:b]
+            if (loop != loop[0]).any():
+                raise ValueError(f"pdfs_to_phones: frames {a}..{b - 1} mix self-loop pdfs of different phones")
+            m &= table[:, :, 1] == loop[0]
+        m[:, 0] = False
+        m &= reach[:, None]
+        new = m.any(0)
+        if not new.any():
+            raise ValueError(f"pdfs_to_phones: no phone sequence reproduces pdfs at frames {a}..{b - 1}")
+        back.append(np.argmax(m, axis=0))  # a consistent left phone for each reachable phone
+        reach = new
+    seg_phone = np.zeros(len(seg_start), np.int64)
+    p = int(np.argmax(reach))
+    for k in range(len(seg_start) - 1, -1, -1):
+        seg_phone[k] = p
+        p = int(back[k][p])
+    phones = np.repeat(seg_phone, seg_end - seg_start).astype(np.int32)
+    return phones, starts
+
+
+@dataclass
+class Segments:
+    phones: np.ndarray  # int64 [N] phone id of each aligned phone
+    starts: np.ndarray  # int64 [N] first output frame
+    ends: np.ndarray  # int64 [N] one past the last output frame
+    num_frames: int
+
+
+class Alignment:
+    """Per-utterance phone alignment at the output frame rate (ali.pt)."""
+
+    def __init__(self, phones: Mapping[str, torch.Tensor], phone_start: Mapping[str, torch.Tensor],
+                 pdfs: Mapping[str, torch.Tensor] | None = None, logprob: Mapping[str, float] | None = None,
+                 frame_subsampling_factor: int = 3, num_pdfs: int = 0) -> None:
+        self.phones = dict(phones)
+        self.phone_start = dict(phone_start)
+        self.pdfs = dict(pdfs or {})
+        self.logprob = dict(logprob or {})
+        self.frame_subsampling_factor = int(frame_subsampling_factor)
+        self.num_pdfs = int(num_pdfs)
+        for u, p in self.phones.items():
+            s = self.phone_start.get(u)
+            if s is None or s.numel() != p.numel() or (p.numel() and not bool(s[0])):
+                raise ValueError(f"alignment of {u!r}: phone_start missing, of the wrong length or not starting a phone")
+
+    def __len__(self) -> int:
+        return len(self.phones)
+
+    def segments(self, utt: str) -> Segments:
+        p = self.phones[utt].numpy().astype(np.int64)
+        st = np.flatnonzero(self.phone_start[utt].numpy())
+        en = np.append(st[1:], len(p))
+        return Segments(p[st], st.astype(np.int64), en.astype(np.int64), len(p))
+
+    def state_dict(self) -> dict:
+        return {"frame_subsampling_factor": self.frame_subsampling_factor, "num_pdfs": self.num_pdfs,
+                "phones": self.phones, "phone_start": self.phone_start, "pdfs": self.pdfs,
+                "logprob": {u: float(v) for u, v in self.logprob.items()}}
+
+    def save(self, path: str | Path) -> None:
+        with atomic_open(path, "wb") as f:
+            torch.save(self.state_dict(), f)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Alignment":
+        try:
+            d = torch.load(path, weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeError(f"{path}: cannot read alignment: {e}") from e
+        return cls(d["phones"], d["phone_start"], d.get("pdfs"), d.get("logprob"), d["frame_subsampling_factor"],
+                   d.get("num_pdfs", 0))
+
+
+def _online_ivectors(data, utt_idx: torch.Tensor, t_in: int, left_context: int) -> torch.Tensor:
+    """[B, t_in, I]: for input frame t (clamped to the utterance) the row t // period."""
+    iv = data.ivectors
+    rel = (torch.arange(t_in, dtype=torch.int64)[None, :] - left_context).clamp_min(0)
+    rel = torch.minimum(rel, (data.feats.lengths[utt_idx] - 1)[:, None])
+    rows = torch.minimum(rel // data.ivector_period, (iv.lengths[utt_idx] - 1)[:, None])
+    rows = rows + iv.offsets[utt_idx][:, None]
+    return iv.data.index_select(0, rows.reshape(-1)).view(len(utt_idx), t_in, iv.dim)
+
+
+@torch.no_grad()
+def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], pdf_map: PdfMap,
+               out_path: str | Path | None = None, utts: Sequence[str] | None = None,
+               max_batch_frames: int = 20000, device: str | torch.device = "cpu") -> Alignment:
+    """Align the utterances of ``data`` (ser.train.egs.EgsData) that have a numerator graph with
+    ``model`` (a TdnnfModel: ``left_context``, ``right_context``, ``frame_subsampling_factor``,
+    output "output"); batches of length-sorted utterances of at most ``max_batch_frames``
+    input frames; writes ``out_path`` (ali.pt) atomically if given.  Utterances without a
+    path are logged and left out."""
+    from ser.train.egs import _gather_inputs
+
+    fsf = int(model.frame_subsampling_factor)
+    lc, rc = int(model.left_context), int(model.right_context)
+    cand = sorted(data.utts) if utts is None else list(utts)
+    todo = [u for u in cand if u in graphs]
+    if len(todo) < len(cand):
+        log.warning("align: %d utterances have no numerator graph; skipped", len(cand) - len(todo))
+    classes = pdf_classes(pdf_map)
+    todo.sort(key=lambda u: data.num_frames(u))
+    batches, cur, cur_max = [], [], 0
+    for u in todo:
+        t_in = data.num_frames(u) + 2 + lc + rc
+        if cur and max(cur_max, t_in) * (len(cur) + 1) > max_batch_frames:
+            batches.append(cur)
+            cur, cur_max = [], 0
+        cur.append(u)
+        cur_max = max(cur_max, t_in)
+    if cur:
+        batches.append(cur)
+    was_training = model.training
+    model.eval()
+    phones, starts, pdf_out, scores = {}, {}, {}, {}
+    failed = []
+    tot_frames, tot_score = 0, 0.0
+    try:
+        for batch in tqdm(batches, desc="align", disable=len(batches) < 5, leave=False):
+            uidx = torch.tensor([data.feats.index[u] for u in batch], dtype=torch.int64)
+            n_out = (data.feats.lengths[uidx] + fsf - 1) // fsf
+            t_max = int(n_out.max())
+            x = _gather_inputs(data, uidx, torch.zeros(len(batch), dtype=torch.int64), t_max, lc, rc, fsf, 0)
+            iv = None if data.ivectors is None else _online_ivectors(data, uidx, x.shape[1], lc).to(device)
+            y = model(x.to(device), iv, outputs=("output",))["output"]
+            num = NumeratorGraphBatch.from_graphs([graphs[u] for u in batch]).to(device)
+            best, paths = viterbi_batch(y.float(), num, n_out)
+            for u, s, path in zip(batch, best.tolist(), paths):
+                if path.numel() == 0:
+                    failed.append(u)
+                    continue
+                ph, st = pdfs_to_phones(path.numpy(), pdf_map, classes)
+                phones[u] = torch.from_numpy(ph)
+                starts[u] = torch.from_numpy(st)
+                pdf_out[u] = path.to(torch.int32)
+                scores[u] = s
+                tot_frames += path.numel()
+                tot_score += s
+    finally:
+        model.train(was_training)
+    if failed:
+        log.warning("align: no path for %d utterances (e.g. %s)", len(failed), failed[0])
+    log.info("aligned %d utterances, %d output frames, average best-path log-score %.3f per frame",
+             len(phones), tot_frames, tot_score / max(tot_frames, 1))
+    ali = Alignment(phones, starts, pdf_out, scores, fsf, pdf_map.num_pdfs)
+    if out_path is not None:
+        ali.save(out_path)
+    return ali

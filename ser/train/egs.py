@@ -1,0 +1,686 @@
+"""Chain training examples: whole utterances (flat-start pass) and tolerance-based chunks.
+
+Mirrors, without writing egs archives (minibatches are cut from in-memory tensors):
+
+* ``steps/nnet3/chain/e2e/get_egs_e2e.sh`` / ``src/chainbin/nnet3-chain-e2e-get-egs.cc``
+  (:class:`E2eEgs`): one example per utterance, the whole-utterance numerator graph
+  (``num.pt`` of stage 5), input = the utterance with ``left_context``/``right_context``
+  frames of padding made by repeating the first/last frame, one i-vector row per
+  utterance chosen as ``RandInt(-egs_left_context, -egs_left_context + T - 1) /
+  ivector_period`` clamped to the matrix (the code's actual choice, quirk included);
+  minibatches by ``--minibatch-size`` rules such as ``150=128,64/300=64,32/600=32,16/1200=8``
+  (``src/nnet3/nnet-example-utils.cc``, ExampleMergingConfig: the rule whose example size is
+  closest to the example's number of input frames gives the minibatch size).
+* ``steps/nnet3/chain/get_egs.sh`` / ``src/chainbin/nnet3-chain-get-egs.cc`` with
+  ``--constrained false`` (:class:`ChunkEgs`): utterances cut by Kaldi's UtteranceSplitter
+  (:func:`split_utterance`; ``--num-frames 150,110,100`` rounded up to multiples of the
+  frame-subsampling factor = 150,111,102; 0 to 2 "alternative" chunks per utterance plus any
+  number of principal ones; the same cost function, split pool, random reversal and
+  gap/overlap distribution), each chunk with the unconstrained numerator of the phones the
+  alignment allows in it (:func:`ser.chain.supervision.make_chunk_supervision`), one
+  i-vector row chosen as above with the chunk's first frame, 64 chunks of one width per
+  minibatch (``--num-chunk-per-minibatch``).
+* ``nnet3-chain-copy-egs --frame-shift`` (:func:`kaldi_frame_shift`): feature time indexes
+  are shifted by s = 0, 1, 2 and the supervision by s rounded to the closest multiple of
+  the subsampling factor, i.e. the output frames see the input moved by 0, -1, +1 frames.
+  Kaldi rotates s per archive and pass; here s = epoch % 3 (both loaders).
+* ``get_egs.sh`` held-out subsets (:func:`split_valid`): 300 random utterances for the
+  valid set (with every perturbed copy of them, via utt2uniq), 300 others for the
+  train-diagnostic set; training uses the rest.
+
+Deviations (also in the class docstrings): no compression of the features; e2e minibatches
+hold utterances of different lengths (Kaldi speed-perturbs them to a few allowed lengths so
+that a minibatch has one length) -- inputs are padded by repeating the last frame and
+``ChainMinibatch.num_output_frames`` tells the objective which output frames are real;
+the minibatch-size rule is applied to utterances sorted by length and the last, smaller
+minibatch of each group is kept; partial chunk minibatches are dropped as Kaldi's merger does
+at the end of an archive, but a different random subset each epoch; shuffling is a full
+per-epoch permutation of the minibatches (Kaldi: a 5000-eg shuffle buffer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ser.chain.graph import ChainGraph
+from ser.chain.numerator import NumeratorGraphBatch
+from ser.io.tables import read_matrix, read_scp
+from ser.train.minibatch import ChainMinibatch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MatrixTable", "EgsData", "load_egs_data", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
+    "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "split_utterance", "Chunk",
+    "load_num_graphs", "E2eEgs", "ChunkEgs",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# feature / i-vector storage
+# ------------------------------------------------------------------------------------------
+@dataclass
+class MatrixTable:
+    """Matrices of many utterances in one float32 tensor: rows of ``keys[i]`` are
+    ``data[offsets[i]:offsets[i+1]]``."""
+
+    keys: list[str]
+    data: torch.Tensor  # float32 [N, D]
+    offsets: torch.Tensor  # int64 [U + 1]
+    index: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        if self.offsets.numel() != len(self.keys) + 1:
+            raise ValueError("MatrixTable: offsets must have len(keys) + 1 entries")
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def num_rows(self, key: str) -> int:
+        i = self.index[key]
+        return int(self.offsets[i + 1] - self.offsets[i])
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        i = self.index[key]
+        return self.data[int(self.offsets[i]):int(self.offsets[i + 1])]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    @classmethod
+    def from_scp(cls, scp: str | Path, keys: Sequence[str] | None = None, desc: str = "reading") -> "MatrixTable":
+        """Read the matrices of ``keys`` (default: all, in scp order).  Reads each ark file in
+        offset order; one copy into the preallocated result per utterance."""
+        table = read_scp(scp)
+        keys = list(table) if keys is None else list(keys)
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise ValueError(f"{scp}: no entry for utterance {missing[0]!r} ({len(missing)} missing)")
+        order = sorted(range(len(keys)), key=lambda i: _ark_sort_key(table[keys[i]]))
+        mats: list[np.ndarray | None] = [None] * len(keys)
+        for i in tqdm(order, desc=desc, disable=len(keys) < 500, leave=False):
+            m = read_matrix(table[keys[i]])
+            if m.ndim != 2 or m.shape[0] == 0:
+                raise ValueError(f"{scp}: utterance {keys[i]!r} has an empty or non-matrix entry")
+            mats[i] = m
+        return cls.from_arrays(keys, mats)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_arrays(cls, keys: Sequence[str], mats: Sequence[np.ndarray | torch.Tensor]) -> "MatrixTable":
+        if len(keys) != len(mats):
+            raise ValueError("MatrixTable: keys and matrices differ in number")
+        dims = {int(m.shape[1]) for m in mats}
+        if len(dims) > 1:
+            raise ValueError(f"MatrixTable: matrices of different dims {sorted(dims)}")
+        lens = torch.tensor([int(m.shape[0]) for m in mats], dtype=torch.int64)
+        offsets = torch.zeros(len(keys) + 1, dtype=torch.int64)
+        offsets[1:] = torch.cumsum(lens, 0)
+        data = torch.empty(int(offsets[-1]), dims.pop() if dims else 0, dtype=torch.float32)
+        view = data.numpy()
+        for i, m in enumerate(mats):
+            view[int(offsets[i]):int(offsets[i + 1])] = m.numpy() if isinstance(m, torch.Tensor) else m
+        return cls(list(keys), data, offsets)
+
+
+def _ark_sort_key(rx: str) -> tuple[str, int]:
+    m = re.match(r"^(.*):(\d+)$", rx)
+    return (m.group(1), int(m.group(2))) if m else (rx, 0)
+
+
+@dataclass
+class EgsData:
+    """Features (and optional online i-vectors) of the utterances of a data dir."""
+
+    feats: MatrixTable
+    ivectors: MatrixTable | None = None
+    ivector_period: int = 10
+    text: dict[str, str] = field(default_factory=dict)
+    utt2uniq: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def utts(self) -> list[str]:
+        return list(self.feats.keys)
+
+    def num_frames(self, utt: str) -> int:
+        return self.feats.num_rows(utt)
+
+
+def load_egs_data(data_dir: str | Path, ivector_dir: str | Path | None = None, utts: Sequence[str] | None = None,
+                  ivector_period: int | None = None, length_tolerance: int = 100) -> EgsData:
+    """Load ``<data_dir>/feats.scp`` (and ``<ivector_dir>/ivector_online.scp``, period from
+    ``<ivector_dir>/ivector_period`` if present, else 10) for ``utts`` (default: all).
+    Utterances whose i-vector matrix is missing or whose length disagrees with the features by
+    more than ``length_tolerance`` frames (Kaldi's --length-tolerance) are dropped with a warning."""
+    from ser.io.datadir import DataDir
+
+    d = DataDir.load(data_dir, validate=False)
+    if not d.feats:
+        raise ValueError(f"{data_dir}: no feats.scp")
+    keys = sorted(d.feats) if utts is None else list(utts)
+    ivecs = None
+    period = 10 if ivector_period is None else int(ivector_period)
+    if ivector_dir is not None:
+        idir = Path(ivector_dir)
+        scp = idir / "ivector_online.scp"
+        if not scp.is_file():
+            raise ValueError(f"{idir}: no ivector_online.scp")
+        if ivector_period is None and (idir / "ivector_period").is_file():
+            period = int((idir / "ivector_period").read_text().split()[0])
+        have = read_scp(scp)
+        dropped = [k for k in keys if k not in have]
+        if dropped:
+            log.warning("%d utterances have no i-vectors in %s (e.g. %s); dropped", len(dropped), scp, dropped[0])
+            keys = [k for k in keys if k in have]
+    feats = MatrixTable.from_scp(Path(data_dir) / "feats.scp", keys, desc="features")
+    if ivector_dir is not None:
+        ivecs = MatrixTable.from_scp(Path(ivector_dir) / "ivector_online.scp", keys, desc="i-vectors")
+        bad = [k for k in keys if abs(feats.num_rows(k) - ivecs.num_rows(k) * period) > length_tolerance]
+        if bad:
+            log.warning("%d utterances: feature and i-vector lengths differ by more than %d frames (e.g. %s); "
+                        "dropped", len(bad), length_tolerance, bad[0])
+            keep = [k for k in keys if k not in set(bad)]
+            feats = MatrixTable.from_arrays(keep, [feats[k] for k in keep])
+            ivecs = MatrixTable.from_arrays(keep, [ivecs[k] for k in keep])
+    utt2uniq = d.extra("utt2uniq") if d.has("utt2uniq") else {}
+    return EgsData(feats, ivecs, period, dict(d.text), dict(utt2uniq))
+
+
+# ------------------------------------------------------------------------------------------
+# held-out subsets
+# ------------------------------------------------------------------------------------------
+@dataclass
+class HeldOut:
+    train: list[str]  # utterances for training (valid and all their perturbed copies removed)
+    valid: list[str]
+    train_diagnostic: list[str]  # a subset of ``train``
+
+
+_SP_PREFIX = re.compile(r"^sp[0-9.]+-")
+
+
+def split_valid(data: EgsData | Sequence[str], num_utts: int = 300, seed: int = 0,
+                utt2uniq: Mapping[str, str] | None = None) -> HeldOut:
+    """Kaldi get_egs.sh ``--num-utts-subset``: ``num_utts`` random utterances are the valid set,
+    extended to every utterance with the same utt2uniq (the speed-perturbed copies; without
+    utt2uniq the ``spX-`` prefix of perturb_data_dir_speed.sh is stripped to find them) and
+    removed from training; ``num_utts`` further random training utterances form the
+    train-diagnostic subset."""
+    utts = sorted(data.utts if isinstance(data, EgsData) else data)
+    if utt2uniq is None:
+        utt2uniq = data.utt2uniq if isinstance(data, EgsData) else {}
+    uniq = {u: utt2uniq.get(u, _SP_PREFIX.sub("", u)) for u in utts}
+    rng = random.Random(seed)
+    shuffled = utts[:]
+    rng.shuffle(shuffled)
+    chosen = {uniq[u] for u in shuffled[:num_utts]}
+    valid = [u for u in utts if uniq[u] in chosen]
+    train = [u for u in utts if uniq[u] not in chosen]
+    diag = train[:]
+    rng.shuffle(diag)
+    return HeldOut(train, valid, sorted(diag[:num_utts]))
+
+
+# ------------------------------------------------------------------------------------------
+# options shared by both loaders
+# ------------------------------------------------------------------------------------------
+def kaldi_frame_shift(epoch: int, frame_subsampling_factor: int = 3) -> int:
+    """The --frame-shift given to nnet3-chain-copy-egs for this epoch (0, 1, 2, 0, ...)."""
+    return epoch % frame_subsampling_factor
+
+
+def input_offset(frame_shift: int, frame_subsampling_factor: int = 3) -> int:
+    """Net displacement of the input seen by each output frame after ShiftChainExampleTimes:
+    inputs move by s, the supervision by s rounded to the closest multiple of fsf, so output
+    k sees the original input around ``fsf*k + offset`` (s = 0, 1, 2 -> 0, -1, +1)."""
+    sup = frame_subsampling_factor * math.floor(0.5 + frame_shift / frame_subsampling_factor)
+    return sup - frame_shift
+
+
+def parse_minibatch_size(spec: str | int) -> list[tuple[int, list[int]]]:
+    """Kaldi --minibatch-size: ``"64"`` or ``"150=128,64/300=64,32"`` -> [(eg_size, sizes)]
+    (eg_size 0 when there is a single rule without a size)."""
+    s = str(spec).strip()
+    rules = []
+    parts = s.split("/")
+    for part in parts:
+        if "=" in part:
+            size_s, sizes_s = part.split("=", 1)
+        elif len(parts) == 1:
+            size_s, sizes_s = "0", part
+        else:
+            raise ValueError(f"--minibatch-size={spec}: every rule needs an eg size when there are several")
+        try:
+            eg_size = int(size_s)
+            sizes = [int(x.split(":")[-1]) for x in sizes_s.split(",")]
+        except ValueError:
+            raise ValueError(f"--minibatch-size={spec}: cannot parse {part!r}") from None
+        if eg_size < 0 or not sizes or min(sizes) <= 0:
+            raise ValueError(f"--minibatch-size={spec}: bad rule {part!r}")
+        rules.append((eg_size, sizes))
+    if len({r[0] for r in rules}) != len(rules):
+        raise ValueError(f"--minibatch-size={spec}: repeated example sizes")
+    return rules
+
+
+def minibatch_size_for(rules: list[tuple[int, list[int]]], eg_size: int) -> int:
+    """The largest size of the rule whose example size is closest (ExampleMergingConfig::MinibatchSize)."""
+    best = min(rules, key=lambda r: abs(r[0] - eg_size))
+    return max(best[1])
+
+
+def _ivector_rows(rng: np.random.Generator, first_frame: np.ndarray, utt_frames: np.ndarray,
+                  ivector_rows: np.ndarray, egs_left_context: int, period: int) -> np.ndarray:
+    """nnet3-chain-get-egs: RandInt(start, start + num_input_frames - 1) / period, clamped,
+    with start = first_frame - left_context and num_input_frames the utterance length."""
+    start = first_frame - egs_left_context
+    frame = start + (rng.random(len(start)) * utt_frames).astype(np.int64)
+    row = np.trunc(frame / period).astype(np.int64)  # C++ division truncates towards zero
+    return np.clip(row, 0, ivector_rows - 1)
+
+
+def _gather_inputs(data: EgsData, utt_idx: torch.Tensor, first_frame: torch.Tensor, num_out: int,
+                   left_context: int, right_context: int, fsf: int, offset: int) -> torch.Tensor:
+    """[B, fsf*num_out + left + right, D]: rows first_frame + offset - left ... of each
+    utterance, indices clamped to the utterance (ExtractRowRangeWithPadding)."""
+    feats = data.feats
+    t_in = fsf * num_out + left_context + right_context
+    rel = torch.arange(t_in, dtype=torch.int64)[None, :] + (first_frame + offset - left_context)[:, None]
+    lens = feats.lengths[utt_idx]
+    rel = torch.minimum(rel.clamp_min(0), (lens - 1)[:, None])
+    rows = rel + feats.offsets[utt_idx][:, None]
+    return feats.data.index_select(0, rows.reshape(-1)).view(len(utt_idx), t_in, feats.dim)
+
+
+class _EpochIterator:
+    """Deterministic epochs: the order of epoch e depends only on (seed, e); ``position`` is
+    the next minibatch of the current epoch.  state_dict()/load_state_dict() resume exactly."""
+
+    seed: int
+    epoch: int
+    position: int
+
+    def _init_epochs(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.epoch = 0
+        self.position = 0
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
+        raise NotImplementedError
+
+    def num_minibatches(self, epoch: int | None = None) -> int:
+        return len(self._epoch_batches(self.epoch if epoch is None else epoch))
+
+    def __len__(self) -> int:
+        return self.num_minibatches()
+
+    def frame_shift(self, epoch: int) -> int:
+        return kaldi_frame_shift(epoch, self.fsf) if self.use_frame_shift else 0  # type: ignore[attr-defined]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = int(epoch), 0
+
+    def __iter__(self) -> Iterator[ChainMinibatch]:
+        """The remaining minibatches of the current epoch; afterwards the next epoch begins.
+        ``position`` is advanced before each minibatch is yielded, so a checkpoint taken after
+        processing it resumes with the following one."""
+        epoch = self.epoch
+        batches = self._epoch_batches(epoch)
+        while self.epoch == epoch and self.position < len(batches):
+            b = batches[self.position]
+            self.position += 1
+            yield self._make_minibatch(b, epoch)
+        if self.epoch == epoch and self.position >= len(batches):
+            self.epoch, self.position = epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "kind": type(self).__name__}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if state.get("kind", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"{type(self).__name__}: state is for {state['kind']}")
+        if int(state["seed"]) != self.seed:
+            raise ValueError(f"{type(self).__name__}: state has seed {state['seed']}, these egs use {self.seed}")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+# ------------------------------------------------------------------------------------------
+# pass 1: whole utterances
+# ------------------------------------------------------------------------------------------
+def load_num_graphs(path: str | Path) -> tuple[dict[str, ChainGraph], dict[str, int], int]:
+    """num.pt of ser.chain.prepare_e2e -> (graphs, num_output_frames, frame_subsampling_factor)."""
+    try:
+        d = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError(f"{path}: cannot read numerator graphs: {e}") from e
+    graphs = {u: ChainGraph.from_state_dict(g) for u, g in d["graphs"].items()}
+    return graphs, {u: int(n) for u, n in d["num_output_frames"].items()}, int(d["frame_subsampling_factor"])
+
+
+class E2eEgs(_EpochIterator):
+    """Whole-utterance minibatches for flat-start training (see the module docstring).
+
+    ``graphs``/``num_output_frames``: from :func:`load_num_graphs` (utterances without a graph
+    are skipped).  ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
+    i-vector frame uses the egs context ``left_context + fsf // 2`` as Kaldi.  Each epoch the
+    utterances are sorted by length (random tie order), cut into minibatches by
+    ``minibatch_size`` and the minibatches shuffled.
+    """
+
+    def __init__(self, data: EgsData, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
+                 left_context: int, right_context: int, frame_subsampling_factor: int = 3,
+                 minibatch_size: str | int = "150=128,64/300=64,32/600=32,16/1200=8",
+                 utts: Sequence[str] | None = None, seed: int = 0, frame_shift: bool = True,
+                 shuffle: bool = True) -> None:
+        self.data, self.fsf = data, int(frame_subsampling_factor)
+        self.left_context, self.right_context = int(left_context), int(right_context)
+        self.use_frame_shift, self.shuffle = bool(frame_shift), bool(shuffle)
+        self.rules = parse_minibatch_size(minibatch_size)
+        self._init_epochs(seed)
+        cand = sorted(data.utts) if utts is None else list(utts)
+        missing = [u for u in cand if u not in data.feats]
+        if missing:
+            raise ValueError(f"E2eEgs: no features for utterance {missing[0]!r} ({len(missing)} missing)")
+        self.utts = [u for u in cand if graphs.get(u) is not None]
+        if len(self.utts) < len(cand):
+            log.warning("E2eEgs: %d of %d utterances have no numerator graph; skipped", len(cand) - len(self.utts),
+                        len(cand))
+        if not self.utts:
+            raise ValueError("E2eEgs: no utterance has both features and a numerator graph")
+        self.graphs = [graphs[u] for u in self.utts]
+        self.utt_idx = torch.tensor([data.feats.index[u] for u in self.utts], dtype=torch.int64)
+        frames = data.feats.lengths[self.utt_idx].numpy()
+        self.num_out = (frames + self.fsf - 1) // self.fsf
+        for u, n in zip(self.utts, self.num_out.tolist()):
+            if int(num_output_frames[u]) != n:
+                raise ValueError(f"E2eEgs: utterance {u!r} has {int(frames[self.utts.index(u)])} frames "
+                                 f"(ceil(T/{self.fsf}) = {n} output frames) but its numerator graph was made "
+                                 f"for {num_output_frames[u]}")
+        self.eg_size = self.fsf * self.num_out + self.left_context + self.right_context
+        rng = np.random.default_rng([self.seed, 1 << 20])  # i-vector rows: fixed once, as in the egs
+        self.ivector_row = None
+        if data.ivectors is not None:
+            rows = data.ivectors.lengths[self.utt_idx].numpy()
+            self.ivector_row = _ivector_rows(rng, np.zeros(len(self.utts), np.int64), frames, rows,
+                                             self.left_context + self.fsf // 2, data.ivector_period)
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        tie = rng.permutation(len(self.utts)) if self.shuffle else np.arange(len(self.utts))
+        order = np.lexsort((tie, self.num_out))
+        batches, cur = [], []
+        for i in order.tolist():
+            cur.append(i)
+            if len(cur) >= minibatch_size_for(self.rules, int(self.eg_size[i])):
+                batches.append(np.array(cur))
+                cur = []
+        if cur:
+            batches.append(np.array(cur))
+        if self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        return batches
+
+    def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
+        bt = torch.from_numpy(batch)
+        n_out = torch.from_numpy(self.num_out[batch].astype(np.int64))
+        uidx = self.utt_idx[bt]
+        feats = _gather_inputs(self.data, uidx, torch.zeros(len(batch), dtype=torch.int64), int(n_out.max()),
+                               self.left_context, self.right_context, self.fsf,
+                               input_offset(self.frame_shift(epoch), self.fsf))
+        ivec = None
+        if self.ivector_row is not None:
+            iv = self.data.ivectors
+            rows = iv.offsets[uidx] + torch.from_numpy(self.ivector_row[batch])
+            ivec = iv.data.index_select(0, rows)
+        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
+                              n_out, [self.utts[i] for i in batch.tolist()])
+
+
+# ------------------------------------------------------------------------------------------
+# pass 2: chunks
+# ------------------------------------------------------------------------------------------
+def round_chunk_widths(spec: str | Sequence[int], frame_subsampling_factor: int = 3) -> list[int]:
+    """ExampleGenerationConfig::ComputeDerived: "150,110,100" -> [150, 111, 102]."""
+    vals = [int(x) for x in spec.split(",")] if isinstance(spec, str) else [int(x) for x in spec]
+    if not vals or min(vals) <= 0:
+        raise ValueError(f"--num-frames={spec}: expected positive integers")
+    m = frame_subsampling_factor
+    return [v if v % m == 0 else m * (v // m + 1) for v in vals]
+
+
+@dataclass
+class Chunk:
+    utt: str
+    first_frame: int  # input frame of the chunk's first output frame (a multiple of fsf)
+    num_frames: int  # chunk width in input frames (a multiple of fsf)
+
+
+class UtteranceSplitter:
+    """Kaldi's UtteranceSplitter (src/nnet3/nnet-example-utils.cc) for --num-frames-overlap 0.
+
+    Splits: zero to two "alternative" widths plus any number of the principal width; for an
+    utterance of length u the candidates are the splits whose cost
+    ``d - u if d > u else 2 (u - d)`` (d = sum of widths; infinite if the largest width
+    exceeds u) is within 1.9999 of the best; one is chosen at random, its sorted widths
+    reversed with probability 1/2, and the gaps (or overlaps, when d > u) distributed at
+    random in units of the subsampling factor (GetGapSizes)."""
+
+    def __init__(self, num_frames: Sequence[int], frame_subsampling_factor: int = 3) -> None:
+        self.num_frames = list(num_frames)
+        self.fsf = int(frame_subsampling_factor)
+        if any(w % self.fsf for w in self.num_frames):
+            raise ValueError("UtteranceSplitter: widths must be multiples of the frame-subsampling factor")
+        primary = self.num_frames[0]
+        self.max_len = 2 * max(self.num_frames) + primary
+        ceiling = self.max_len + primary
+        splits = set()
+        n = len(self.num_frames)
+        for i in range(n):
+            for j in range(n):
+                vec = ([self.num_frames[i]] if i > 0 else []) + ([self.num_frames[j]] if j > 0 else [])
+                while sum(vec) <= ceiling:
+                    if vec:
+                        splits.add(tuple(sorted(vec)))
+                    vec = sorted(vec + [primary])
+        self.splits = sorted(splits)
+        self.splits_for_length: list[list[tuple[int, ...]]] = []
+        for u in range(self.max_len + 1):
+            costs = []
+            for s in self.splits:
+                d = float(sum(s))
+                c = d - u if d > u else 2.0 * (u - d)
+                costs.append(math.inf if u < max(s) else c)
+            best = min(costs)
+            self.splits_for_length.append([] if best == math.inf else
+                                          [s for s, c in zip(self.splits, costs) if c < best + 1.9999])
+
+    def chunk_sizes(self, length: int, rng: random.Random) -> list[int]:
+        primary, repeats = self.num_frames[0], 0
+        while length > self.max_len:
+            length -= primary
+            repeats += 1
+        pool = self.splits_for_length[length]
+        if not pool:
+            return []
+        sizes = sorted(list(pool[rng.randrange(len(pool))]) + [primary] * repeats)
+        if rng.randrange(2) == 0:
+            sizes.reverse()
+        return sizes
+
+    @staticmethod
+    def _distribute_uniform(n: int, size: int, rng: random.Random) -> list[int]:
+        if n < 0:
+            return [-x for x in UtteranceSplitter._distribute_uniform(-n, size, rng)]
+        vec = [n // size + 1] * (n % size) + [n // size] * (size - n % size)
+        rng.shuffle(vec)
+        return vec
+
+    @staticmethod
+    def _distribute(n: int, magnitudes: list[int]) -> list[int]:
+        if n < 0:
+            return [-x for x in UtteranceSplitter._distribute(-n, magnitudes)]
+        total = float(sum(magnitudes))
+        counts = [n * m / total for m in magnitudes]
+        vec = [int(c) for c in counts]
+        order = sorted(range(len(magnitudes)), key=lambda i: -(counts[i] - vec[i]))
+        for i in order[: n - sum(vec)]:
+            vec[i] += 1
+        return vec
+
+    def gap_sizes(self, length: int, sizes: list[int], rng: random.Random) -> list[int]:
+        if not sizes:
+            return []
+        f = self.fsf
+        red_len = (length + f - 1) // f
+        red = [s // f for s in sizes]
+        total_gap = red_len - sum(red)
+        if total_gap < 0:
+            if len(red) == 1:
+                raise ValueError(f"chunk width {sizes[0]} exceeds the utterance length {length}")
+            overlaps = self._distribute(total_gap, [min(red[i], red[i + 1]) for i in range(len(red) - 1)])
+            gaps = [0] + overlaps
+        else:
+            gaps = self._distribute_uniform(total_gap, len(red) + 1, rng)[: len(red)]
+        return [g * f for g in gaps]
+
+    def chunks(self, utt: str, length: int, rng: random.Random) -> list[Chunk]:
+        sizes = self.chunk_sizes(length, rng)
+        gaps = self.gap_sizes(length, sizes, rng)
+        out, t = [], 0
+        for g, s in zip(gaps, sizes):
+            t += g
+            out.append(Chunk(utt, t, s))
+            t += s
+        return out
+
+
+def split_utterance(length: int, num_frames: Sequence[int], rng: random.Random, fsf: int = 3) -> list[tuple[int, int]]:
+    """(first_frame, width) of the chunks of one utterance (convenience wrapper)."""
+    return [(c.first_frame, c.num_frames) for c in UtteranceSplitter(num_frames, fsf).chunks("", length, rng)]
+
+
+class ChunkEgs(_EpochIterator):
+    """Chunk minibatches with unconstrained tolerance-based numerators (pass 2).
+
+    ``alignment``: :class:`ser.train.align.Alignment` (phone segments per utterance at the
+    output frame rate).  Chunks, their numerator graphs and i-vector rows are made once at
+    construction from ``seed`` (as Kaldi writes its egs once); each epoch shuffles the chunks
+    of each width, cuts minibatches of ``num_chunk_per_minibatch`` (a partial one per width
+    is dropped), shuffles the minibatches, and applies the epoch's frame shift.
+    Chunks whose supervision cannot be built (empty after normalisation) are skipped and
+    counted in ``self.skipped``.
+    """
+
+    def __init__(self, data: EgsData, alignment, pdf_map, normalizer, left_context: int, right_context: int,
+                 chunk_width: str | Sequence[int] = "150,110,100", num_chunk_per_minibatch: int = 64,
+                 frame_subsampling_factor: int = 3, left_tolerance: int = 5, right_tolerance: int = 5,
+                 optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
+                 frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> None:
+        from ser.chain.supervision import make_chunk_supervision
+
+        self.data, self.fsf = data, int(frame_subsampling_factor)
+        self.left_context, self.right_context = int(left_context), int(right_context)
+        self.use_frame_shift, self.shuffle, self.drop_partial = bool(frame_shift), bool(shuffle), bool(drop_partial)
+        self.minibatch_size = int(num_chunk_per_minibatch)
+        if self.minibatch_size <= 0:
+            raise ValueError("--num-chunk-per-minibatch must be positive")
+        self.widths = round_chunk_widths(chunk_width, self.fsf)
+        self._init_epochs(seed)
+        cand = sorted(data.utts) if utts is None else list(utts)
+        cand = [u for u in cand if u in alignment.phones]
+        if not cand:
+            raise ValueError("ChunkEgs: no utterance has both features and an alignment")
+        splitter = UtteranceSplitter(self.widths, self.fsf)
+        rng = random.Random(self.seed)
+        self.chunks: list[Chunk] = []
+        graphs: list[ChainGraph] = []
+        self.skipped: dict[str, int] = {}
+        too_short = 0
+        for u in tqdm(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
+            T = data.num_frames(u)
+            n_out = (T + self.fsf - 1) // self.fsf
+            seg = alignment.segments(u)
+            if seg.num_frames != n_out:
+                raise ValueError(f"ChunkEgs: alignment of {u!r} has {seg.num_frames} frames, the features give "
+                                 f"ceil({T}/{self.fsf}) = {n_out}")
+            chunks = splitter.chunks(u, T, rng)
+            if not chunks:
+                too_short += 1
+            for c in chunks:
+                r = make_chunk_supervision(seg.phones, seg.starts, seg.ends, c.first_frame // self.fsf,
+                                           (c.first_frame + c.num_frames) // self.fsf, T, pdf_map, normalizer,
+                                           self.fsf, left_tolerance, right_tolerance, optional_silence)
+                if r.graph is None:
+                    self.skipped[r.reason] = self.skipped.get(r.reason, 0) + 1
+                    continue
+                self.chunks.append(c)
+                graphs.append(r.graph)
+        if too_short:
+            self.skipped[f"utterance shorter than {min(self.widths)} frames"] = too_short
+        for reason, n in self.skipped.items():
+            log.warning("ChunkEgs: %d skipped: %s", n, reason)
+        if not self.chunks:
+            raise ValueError("ChunkEgs: no chunks")
+        self.graphs = graphs
+        self.utt_idx = torch.tensor([data.feats.index[c.utt] for c in self.chunks], dtype=torch.int64)
+        self.first_frame = torch.tensor([c.first_frame for c in self.chunks], dtype=torch.int64)
+        self.width = np.array([c.num_frames for c in self.chunks], dtype=np.int64)
+        self.ivector_row = None
+        if data.ivectors is not None:
+            irng = np.random.default_rng([self.seed, 1 << 20])
+            frames = data.feats.lengths[self.utt_idx].numpy()
+            rows = data.ivectors.lengths[self.utt_idx].numpy()
+            self.ivector_row = _ivector_rows(irng, self.first_frame.numpy(), frames, rows,
+                                             self.left_context + self.fsf // 2, data.ivector_period)
+
+    @property
+    def keys(self) -> list[str]:
+        return [f"{c.utt}-{c.first_frame}" for c in self.chunks]
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for w in sorted(set(self.width.tolist())):
+            idx = np.flatnonzero(self.width == w)
+            if self.shuffle:
+                idx = idx[rng.permutation(len(idx))]
+            for s in range(0, len(idx), self.minibatch_size):
+                b = idx[s:s + self.minibatch_size]
+                if len(b) == self.minibatch_size or not self.drop_partial:
+                    batches.append(b)
+        if self.shuffle:
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        return batches
+
+    def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
+        bt = torch.from_numpy(batch)
+        w = int(self.width[batch[0]])
+        n_out = w // self.fsf
+        uidx = self.utt_idx[bt]
+        feats = _gather_inputs(self.data, uidx, self.first_frame[bt], n_out, self.left_context, self.right_context,
+                               self.fsf, input_offset(self.frame_shift(epoch), self.fsf))
+        ivec = None
+        if self.ivector_row is not None:
+            iv = self.data.ivectors
+            ivec = iv.data.index_select(0, iv.offsets[uidx] + torch.from_numpy(self.ivector_row[batch]))
+        keys = [f"{self.chunks[i].utt}-{self.chunks[i].first_frame}" for i in batch.tolist()]
+        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
+                              torch.full((len(batch),), n_out, dtype=torch.int64), keys)
