@@ -13,6 +13,8 @@
 #   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp
 #   4  online i-vectors: PCA, diag UBM, extractor on the ASR training data; extraction -> exp/ivectors_*
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
+#   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
+#      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test
 set -euo pipefail
 
 stage=0
@@ -130,6 +132,35 @@ if run_stage 5; then
   banner 5 "chain prep (phone LM, den graph, numerator supervision)"
   steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states" \
     data/tedlium_train_sp data/lang_chain exp/chain
+fi
+
+if run_stage 6; then
+  banner 6 "LF-MMI pretraining of the ${chain_net} TDNN-F (flat start, alignment, chunk training)"
+  train_opts=(--config "$chain_net" --device "$device" --frames-per-iter "$chain_frames_per_iter"
+              --num-valid-utts "$chain_num_valid_utts"
+              --initial-effective-lrate "$chain_initial_effective_lrate"
+              --final-effective-lrate "$chain_final_effective_lrate")
+  ivdir=exp/nnet3/ivectors_tedlium_train_sp
+  # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
+  steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --num-epochs "$chain_e2e_num_epochs" \
+    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn_e2e 2> exp/chain/log.train_e2e \
+    || { tail -n 3 exp/chain/log.train_e2e >&2; echo "see exp/chain/tdnn_e2e/log/" >&2; exit 1; }
+  # phone alignments from the flat-start model give the chunks their numerators
+  steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir data/tedlium_train_sp exp/chain \
+    exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e 2> exp/chain/log.align \
+    || { tail -n 3 exp/chain/log.align >&2; exit 1; }
+  # pass 2: the tdnn_1g recipe proper: 150/111/102-frame chunks, frame shifts, one i-vector per chunk
+  steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --ali exp/chain/ali_e2e/ali.pt \
+    --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
+    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn 2> exp/chain/log.train \
+    || { tail -n 3 exp/chain/log.train >&2; echo "see exp/chain/tdnn/log/" >&2; exit 1; }
+  for x in dev test; do
+    steps/chain/decode_per.sh --device "$device" --online-ivector-dir exp/nnet3/ivectors_tedlium_$x \
+      --train-text data/tedlium_train/text exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain \
+      exp/chain/tdnn/decode_$x > exp/chain/tdnn/log/decode_$x.log 2>&1 \
+      || { tail -n 3 exp/chain/tdnn/log/decode_$x.log >&2; exit 1; }
+    echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
+  done
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

@@ -154,7 +154,7 @@ def _estimate_internal(total_covar: torch.Tensor, between: torch.Tensor, mean: t
     tmp = chol_inv @ between @ chol_inv.T
     tmp = 0.5 * (tmp + tmp.T)
     u, d, _ = torch.linalg.svd(tmp)  # singular values sorted decreasing (Kaldi SortSvd)
-    logger.info("LDA singular values are %s", d.cpu().numpy())
+    logger.info("LDA singular values: %d, from %.4g to %.4g", d.numel(), float(d.max()), float(d.min()))
     m = (u.T @ chol_inv)[:target_dim]
     if within_class_factor != 1.0:
         scale = torch.sqrt((within_class_factor + d) / (1.0 + d))[:target_dim]

@@ -24,7 +24,7 @@ import torch
 
 from ser.chain.den_graph import load_den_chain_graph
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig, subset_minibatch
 
 log = logging.getLogger("train_chain")
 
@@ -50,7 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="sequences per minibatch, all ranks together")
     p.add_argument("--chunk-width", default="150,110,100",
                    help="chunk widths (input frames) for chunked egs; whole utterances for e2e egs")
-    p.add_argument("--egs-type", choices=["e2e", "chunk"], default="e2e")
+    p.add_argument("--egs-type", choices=["e2e", "chunk"], default="e2e",
+                   help="e2e: whole utterances with their flat-start numerators; chunk: chunks of --chunk-width "
+                   "with numerators cut from the alignment --ali")
+    p.add_argument("--ali", default=None, help="ali.pt from steps/chain/align.sh (for --egs-type chunk)")
+    p.add_argument("--e2e-minibatch-size", default="150=128,64/300=64,32/600=32,16/1200=8",
+                   help="whole-utterance minibatch sizes by input length (Kaldi e2e rule syntax)")
     p.add_argument("--xent-regularize", type=float, default=d.xent_regularize)
     p.add_argument("--leaky-hmm-coefficient", type=float, default=d.leaky_hmm_coefficient)
     p.add_argument("--out-of-range-regularize", type=float, default=d.out_of_range_regularize)
@@ -72,6 +77,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _ivector_dim(ivector_dir: str) -> int:
+    from ser.io.tables import read_matrix, read_scp
+
+    scp = Path(ivector_dir) / "ivector_online.scp"
+    if not scp.is_file():
+        raise ValueError(f"{ivector_dir}: no ivector_online.scp")
+    return int(read_matrix(next(iter(read_scp(scp).values()))).shape[1])
+
+
 def pick_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -85,26 +99,66 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return dev
 
 
-def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
-    """(train, valid, train_diagnostic) egs from ser.train.egs (written separately).
+class RankShard:
+    """Rank ``rank`` of ``world`` takes every world-th sequence of each global minibatch, so all ranks
+    together see exactly the single-process minibatches (the egs are built with the same seed)."""
 
-    The training egs must implement ser.train.chain_trainer.EgsSource; the diagnostic sets
-    are iterables of ChainMinibatch.  Each rank gets its share of every minibatch.
-    """
-    from ser.train import egs as egs_mod
+    def __init__(self, egs, rank: int, world: int) -> None:
+        self.egs, self.rank, self.world = egs, rank, world
+
+    def __iter__(self):
+        for mb in self.egs:
+            yield subset_minibatch(mb, range(self.rank, mb.batch_size, self.world)) if self.world > 1 else mb
+
+    def __len__(self) -> int:
+        return len(self.egs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.egs.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.egs.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.egs.load_state_dict(state)
+
+
+def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
+    """(train, valid, train_diagnostic) egs (ser.train.egs): whole utterances (``--egs-type e2e``,
+    flat start) or chunks cut with an alignment (``--egs-type chunk --ali ali.pt``)."""
+    from ser.chain.den_graph import DenGraph
+    from ser.chain.supervision import Normalizer
+    from ser.chain.topo import PdfMap
+    from ser.train.align import Alignment
+    from ser.train.egs import ChunkEgs, E2eEgs, load_egs_data, load_num_graphs, split_valid
 
     ivector_dir = None if a.ivector_dir == "none" else a.ivector_dir
-    per_rank = max(1, a.num_chunk_per_minibatch // world)
-    common = dict(data_dir=a.train_data, ivector_dir=ivector_dir, chain_dir=a.chain_dir,
-                  left_context=model.left_context, right_context=model.right_context,
-                  frame_subsampling_factor=model.frame_subsampling_factor,
-                  num_valid_utts=a.num_valid_utts, seed=a.srand, rank=rank, world_size=world)
+    data = load_egs_data(a.train_data, ivector_dir)
+    graphs, num_out, fsf = load_num_graphs(Path(a.chain_dir) / "num.pt")
+    if fsf != model.frame_subsampling_factor:
+        raise ValueError(f"{a.chain_dir}/num.pt: frame-subsampling-factor {fsf} != the model's")
+    usable = [u for u in data.utts if u in graphs]
+    held = split_valid(usable, num_utts=a.num_valid_utts, seed=a.srand, utt2uniq=data.utt2uniq)
+    lc, rc = model.left_context, model.right_context
     if a.egs_type == "e2e":
-        src = egs_mod.E2eEgs(minibatch_size=per_rank, **common)
+        def make(utts, train):
+            return E2eEgs(data, graphs, num_out, lc, rc, fsf, minibatch_size=a.e2e_minibatch_size, utts=utts,
+                          seed=a.srand, frame_shift=train, shuffle=train)
     else:
-        widths = [int(w) for w in a.chunk_width.split(",")]
-        src = egs_mod.ChunkEgs(num_chunk_per_minibatch=per_rank, chunk_width=widths, **common)
-    return src.train(), src.valid(), src.train_diagnostic()
+        if not a.ali:
+            raise ValueError("--egs-type chunk needs --ali <ali.pt> (steps/chain/align.sh)")
+        ali = Alignment.load(a.ali)
+        chain_dir = Path(a.chain_dir)
+        pdf_map = PdfMap.from_state_dict(torch.load(chain_dir / "pdf_map.pt", weights_only=True))
+        normalizer = Normalizer(DenGraph.load(chain_dir))
+
+        def make(utts, train):
+            utts = [u for u in utts if u in ali.phones]
+            return ChunkEgs(data, ali, pdf_map, normalizer, lc, rc, chunk_width=a.chunk_width,
+                            num_chunk_per_minibatch=a.num_chunk_per_minibatch, frame_subsampling_factor=fsf,
+                            utts=utts, seed=a.srand, frame_shift=train, shuffle=train, drop_partial=train)
+    return (RankShard(make(held.train, True), rank, world), make(held.valid, False),
+            make(held.train_diagnostic, False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (chain_dir / f).is_file():
                 raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
         den, num_pdfs = load_den_chain_graph(chain_dir / "den.pt")
-        ivector_dim = 0 if a.ivector_dir == "none" else 100
+        ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
         cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.config == "mini"
                else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
         model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
