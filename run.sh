@@ -49,6 +49,7 @@ cd "$(dirname "$0")"
 eval "$(python -m ser.config "$config")"
 
 nj=${nj:-2}
+mkdir -p exp/log
 banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 start=$SECONDS
@@ -56,7 +57,6 @@ start=$SECONDS
 if run_stage 0; then
   banner 0 "embedded corpora"
   if [ "$corpora_synthesize" = true ]; then
-    mkdir -p exp/log
     python local/make_mini_corpora.py --out "$corpora_root" --seed "$corpora_seed" \
       --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns" \
       2>&1 | tee exp/log/make_mini_corpora.log
@@ -67,7 +67,6 @@ fi
 
 if run_stage 1; then
   banner 1 "data preparation"
-  mkdir -p exp/log
   python local/prepare_tedlium.py "$corpora_tedlium" data > exp/log/prepare_tedlium.log 2>&1 \
     || { tail -n 3 exp/log/prepare_tedlium.log >&2; echo "stage 1 failed, see exp/log/prepare_tedlium.log" >&2; exit 1; }
   grep '^tedlium_' exp/log/prepare_tedlium.log
@@ -106,23 +105,23 @@ if run_stage 4; then
   ie=exp/nnet3/extractor
   if [ ! -f $ie/final.ie.pt ]; then
     # UBM and PCA on a quarter of the training utterances, extractor on all (run_ivector_common.sh)
-    awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list 2>/dev/null \
-      || { mkdir -p exp/nnet3; awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list; }
+    mkdir -p exp/nnet3/log
+    awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list
     utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list data/tedlium_train_sp data/tedlium_train_sp_subset
     steps/online/get_pca_transform.sh --num-threads 1 data/tedlium_train_sp_subset exp/nnet3/pca \
-      > exp/nnet3/log.pca 2>&1 || { tail -n 3 exp/nnet3/log.pca >&2; exit 1; }
+      > exp/nnet3/log/pca.log 2>&1 || { tail -n 3 exp/nnet3/log/pca.log >&2; exit 1; }
     steps/online/train_diag_ubm.sh --num-threads 1 --num-frames "$ivector_ubm_num_frames" \
       data/tedlium_train_sp_subset "$ivector_num_gauss" exp/nnet3/pca exp/nnet3/diag_ubm \
-      > exp/nnet3/log.diag_ubm 2>&1 || { tail -n 3 exp/nnet3/log.diag_ubm >&2; exit 1; }
+      > exp/nnet3/log/diag_ubm.log 2>&1 || { tail -n 3 exp/nnet3/log/diag_ubm.log >&2; exit 1; }
     steps/online/train_ivector_extractor.sh --num-threads 1 --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" \
-      data/tedlium_train_sp exp/nnet3/diag_ubm $ie > exp/nnet3/log.extractor 2>&1 \
-      || { tail -n 3 exp/nnet3/log.extractor >&2; exit 1; }
+      data/tedlium_train_sp exp/nnet3/diag_ubm $ie > exp/nnet3/log/extractor.log 2>&1 \
+      || { tail -n 3 exp/nnet3/log/extractor.log >&2; exit 1; }
   fi
   for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
     opts=""; [ $x = tedlium_train_sp ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
     if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
       steps/online/extract_ivectors_online.sh --num-threads 1 $opts data/$x $ie exp/nnet3/ivectors_$x \
-        > exp/nnet3/log.ivectors_$x 2>&1 || { tail -n 3 exp/nnet3/log.ivectors_$x >&2; exit 1; }
+        > exp/nnet3/log/ivectors_$x.log 2>&1 || { tail -n 3 exp/nnet3/log/ivectors_$x.log >&2; exit 1; }
     fi
     echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
   done
@@ -141,19 +140,20 @@ if run_stage 6; then
               --initial-effective-lrate "$chain_initial_effective_lrate"
               --final-effective-lrate "$chain_final_effective_lrate")
   ivdir=exp/nnet3/ivectors_tedlium_train_sp
+  mkdir -p exp/chain/log
   # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
   steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --num-epochs "$chain_e2e_num_epochs" \
-    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn_e2e 2> exp/chain/log.train_e2e \
-    || { tail -n 3 exp/chain/log.train_e2e >&2; echo "see exp/chain/tdnn_e2e/log/" >&2; exit 1; }
+    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn_e2e 2> exp/chain/log/train_e2e.log \
+    || { tail -n 3 exp/chain/log/train_e2e.log >&2; echo "see exp/chain/tdnn_e2e/log/" >&2; exit 1; }
   # phone alignments from the flat-start model give the chunks their numerators
   steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir data/tedlium_train_sp exp/chain \
-    exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e 2> exp/chain/log.align \
-    || { tail -n 3 exp/chain/log.align >&2; exit 1; }
+    exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e 2> exp/chain/log/align.log \
+    || { tail -n 3 exp/chain/log/align.log >&2; exit 1; }
   # pass 2: the tdnn_1g recipe proper: 150/111/102-frame chunks, frame shifts, one i-vector per chunk
   steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --ali exp/chain/ali_e2e/ali.pt \
     --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
-    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn 2> exp/chain/log.train \
-    || { tail -n 3 exp/chain/log.train >&2; echo "see exp/chain/tdnn/log/" >&2; exit 1; }
+    data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn 2> exp/chain/log/train.log \
+    || { tail -n 3 exp/chain/log/train.log >&2; echo "see exp/chain/tdnn/log/" >&2; exit 1; }
   for x in dev test; do
     steps/chain/decode_per.sh --device "$device" --online-ivector-dir exp/nnet3/ivectors_tedlium_$x \
       --train-text data/tedlium_train/text exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain \
