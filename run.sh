@@ -136,21 +136,25 @@ fi
 if run_stage 6; then
   banner 6 "LF-MMI pretraining of the ${chain_net} TDNN-F (flat start, alignment, chunk training)"
   train_opts=(--config "$chain_net" --device "$device" --frames-per-iter "$chain_frames_per_iter"
-              --num-valid-utts "$chain_num_valid_utts"
+              --num-valid-utts "$chain_num_valid_utts" --optimizer "$chain_optimizer"
+              --dropout-schedule "$chain_dropout_schedule"
               --initial-effective-lrate "$chain_initial_effective_lrate"
               --final-effective-lrate "$chain_final_effective_lrate")
   ivdir=exp/nnet3/ivectors_tedlium_train_sp
   mkdir -p exp/chain/log
   # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
   steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --num-epochs "$chain_e2e_num_epochs" \
+    --e2e-minibatch-size "$chain_e2e_minibatch_size" \
     data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn_e2e 2> exp/chain/log/train_e2e.log \
     || { tail -n 3 exp/chain/log/train_e2e.log >&2; echo "see exp/chain/tdnn_e2e/log/" >&2; exit 1; }
   # phone alignments from the flat-start model give the chunks their numerators
   steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir data/tedlium_train_sp exp/chain \
     exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e 2> exp/chain/log/align.log \
     || { tail -n 3 exp/chain/log/align.log >&2; exit 1; }
-  # pass 2: the tdnn_1g recipe proper: 150/111/102-frame chunks, frame shifts, one i-vector per chunk
+  # pass 2: the tdnn_1g recipe proper: 150/111/102-frame chunks, frame shifts, one i-vector per chunk;
+  # it starts from the flat-start model (same pdfs; Kaldi would build a tree and start afresh)
   steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --ali exp/chain/ali_e2e/ali.pt \
+    --input-model exp/chain/tdnn_e2e/final.pt \
     --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
     data/tedlium_train_sp $ivdir exp/chain data/lang_chain exp/chain/tdnn 2> exp/chain/log/train.log \
     || { tail -n 3 exp/chain/log/train.log >&2; echo "see exp/chain/tdnn/log/" >&2; exit 1; }

@@ -24,7 +24,7 @@ from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import Normalizer, make_supervision
 from ser.chain.topo import PdfMap, biphone_stats
 from ser.nnet import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiSgd, load_chain_model,
+from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiAdam, KaldiSgd, load_chain_model,
                                      split_minibatch, subset_minibatch)
 from ser.train.minibatch import ChainMinibatch
 from ser.train.schedule import KaldiSchedule
@@ -215,6 +215,83 @@ def test_kaldi_sgd_skips_non_finite_update():
     assert torch.equal(p.detach(), torch.ones(3))
 
 
+def reference_adam(params, grads, groups, eta, nj, nseq, mpc, moments, t, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam (Kingma & Ba, Algorithm 1) with decoupled weight decay 2*l2*nseq/nj per unit lr, on a
+    Kaldi job's delta (lr nj*eta*lrf), max-change as reference_update, float64.  ``moments``
+    [[(m, v)]] are updated in place; ``t`` is the 1-based step."""
+    deltas, norms = [], []
+    for ps, gs, g, ms in zip(params, grads, groups, moments):
+        lr = nj * eta * g["learning_rate_factor"]
+        d = []
+        for k, (p, gr) in enumerate(zip(ps, gs)):
+            m, v = ms[k]
+            m = b1 * m + (1 - b1) * gr.double()
+            v = b2 * v + (1 - b2) * gr.double() ** 2
+            ms[k] = (m, v)
+            mhat, vhat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+            d.append(-lr * (mhat / (vhat.sqrt() + eps) + 2 * g["l2_regularize"] * nseq / nj * p.double()))
+        deltas.append(d)
+        norms.append(math.sqrt(sum(float((x.detach() ** 2).sum()) for x in d)))
+    scales = [min(1.0, g["max_change"] / n) if n > 0 else 1.0 for g, n in zip(groups, norms)]
+    tot = math.sqrt(sum((s * n) ** 2 for s, n in zip(scales, norms)))
+    gs = min(1.0, mpc / tot) if tot > 0 else 1.0
+    return [[p.double() + gs * s * x / nj for p, x in zip(ps, d)] for ps, d, s in zip(params, deltas, scales)]
+
+
+@pytest.mark.parametrize("eta,mpc", [(1e-3, 2.0), (0.05, 2.0), (0.02, 0.3)])
+def test_kaldi_adam_matches_reference(eta, mpc):
+    g = torch.Generator().manual_seed(5)
+    groups = []
+    for k, (mc, lrf, l2) in enumerate([(0.75, 1.0, 0.008), (1.5, 5.0, 0.002), (0.75, 1.0, 0.0)]):
+        ps = [torch.nn.Parameter(torch.randn(7, 5, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g))]
+        groups.append(dict(params=ps, name=f"c{k}", learning_rate_factor=lrf, l2_regularize=l2, max_change=mc))
+    meta = [{k: v for k, v in gr.items() if k != "params"} for gr in groups]
+    moments = [[(torch.zeros(p.shape, dtype=torch.float64),) * 2 for p in gr["params"]] for gr in groups]
+    opt = KaldiAdam(groups, max_param_change=mpc)
+    for t in (1, 2, 3):  # the moments and the bias correction carry over between steps
+        for gr in groups:
+            for p in gr["params"]:
+                p.grad = torch.randn(p.shape, generator=g) * 10.0 ** (t - 2)
+        params = [[p.detach().clone() for p in gr["params"]] for gr in groups]
+        grads = [[p.grad.clone() for p in gr["params"]] for gr in groups]
+        stats = opt.step(effective_lrate=eta, num_jobs=4, num_sequences=64)
+        want = reference_adam(params, grads, meta, eta, 4, 64, mpc, moments, t)
+        for gr, w in zip(groups, want):
+            for p, wp in zip(gr["params"], w):
+                torch.testing.assert_close(p.detach().double(), wp, rtol=1e-5, atol=1e-7)
+        assert stats.applied
+        if eta == 1e-3:
+            assert stats.num_limited == 0 and stats.global_scale == 1.0
+        if eta == 0.05:
+            assert stats.num_limited >= 1
+        if mpc == 0.3:
+            assert stats.global_scale < 1.0
+    # the state round-trips through a weights_only save
+    import io
+
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    opt2 = KaldiAdam([dict(gr) for gr in groups], max_param_change=0.1)
+    opt2.load_state_dict(torch.load(buf, weights_only=True))
+    assert opt2.num_updates == 3 and opt2.max_param_change == mpc
+    for gr in groups:
+        for p in gr["params"]:
+            assert torch.equal(opt2.state[p]["exp_avg_sq"], opt.state[p]["exp_avg_sq"])
+
+
+def test_kaldi_adam_skips_non_finite_update():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = KaldiAdam([dict(params=[p], name="x", learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.75)])
+    p.grad = torch.tensor([1.0, float("nan"), 0.0])
+    assert not opt.step(effective_lrate=0.1, num_jobs=1, num_sequences=1).applied
+    assert torch.equal(p.detach(), torch.ones(3)) and opt.num_updates == 0 and not opt.state[p]
+    p.grad = torch.tensor([1.0, -2.0, 0.0])
+    assert opt.step(effective_lrate=0.1, num_jobs=1, num_sequences=1).applied
+    # first Adam step: -lr * g / (|g| + eps)
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9, 1.1, 1.0]))
+
+
 # ------------------------------------------------------------------------------------------
 # minibatch splitting
 # ------------------------------------------------------------------------------------------
@@ -280,18 +357,20 @@ def test_preconditioning_statistics_brute_force(tiny, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------
 # one step against a hand-written reference step
 # ------------------------------------------------------------------------------------------
-def test_train_step_equals_reference(tiny, tmp_path):
+@pytest.mark.parametrize("optimizer", ["kaldi-sgd", "adam"])
+def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     from ser.chain.objective import LFMMILoss
     from ser.nnet.orthonormal import apply_orthonormal_constraint
 
     model = new_model(tiny)
     ref = copy.deepcopy(model)
     mb = tiny.minibatch(11, 4, 10, model)
-    cfg = ChainTrainerConfig(iter0_special=False, dropout_schedule=None, initial_effective_lrate=0.01,
-                             final_effective_lrate=0.001)
+    lr0 = 0.01 if optimizer == "kaldi-sgd" else 1e-3
+    cfg = ChainTrainerConfig(iter0_special=False, dropout_schedule=None, initial_effective_lrate=lr0,
+                             final_effective_lrate=lr0 / 10, optimizer=optimizer)
     trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
     trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000,
-                                     initial_effective_lrate=0.01, final_effective_lrate=0.001,
+                                     initial_effective_lrate=lr0, final_effective_lrate=lr0 / 10,
                                      dropout_schedule=None)
     trainer.train_step(mb, fraction=0.25, iteration=1)
     # reference: autograd gradient of -(objf + 0.1 xent), then the Kaldi update by hand
@@ -301,10 +380,14 @@ def test_train_step_equals_reference(tiny, tmp_path):
     loss, _ = loss_fn(out["output"], mb.num_graphs, out["output-xent"])
     loss.backward()
     groups = ref.component_groups()
-    eta = 0.01 * math.exp(0.25 * math.log(0.1))
+    eta = lr0 * math.exp(0.25 * math.log(0.1))
     nj = trainer.schedule.num_jobs(0.25)
-    want = reference_update([g["params"] for g in groups], [[p.grad for p in g["params"]] for g in groups],
-                            groups, eta, nj, 4, 2.0)
+    params, grads = [g["params"] for g in groups], [[p.grad for p in g["params"]] for g in groups]
+    if optimizer == "kaldi-sgd":
+        want = reference_update(params, grads, groups, eta, nj, 4, 2.0)
+    else:
+        moments = [[(torch.zeros(p.shape, dtype=torch.float64),) * 2 for p in g["params"]] for g in groups]
+        want = reference_adam(params, grads, groups, eta, nj, 4, 2.0, moments, 1)
     with torch.no_grad():
         for g, w in zip(groups, want):
             for p, wp in zip(g["params"], w):
@@ -374,9 +457,10 @@ def test_training_run_writes_logs_curve_and_final_model(tiny, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_resume_is_exact(tiny, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adam", "kaldi-sgd"])
+def test_resume_is_exact(tiny, tmp_path, optimizer):
     torch.set_num_threads(1)
-    cfg = run_cfg(num_epochs=1.0)
+    cfg = run_cfg(num_epochs=1.0, optimizer=optimizer)
     # uninterrupted
     m1 = new_model(tiny)
     egs1 = make_egs(tiny, m1)
@@ -389,6 +473,9 @@ def test_resume_is_exact(tiny, tmp_path):
         egs2, valid_egs=egs2.mbs[:1], lda_egs=egs2.mbs, resume=False, max_steps=3)
     ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert ck["trainer"]["step"] == 3 and ck["egs"][0]["pos"] == 3
+    if optimizer == "adam":  # the Adam moments are in the checkpoint
+        assert ck["optimizer"]["num_updates"] == 5  # 3 sequences: halves of 2 + 1 on iteration 0, twice
+        assert len(ck["optimizer"]["state"]) == sum(1 for _ in m2.parameters())
     torch.manual_seed(12345)  # disturb every RNG: the checkpoint must restore them
     np.random.seed(1)
     random.seed(2)
@@ -404,18 +491,20 @@ def test_resume_is_exact(tiny, tmp_path):
     assert h1 == h3
 
 
-def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer,cls", [("kaldi-sgd", KaldiSgd), ("adam", KaldiAdam)])
+def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer, cls):
     model = new_model(tiny)
-    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(), tmp_path)
+    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(optimizer=optimizer), tmp_path)
+    assert type(trainer.optimizer) is cls
     trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000)
     seen = []
-    orig = KaldiSgd.step
+    orig = cls.step
 
     def spy(self, *a, **kw):
         seen.append((kw["num_sequences"], kw["max_param_change"]))
         return orig(self, *a, **kw)
 
-    monkeypatch.setattr(KaldiSgd, "step", spy)
+    monkeypatch.setattr(cls, "step", spy)
     mb = tiny.minibatch(3, 4, 8, model)
     trainer.train_step(mb, 0.0, 0)
     trainer.train_step(mb, 0.5, 1)

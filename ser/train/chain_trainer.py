@@ -33,10 +33,24 @@ single-process step on the concatenated minibatch (tests/test_ddp.py checks it).
 
 Deviations from Kaldi (documented in the README):
 
-* **No natural gradient**: Kaldi's NG-SGD preconditions each component's gradient with
-  low-rank Fisher estimates (rank 20 in / 80 out, scaled to keep the gradient's norm); here
-  the update is plain SGD with momentum 0 on the raw gradient, with Kaldi's learning rates,
-  l2 and max-change.
+* **Adam instead of natural gradient** (``--optimizer adam``, the default): Kaldi's NG-SGD
+  preconditions each component's gradient with low-rank Fisher estimates (rank 20 in / 80
+  out, scaled to keep the gradient's norm).  Plain SGD on the raw gradient (``--optimizer
+  kaldi-sgd``, :class:`KaldiSgd`, the formula above) learns far too slowly without it: on
+  the mini recipe (3 h of speech, flat start, 2 passes of e2e training) SGD reaches a
+  log-prob of only -0.58 and a dev phone error rate of 99.9% (the best path is silence;
+  the no-acoustics baseline is 96.4%), Adam -0.09 and 32-38%.  :class:`KaldiAdam` replaces
+  ``G_c`` by Adam's bias-corrected direction ``m/(sqrt(v)+eps)`` (the usual PyTorch
+  stand-in for NG-SGD, e.g. Espresso's LF-MMI recipes) and keeps everything else: the
+  exponentially decaying learning rate of the schedule
+  (``--initial/final-effective-lrate`` are then Adam step sizes per sequential update),
+  the per-component learning-rate factors, the l2 as decoupled weight decay of exactly
+  Kaldi's strength (``2 l2 eta B / nj`` per update, see KaldiAdam), the per-component
+  max-change on the job delta ``nj * eta * (...)`` and the global max-param-change.
+  Because Adam's step size does not scale with the gradient, its learning rates are not
+  Kaldi's: the mini recipe uses 0.005 -> 0.0005; for tdnn_1g use 1e-3 -> 1e-4 (Kaldi's job
+  lr ``nj * 0.00025`` is 0.00075..0.003; the usual Adam lr for LF-MMI TDNNs is 1e-3)
+  rather than 0.00025 -> 0.000025.
 * **No model averaging / no final combination**: one model is trained sequentially (or
   synchronously with DDP); ``nnet3-chain-combine`` over the last models is not done, the
   final model is the last one.  On iteration 0 Kaldi keeps the best job model; here there
@@ -201,6 +215,132 @@ class KaldiSgd(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
 
 
+class KaldiAdam(torch.optim.Optimizer):
+    """Adam (Kingma & Ba 2015, with bias correction) inside Kaldi's update semantics: the
+    stand-in for Kaldi's natural-gradient SGD (NG-SGD), which plain SGD lacks.
+
+    Param groups, schedule arguments, per-component learning-rate factor, max-change and
+    max-param-change are those of :class:`KaldiSgd`; for component c with Adam moments
+    ``m_c``/``v_c`` of the gradient ``G_c`` (summed over the minibatch's frames; Adam is
+    invariant to its scale) after ``t`` updates::
+
+        D_c = m_c / (1 - beta1^t) / (sqrt(v_c / (1 - beta2^t)) + eps)     # Adam direction
+        U_c = -(nj * eta * lrf_c) * (D_c + 2 * l2_c * (B / nj) * theta_c)  # a "job delta"
+        (then max-change / max-param-change and theta_c += s * s_c * U_c / nj, as KaldiSgd)
+
+    i.e. the l2 term is *decoupled* weight decay (AdamW) with coefficient
+    ``lambda_c = 2 * l2_c * B / nj`` per unit learning rate: at equal ``eta`` every update
+    shrinks the parameters by exactly the factor Kaldi's l2 does (``2 l2 eta B / nj`` per
+    sequential minibatch), only the gradient part is preconditioned.  The moments are updated
+    with the raw gradient whether or not the update is then clipped (clipping acts on the
+    final update, as in Kaldi); a non-finite update is skipped and leaves the moments unchanged.
+    """
+
+    def __init__(self, groups: Sequence[dict[str, Any]], max_param_change: float = 2.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        defaults = dict(lr=0.0, learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.0,
+                        name="", orthonormal_constraint=0.0)
+        super().__init__(list(groups), defaults)
+        if max_param_change < 0:
+            raise ValueError(f"--max-param-change must be >= 0, got {max_param_change}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0) or eps <= 0:
+            raise ValueError(f"Adam needs 0 <= betas < 1 and eps > 0, got {betas}, {eps}")
+        self.max_param_change = float(max_param_change)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def step(self, closure=None, *, effective_lrate: float = 0.0, num_jobs: int = 1,  # type: ignore[override]
+             num_sequences: int = 1, grad_scale: float = 1.0,
+             max_param_change: float | None = None) -> MaxChangeStats:
+        if closure is not None:
+            raise ValueError("KaldiAdam.step does not take a closure")
+        mpc = self.max_param_change if max_param_change is None else max_param_change
+        b1, b2 = self.betas
+        t = self.num_updates + 1
+        bc1 = 1.0 - b1 ** t
+        bc2 = 1.0 - b2 ** t
+        deltas: list[list[torch.Tensor]] = []
+        moments: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        norms = []
+        for group in self.param_groups:
+            lr_job = num_jobs * effective_lrate * group["learning_rate_factor"]
+            group["lr"] = effective_lrate * group["learning_rate_factor"]
+            wd = 2.0 * group["l2_regularize"] * num_sequences / num_jobs
+            ds, ms = [], []
+            for p in group["params"]:
+                st = self.state[p]
+                m_old = st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p)
+                v_old = st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p)
+                g = (p.grad * grad_scale) if p.grad is not None else torch.zeros_like(p)
+                m = m_old * b1 + g * (1.0 - b1)
+                v = v_old * b2 + g * g * (1.0 - b2)
+                d = (m / bc1) / ((v / bc2).sqrt() + self.eps)
+                if wd != 0.0:
+                    d = d.add(p, alpha=wd)
+                ds.append(d.mul_(-lr_job))
+                ms.append((m, v))
+            deltas.append(ds)
+            moments.append(ms)
+            norms.append(torch.sqrt(sum((d.double() ** 2).sum() for d in ds)))
+        norm_t = torch.stack(norms).cpu()
+        names = [g["name"] for g in self.param_groups]
+        if not bool(torch.isfinite(norm_t).all()):
+            logger.warning("KaldiAdam: the update has a non-finite norm; not applying it")
+            return MaxChangeStats(len(names), 0, 1.0, "", 1.0, False)
+        self.num_updates = t
+        for group, ms in zip(self.param_groups, moments):
+            for p, (m, v) in zip(group["params"], ms):
+                self.state[p]["exp_avg"] = m
+                self.state[p]["exp_avg_sq"] = v
+        mc = torch.tensor([g["max_change"] for g in self.param_groups], dtype=torch.float64)
+        scale = torch.ones_like(norm_t)
+        limit = (mc > 0) & (norm_t > mc)
+        scale[limit] = mc[limit] / norm_t[limit]
+        total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
+        global_scale = 1.0
+        if mpc > 0 and total > mpc:
+            global_scale = mpc / total
+        for group, ds, sc in zip(self.param_groups, deltas, scale.tolist()):
+            factor = global_scale * sc / num_jobs
+            for p, d in zip(group["params"], ds):
+                p.add_(d, alpha=factor)
+        imin = int(torch.argmin(scale))
+        return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin],
+                              global_scale, True)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        d = super().state_dict()
+        d["max_param_change"] = self.max_param_change
+        d["num_updates"] = self.num_updates
+        d["betas"] = list(self.betas)
+        d["eps"] = self.eps
+        return d
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        state_dict = dict(state_dict)
+        self.max_param_change = float(state_dict.pop("max_param_change", self.max_param_change))
+        self.num_updates = int(state_dict.pop("num_updates", 0))
+        self.betas = tuple(float(b) for b in state_dict.pop("betas", self.betas))  # type: ignore[assignment]
+        self.eps = float(state_dict.pop("eps", self.eps))
+        super().load_state_dict(state_dict)
+
+
+OPTIMIZERS = ("adam", "kaldi-sgd")
+
+
+def make_optimizer(name: str, groups: Sequence[dict[str, Any]], max_param_change: float,
+                   betas: tuple[float, float] = (0.9, 0.999),
+                   eps: float = 1e-8) -> KaldiSgd | KaldiAdam:
+    """``--optimizer adam`` (KaldiAdam) or ``kaldi-sgd`` (KaldiSgd)."""
+    if name == "adam":
+        return KaldiAdam(groups, max_param_change, betas, eps)
+    if name == "kaldi-sgd":
+        return KaldiSgd(groups, max_param_change)
+    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
 # ----------------------------------------------------------------------------------------
 # minibatch helpers
 
@@ -323,6 +463,10 @@ class ChainTrainerConfig:
     chain_l2_regularize: float = 0.0
     dropout_schedule: str | None = "0,0@0.20,0.5@0.50,0"
     max_param_change: float = 2.0
+    optimizer: str = "adam"  # adam (KaldiAdam) | kaldi-sgd (KaldiSgd); see the module docstring
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
     batchnorm_stats_scale: float = 0.8
     iter0_special: bool = True  # iteration 0: halved minibatch, max-param-change / sqrt(2)
     lda_minibatches: int = 20  # minibatches of lda_egs for the preconditioning matrix
@@ -371,7 +515,9 @@ class ChainTrainer:
                                  config.xent_regularize, config.out_of_range_regularize,
                                  config.chain_l2_regularize,
                                  generator=torch.Generator().manual_seed(config.seed + 7919 * self.rank))
-        self.optimizer = KaldiSgd(model.component_groups(), config.max_param_change)
+        self.optimizer = make_optimizer(config.optimizer, model.component_groups(),
+                                        config.max_param_change,
+                                        (config.adam_beta1, config.adam_beta2), config.adam_epsilon)
         # same seed on every rank: the orthonormal-constraint draws keep the ranks identical
         self.ortho_gen = torch.Generator().manual_seed(config.seed + 1)
         self.state = _State()
@@ -588,6 +734,10 @@ class ChainTrainer:
             raise RuntimeError(f"{path}: not a chain trainer checkpoint")
         if d["model_config"] != self.model.config.to_dict():
             raise RuntimeError(f"{path}: model configuration differs from this run's")
+        saved_opt = d.get("trainer_config", {}).get("optimizer", "kaldi-sgd")
+        if saved_opt != self.cfg.optimizer:
+            raise RuntimeError(f"{path}: saved with --optimizer {saved_opt}, this run uses "
+                               f"--optimizer {self.cfg.optimizer}")
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         st = dict(d["trainer"])

@@ -10,6 +10,13 @@ Usage::
 Writes ``<exp-dir>/{checkpoint.pt,final.pt,log/train.N.log,log/compute_prob_*.N.log,
 report/training_curve.png,report/progress.tsv}``.  Options keep Kaldi's names (without the
 ``--trainer.``/``--chain.`` prefixes): see ``--help``.
+
+Deviations: ``--optimizer adam`` (default; ``kaldi-sgd`` = plain SGD) replaces Kaldi's
+natural-gradient SGD, see ser.train.chain_trainer; with Adam the ``--*-effective-lrate``
+values are Adam step sizes (mini recipe 0.005 -> 0.0005, tdnn_1g 0.001 -> 0.0001).
+``--input-model`` (Kaldi's ``--trainer.input-model``) starts from a trained model, e.g. the
+chunk pass from the flat-start model when both use the same pdfs (Kaldi builds a new tree
+between the two passes and starts again from a random model).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import torch
 
 from ser.chain.den_graph import load_den_chain_graph
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig, subset_minibatch
+from ser.train.chain_trainer import (OPTIMIZERS, ChainTrainer, ChainTrainerConfig, load_chain_model,
+                                     subset_minibatch)
 
 log = logging.getLogger("train_chain")
 
@@ -56,11 +64,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ali", default=None, help="ali.pt from steps/chain/align.sh (for --egs-type chunk)")
     p.add_argument("--e2e-minibatch-size", default="150=128,64/300=64,32/600=32,16/1200=8",
                    help="whole-utterance minibatch sizes by input length (Kaldi e2e rule syntax)")
+    p.add_argument("--input-model", default=None,
+                   help="start from this chain model (final.pt of an earlier run with the same network and pdfs, "
+                   "e.g. the flat-start model for the chunk pass; Kaldi's --trainer.input-model) instead of a "
+                   "random initialisation; its preconditioning matrix is kept")
     p.add_argument("--xent-regularize", type=float, default=d.xent_regularize)
     p.add_argument("--leaky-hmm-coefficient", type=float, default=d.leaky_hmm_coefficient)
     p.add_argument("--out-of-range-regularize", type=float, default=d.out_of_range_regularize)
     p.add_argument("--dropout-schedule", default=d.dropout_schedule)
     p.add_argument("--max-param-change", type=float, default=d.max_param_change)
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer,
+                   help="adam: Adam direction (stand-in for Kaldi's natural gradient) with Kaldi's lr schedule, "
+                   "l2 (as decoupled weight decay) and max-change; kaldi-sgd: plain SGD as Kaldi without NG")
+    p.add_argument("--adam-betas", default=f"{d.adam_beta1},{d.adam_beta2}", help="Adam beta1,beta2")
+    p.add_argument("--adam-epsilon", type=float, default=d.adam_epsilon)
     p.add_argument("--batchnorm-stats-scale", type=float, default=d.batchnorm_stats_scale)
     p.add_argument("--num-valid-utts", type=int, default=300, help="Kaldi num_utts_subset")
     p.add_argument("--lda-minibatches", type=int, default=d.lda_minibatches)
@@ -188,6 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.config == "mini"
                else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
         model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
+        if a.input_model:
+            init = load_chain_model(a.input_model)
+            if init.config.to_dict() != cfg.to_dict():
+                raise ValueError(f"--input-model {a.input_model}: its network configuration differs from "
+                                 f"--config {a.config} with {num_pdfs} pdfs and i-vector dim {ivector_dim}")
+            model = init
+        try:
+            betas = [float(x) for x in a.adam_betas.split(",")]
+        except ValueError:
+            betas = []
+        if len(betas) != 2:
+            raise ValueError(f"--adam-betas: expected two comma-separated numbers, got {a.adam_betas!r}")
         tcfg = ChainTrainerConfig(
             num_epochs=a.num_epochs, initial_effective_lrate=a.initial_effective_lrate,
             final_effective_lrate=a.final_effective_lrate, num_jobs_initial=a.num_jobs_initial,
@@ -195,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             xent_regularize=a.xent_regularize, leaky_hmm_coefficient=a.leaky_hmm_coefficient,
             out_of_range_regularize=a.out_of_range_regularize,
             dropout_schedule=a.dropout_schedule or None, max_param_change=a.max_param_change,
+            optimizer=a.optimizer, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=a.adam_epsilon,
             batchnorm_stats_scale=a.batchnorm_stats_scale, lda_minibatches=a.lda_minibatches,
             checkpoint_interval=a.checkpoint_interval, seed=a.srand, bf16=a.bf16)
         train, valid, diag = build_egs(a, model, rank, world)
@@ -203,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             n = sum(p.numel() for p in model.parameters())
             log.info("%s network: %d parameters, %d pdfs, context %d/%d, device %s, %d rank(s)",
                      a.config, n, num_pdfs, model.left_context, model.right_context, device, world)
-        last = trainer.train(train, valid_egs=valid, train_diag_egs=diag, lda_egs=diag,
-                             resume=a.resume)
+        last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
+                             lda_egs=None if a.input_model else diag, resume=a.resume)
     except (ValueError, RuntimeError) as e:
         print(f"steps/train_chain.sh: error: {e} (log: {exp}/log/train.log)", file=sys.stderr)
         return 1
