@@ -129,8 +129,10 @@ fi
 
 if run_stage 5; then
   banner 5 "chain prep (phone LM, den graph, numerator supervision)"
+  mkdir -p exp/chain/log
   steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states" \
-    data/tedlium_train_sp data/lang_chain exp/chain
+    data/tedlium_train_sp data/lang_chain exp/chain 2> exp/chain/log/prepare_e2e.stderr.log \
+    || { tail -n 3 exp/chain/log/prepare_e2e.stderr.log >&2; exit 1; }
 fi
 
 if run_stage 6; then
