@@ -20,7 +20,7 @@ import torch
 
 from ser.chain.den_graph import DenGraph, create_den_fsa
 from ser.chain.graph import ChainGraph
-from ser.chain.lang import Lang, prepare_dict, prepare_lang, text_to_phones
+from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
 from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import (Normalizer, chunk_pdf_fsa, make_chunk_supervision, make_supervision,

@@ -235,7 +235,7 @@ def chunk_pdf_fsa(phones: np.ndarray, wb: np.ndarray, we: np.ndarray, begin: int
     last = [k for k in range(n) if wb[k] <= end - 1 < we[k]]
     if not first or not last or min(first) > max(last):
         return Fsa.empty()
-    k0, k1 = min(first), max(last)
+    k1 = max(last)
     last_set = set(last)
     table = pdf_map.table
     left_of = np.concatenate([[0], phones[:-1]])
