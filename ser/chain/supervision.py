@@ -166,6 +166,18 @@ def fsa_to_chain_graph(fsa: Fsa) -> ChainGraph:
                       torch.from_numpy(fsa.final.astype(np.float32)))
 
 
+def _normalised(num: Fsa, normalizer: "Normalizer", T: int) -> "SupervisionResult":
+    """Compose a numerator with the normalization FST; skip it (with the reason) when the den graph
+    allows none of its paths or when ``T`` output frames are fewer than its shortest path."""
+    comp = normalizer.compose(num)
+    if comp.num_states == 0:
+        return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
+    m = comp.min_path_length()
+    if T < m:
+        return SupervisionResult(None, "too short", T, m)
+    return SupervisionResult(fsa_to_chain_graph(comp), "", T, m)
+
+
 def num_output_frames(num_frames: int, frame_subsampling_factor: int) -> int:
     return (num_frames + frame_subsampling_factor - 1) // frame_subsampling_factor
 
@@ -183,14 +195,7 @@ def make_supervision(words: list[str], num_frames: int, lang: Lang, pdf_map: Pdf
     T = num_output_frames(num_frames, frame_subsampling_factor)
     if not words:
         return SupervisionResult(None, "empty transcript", T, -1)
-    num = numerator_pdf_fsa(words, lang, pdf_map)
-    comp = normalizer.compose(num)
-    if comp.num_states == 0:
-        return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
-    m = comp.min_path_length()
-    if T < m:
-        return SupervisionResult(None, "too short", T, m)
-    return SupervisionResult(fsa_to_chain_graph(comp), "", T, m)
+    return _normalised(numerator_pdf_fsa(words, lang, pdf_map), normalizer, T)
 
 
 # ------------------------------------------------------------------------------------------
@@ -312,10 +317,4 @@ def make_chunk_supervision(phones: np.ndarray, starts: np.ndarray, ends: np.ndar
     fsa = chunk_pdf_fsa(phones, wb, we, begin, end, pdf_map, optional_silence)
     if fsa.num_states == 0:
         return SupervisionResult(None, "no aligned phone in the chunk", T, -1)
-    comp = normalizer.compose(fsa)
-    if comp.num_states == 0:
-        return SupervisionResult(None, "numerator not allowed by the denominator graph", T, -1)
-    m = comp.min_path_length()
-    if T < m:
-        return SupervisionResult(None, "too short", T, m)
-    return SupervisionResult(fsa_to_chain_graph(comp), "", T, m)
+    return _normalised(fsa, normalizer, T)

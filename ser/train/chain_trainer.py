@@ -145,6 +145,26 @@ class MaxChangeStats:
         return s
 
 
+def apply_with_max_change(param_groups, deltas, norm_t: torch.Tensor, mc: torch.Tensor, mpc: float,
+                          num_jobs: int, names: list[str]) -> MaxChangeStats:
+    """Kaldi's UpdateNnetWithMaxChange: scale each component's job delta down to its max-change,
+    then the whole update to max-param-change, and add ``delta / num_jobs`` (the model average
+    of num_jobs such jobs, to first order)."""
+    scale = torch.ones_like(norm_t)
+    limit = (mc > 0) & (norm_t > mc)
+    scale[limit] = mc[limit] / norm_t[limit]
+    total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
+    global_scale = 1.0
+    if mpc > 0 and total > mpc:
+        global_scale = mpc / total
+    for group, ds, sc in zip(param_groups, deltas, scale.tolist()):
+        factor = global_scale * sc / num_jobs
+        for p, d in zip(group["params"], ds):
+            p.add_(d, alpha=factor)
+    imin = int(torch.argmin(scale))
+    return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin], global_scale, True)
+
+
 class KaldiSgd(torch.optim.Optimizer):
     """Plain SGD (momentum 0) with Kaldi's per-component learning-rate factor, l2 and
     max-change and the global max-param-change; see the module docstring for the formula.
@@ -189,20 +209,7 @@ class KaldiSgd(torch.optim.Optimizer):
         if not bool(torch.isfinite(norm_t).all()):
             logger.warning("KaldiSgd: the update has a non-finite norm; not applying it")
             return MaxChangeStats(len(names), 0, 1.0, "", 1.0, False)
-        scale = torch.ones_like(norm_t)
-        limit = (mc > 0) & (norm_t > mc)
-        scale[limit] = mc[limit] / norm_t[limit]
-        total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
-        global_scale = 1.0
-        if mpc > 0 and total > mpc:
-            global_scale = mpc / total
-        for group, ds, sc in zip(self.param_groups, deltas, scale.tolist()):
-            factor = global_scale * sc / num_jobs
-            for p, d in zip(group["params"], ds):
-                p.add_(d, alpha=factor)
-        imin = int(torch.argmin(scale))
-        return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin],
-                              global_scale, True)
+        return apply_with_max_change(self.param_groups, deltas, norm_t, mc, mpc, num_jobs, names)
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         d = super().state_dict()
@@ -295,20 +302,7 @@ class KaldiAdam(torch.optim.Optimizer):
                 self.state[p]["exp_avg"] = m
                 self.state[p]["exp_avg_sq"] = v
         mc = torch.tensor([g["max_change"] for g in self.param_groups], dtype=torch.float64)
-        scale = torch.ones_like(norm_t)
-        limit = (mc > 0) & (norm_t > mc)
-        scale[limit] = mc[limit] / norm_t[limit]
-        total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
-        global_scale = 1.0
-        if mpc > 0 and total > mpc:
-            global_scale = mpc / total
-        for group, ds, sc in zip(self.param_groups, deltas, scale.tolist()):
-            factor = global_scale * sc / num_jobs
-            for p, d in zip(group["params"], ds):
-                p.add_(d, alpha=factor)
-        imin = int(torch.argmin(scale))
-        return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin],
-                              global_scale, True)
+        return apply_with_max_change(self.param_groups, deltas, norm_t, mc, mpc, num_jobs, names)
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         d = super().state_dict()
