@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                      a.config, n, num_pdfs, model.left_context, model.right_context, device, world)
         last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
                              lda_egs=None if a.input_model else diag, resume=a.resume)
+        if world > 1:  # drop the DDP wrapper, then the process group, before the interpreter exits
+            trainer.ddp_model = trainer.model
+            dist.barrier()
+            dist.destroy_process_group()
     except (ValueError, RuntimeError) as e:
         print(f"steps/train_chain.sh: error: {e} (log: {exp}/log/train.log)", file=sys.stderr)
         return 1
