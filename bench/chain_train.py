@@ -100,7 +100,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.num_threads:
         torch.set_num_threads(a.num_threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    from ser.device import resolve_device
+
+    device = resolve_device(a.device)
     if a.den_graph:
         den, pdfs = load_den_chain_graph(a.den_graph)
     else:

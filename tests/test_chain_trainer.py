@@ -166,18 +166,23 @@ def test_schedule_matches_kaldi_tdnn_1g_numbers():
 # ------------------------------------------------------------------------------------------
 # the update rule
 # ------------------------------------------------------------------------------------------
-def reference_update(params, grads, groups, eta, nj, nseq, mpc):
-    """UpdateNnetWithMaxChange on a Kaldi job's delta, then 1/nj of it (float64)."""
-    deltas, norms = [], []
-    for ps, gs, g in zip(params, grads, groups):
-        lr = nj * eta * g["learning_rate_factor"]
-        d = [-lr * (gr.double() + 2 * g["l2_regularize"] * nseq / nj * p.double()) for p, gr in zip(ps, gs)]
-        deltas.append(d)
-        norms.append(math.sqrt(sum(float((x.detach() ** 2).sum()) for x in d)))
+def _max_change_reference(params, deltas, groups, nj, mpc):
+    """Kaldi's UpdateNnetWithMaxChange on the jobs' deltas, then 1/nj of it (float64)."""
+    norms = [math.sqrt(sum(float((x.detach() ** 2).sum()) for x in d)) for d in deltas]
     scales = [min(1.0, g["max_change"] / n) if n > 0 else 1.0 for g, n in zip(groups, norms)]
     tot = math.sqrt(sum((s * n) ** 2 for s, n in zip(scales, norms)))
     gs = min(1.0, mpc / tot) if tot > 0 else 1.0
     return [[p.double() + gs * s * x / nj for p, x in zip(ps, d)] for ps, d, s in zip(params, deltas, scales)]
+
+
+def reference_update(params, grads, groups, eta, nj, nseq, mpc):
+    """UpdateNnetWithMaxChange on a Kaldi job's delta, then 1/nj of it (float64)."""
+    deltas = []
+    for ps, gs, g in zip(params, grads, groups):
+        lr = nj * eta * g["learning_rate_factor"]
+        d = [-lr * (gr.double() + 2 * g["l2_regularize"] * nseq / nj * p.double()) for p, gr in zip(ps, gs)]
+        deltas.append(d)
+    return _max_change_reference(params, deltas, groups, nj, mpc)
 
 
 @pytest.mark.parametrize("grad_size,mpc", [(1e-3, 2.0), (50.0, 2.0), (5.0, 0.3)])
@@ -219,7 +224,7 @@ def reference_adam(params, grads, groups, eta, nj, nseq, mpc, moments, t, b1=0.9
     """Adam (Kingma & Ba, Algorithm 1) with decoupled weight decay 2*l2*nseq/nj per unit lr, on a
     Kaldi job's delta (lr nj*eta*lrf), max-change as reference_update, float64.  ``moments``
     [[(m, v)]] are updated in place; ``t`` is the 1-based step."""
-    deltas, norms = [], []
+    deltas = []
     for ps, gs, g, ms in zip(params, grads, groups, moments):
         lr = nj * eta * g["learning_rate_factor"]
         d = []
@@ -231,11 +236,7 @@ def reference_adam(params, grads, groups, eta, nj, nseq, mpc, moments, t, b1=0.9
             mhat, vhat = m / (1 - b1 ** t), v / (1 - b2 ** t)
             d.append(-lr * (mhat / (vhat.sqrt() + eps) + 2 * g["l2_regularize"] * nseq / nj * p.double()))
         deltas.append(d)
-        norms.append(math.sqrt(sum(float((x.detach() ** 2).sum()) for x in d)))
-    scales = [min(1.0, g["max_change"] / n) if n > 0 else 1.0 for g, n in zip(groups, norms)]
-    tot = math.sqrt(sum((s * n) ** 2 for s, n in zip(scales, norms)))
-    gs = min(1.0, mpc / tot) if tot > 0 else 1.0
-    return [[p.double() + gs * s * x / nj for p, x in zip(ps, d)] for ps, d, s in zip(params, deltas, scales)]
+    return _max_change_reference(params, deltas, groups, nj, mpc)
 
 
 @pytest.mark.parametrize("eta,mpc", [(1e-3, 2.0), (0.05, 2.0), (0.02, 0.3)])

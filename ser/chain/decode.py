@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ser.device import resolve_device
 from ser.chain.graph import ChainGraph
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
@@ -317,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("decode_dir")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     try:
+        device = resolve_device(a.device)
         stats = decode_data_dir(a.model, a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
                                 a.decode_dir, a.train_text, device)
     except (ValueError, RuntimeError) as e:

@@ -35,8 +35,9 @@ from pathlib import Path
 import torch
 
 from ser.io.atomic import atomic_write_text
+from ser.device import resolve_device
 from ser.ivector.features import (OnlineCmvnOptions, SpliceOptions, UttBatch, apply_transform, global_cmvn_stats,
-                                  iter_speaker_batches, load_data, online_cmn, resolve_device, speaker_order,
+                                  iter_speaker_batches, load_data, online_cmn, speaker_order,
                                   splice, subsample_mask)
 from ser.ivector.model_io import load_tensors, save_tensors
 

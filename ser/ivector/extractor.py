@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
-from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data, resolve_device,
+from ser.device import resolve_device
+from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data,
                                   speaker_order, splice, subsample_mask)
 from ser.ivector.model_io import load_tensors, save_tensors
 

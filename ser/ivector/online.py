@@ -52,8 +52,9 @@ from ser.io.tables import ArkScpWriter
 from ser.ivector.batched_cholesky import spd_solve
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.ivector.extractor import IvectorExtractor, prune_posteriors
+from ser.device import resolve_device
 from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data, modify_speaker_info,
-                                  resolve_device, speaker_order, splice)
+                                  speaker_order, splice)
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ser.device import resolve_device
 from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -314,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ali_dir")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     out = Path(a.ali_dir) / "ali.pt"
     try:
+        device = resolve_device(a.device)
         if out.is_file() and out.stat().st_mtime >= Path(a.model).stat().st_mtime:
             print(f"{out} is up to date with {a.model}; not re-aligning")
             return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ser.chain.den_graph import load_den_chain_graph
+from ser.device import resolve_device
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
 from ser.train.chain_trainer import (OPTIMIZERS, ChainTrainer, ChainTrainerConfig, load_chain_model,
                                      subset_minibatch)
@@ -104,12 +105,9 @@ def _ivector_dim(ivector_dir: str) -> int:
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
+    """resolve_device, with this rank's GPU (LOCAL_RANK) when no index is given."""
+    dev = resolve_device(name)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda but CUDA is not available")
         if dev.index is None:
             dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
