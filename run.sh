@@ -120,7 +120,7 @@ if run_stage 4; then
   for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
     opts=""; [ $x = tedlium_train_sp ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
     if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
-      steps/online/extract_ivectors_online.sh --num-threads 1 $opts data/$x $ie exp/nnet3/ivectors_$x \
+      steps/online/extract_ivectors_online.sh --nj "$nj" $opts data/$x $ie exp/nnet3/ivectors_$x \
         > exp/nnet3/log/ivectors_$x.log 2>&1 || { tail -n 3 exp/nnet3/log/ivectors_$x.log >&2; exit 1; }
     fi
     echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser.corpora.iemocap import IemocapConfig, make_iemocap
+from ser.corpora.espeak import get_engine, scaled_variant
+from ser.corpora.iemocap import IemocapConfig, make_iemocap, speaker_formant_scale, speaker_voice
 from ser.corpora.tedlium import TALK_VOICE_POOL, TedliumConfig, _plan, make_tedlium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,6 +334,96 @@ def test_iemocap_emotion_is_learnable_but_not_trivial(iemo: Path) -> None:
     print(f"n={len(y)} majority={majority:.3f} best-single-feature(train)={max(single):.3f} LR(5-fold)={lr:.3f}")
     assert max(single) < 0.75
     assert lr > majority + 0.1 and lr > 0.45
+
+
+# ---------------------------------------------------------------------------------------------------------
+# speaker voices (formant-scaled espeak-ng variants)
+
+def _espeak_variant_file(name: str) -> str:
+    import espeakng_loader
+    return (Path(espeakng_loader.get_data_path()) / "voices" / "!v" / name).read_text(encoding="utf-8")
+
+
+def _formants(text: str) -> dict[int, list[str]]:
+    """``formant`` lines of a voice file, parsed as espeak-ng's voices.c reads them: number -> fields."""
+    out = {}
+    for ln in text.splitlines():
+        f = ln.split()
+        if f and f[0] == "formant":
+            out[int(f[1])] = f[2:]
+    return out
+
+
+def test_scaled_variant_text() -> None:
+    src = _espeak_variant_file("f1")
+    got = scaled_variant("f1", 0.9)
+    a, b = _formants(src), _formants(got)
+    assert sorted(b) == list(range(9))
+    for n, fields in a.items():  # frequency scaled and rounded, height / width untouched
+        assert b[n] == [str(round(int(fields[0]) * 0.9)), *fields[1:]]
+    other = lambda t: [ln for ln in t.splitlines() if not ln.strip().startswith("formant")]  # noqa: E731
+    assert other(got) == other(src)
+    # a variant without some formant lines (david: only 1-3) gets the others at the scale, heights kept (-1)
+    d = _formants(scaled_variant("david", 1.1))
+    assert d[1][0] == str(round(int(_formants(_espeak_variant_file("david"))[1][0]) * 1.1))
+    assert all(d[n] == ["110", "-1", "-1"] for n in (0, 4, 5, 6, 7, 8))
+    with pytest.raises(ValueError, match="no installed voice variant"):
+        scaled_variant("no_such_variant", 1.0)
+    with pytest.raises(ValueError, match="outside"):
+        scaled_variant("f1", 3.0)
+
+
+_SYNTH = """
+import hashlib, sys
+import numpy as np
+from ser.corpora.espeak import get_engine, scaled_variant, synth_16k
+get_engine().define_variant("ser_test", scaled_variant(sys.argv[1], float(sys.argv[2])))
+x = synth_16k("we were away a year ago, all alone on a long road", sys.argv[3])
+s = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+f = np.fft.rfftfreq(len(x), 1 / 16000)
+print(hashlib.sha256(x.tobytes()).hexdigest(), float((s * f).sum() / s.sum()))
+"""
+
+
+def _synth_fresh(base: str, scale: float, voice: str) -> tuple[str, float]:
+    r = subprocess.run([sys.executable, "-c", _SYNTH, base, str(scale), voice], capture_output=True, text=True,
+                       check=True, cwd=ROOT)
+    digest, centroid = r.stdout.split()
+    return digest, float(centroid)
+
+
+def test_defined_variant_is_what_espeak_speaks() -> None:
+    # each synthesis in a fresh process (espeak-ng output depends on earlier calls in a process)
+    installed, _ = _synth_fresh("m3", 1.0, "en-us+m3")
+    same, _ = _synth_fresh("m3", 1.0, "en-us+ser_test")
+    assert same == installed  # the private copy of the data dir and the variant file change nothing
+    _, lo = _synth_fresh("m3", 0.85, "en-us+ser_test")
+    _, hi = _synth_fresh("m3", 1.15, "en-us+ser_test")
+    assert 1.2 < hi / lo < 1.5  # spectral centroid follows the formant scale (1.15 / 0.85 = 1.35)
+
+
+def test_define_variant_errors() -> None:
+    eng = get_engine()
+    eng.define_variant("ser_test_errors", scaled_variant("m1", 0.95))
+    eng.define_variant("ser_test_errors", scaled_variant("m1", 0.95))  # same text again: fine
+    with pytest.raises(ValueError, match="already defined differently"):
+        eng.define_variant("ser_test_errors", scaled_variant("m1", 1.05))
+    with pytest.raises(ValueError, match="shadow an installed variant"):
+        eng.define_variant("m1", scaled_variant("m1", 1.05))
+    with pytest.raises(ValueError, match="lower-case"):
+        eng.define_variant("../m1", "x")
+
+
+def test_iemocap_speakers_vocal_tracts() -> None:
+    for seed in (0, 1):
+        for sex in "FM":
+            scales = sorted(speaker_formant_scale(seed, s, sex) for s in range(1, 6))
+            assert scales == pytest.approx([0.88, 0.94, 1.0, 1.06, 1.12])
+    assert [speaker_formant_scale(0, s, "F") for s in range(1, 6)] != [speaker_formant_scale(1, s, "F")
+                                                                        for s in range(1, 6)]
+    voice, variant, text = speaker_voice(0, 3, "M")
+    assert voice == f"en-us-nyc+{variant}" and variant == "ser_ses03m"
+    assert text == scaled_variant("m2", speaker_formant_scale(0, 3, "M"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ser.io.tables import load_scp_matrices
-from ser.ivector.batched_cholesky import spd_solve
+from ser.ivector.batched_cholesky import BlockLayout, spd_solve, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
 from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, modify_speaker_info
@@ -185,6 +185,13 @@ def test_spd_solve_matches_numpy():
         ref = np.linalg.solve(A, y[:, :, None])[:, :, 0]
         scale = np.abs(ref).max(1, keepdims=True)
         np.testing.assert_allclose(x.numpy() / scale, ref / scale, rtol=0, atol=2e-4, err_msg=f"n={n} leaf={leaf}")
+        # the same systems stored in the block layout, the diagonal added in place
+        lay = BlockLayout(n, leaf)
+        flat = torch.tensor(A - 2 * np.eye(n), dtype=torch.float32).flatten(1)[:, lay.index]
+        lay.add_diagonal_(flat, torch.full((6,), 2.0))
+        xb, ok = spd_solve_blocks(lay.blocks(flat), torch.tensor(y, dtype=torch.float32))
+        assert bool(ok.all())
+        np.testing.assert_allclose(xb.numpy() / scale, ref / scale, rtol=0, atol=2e-4, err_msg=f"blocks n={n}")
     # float64 is exact to rounding, and a matrix that is not positive definite is reported
     A = torch.tensor(A)
     x, ok = spd_solve(A, torch.tensor(y), 4)
@@ -192,6 +199,28 @@ def test_spd_solve_matches_numpy():
     A[2, 20, 20] = -5.0
     _, ok = spd_solve(A, torch.tensor(y), 4)
     assert ok.tolist() == [True, True, False, True, True, True]
+
+
+def test_block_layout_stores_the_blocks_the_factorisation_reads():
+    for n, leaf in ((1, 13), (13, 13), (14, 13), (100, 13), (37, 5)):
+        lay = BlockLayout(n, leaf)
+        assert len(set(lay.index.tolist())) == lay.size             # each entry stored once
+        full = torch.arange(n * n, dtype=torch.float32).reshape(1, n, n)
+        upper = torch.triu(torch.ones(n, n, dtype=torch.bool))
+        # every upper-triangle entry is stored; a lower one only inside a diagonal leaf
+        assert upper.flatten()[lay.index].sum() == n * (n + 1) // 2
+        assert lay.diag.tolist() == [lay.index.tolist().index(k * (n + 1)) for k in range(n)]
+        flat = full.flatten(1)[:, lay.index]
+        for blk in _stored_blocks(lay.blocks(flat)):
+            r0, c0 = int(blk[0, 0, 0]) // n, int(blk[0, 0, 0]) % n
+            np.testing.assert_array_equal(blk[0].numpy(), full[0, r0:r0 + blk.shape[1], c0:c0 + blk.shape[2]].numpy())
+            assert (r0 == c0 and blk.shape[1] == blk.shape[2]) or r0 + blk.shape[1] <= c0   # leaf, or above it
+    with pytest.raises(ValueError, match="expected"):
+        BlockLayout(10, 4).blocks(torch.zeros(2, 7))
+
+
+def _stored_blocks(t):
+    return [t] if isinstance(t, torch.Tensor) else [*_stored_blocks(t[0]), t[1], *_stored_blocks(t[2])]
 
 
 def test_online_row_uses_frames_up_to_10i(online_setup):
@@ -209,6 +238,23 @@ def test_online_row_uses_frames_up_to_10i(online_setup):
     got2 = ex.extract(_batch(mod2, spks))
     np.testing.assert_allclose(got2[u][:i], base[u][:i], rtol=0, atol=1e-6)
     assert np.abs(got2[u][i] - base[u][i]).max() > 1e-3
+
+
+def test_parallel_jobs_give_the_serial_rows_in_order(online_setup):
+    ie, ubm, ff, opts, utts, spks = online_setup
+    ex = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu")
+    # one batch per speaker (whole speakers are independent), plus a small rows_per_chunk elsewhere
+    groups = [[i for i, s in enumerate(spks) if s == k] for k in ("a", "b", "c")] * 3
+    batches = [_batch([utts[i] for i in g], [spks[i] for i in g]) for g in groups]
+    threads = torch.get_num_threads()
+    serial = [ex.extract(b, rows_per_chunk=3) for b in batches]
+    got = list(ex.extract_batches(iter(batches), nj=2))
+    assert torch.get_num_threads() == threads
+    assert [b for b, _ in got] == batches
+    for (_, rows), ref in zip(got, serial):
+        assert len(rows) == len(ref)
+        for r, f in zip(rows, ref):
+            np.testing.assert_allclose(r, f, rtol=0, atol=1e-5)
 
 
 def test_online_speaker_carry_over(online_setup):

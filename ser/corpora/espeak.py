@@ -10,18 +10,29 @@ binary nor apt is needed.  espeak-ng synthesises at 22050 Hz; :func:`synth_16k` 
 espeak-ng keeps global state, so one process has one engine: :func:`get_engine` initialises it once and
 every call sets voice and all prosody parameters before synthesising, so results never depend on the
 order of earlier calls.
+
+Speaker-specific voices: espeak-ng reads a voice variant (``<lang>+<variant>``) from the file
+``voices/!v/<variant>`` of its data directory.  The engine therefore runs on a private copy of the wheel's
+``espeak-ng-data`` (a temporary directory of symbolic links, removed at exit) whose ``voices/!v`` can take
+extra variant files (:meth:`EspeakEngine.define_variant`); :func:`scaled_variant` writes one that scales an
+installed variant's formant frequencies, i.e. changes the vocal-tract length.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import re
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-__all__ = ["Prosody", "EspeakEngine", "get_engine", "synth_16k", "map_fresh_processes", "colored_noise", "add_noise", "to_pcm16", "ESPEAK_RATE_HZ"]
+__all__ = ["Prosody", "EspeakEngine", "get_engine", "synth_16k", "scaled_variant", "map_fresh_processes", "colored_noise", "add_noise", "to_pcm16", "ESPEAK_RATE_HZ"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -90,8 +101,9 @@ class EspeakEngine:
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
 
-        data_path = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _espeakINITIALIZE_DONT_EXIT)
+        self._data = _private_data_dir(Path(espeakng_loader.get_data_path()))
+        self._variants: dict[str, str] = {}
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self._data).encode(), _espeakINITIALIZE_DONT_EXIT)
         if rate != ESPEAK_RATE_HZ:
             raise RuntimeError(f"espeak_Initialize failed or returned sample rate {rate} (expected {ESPEAK_RATE_HZ})")
         self._chunks: list[np.ndarray] = []
@@ -99,6 +111,24 @@ class EspeakEngine:
         lib.espeak_SetSynthCallback(self._callback)
         self._lock = threading.Lock()
         self._voice: str | None = None
+
+    def define_variant(self, name: str, text: str) -> None:
+        """Add voice variant ``name`` (the text of an espeak-ng variant file), usable as ``<lang>+<name>``.
+
+        A name can be defined once per engine (defining it again with the same text is a no-op), so a
+        voice name always means the same voice."""
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise ValueError(f"espeak-ng variant name {name!r}: use lower-case letters, digits and _")
+        with self._lock:
+            if name in self._variants:
+                if self._variants[name] != text:
+                    raise ValueError(f"espeak-ng variant {name!r} is already defined differently")
+                return
+            path = self._data / "voices" / "!v" / name
+            if path.exists():
+                raise ValueError(f"espeak-ng variant {name!r} would shadow an installed variant")
+            path.write_text(text, encoding="utf-8")
+            self._variants[name] = text
 
     def _on_samples(self, wav, numsamples: int, events) -> int:  # noqa: ANN001 (ctypes types)
         if numsamples > 0 and wav:
@@ -137,6 +167,49 @@ def get_engine() -> EspeakEngine:
     if _ENGINE is None:
         _ENGINE = EspeakEngine()
     return _ENGINE
+
+
+def _private_data_dir(src: Path) -> Path:
+    """A temporary copy of espeak-ng's data directory ``src`` made of symbolic links, with a real
+    ``voices/!v`` directory that can take new variant files; removed when the process exits."""
+    if not (src / "voices" / "!v").is_dir():
+        raise RuntimeError(f"espeak-ng data directory {src} has no voices/!v")
+    tmp = Path(tempfile.mkdtemp(prefix="ser-espeak-data-"))
+    atexit.register(shutil.rmtree, tmp, True)  # removes the links, never their targets
+    for sub, skip in (("", "voices"), ("voices", "!v"), ("voices/!v", None)):
+        (tmp / sub).mkdir(exist_ok=True)
+        for e in sorted((src / sub).iterdir()):
+            if e.name != skip:
+                (tmp / sub / e.name).symlink_to(e)
+    return tmp
+
+
+_FORMANT = re.compile(r"^(\s*formant\s+)(\d+)(\s+)(\d+)(.*)$")
+
+
+def scaled_variant(variant: str, formant_scale: float) -> str:
+    """Text of a voice variant: the installed espeak-ng variant ``variant`` (``voices/!v/<variant>``) with
+    every formant frequency (``formant N <freq%> ...``, N = 0..8, 100 where the file has no line)
+    multiplied by ``formant_scale``, as a vocal tract ``1/formant_scale`` times as long would.  (espeak-ng
+    widens formant 0 by 5% on every ``formant 0`` line, so a variant without one, e.g. ``david``, comes out
+    with that peak 5% wider even at scale 1.)"""
+    import espeakng_loader
+
+    path = Path(espeakng_loader.get_data_path()) / "voices" / "!v" / variant
+    if not path.is_file():
+        raise ValueError(f"espeak-ng: no installed voice variant {variant!r}")
+    if not 0.5 <= formant_scale <= 2.0:
+        raise ValueError(f"formant scale {formant_scale} outside 0.5..2")
+    lines, seen = [], set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = _FORMANT.match(line)
+        if m:
+            seen.add(int(m.group(2)))
+            line = f"{m.group(1)}{m.group(2)}{m.group(3)}{int(round(int(m.group(4)) * formant_scale))}{m.group(5)}"
+        lines.append(line)
+    # a formant the file leaves alone keeps its default height and width (-1 = unchanged)
+    lines += [f"formant {n} {int(round(100 * formant_scale))} -1 -1" for n in range(9) if n not in seen]
+    return "\n".join(lines) + "\n"
 
 
 def synth_16k(text: str, voice: str, prosody: Prosody = Prosody(), trim: bool = True) -> np.ndarray:

@@ -6,7 +6,10 @@ Stands in for the licensed IEMOCAP release so that the SER data preparation runs
     IEMOCAP_full_release/Session{1..5}/dialog/transcriptions/<dialog>.txt
     IEMOCAP_full_release/Session{1..5}/sentences/wav/<dialog>/<utt>.wav        16 kHz mono PCM_16
 
-Ten speakers (one F and one M per session), each a distinct espeak-ng voice; both speak in every dialog.
+Ten speakers (one F and one M per session); both speak in every dialog.  Each has a distinct espeak-ng
+voice (``IEMOCAP_VOICES``) whose formant frequencies are scaled by a per-speaker factor, evenly spread over
+±12% within each sex (the adult range of vocal-tract length, the main speaker cue in MFCCs), through a
+private voice-variant file (:func:`ser.corpora.espeak.scaled_variant`).
 Dialogs ``Ses0<s><F|M>_impro<NN>`` and ``Ses0<s><F|M>_script<NN>_<K>``, including the real odd names
 ``Ses03M_impro05a``/``Ses03M_impro05b`` (and ``impro08a/b`` when a session has room) and
 ``Ses05M_script01_1b``.  Turn ids ``<dialog>_<F|M><NNN>``, numbered per speaker; the turn's speaker is the
@@ -32,9 +35,11 @@ Transcriptions: ``<utt> [<start:08.4f>-<end:08.4f>]: <Text>`` in time order, wit
 lines (``M: [BREATHING]``, ``<dialog>_MXX0 : [LAUGHTER]``) that a strict regex must skip.
 
 Emotion is carried by prosody only: each turn has a latent emotion that shifts the speaker's baseline
-espeak rate, pitch, pitch range, volume and word gap; every turn adds random jitter (classes overlap),
-the colour of the speaker's own microphone, a random recording gain and noise whose level (20-35 dB SNR, ±2 dB
-per turn) and colour are fixed per session (one recording set-up per session, a studio as in the real corpus).  Text never depends on emotion; scripted dialogs reuse
+espeak rate, pitch, pitch range, volume and word gap (never the vocal tract); every turn adds random jitter
+(classes overlap), a random recording gain and room noise whose level (20-35 dB SNR, ±2 dB per turn) and
+colour are fixed per session (one recording set-up per session, a studio as in the real corpus); speech
+and room noise then pass through the fixed colour of the speaker's own microphone, as each actor's
+microphone picks up both.  Text never depends on emotion; scripted dialogs reuse
 the same lines across sessions and speakers like the real corpus.  Evaluator votes are noisy functions of
 the latent emotion, so consensus labels (what a recipe trains on) are noisy too.
 """
@@ -49,12 +54,12 @@ import numpy as np
 from scipy.signal import lfilter
 
 from ser.corpora import text as textgen
-from ser.corpora.espeak import Prosody, add_noise, map_fresh_processes, synth_16k, to_pcm16
+from ser.corpora.espeak import Prosody, add_noise, get_engine, map_fresh_processes, scaled_variant, synth_16k, to_pcm16
 from ser.corpora import build_once
 from ser.corpora.tedlium import IEMOCAP_VOICES
 
 __all__ = ["IemocapConfig", "make_iemocap", "consensus", "NAME", "CATEGORY", "CODE", "EMOTION_PROSODY",
-           "speaker_voice"]
+           "speaker_voice", "speaker_formant_scale", "speaker_microphone"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,9 @@ EMOTION_PROSODY: dict[str, tuple[float, float, float, float, float]] = {
     "dis": (-25, -8, 15, 15, 2),
     "oth": (0, 5, 5, 0, 0),
 }
+# Speakers' formant-frequency scales (vocal-tract lengths) span 1 ± this within each sex: adult vocal tracts
+# of one sex range over about ±12% around the mean (roughly 15-19 cm for men, 13-16 cm for women).
+_VTL_SPREAD = 0.12
 _JITTER = (14.0, 5.0, 10.0, 15.0, 1.0)  # per-utterance standard deviations of the same five parameters
 # Mean (valence, activation, dominance) per latent emotion on the 1..5 scale.
 _VAD = {"neu": (3, 2.5, 3), "fru": (2, 3, 3), "ang": (1.8, 4, 4), "sad": (1.8, 2, 2), "exc": (4, 4, 3.5),
@@ -132,9 +140,20 @@ def speaker_microphone(seed: int, session: int, sex: str) -> tuple[np.ndarray, n
     return np.convolve(b, [1.0, -tilt]) if tilt > 0 else b, np.convolve(a, [1.0, tilt]) if tilt < 0 else a
 
 
-def speaker_voice(session: int, sex: str) -> str:
-    """espeak voice of speaker ``Ses0<session><sex>``."""
-    return IEMOCAP_VOICES[sex][session - 1]
+def speaker_formant_scale(seed: int, session: int, sex: str) -> float:
+    """Formant-frequency scale of speaker ``Ses0<session><sex>`` (1 / relative vocal-tract length): the five
+    speakers of each sex get the values evenly spaced over ``1 ± _VTL_SPREAD`` in a seeded order."""
+    rank = int(np.random.default_rng([seed, 15, 0 if sex == "F" else 1]).permutation(5)[session - 1])
+    return 1.0 + _VTL_SPREAD * (rank / 2.0 - 1.0)
+
+
+def speaker_voice(seed: int, session: int, sex: str) -> tuple[str, str, str]:
+    """espeak voice of speaker ``Ses0<session><sex>``: (voice name, variant name, variant file text).  The
+    variant is the speaker's base voice (``IEMOCAP_VOICES``) with its formants scaled by
+    :func:`speaker_formant_scale`; define it with ``get_engine().define_variant`` before synthesising."""
+    lang, base = IEMOCAP_VOICES[sex][session - 1].split("+")
+    name = f"ser_ses0{session}{sex.lower()}"
+    return f"{lang}+{name}", name, scaled_variant(base, speaker_formant_scale(seed, session, sex))
 
 
 def consensus(votes: list[list[str]]) -> str:
@@ -234,6 +253,10 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
     session_tilt = float(spk_rng.uniform(0.0, 0.9))
     session_snr = float(spk_rng.uniform(20.0, 35.0))
     mics = {sex: speaker_microphone(job.seed, job.session, sex) for sex in "FM"}
+    voices = {}
+    for sex in "FM":
+        voices[sex], variant, text = speaker_voice(job.seed, job.session, sex)
+        get_engine().define_variant(variant, text)
     baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(30, 70)),
                              range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)), wordgap=0)
                 for sex in "FM"}
@@ -274,12 +297,13 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
             p = Prosody(rate=int(round(b.rate + shift[0] + jit[0])), pitch=int(round(b.pitch + shift[1] + jit[1])),
                         range=int(round(b.range + shift[2] + jit[2])), volume=int(round(b.volume + shift[3] + jit[3])),
                         wordgap=int(round(max(0.0, shift[4] + jit[4]))))
-            x = synth_16k(" ".join(words), speaker_voice(job.session, sex), p)
-            x = lfilter(*mics[sex], x).astype(np.float32)
+            x = synth_16k(" ".join(words), voices[sex], p)
             lead, tail = rng.uniform(0.05, 0.3, size=2)
             x = np.concatenate([np.zeros(int(lead * SR), np.float32), x, np.zeros(int(tail * SR), np.float32)])
             x = x * np.float32(10 ** (rng.uniform(-3, 3) / 20))
+            # the room noise reaches the speaker's own microphone with the speech: the microphone colours both
             x = add_noise(x, session_snr + float(rng.uniform(-2.0, 2.0)), rng, tilt=session_tilt)
+            x = lfilter(*mics[sex], x).astype(np.float32)
             sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
             dur = len(x) / SR
             start, end = t, t + dur

@@ -28,7 +28,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--batch-frames", type=int, default=None, help="frames per batch of whole speakers")
     p.add_argument("--cmd", default=None, help="ignored (Kaldi compatibility: jobs run in this process)")
-    p.add_argument("--nj", type=int, default=None, help="ignored (Kaldi compatibility)")
+    p.add_argument("--nj", type=int, default=1,
+                   help="parallel jobs: extract_ivectors_online runs N worker threads of one torch thread each; "
+                        "the training steps ignore it (one process)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +150,7 @@ def cmd_extract_ivectors_online(name: str, argv: list[str]) -> int:
     a = _parse(p, argv)
     opts = OnlineIvectorOptions(a.ivector_period, a.num_gselect, a.min_post, a.posterior_scale,
                                 a.max_remembered_frames, a.max_count)
-    extract_ivectors_online(a.data, a.extractor_dir, a.ivector_dir, opts, a.utts_per_spk_max, **_kw(a))
+    extract_ivectors_online(a.data, a.extractor_dir, a.ivector_dir, opts, a.utts_per_spk_max, nj=a.nj, **_kw(a))
     return 0
 
 

@@ -30,10 +30,12 @@ Implementation (all float32, no per-frame or per-row Python loops):
 - UBM log-likelihoods are one GEMM, [y, y²]·[μ/σ², −½/σ²]ᵀ + gconst, in cache-sized frame chunks with top-k.
 - The quadratic term is built incrementally, like Kaldi's per-frame ``quadratic_term_.AddVec(γ, U_c)``
   but batched: Q_i = Q_{i−1} + Σ_c ΔG_ic U_c with ΔG (rows × Gaussians) sparse (≤ num_gselect Gaussians
-  per frame; the speaker's carried-over occupancy enters an utterance's first row), U_c stored packed
-  (upper triangle, D(D+1)/2), then a per-utterance cumulative sum — instead of a dense product with
-  all C Gaussians per row.  Rows are processed in chunks of whole utterances (``rows_per_chunk``) so
-  the D×D matrices stay in cache, and solved by ``batched_cholesky.spd_solve`` (blocked Cholesky,
+  per frame; the speaker's carried-over occupancy enters an utterance's first row), one sparse × dense
+  product, then a per-utterance cumulative sum — instead of a dense product with all C Gaussians per
+  row.  U_c is stored in ``batched_cholesky.BlockLayout`` order (the blocks of the recursive Cholesky,
+  about D²/2 numbers, like Kaldi's packed ``SpMatrix`` but in the order the factorisation reads them),
+  so Q_i is never unpacked.  Rows are processed in chunks of whole utterances (``rows_per_chunk``) so
+  the matrices stay in cache, and solved by ``batched_cholesky.spd_solve_blocks`` (blocked Cholesky,
   mostly batched GEMMs).  Results equal the dense formulation up to float32 rounding.
 """
 
@@ -41,6 +43,10 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +55,7 @@ import torch
 
 from ser.io.atomic import atomic_write_text
 from ser.io.tables import ArkScpWriter
-from ser.ivector.batched_cholesky import spd_solve
+from ser.ivector.batched_cholesky import BlockLayout, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.ivector.extractor import IvectorExtractor, prune_posteriors
 from ser.device import resolve_device
@@ -89,13 +95,8 @@ class OnlineIvectorExtractor:
         self.ubm_w = torch.cat([mi, nhi], 1).T.contiguous()             # (2F, C)
         self.ubm_gconst = gc
         self.SiM = ie.sigma_inv_m().to(self.dev, dt)                     # (C, F, D)
-        D = ie.ivector_dim
-        iu = torch.triu_indices(D, D)
-        self.Upacked = ie.U()[:, iu[0], iu[1]].to(self.dev, dt)        # (C, D(D+1)/2)
-        pos = torch.zeros(D, D, dtype=torch.long)
-        pos[iu[0], iu[1]] = torch.arange(iu.shape[1])
-        pos = torch.maximum(pos, pos.T)                                  # symmetric index into the packed form
-        self.unpack = pos.flatten().to(self.dev)
+        self.layout = BlockLayout(ie.ivector_dim)
+        self.Ublocks = ie.U().flatten(1)[:, self.layout.index].to(self.dev, dt)  # (C, ~D²/2) in solve order
         self.centres = (ie.prior_offset * ie.M[:, :, 0]).to(self.dev, dt)  # (C, F)
         self.feats_fn = UbmFeatures(feats_fn.mat.to(self.dev), feats_fn.gstats.to(self.dev),
                                     feats_fn.splice_opts, feats_fn.cmvn_opts)
@@ -166,7 +167,7 @@ class OnlineIvectorExtractor:
         dL = torch.zeros(R, self.ivector_dim, dtype=x.dtype, device=x.device).index_add_(0, kr, z)
         return dG.reshape(R, C), dL, nrows
 
-    def extract(self, b: UttBatch, rows_per_chunk: int = 256) -> list[np.ndarray]:
+    def extract(self, b: UttBatch, rows_per_chunk: int = 512) -> list[np.ndarray]:
         """i-vector rows (ceil(T/period), D) float32 for every utterance of the batch (whole speakers)."""
         o = self.opts
         D = self.ivector_dim
@@ -203,6 +204,7 @@ class OnlineIvectorExtractor:
         # chunks of whole utterances (≈ rows_per_chunk rows) keep the quadratic terms in cache
         w = torch.empty_like(L)
         ends = np.cumsum(nr).tolist()
+        Qbuf = torch.empty(0, self.layout.size, dtype=L.dtype, device=L.device)  # reused: no fresh pages per chunk
         u0 = 0
         while u0 < len(nr):
             u1 = u0 + 1
@@ -212,22 +214,61 @@ class OnlineIvectorExtractor:
             if e == s:
                 u0 = u1
                 continue
-            Q = torch.sparse.mm(dG[s:e].to_sparse(), self.Upacked)     # (rows, D(D+1)/2) increments
+            if Qbuf.shape[0] < e - s:
+                Qbuf = torch.empty(max(e - s, rows_per_chunk), self.layout.size, dtype=L.dtype, device=L.device)
+            Q = _sparse_times(dG[s:e], self.Ublocks, Qbuf[:e - s])        # (rows, layout size) increments
             for u in range(u0, u1):
                 a, z = ends[u] - nr[u] - s, ends[u] - s
                 torch.cumsum(Q[a:z], 0, out=Q[a:z])
-            Pm = torch.index_select(Q, 1, self.unpack).reshape(-1, D, D)
-            Pm.diagonal(dim1=1, dim2=2).add_(ps[s:e, None])
-            w[s:e], ok = spd_solve(Pm, L[s:e])
+            self.layout.add_diagonal_(Q, ps[s:e])
+            w[s:e], ok = spd_solve_blocks(self.layout.blocks(Q), L[s:e])
             if not bool(ok.all()):
                 raise RuntimeError(f"i-vector precision not positive definite in batch starting at {b.utts[0]!r}")
             u0 = u1
         return [a.cpu().numpy() for a in torch.split(w, nr)]
 
 
+    def extract_batches(self, batches: Iterable[UttBatch], nj: int = 1) -> Iterator[tuple[UttBatch, list[np.ndarray]]]:
+        """(batch, :meth:`extract` of it) for each batch, in order.
+
+        ``nj`` > 1 on CPU: ``nj`` batches at a time on ``nj`` worker threads with one torch thread each, as
+        Kaldi's ``--nj`` parallel jobs (batches hold whole speakers, so they are independent); small
+        batched kernels scale better this way than with torch's intra-op threads.  At most 2·nj batches
+        are in memory.  The torch thread count of the calling thread is restored afterwards.
+        """
+        if nj <= 1 or self.dev.type != "cpu":
+            for b in batches:
+                yield b, self.extract(b)
+            return
+        threads = torch.get_num_threads()
+        pending: deque = deque()
+        try:
+            with ThreadPoolExecutor(nj, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for b in batches:
+                    pending.append((b, pool.submit(self.extract, b)))
+                    if len(pending) >= 2 * nj:
+                        b0, f = pending.popleft()
+                        yield b0, f.result()
+                while pending:
+                    b0, f = pending.popleft()
+                    yield b0, f.result()
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _sparse_times(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = a @ b for a mostly-zero dense ``a``.  On CPU, torch's COO kernel is single-threaded but faster
+    than the CSR one on one thread; the CSR kernel uses all threads (and cuSPARSE on CUDA)."""
+    if a.is_cuda or torch.get_num_threads() > 1:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.addmm(out, a.to_sparse_csr(), b, beta=0, out=out)
+    return torch.addmm(out, a.to_sparse(), b, beta=0, out=out)
+
+
 def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.PathLike, ivector_dir: str | os.PathLike,
                             opts: OnlineIvectorOptions = OnlineIvectorOptions(), utts_per_spk_max: int = -1,
-                            device: str = "auto", batch_frames: int = 20_000) -> Path:
+                            device: str = "auto", batch_frames: int = 20_000, nj: int = 1) -> Path:
     """``extract_ivectors_online.sh``: writes ``ivector_online.scp`` (+ ``ivector_online.1.ark``) and ``ivector_period``."""
     d = load_data(data)
     out = Path(ivector_dir)
@@ -238,8 +279,8 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
     spk_utts = speaker_order(d)
     n = 0
     with ArkScpWriter(out / "ivector_online.1.ark", out / "ivector_online.scp.unsorted") as w:
-        for b in iter_speaker_batches(d, spk_utts, batch_frames, ex.dev, progress="ivectors"):
-            for u, rows in zip(b.utts, ex.extract(b)):
+        for b, ivs in ex.extract_batches(iter_speaker_batches(d, spk_utts, batch_frames, ex.dev, progress="ivectors"), nj):
+            for u, rows in zip(b.utts, ivs):
                 w.write(u, rows)
                 n += 1
     # scp sorted by utterance, as Kaldi tables
