@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -277,16 +278,21 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
     if utts_per_spk_max > 0:
         d.utt2spk = modify_speaker_info(d.utt2spk, utts_per_spk_max)
     spk_utts = speaker_order(d)
-    n = 0
+    n = frames = 0
+    t0 = time.perf_counter()
     with ArkScpWriter(out / "ivector_online.1.ark", out / "ivector_online.scp.unsorted") as w:
         for b, ivs in ex.extract_batches(iter_speaker_batches(d, spk_utts, batch_frames, ex.dev, progress="ivectors"), nj):
             for u, rows in zip(b.utts, ivs):
                 w.write(u, rows)
                 n += 1
+            frames += b.num_frames
+    secs = time.perf_counter() - t0
     # scp sorted by utterance, as Kaldi tables
     lines = sorted((out / "ivector_online.scp.unsorted").read_text().splitlines())
     atomic_write_text(out / "ivector_online.scp", "".join(x + "\n" for x in lines))
     (out / "ivector_online.scp.unsorted").unlink()
     atomic_write_text(out / "ivector_period", f"{opts.ivector_period}\n")
-    log.info("extracted online i-vectors for %d utterances into %s", n, out)
+    log.info("extracted online i-vectors for %d utterances into %s: %.1f s of audio in %.1f s (%.0fx real time, "
+             "reading features included; nj=%d, device %s)", n, out, frames / 100, secs, frames / 100 / max(secs, 1e-9),
+             nj, ex.dev)
     return out / "ivector_online.scp"
