@@ -63,21 +63,18 @@ class BlockLayout:
     """Storage of a symmetric n×n matrix as the blocks of the recursive factorisation (see module doc).
 
     ``index`` (size,): for each stored number, its flat position i·n + j in the full matrix, so
-    ``full.reshape(..., n*n)[..., index]`` converts to this layout; ``diag`` (n,): where the diagonal is.
+    ``full.reshape(..., n*n)[..., index]`` converts to this layout.
     """
 
     def __init__(self, n: int, leaf: int = 13):
         if n < 1 or leaf < 1:
             raise ValueError(f"BlockLayout: need n >= 1 and leaf >= 1, got n={n}, leaf={leaf}")
         self.n, self.leaf = n, leaf
-        pos = torch.arange(n * n).reshape(1, n, n)
-        self._shapes = [tuple(b.shape[1:]) for b in _leaves(_split(pos, leaf))]
-        self._leaf_flags = _leaf_flags(_split(pos, leaf))
-        self.index = torch.cat([b.reshape(-1) for b in _leaves(_split(pos, leaf))])
+        pos = _split(torch.arange(n * n).reshape(1, n, n), leaf)
+        self._shapes = [tuple(b.shape[1:]) for b in _leaves(pos)]
+        self._leaf_flags = _leaf_flags(pos)
+        self.index = torch.cat([b.reshape(-1) for b in _leaves(pos)])
         self.size = int(self.index.numel())
-        where = torch.full((n * n,), -1, dtype=torch.long)
-        where[self.index] = torch.arange(self.size)
-        self.diag = where[torch.arange(n) * (n + 1)]
         offs = torch.tensor([0] + [r * c for r, c in self._shapes]).cumsum(0).tolist()
         self._diag_slices = [slice(o, o + r * c, r + 1) for o, (r, c), is_leaf in
                              zip(offs, self._shapes, self._leaf_flags) if is_leaf]

@@ -228,7 +228,6 @@ class OnlineIvectorExtractor:
             u0 = u1
         return [a.cpu().numpy() for a in torch.split(w, nr)]
 
-
     def extract_batches(self, batches: Iterable[UttBatch], nj: int = 1) -> Iterator[tuple[UttBatch, list[np.ndarray]]]:
         """(batch, :meth:`extract` of it) for each batch, in order.
 
