@@ -16,8 +16,10 @@ LABELS = ["ang", "hap", "neu", "sad"]
 
 
 def write_system(root: Path, name: str, folds: dict[str, int], seed: int = 0, acc: float = 0.6,
-                 meta: dict | None = None, ref: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
-    """exp/ser/<name> with random posteriors, written line by line; returns (dir, reference utt2emo).
+                 meta: dict | None = None, ref: dict[str, str] | None = None,
+                 set_name: str = "iemocap_4cls_exc") -> tuple[Path, dict[str, str]]:
+    """exp/ser/<name> with random posteriors and data/<set_name>/utt2emo, written line by line;
+    returns (system dir, reference utt2emo).
 
     Utterance ids are <fold>-u<i>; the reference labels are random (or ``ref``); the decision is
     the argmax of the posteriors, which favour the right class with probability ``acc``.
@@ -43,7 +45,7 @@ def write_system(root: Path, name: str, folds: dict[str, int], seed: int = 0, ac
         (d / fold / "utt2post").write_text("".join(post))
     if meta is not None:
         (d / "meta.json").write_text(json.dumps(meta))
-    data = root / "data" / "iemocap_4cls_exc"
+    data = root / "data" / set_name
     data.mkdir(parents=True, exist_ok=True)
     (data / "utt2emo").write_text("".join(f"{u} {e}\n" for u, e in sorted(reference.items())))
     return d, reference
@@ -64,9 +66,21 @@ META = {"system": "tdnn_l12", "set": "iemocap_4cls_exc", "protocol": "session", 
         "folds": list(FOLDS), "valid": {f: {"ua": 0.5, "wa": 0.55, "frame_acc": 0.4} for f in FOLDS}}
 
 
-def test_results_equal_sklearn_end_to_end(tmp_path):
-    d, ref = write_system(tmp_path, "tdnn_l12", FOLDS, meta=META)
-    res = score_system(d, tmp_path / "data" / "iemocap_4cls_exc")
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scored")
+    d, ref = write_system(root, "tdnn_l12", FOLDS, meta=META)
+    return d, ref, score_system(d, root / "data" / "iemocap_4cls_exc")
+
+
+@pytest.fixture
+def no_png(monkeypatch):
+    """For tests of numbers only: skip drawing confusion.png (the slow part)."""
+    monkeypatch.setattr("ser.eval.scoring.write_confusion_png", lambda *a, **k: None)
+
+
+def test_results_equal_sklearn_end_to_end(scored):
+    d, ref, res = scored
     on_disk = json.loads((d / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
     assert on_disk["schema"] == 1 and on_disk["labels"] == LABELS
@@ -99,9 +113,8 @@ def test_results_equal_sklearn_end_to_end(tmp_path):
     assert on_disk["valid"] == META["valid"]
 
 
-def test_outputs_png_and_markdown(tmp_path):
-    d, _ = write_system(tmp_path, "tdnn_l12", FOLDS, meta=META)
-    res = score_system(d, tmp_path / "data" / "iemocap_4cls_exc")
+def test_outputs_png_and_markdown(scored):
+    d, _, res = scored
     assert (d / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (d / "results.md").read_text()
     for f in res["folds"]:
@@ -111,12 +124,16 @@ def test_outputs_png_and_markdown(tmp_path):
     assert "valid frame acc %" in md and "| 50.0 | 55.0 | 40.0 |" in md
     assert "sample standard deviation" in md and "confusion.png" in md
     assert not list(d.glob("*.tmp"))
-    first = (d / "results.json").read_bytes()
-    score_system(d, tmp_path / "data" / "iemocap_4cls_exc")
-    assert (d / "results.json").read_bytes() == first     # deterministic
 
 
-def test_absent_class_in_a_fold_and_one_fold(tmp_path):
+def test_rescoring_gives_identical_files(scored):
+    d, _, _ = scored
+    before = {n: (d / n).read_bytes() for n in ("results.json", "results.md", "confusion.png")}
+    score_system(d, d.parents[2] / "data" / "iemocap_4cls_exc")
+    assert before == {n: (d / n).read_bytes() for n in before}
+
+
+def test_absent_class_in_a_fold_and_one_fold(tmp_path, no_png):
     ref = {f"Ses05-u{i:03d}": ("ang" if i % 2 else "neu") for i in range(30)}
     d, _ = write_system(tmp_path, "tdnn_l13", {"Ses05": 30}, ref=ref)
     res = score_system(d, tmp_path / "data" / "iemocap_4cls_exc", protocol="session")
@@ -131,7 +148,7 @@ def test_absent_class_in_a_fold_and_one_fold(tmp_path):
     assert "Ses05: hap, sad" in (d / "results.md").read_text()
 
 
-def test_mean_confusion_averages_each_row_over_folds_where_the_class_occurs(tmp_path):
+def test_mean_confusion_averages_each_row_over_folds_where_the_class_occurs(tmp_path, no_png):
     ref = {"A-u000": "ang", "A-u001": "neu", "B-u000": "neu", "B-u001": "neu"}
     d, _ = write_system(tmp_path, "s", {"A": 2, "B": 2}, ref=ref, acc=1.0)
     res = score_system(d, ref)

@@ -57,19 +57,19 @@ def test_ci_contains_point_is_seeded_and_narrows_with_more_data():
     assert hi4 - lo4 < 0.5 * (hi - lo)       # 16x data: ~4x narrower
 
 
-def index_bootstrap_ua(ref, hyp, strata, draws, seed):
-    """Reference: resample utterance indices with replacement within each stratum."""
+def index_bootstrap_ua(ref, hyp, strata, draws, seed, k=4):
+    """Reference: resample utterance indices with replacement within each stratum, UA by brute force."""
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    out = np.empty(draws)
-    for b in range(draws):
-        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
-        out[b] = pooled_ua(ref[idx], hyp[idx])
-    return out
+    idx = np.concatenate([rng.choice(g, size=(draws, g.size), replace=True)
+                          for g in (np.flatnonzero(strata == s) for s in np.unique(strata))], axis=1)
+    r, right = ref[idx], (ref == hyp)[idx]
+    recalls = [((r == c) & right).sum(1) / (r == c).sum(1) for c in range(k)]   # every class occurs here
+    return np.mean(recalls, axis=0)
 
 
 def test_bootstrap_distribution_equals_index_resampling():
     ref, hyp, strata = fake_decisions(1, 40)
+    assert np.all(np.bincount(ref[strata == 0], minlength=4) >= 3)
     ua = index_bootstrap_ua(ref, hyp, strata, 3000, seed=11)
     lo, hi = bootstrap_ua_ci(ref, hyp, strata, 4, draws=3000, seed=12)
     ref_lo, ref_hi = np.quantile(ua, [0.025, 0.975])
