@@ -124,6 +124,9 @@ def test_programs_fail_with_one_line(exp_copy, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("score_ser: ") and "utt2post: utterance Ses03-u000: posteriors sum to 2" in err
     assert len(err.splitlines()) == 1
+    (exp / "ser" / "tdnn_l13" / "results.json").write_text('{"schema": 0}')
+    assert make_results_report.main([str(exp)]) == 1
+    assert "tdnn_l13/results.json: not a schema-1 results file" in capsys.readouterr().err
     assert make_results_report.main([str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.strip() == f"make_results_report: {tmp_path / 'nowhere'}: no such experiment directory"
 

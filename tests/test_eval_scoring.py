@@ -190,6 +190,10 @@ CASES = {
     "meta_missing": (lambda d: (d / "meta.json").write_text(json.dumps({**META, "folds": [*FOLDS, "Ses04"]})),
                      "fold Ses04 has no"),
     "meta_json": (lambda d: (d / "meta.json").write_text("{"), "meta.json: not valid JSON"),
+    "meta_folds_type": (lambda d: (d / "meta.json").write_text(json.dumps({"folds": "Ses01"})),
+                        "meta.json: 'folds' must be a list"),
+    "meta_valid": (lambda d: (d / "meta.json").write_text(json.dumps({"valid": {"Ses01": {"ua": "high"}}})),
+                   "meta.json: valid.Ses01 must map names to numbers"),
 }
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.eval import significance
+from ser.eval.scoring import SCHEMA
 from ser.io.atomic import atomic_write_text
 
 REFERENCE_SYSTEM = "tdnn_l12"
@@ -58,9 +59,12 @@ def load_all(exp_dir: Path) -> list[tuple[str, dict | None]]:
             out.append((d.name, None))
             continue
         try:
-            out.append((d.name, json.loads(path.read_text(encoding="utf-8"))))
+            res = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as e:
             raise ValueError(f"{path}: not valid JSON: {e}") from None
+        if not isinstance(res, dict) or res.get("schema") != SCHEMA:
+            raise ValueError(f"{path}: not a schema-{SCHEMA} results file; re-score the system")
+        out.append((d.name, res))
     return out
 
 

@@ -58,6 +58,7 @@ from ser.io.datadir import DataDirError, read_kv
 log = logging.getLogger(__name__)
 
 POST_TOLERANCE = 1e-4
+SCHEMA = 1
 
 
 class ScoringError(ValueError):
@@ -154,13 +155,19 @@ def read_meta(system_dir: Path) -> dict:
         raise ScoringError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise ScoringError(f"{path}: expected a JSON object")
+    folds = meta.get("folds", [])
+    if not isinstance(folds, list) or not all(isinstance(f, str) for f in folds):
+        raise ScoringError(f"{path}: 'folds' must be a list of fold names")
+    for fold, figures in (meta.get("valid") or {}).items():
+        if not isinstance(figures, dict) or not all(isinstance(v, (int, float)) for v in figures.values()):
+            raise ScoringError(f"{path}: valid.{fold} must map names to numbers, got {figures!r}")
     return meta
 
 
 def find_folds(system_dir: Path, meta: dict) -> list[str]:
     folds = sorted(p.name for p in system_dir.iterdir() if (p / "utt2pred").is_file() or (p / "utt2post").is_file())
     if "folds" in meta:
-        listed = sorted(map(str, meta["folds"]))
+        listed = sorted(meta["folds"])
         missing = sorted(set(listed) - set(folds))
         if missing:
             raise ScoringError(f"{system_dir / 'meta.json'}: fold {missing[0]} has no {system_dir / missing[0]}/utt2pred")
@@ -335,7 +342,7 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
     meta = out.meta
     if set_name is None and not isinstance(ref_utt2emo, dict) and "set" not in meta:
         set_name = Path(ref_name).parent.name
-    res = {"schema": 1, "system": meta.get("system", system_dir.name),
+    res = {"schema": SCHEMA, "system": meta.get("system", system_dir.name),
            "set": _pick("set", set_name, meta, system_dir), "protocol": _pick("protocol", protocol, meta, system_dir),
            "description": meta.get("description"), "labels": out.labels,
            "reference": ref_name, "n_reference": len(reference)}
