@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.eval import significance
-from ser.eval.scoring import SCHEMA
+from ser.eval.scoring import SCHEMA, fmt_pct, fmt_pm
 from ser.io.atomic import atomic_write_text
 
 REFERENCE_SYSTEM = "tdnn_l12"
@@ -84,14 +84,6 @@ def compare(res: dict, ref: dict) -> tuple[significance.PairedResult | None, str
     return significance.paired_test(r, ha, hb, strata, len(labels)), note
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
-def _pm(res: dict, key: str) -> str:
-    return f"{_pct(res['mean'][key])} ± {_pct(res['std'][key])}"
-
-
 def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
@@ -104,9 +96,10 @@ def _row(name: str, res: dict | None, ref: dict | None) -> str:
     if res is None:
         return f"| {name} | | | | not scored yet |" + " |" * 9
     p = res["pooled"]
+    keys = ("ua", "wa", "macro_f1")
     cells = [name, res["set"] or "n/a", res["protocol"] or "n/a", str(len(res["folds"])),
-             _pm(res, "ua"), _pm(res, "wa"), _pm(res, "macro_f1"), _pct(p["ua"]), _pct(p["wa"]),
-             _pct(p["macro_f1"]), f"[{_pct(p['ua_ci95'][0])}, {_pct(p['ua_ci95'][1])}]"]
+             *(fmt_pm(res["mean"][k], res["std"][k]) for k in keys), *(fmt_pct(p[k]) for k in keys),
+             f"[{fmt_pct(p['ua_ci95'][0])}, {fmt_pct(p['ua_ci95'][1])}]"]
     if name == REFERENCE_SYSTEM:
         cells += ["(reference)", "", ""]
     elif ref is None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,12 +274,13 @@ def write_confusion_png(path: Path, matrix: np.ndarray, labels: list[str], title
     plt.close(fig)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+def fmt_pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal; None (undefined) as n/a."""
+    return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def _pm(mean: float, std: float | None) -> str:
-    return f"{_pct(mean)} ± {_pct(std)}"
+def fmt_pm(mean: float, std: float | None) -> str:
+    return f"{fmt_pct(mean)} ± {fmt_pct(std)}"
 
 
 def _fold_table(res: dict) -> list[str]:
@@ -290,12 +290,12 @@ def _fold_table(res: dict) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in res["folds"]:
         v = valid.get(f["fold"]) or {}
-        cells = [f["fold"], str(f["n"]), _pct(f["ua"]), _pct(f["wa"]), _pct(f["macro_f1"])]
-        lines.append("| " + " | ".join(cells + [_pct(v.get(k)) for k in vkeys]) + " |")
+        cells = [f["fold"], str(f["n"]), fmt_pct(f["ua"]), fmt_pct(f["wa"]), fmt_pct(f["macro_f1"])]
+        lines.append("| " + " | ".join(cells + [fmt_pct(v.get(k)) for k in vkeys]) + " |")
     m, s, p = res["mean"], res["std"], res["pooled"]
-    lines.append("| mean ± std | | " + " | ".join(_pm(m[k], s[k]) for k in ("ua", "wa", "macro_f1"))
+    lines.append("| mean ± std | | " + " | ".join(fmt_pm(m[k], s[k]) for k in ("ua", "wa", "macro_f1"))
                  + " |" + " |" * len(vkeys))
-    lines.append(f"| pooled | {p['n']} | {_pct(p['ua'])} | {_pct(p['wa'])} | {_pct(p['macro_f1'])} |"
+    lines.append(f"| pooled | {p['n']} | {fmt_pct(p['ua'])} | {fmt_pct(p['wa'])} | {fmt_pct(p['macro_f1'])} |"
                  + " |" * len(vkeys))
     return lines
 
@@ -312,7 +312,7 @@ def results_markdown(res: dict) -> str:
             "mean of the fold UAs.", ""]
     out += _fold_table(res) + [""]
     b = p["bootstrap"]
-    out += [f"95% confidence interval of the pooled UA: [{_pct(p['ua_ci95'][0])}, {_pct(p['ua_ci95'][1])}] "
+    out += [f"95% confidence interval of the pooled UA: [{fmt_pct(p['ua_ci95'][0])}, {fmt_pct(p['ua_ci95'][1])}] "
             f"(percentile bootstrap, {b['draws']} draws resampling test utterances within folds, seed {b['seed']}).",
             ""]
     absent = [f"{f['fold']}: {', '.join(f['absent'])}" for f in res["folds"] if f["absent"]]
@@ -322,7 +322,7 @@ def results_markdown(res: dict) -> str:
             "the folds where its class occurs:", "",
             "| ref \\ decided | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     for lab, row in zip(labels, res["confusion_mean"]):
-        out.append(f"| {lab} | " + " | ".join(_pct(x) for x in row) + " |")
+        out.append(f"| {lab} | " + " | ".join(fmt_pct(x) for x in row) + " |")
     out += ["", "![confusion matrix](confusion.png)", ""]
     return "\n".join(out)
 
@@ -355,5 +355,5 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
     atomic_write_text(system_dir / "results.md", results_markdown(res))
     atomic_write_text(system_dir / "results.json", json.dumps(res, indent=1) + "\n")
     log.info("%s: UA %s (pooled %s) over %d fold(s)", res["system"],
-             _pm(res["mean"]["ua"], res["std"]["ua"]), _pct(res["pooled"]["ua"]), len(out.folds))
+             fmt_pm(res["mean"]["ua"], res["std"]["ua"]), fmt_pct(res["pooled"]["ua"]), len(out.folds))
     return res
