@@ -3,6 +3,11 @@
 Every stage writes through these helpers so that a killed job never leaves a
 half-written file under its final name, and re-running the stage is safe.
 (Kaldi gets the same effect by writing ``.tmp`` files and ``mv``-ing them.)
+
+The temporary name is fixed (``<path>.tmp``, a directory's ``<path>.tmp``), as Kaldi's:
+what a killed writer left behind is replaced by the next writer of the same output, so
+interrupted runs do not pile up temp files.  Files are created with mode 0666 minus the
+user's umask, like any other file (``mkstemp`` would make them 0600).
 """
 
 from __future__ import annotations
@@ -10,18 +15,25 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
 
+def tmp_path(path: str | os.PathLike) -> Path:
+    """The temporary sibling an atomic writer of ``path`` uses."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open ``path`` for writing via ``<path>.tmp.XXXX``; rename on success, delete on error."""
+    """Open ``path`` for writing via ``<path>.tmp``; rename on success, delete on error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = tmp_path(path)
+    tmp.unlink(missing_ok=True)  # a killed writer's leftover (its mode must not carry over)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
@@ -41,11 +53,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds."""
+    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds.
+
+    A leftover ``<path>.tmp`` or ``<path>.old`` of a killed run is removed first.  Between the two
+    renames ``path`` is briefly absent (never half-written); a kill there leaves ``<path>.old``, which
+    the next run removes.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = tmp_path(path)
+    old = path.with_name(path.name + ".old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
     tmp.mkdir(parents=True)
     try:
         yield tmp
@@ -53,9 +72,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
         os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old)
