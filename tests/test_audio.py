@@ -82,3 +82,17 @@ def test_speed_pipe_as_sox(tmp_path):
     assert abs(np.argmax(spec) * fs / y.shape[0] - 1100.0) < 5.0
     z, _ = read_rxfile(f"sox -t wav {tmp_path}/a.sph -t wav - speed 0.9 |")
     assert abs(z.shape[0] - round(32000 / 0.9)) <= 1
+
+
+def test_non_finite_audio_is_a_counted_skip(tmp_path):
+    """A float wav with one NaN (or Inf) sample: the utterance is skipped and counted, the others are untouched."""
+    for name, bad in (("nan", np.nan), ("inf", np.inf)):
+        x = tone(1.0).astype(np.float32) / 32768
+        x[8000] = bad
+        sf.write(tmp_path / f"{name}.wav", x, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "ok.wav", tone(1.0), 16000, subtype="PCM_16")
+    d = DataDir(utt2spk={"a-inf": "a", "a-nan": "a", "a-ok": "a"},
+                wav={u: str(tmp_path / f"{u[2:]}.wav") for u in ("a-inf", "a-nan", "a-ok")})
+    stats = AudioStats()
+    out = dict(iter_utterance_audio(d, 16000, stats))
+    assert set(out) == {"a-ok"} and stats.counts == {"non_finite_audio_skipped": 2}

@@ -20,7 +20,8 @@ refuse unless --allow-downsample/upsample); multi-channel audio uses channel 0
 Segment cutting follows src/featbin/extract-segments.cc: sample indices
 int(t*fs + 0.5), segments ending past the file by more than ``max_overshoot``
 (0.5 s) or shorter than ``min_segment_length`` (0.1 s) are skipped with a warning,
-smaller overshoots are truncated.
+smaller overshoots are truncated.  An utterance whose samples include NaN or Inf (possible in
+float wavs only) is skipped and counted, as compute-mfcc-feats skips an utterance it cannot process.
 """
 
 from __future__ import annotations
@@ -284,5 +285,10 @@ def iter_utterance_audio(data, fs: int = 16000, stats: AudioStats | None = None,
         if y.size == 0:
             log.warning("utterance %s: empty audio; skipped", u)
             stats.add("empty_audio_skipped")
+            continue
+        bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+        if bad:  # float wavs can hold NaN/Inf; their frames would spread through every later sum
+            log.warning("utterance %s: %d non-finite (NaN/Inf) audio samples; skipped", u, bad)
+            stats.add("non_finite_audio_skipped")
             continue
         yield u, y
