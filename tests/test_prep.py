@@ -121,6 +121,9 @@ def test_iemocap_bad_input(iemocap, tmp_path):
     ev.write_text(good.replace("C-E1:\tNeutral;", "C-E1:\tBoredom;"))
     with pytest.raises(DataDirError, match=r"Ses01F_impro01_F000.*unknown emotion category 'Boredom'"):
         prepare_iemocap(iemocap, tmp_path / "a")
+    ev.write_text(good.replace("[4.0000 - 6.5000]", "[4,0000 - 6.5000]"))
+    with pytest.raises(DataDirError, match=r"Ses01F_impro01\.txt:10: malformed turn line .*'\[4,0000 - 6\.5000\]"):
+        prepare_iemocap(iemocap, tmp_path / "a")
     ev.write_text(good)
     dup = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro99.txt"
     dup.write_text(good)

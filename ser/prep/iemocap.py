@@ -112,6 +112,9 @@ def parse_emo_evaluation(path: Path) -> list[Turn]:
                 raise DataDirError(f"{where}: unknown label {emo!r} for {turn}")
             turns.append(Turn(turn, path.stem, turn[:5], speaker_of(turn), emo, t0, t1))
             continue
+        if line.startswith("["):  # dropping it would give its annotator lines to the previous turn
+            raise DataDirError(f"{where}: malformed turn line (expected '[start - end] turn label [v, a, d]'): "
+                               f"{line.strip()!r}")
         m = _CAT.match(line)
         if m:
             if not turns:
