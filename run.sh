@@ -70,7 +70,7 @@ if run_stage 1; then
   python local/prepare_tedlium.py "$corpora_tedlium" data > exp/log/prepare_tedlium.log 2>&1 \
     || { tail -n 3 exp/log/prepare_tedlium.log >&2; echo "stage 1 failed, see exp/log/prepare_tedlium.log" >&2; exit 1; }
   grep '^tedlium_' exp/log/prepare_tedlium.log
-  python local/prepare_iemocap.py "$corpora_iemocap" data > exp/log/prepare_iemocap.log 2>&1 \
+  python local/prepare_iemocap.py --sessions "$corpora_iemocap_sessions" "$corpora_iemocap" data > exp/log/prepare_iemocap.log 2>&1 \
     || { tail -n 3 exp/log/prepare_iemocap.log >&2; echo "stage 1 failed, see exp/log/prepare_iemocap.log" >&2; exit 1; }
   grep '^iemocap_' exp/log/prepare_iemocap.log
 fi

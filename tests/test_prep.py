@@ -88,7 +88,7 @@ def test_speaker_parsing():
 
 def test_iemocap_sets(iemocap, tmp_path):
     data = tmp_path / "data"
-    prepare_iemocap(iemocap, data)
+    prepare_iemocap(iemocap, data, sessions=[1, 3])
     a = DataDir.load(data / "iemocap_all")
     assert len(a.utts) == 9
     assert a.utt2spk["Ses03F-Ses03M_impro05a_F000"] == "Ses03F"
@@ -117,28 +117,46 @@ def test_iemocap_bad_input(iemocap, tmp_path):
     good = ev.read_text()
     ev.write_text(good.replace("\tneu\t", "\tzzz\t"))
     with pytest.raises(DataDirError, match=r"Ses01F_impro01\.txt:\d+: unknown label 'zzz' for Ses01F_impro01_F000"):
-        prepare_iemocap(iemocap, tmp_path / "a")
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 3])
     ev.write_text(good.replace("C-E1:\tNeutral;", "C-E1:\tBoredom;"))
     with pytest.raises(DataDirError, match=r"Ses01F_impro01_F000.*unknown emotion category 'Boredom'"):
-        prepare_iemocap(iemocap, tmp_path / "a")
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 3])
     ev.write_text(good.replace("[4.0000 - 6.5000]", "[4,0000 - 6.5000]"))
     with pytest.raises(DataDirError, match=r"Ses01F_impro01\.txt:10: malformed turn line .*'\[4,0000 - 6\.5000\]"):
-        prepare_iemocap(iemocap, tmp_path / "a")
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 3])
     ev.write_text(good)
     dup = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro99.txt"
     dup.write_text(good)
     with pytest.raises(DataDirError, match="duplicate turn id Ses01F_impro01_F000"):
-        prepare_iemocap(iemocap, tmp_path / "a")
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 3])
     dup.unlink()
     tr = iemocap / "Session3" / "dialog" / "transcriptions" / "Ses03M_impro05a.txt"
     tr.write_bytes(tr.read_bytes() + b"Ses03M_impro05a_F009 [001.0000-002.0000]: \xff\xfe\n")
     with pytest.raises(DataDirError, match=r"Ses03M_impro05a\.txt:\d+: not valid UTF-8"):
-        prepare_iemocap(iemocap, tmp_path / "a")
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 3])
     tr.write_text(tr.read_bytes().decode("utf-8", "replace").replace("\ufffd", ""))
     (iemocap / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F000.wav").unlink()
-    stats = prepare_iemocap(iemocap, tmp_path / "b")
+    stats = prepare_iemocap(iemocap, tmp_path / "b", [1, 3])
     assert stats["iemocap_all"]["no_audio_skipped"] == 1
     assert "Ses01F-Ses01F_impro01_F000" not in DataDir.load(tmp_path / "b" / "iemocap_all").utt2spk
+
+
+def test_iemocap_sessions(iemocap, tmp_path):
+    """Missing sessions are an error unless the sessions to use are named; so is a named session without turns."""
+    with pytest.raises(DataDirError, match=r"Session2, Session4, Session5 missing \(found Session1, Session3\) "
+                                           r"\(to use fewer, name them"):
+        prepare_iemocap(iemocap, tmp_path / "a")
+    with pytest.raises(DataDirError, match="Session2 missing"):
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 2])
+    with pytest.raises(DataDirError, match="distinct numbers 1..5"):
+        prepare_iemocap(iemocap, tmp_path / "a", [1, 6])
+    assert not (tmp_path / "a").exists()
+    prepare_iemocap(iemocap, tmp_path / "b", [3])
+    assert set(DataDir.load(tmp_path / "b" / "iemocap_all").extra("utt2session").values()) == {"Ses03"}
+    for wav in (iemocap / "Session3" / "sentences").rglob("*.wav"):
+        wav.unlink()
+    with pytest.raises(DataDirError, match=r"Session3: no turns with audio"):
+        prepare_iemocap(iemocap, tmp_path / "c", [1, 3])
 
 
 # ---- real corpora (skipped unless the environment points at them) --------------------------

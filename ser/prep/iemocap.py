@@ -32,6 +32,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ser.io.datadir import DataDir, DataDirError
 
@@ -135,13 +136,30 @@ def parse_transcriptions(path: Path, stats: Counter) -> dict[str, str]:
     return out
 
 
-def read_corpus(corpus: Path, stats: Counter) -> list[Turn]:
-    sessions = sorted(p for p in corpus.glob("Session[1-5]") if p.is_dir())
-    if not sessions:
+SESSIONS = (1, 2, 3, 4, 5)
+
+
+def session_dirs(corpus: Path, sessions: Sequence[int] | None = None) -> list[Path]:
+    """``Session<n>`` folders of ``sessions`` (default all five).  A missing one is an error: silently
+    preparing four sessions would make leave-one-session-out run four folds."""
+    present = sorted(p.name for p in corpus.glob("Session[1-5]") if p.is_dir())
+    if not present:
         raise DataDirError(f"{corpus}: no Session1..5 folders — is this IEMOCAP_full_release?")
+    want = SESSIONS if sessions is None else tuple(sessions)
+    if not want or len(set(want)) != len(want) or not set(want) <= set(SESSIONS):
+        raise DataDirError(f"IEMOCAP sessions must be distinct numbers 1..5, got {list(want)}")
+    missing = [f"Session{n}" for n in want if f"Session{n}" not in present]
+    if missing:
+        hint = "" if sessions is not None else " (to use fewer, name them: corpora.iemocap_sessions / --sessions)"
+        raise DataDirError(f"{corpus}: {', '.join(missing)} missing (found {', '.join(present)}){hint}")
+    return [corpus / f"Session{n}" for n in sorted(want)]
+
+
+def read_corpus(corpus: Path, stats: Counter, sessions: Sequence[int] | None = None) -> list[Turn]:
     seen: dict[str, Path] = {}
     turns: list[Turn] = []
-    for s in sessions:
+    for s in session_dirs(corpus, sessions):
+        n_before = len(turns)
         evdir = s / "dialog" / "EmoEvaluation"
         files = sorted(f for f in evdir.glob("*.txt") if f.is_file() and not f.name.startswith("."))
         if not files:
@@ -166,6 +184,8 @@ def read_corpus(corpus: Path, stats: Counter) -> list[Turn]:
                 if not t.text:
                     stats["empty_text"] += 1
                 turns.append(t)
+        if len(turns) == n_before:
+            raise DataDirError(f"{s}: no turns with audio")
     return turns
 
 
@@ -192,14 +212,13 @@ SUBSETS = {
 }
 
 
-def prepare_iemocap(corpus: str | Path, data_root: str | Path) -> dict[str, Counter]:
+def prepare_iemocap(corpus: str | Path, data_root: str | Path, sessions: Sequence[int] | None = None) -> dict[str, Counter]:
+    """Write the four data dirs from ``sessions`` (default: all five, each must be there)."""
     corpus, data_root = Path(corpus), Path(data_root)
     if not corpus.is_dir():
         raise DataDirError(f"IEMOCAP directory not found: {corpus}")
     stats: Counter = Counter()
-    turns = read_corpus(corpus, stats)
-    if not turns:
-        raise DataDirError(f"{corpus}: no turns with audio")
+    turns = read_corpus(corpus, stats, sessions)
     out = {}
     d = _datadir(turns)
     d.validate()
