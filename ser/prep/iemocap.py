@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ser.io.datadir import DataDir, DataDirError
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,7 @@ def speaker_of(turn: str) -> str:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataDirError(f"{path}:{line}: not valid UTF-8") from e
+    return read_lines(path, DataDirError)
 
 
 def _category(name: str, where: str) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir, DataDirError, Segment
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,7 @@ def read_stm(sdir: Path, stats: Counter) -> list[list[str]]:
     if not files:
         raise DataDirError(f"{sdir}: no .stm files")
     for f in files:
-        try:
-            lines = f.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise DataDirError(f"{f}: not valid UTF-8 (byte {e.start})") from e
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(read_lines(f, DataDirError), 1):
             if not line.strip() or line.startswith(";;"):
                 continue
             line = line.replace("<F0_M>", "<o,f0,male>").replace("<F0_F>", "<o,f0,female>")
