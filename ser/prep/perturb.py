@@ -15,6 +15,8 @@ and utils/data/perturb_data_dir_volume.sh (+ internal/perturb_volume.py):
 from __future__ import annotations
 
 import logging
+import shlex
+
 from ser.features.perturb import draw_volume_factors
 from ser.io.datadir import DataDir, DataDirError, Segment
 
@@ -22,9 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def _pipe(rx: str, effect: str) -> str:
+    """``rx`` (a path or a pipeline) piped through sox ``effect``; a path is shell-quoted (it may hold spaces)."""
     rx = rx.strip()
     if rx.endswith("|"):
         return f"{rx} sox {effect} -t wav - -t wav - |" if effect.startswith("--") else f"{rx} sox -t wav - -t wav - {effect} |"
+    rx = shlex.quote(rx)
     if effect.startswith("--"):
         return f"sox {effect} -t wav {rx} -t wav - |"
     return f"sox -t wav {rx} -t wav - {effect} |"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def stm_to_datadir(recs: list[list[str]], sph_dir: Path, stats: Counter) -> Data
         sph = sph_dir / f"{r[0]}.sph"
         if not sph.is_file():
             raise DataDirError(f"{sph}: missing audio for talk {r[0]} (utterance {utt})")
-        wav[r[0]] = f"sph2pipe -f wav -p {sph.resolve()} |"
+        wav[r[0]] = f"sph2pipe -f wav -p {shlex.quote(str(sph.resolve()))} |"  # quoted: paths may hold spaces
         text[utt] = " ".join(words)
         segs[utt] = Segment(r[0], a / 100, b / 100)
         utt2spk[utt] = r[0]
