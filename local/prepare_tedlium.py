@@ -28,7 +28,7 @@ def main() -> int:
     for name, s in stats.items():
         print(f"tedlium_{name}: {s['utterances']} utterances, {s['speakers']} speakers, {s['recordings']} talks; "
               f"skipped: {s['ignore_time_segment_in_scoring']} ignore_time_segment_in_scoring, "
-              f"{s['empty_transcript_skipped']} empty transcripts")
+              f"{s['empty_transcript_skipped']} empty transcripts, {s['empty_stm_talks_dropped']} talks with an empty stm")
     return 0
 
 

@@ -96,3 +96,15 @@ def test_non_finite_audio_is_a_counted_skip(tmp_path):
     stats = AudioStats()
     out = dict(iter_utterance_audio(d, 16000, stats))
     assert set(out) == {"a-ok"} and stats.counts == {"non_finite_audio_skipped": 2}
+
+
+def test_format_other_than_the_extension_is_logged(tmp_path, caplog):
+    """MP3 bytes in a .wav are decoded as MP3, with a warning naming the format, and counted."""
+    sf.write(tmp_path / "a.wav", tone(1.0).astype(np.float32) / 32768, 16000, format="MP3", subtype="MPEG_LAYER_III")
+    sf.write(tmp_path / "b.wav", tone(1.0), 16000, subtype="PCM_16")
+    d = DataDir(utt2spk={"a-1": "a", "b-1": "b"}, wav={"a-1": str(tmp_path / "a.wav"), "b-1": str(tmp_path / "b.wav")})
+    stats = AudioStats()
+    with caplog.at_level("WARNING"):
+        out = dict(iter_utterance_audio(d, 16000, stats))
+    assert set(out) == {"a-1", "b-1"} and stats.counts == {"format_not_the_extensions": 1}
+    assert "recording a-1: " in caplog.text and "a.wav holds MP3 audio (MPEG_LAYER_III)" in caplog.text

@@ -70,6 +70,9 @@ def test_tedlium_bad_input(tedlium, tmp_path):
     stm.write_bytes(good + b"JaneDoe_2010 1 JaneDoe_2010 7.00 8.00 <o,f0,female> <sil>\n")
     stats = prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
     assert stats["train"]["empty_transcript_skipped"] == 1
+    stm.write_bytes(b";; a comment line only\n")
+    stats = prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
+    assert stats["train"]["empty_stm_talks_dropped"] == 1 and stats["train"]["recordings"] == 1
     stm.write_bytes(good)
     (tedlium / "train" / "sph" / "JaneDoe_2010.sph").unlink()
     with pytest.raises(DataDirError, match=r"JaneDoe_2010\.sph: missing audio for talk JaneDoe_2010"):

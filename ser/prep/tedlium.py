@@ -19,7 +19,8 @@ Mirrors egs/tedlium/s5_r2/local/prepare_data.sh and its helpers:
   pseudo-speakers ``<talk>-<k>`` of consecutive utterances totalling ≤ 180 s.
 
 Deviation: utterances whose transcript is empty after normalisation are skipped
-(counted and logged); they carry nothing for LF-MMI training or scoring.
+(counted and logged); they carry nothing for LF-MMI training or scoring.  A talk whose
+stm has no segments is dropped, counted and logged.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def read_stm(sdir: Path, stats: Counter) -> list[list[str]]:
     if not files:
         raise DataDirError(f"{sdir}: no .stm files")
     for f in files:
+        n_before = len(recs)
         for n, line in enumerate(read_lines(f, DataDirError), 1):
             if not line.strip() or line.startswith(";;"):
                 continue
@@ -89,6 +91,9 @@ def read_stm(sdir: Path, stats: Counter) -> list[list[str]]:
             fields[1] = "A"
             rec = fields[:6] + _join_suffix(fields[6:])
             recs.append(((fields[0], fields[1], t0), rec))
+        if len(recs) == n_before:
+            log.warning("%s: no segments; talk %s dropped", f, f.stem)
+            stats["empty_stm_talks_dropped"] += 1
     recs.sort(key=lambda r: r[0])
     return [r for _, r in recs]
 
