@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import IO, Iterator
 
+from ser.io.faults import kill_point
+
 
 def tmp_path(path: str | os.PathLike) -> Path:
     """The temporary sibling an atomic writer of ``path`` uses."""
@@ -39,6 +41,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             yield f
             f.flush()
             os.fsync(f.fileno())
+        kill_point(f"rename:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -51,21 +54,48 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds.
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # no hard links on this file system
+        shutil.copy2(src, dst)
 
-    A leftover ``<path>.tmp`` or ``<path>.old`` of a killed run is removed first.  Between the two
-    renames ``path`` is briefly absent (never half-written); a kill there leaves ``<path>.old``, which
-    the next run removes.
-    """
+
+def finish_swap(path: str | os.PathLike) -> None:
+    """Complete the swap of a writer killed between :func:`atomic_dir`'s two renames: ``path`` is then
+    missing, ``<path>.old`` is the previous and ``<path>.tmp`` the complete new directory."""
     path = Path(path)
-    tmp = tmp_path(path)
-    old = path.with_name(path.name + ".old")
-    for leftover in (tmp, old):
+    tmp, old = tmp_path(path), path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir() and tmp.is_dir():
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+
+
+def recover_dir(path: str | os.PathLike) -> None:
+    """Deal with what a killed :func:`atomic_dir` left before writing ``path`` again: a finished build is
+    swapped in (:func:`finish_swap`); a partial ``<path>.tmp`` or a leftover ``<path>.old`` is removed."""
+    path = Path(path)
+    finish_swap(path)
+    for leftover in (tmp_path(path), path.with_name(path.name + ".old")):
         if leftover.exists():
             shutil.rmtree(leftover)
-    tmp.mkdir(parents=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, update: bool = False) -> Iterator[Path]:
+    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds.
+
+    ``update=True``: the new directory starts as a copy of the current ``path`` (files hard-linked, so
+    it costs little), so a block that changes a few files changes the whole directory at once.
+    Leftovers of a killed run are dealt with first (:func:`recover_dir`).
+    """
+    path = Path(path)
+    recover_dir(path)
+    tmp, old = tmp_path(path), path.with_name(path.name + ".old")
+    if update and path.is_dir():
+        shutil.copytree(path, tmp, symlinks=True, copy_function=_link_or_copy)
+    else:
+        tmp.mkdir(parents=True)
     try:
         yield tmp
     except BaseException:
@@ -73,6 +103,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
     if path.exists():
         os.replace(path, old)
+        kill_point(f"swap:{path.name}")
         os.replace(tmp, path)
         shutil.rmtree(old)
     else:
