@@ -32,7 +32,7 @@ def main() -> int:
         return 1
     for name, c in stats.items():
         labels = {k: v for k, v in sorted(c.items()) if len(k) == 3}
-        print(f"{name}: {sum(labels.values())} utterances {labels}")
+        print(f"{name}: {'up to date: ' if c['up_to_date'] else ''}{sum(labels.values())} utterances {labels}")
     return 0
 
 

@@ -26,6 +26,10 @@ def main() -> int:
         print(f"local/prepare_tedlium.py: error: {e}", file=sys.stderr)
         return 1
     for name, s in stats.items():
+        if s["up_to_date"]:
+            print(f"tedlium_{name}: up to date: {s['utterances']} utterances, {s['speakers']} speakers, "
+                  f"{s['recordings']} talks")
+            continue
         print(f"tedlium_{name}: {s['utterances']} utterances, {s['speakers']} speakers, {s['recordings']} talks; "
               f"skipped: {s['ignore_time_segment_in_scoring']} ignore_time_segment_in_scoring, "
               f"{s['empty_transcript_skipped']} empty transcripts, {s['empty_stm_talks_dropped']} talks with an empty stm")

@@ -17,14 +17,7 @@ import sys
 from pathlib import Path
 
 from ser.io.datadir import DataDir, DataDirError
-from ser.prep.perturb import speed_perturb_3way, volume_perturb_dir
-
-
-def _newer(dst: Path, src: Path) -> bool:
-    if not (dst / "utt2spk").exists():
-        return False
-    newest_src = max(f.stat().st_mtime for f in src.iterdir() if f.is_file())
-    return (dst / "utt2spk").stat().st_mtime >= newest_src
+from ser.prep.perturb import speed_perturb_3way_dir, volume_perturb_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,15 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             for part in DataDir.load(a.dir).split(a.n):
                 print(part)
         elif a.cmd == "speed3way":
-            src, dst = Path(a.src), Path(a.dst)
-            if _newer(dst, src):
-                print(f"{dst} is up to date; not perturbing again")
-                return 0
             factors = [float(x) for x in a.factors.split()]
-            d = speed_perturb_3way(DataDir.load(src), factors)
-            d.validate()
-            d.write(dst, replace=True)
-            print(f"speed perturbation {factors}: {dst} has {len(d.utt2spk)} utterances")
+            d, made = speed_perturb_3way_dir(a.src, a.dst, factors)
+            if made:
+                print(f"speed perturbation {factors}: {a.dst} has {len(d.utt2spk)} utterances")
+            else:
+                print(f"{a.dst} is up to date (speed factors {factors}, same {a.src}); not perturbing again")
         elif a.cmd == "volume":
             d = DataDir.load(a.dir)
             if not d.has("reco2vol"):

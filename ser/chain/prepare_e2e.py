@@ -24,7 +24,6 @@ reuses them):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
@@ -42,6 +41,7 @@ from ser.chain.phone_lm import PhoneLmEstimator
 from ser.chain.supervision import Normalizer, make_supervision
 from ser.chain.topo import PdfMap, biphone_stats
 from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.stamp import digest, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,6 @@ def _load_data(data_dir: str | Path) -> tuple[dict[str, str], dict[str, int]]:
     return d.text, frames
 
 
-def _stamp(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(repr(p).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, type: str = "biphone",
                 tie: bool = True, min_biphone_count: int = 100, min_monophone_count: int = 20,
                 ngram_order: int = 4, no_prune_ngram_order: int = 3, num_extra_lm_states: int = 2000,
@@ -86,11 +74,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     text, frames = _load_data(data_dir)
     utts = sorted(text)
     words = {u: text[u].split() for u in utts}
-    lang_hash = _file_hash(Path(lang_dir) / "lexiconp.txt") + _file_hash(Path(lang_dir) / "phones.txt")
-    den_stamp = _stamp("den", lang_hash, sorted(words.items()), type, tie, min_biphone_count, min_monophone_count,
+    lang_hash = file_digest(Path(lang_dir) / "lexiconp.txt") + file_digest(Path(lang_dir) / "phones.txt")
+    den_stamp = digest("den", lang_hash, sorted(words.items()), type, tie, min_biphone_count, min_monophone_count,
                        ngram_order, no_prune_ngram_order, num_extra_lm_states, edge_silprob, between_silprob, seed,
                        lang.sil_prob)
-    num_stamp = _stamp("num", den_stamp, sorted(frames.items()), frame_subsampling_factor)
+    num_stamp = digest("num", den_stamp, sorted(frames.items()), frame_subsampling_factor)
     info: dict = {}
 
     # ---- phone LM, pdf map, den graph ----------------------------------------------------

@@ -25,7 +25,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser.io.atomic import atomic_dir, atomic_open
+from ser.io.atomic import atomic_dir, atomic_open, finish_swap
+from ser.io.stamp import Stamp
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class DataDir:
     @classmethod
     def load(cls, path: str | os.PathLike, validate: bool = True) -> "DataDir":
         p = Path(path)
+        finish_swap(p)  # a writer killed while swapping the directory in
         if not (p / "utt2spk").is_file():
             raise DataDirError(f"{p}: not a data dir (no utt2spk)")
         d = cls(utt2spk=read_kv(p / "utt2spk"), path=p)
@@ -152,16 +154,16 @@ class DataDir:
             d.validate()
         return d
 
-    def write(self, path: str | os.PathLike, replace: bool = False) -> Path:
-        """Write the tables.  ``replace=True``: build a fresh directory and swap it in atomically
-        (data prep); otherwise update an existing directory file by file (each file atomic),
-        keeping anything else in it (stm, logs, ark files)."""
+    def write(self, path: str | os.PathLike, replace: bool = False, files: dict[str, str] | None = None) -> Path:
+        """Write the tables, and ``files`` (name -> text: stm, a stamp ...), as ONE atomic change of the
+        directory: a killed writer leaves the old directory or the new one, never a mix.
+        ``replace=True``: a fresh directory (data prep); otherwise anything else already in it (stm,
+        logs, ark files, stamps) is kept."""
         path = Path(path)
-        if replace or not path.exists():
-            with atomic_dir(path) as tmp:
-                self._write_tables(tmp)
-        else:
-            self._write_tables(path)
+        with atomic_dir(path, update=not replace) as tmp:
+            self._write_tables(tmp)
+            for name, text in (files or {}).items():
+                (tmp / name).write_text(text, encoding="utf-8")
         self.path = path
         return path
 
@@ -312,3 +314,17 @@ def _diff(a, b) -> str:
     if only_b:
         msg.append(f"{len(only_b)} missing, e.g. {only_b[0]!r}")
     return "; ".join(msg)
+
+
+STAMP = ".stamp"  # the stamp of the step that made a data dir (ser.io.stamp)
+
+
+def up_to_date(stamp: "Stamp") -> bool:
+    """The data dir holding ``stamp`` was made with the stamp's options and inputs and validates."""
+    if not stamp.current():
+        return False
+    try:
+        DataDir.load(stamp.path.parent)
+    except DataDirError:
+        return False
+    return True

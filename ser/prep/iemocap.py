@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ser.io.datadir import DataDir, DataDirError
+from ser.io.datadir import STAMP, DataDir, DataDirError, up_to_date
+from ser.io.stamp import Stamp, listing
 from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
@@ -210,25 +211,36 @@ SUBSETS = {
 
 
 def prepare_iemocap(corpus: str | Path, data_root: str | Path, sessions: Sequence[int] | None = None) -> dict[str, Counter]:
-    """Write the four data dirs from ``sessions`` (default: all five, each must be there)."""
+    """Write the four data dirs from ``sessions`` (default: all five, each must be there).
+
+    All four are built before any is written; dirs stamped with the same corpus files (EmoEvaluation
+    and transcription contents, wav names, sizes and times) and sessions are not prepared again."""
     corpus, data_root = Path(corpus), Path(data_root)
     if not corpus.is_dir():
         raise DataDirError(f"IEMOCAP directory not found: {corpus}")
+    sdirs = session_dirs(corpus, sessions)
+    texts = [f for s in sdirs for sub in ("EmoEvaluation", "transcriptions") for f in sorted((s / "dialog" / sub).glob("*.txt"))]
+    stamp_of = lambda name: Stamp(data_root / name / STAMP, {
+        "prepare": "iemocap", "corpus": str(corpus.resolve()), "sessions": [s.name for s in sdirs],
+        "wav": [listing(s / "sentences" / "wav", "*/*.wav") for s in sdirs]}, texts)
+    names = ["iemocap_all", *SUBSETS]
+    if all(up_to_date(stamp_of(n)) for n in names):
+        log.info("%s: up to date (same corpus files and sessions); not preparing again", ", ".join(names))
+        return {n: Counter(DataDir.load(data_root / n).extra("utt2emo").values()) + Counter(up_to_date=1)
+                for n in names}
     stats: Counter = Counter()
     turns = read_corpus(corpus, stats, sessions)
-    out = {}
-    d = _datadir(turns)
-    d.validate()
-    d.write(data_root / "iemocap_all", replace=True)
-    out["iemocap_all"] = Counter(d.extras["utt2emo"].values()) + stats
+    dirs = {"iemocap_all": _datadir(turns)}
     for name, (keep, label) in SUBSETS.items():
         sel = [t for t in turns if keep(t)]
         if not sel:
             raise DataDirError(f"{corpus}: {name} would be empty")
-        sd = _datadir(sel, label)
-        sd.validate()
-        sd.write(data_root / name, replace=True)
-        out[name] = Counter(sd.extras["utt2emo"].values())
+        dirs[name] = _datadir(sel, label)
+    out = {}
+    for name, d in dirs.items():
+        d.validate()
+        d.write(data_root / name, replace=True, files={STAMP: stamp_of(name).text()})
+        out[name] = Counter(d.extras["utt2emo"].values()) + (stats if name == "iemocap_all" else Counter())
     for k, v in out.items():
         log.info("%s: %d utterances %s", k, sum(c for l, c in v.items() if l in LABELS), dict(v))
     return out

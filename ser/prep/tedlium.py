@@ -18,6 +18,9 @@ Mirrors egs/tedlium/s5_r2/local/prepare_data.sh and its helpers:
 * run.sh's ``utils/data/modify_speaker_info.sh --seconds-per-spk-max 180``:
   pseudo-speakers ``<talk>-<k>`` of consecutive utterances totalling ≤ 180 s.
 
+A set whose data dir carries a stamp of the same corpus files (stm contents, sph names, sizes and
+times) and options is not prepared again (ser.io.stamp).
+
 Deviation: utterances whose transcript is empty after normalisation are skipped
 (counted and logged); they carry nothing for LF-MMI training or scoring.  A talk whose
 stm has no segments is dropped, counted and logged.
@@ -31,8 +34,8 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
-from ser.io.atomic import atomic_write_text
-from ser.io.datadir import DataDir, DataDirError, Segment
+from ser.io.datadir import STAMP, DataDir, DataDirError, Segment, up_to_date
+from ser.io.stamp import Stamp, listing
 from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
@@ -181,17 +184,26 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
     for name in sets:
         stats: Counter = Counter()
         sdir = set_dir(corpus, name)
+        dst = data_root / f"tedlium_{name}"
+        stamp = Stamp(dst / STAMP, {"prepare": "tedlium", "corpus": str(sdir.resolve()),
+                                    "seconds_per_spk_max": seconds_per_spk_max, "sph": listing(sdir / "sph", "*.sph")},
+                      sorted((sdir / "stm").glob("*.stm")))
+        if up_to_date(stamp):
+            d = DataDir.load(dst)
+            out[name] = Counter(up_to_date=1, utterances=len(d.utts), speakers=len(d.spk2utt), recordings=len(d.wav))
+            log.info("%s is up to date (same corpus files and options); not preparing it again", dst)
+            continue
         recs = read_stm(sdir / "stm", stats)
         d = stm_to_datadir(recs, sdir / "sph", stats)
         if name == "train":
             stats["overlaps_fixed"] = extend_segment_times(d.segments, 0.15, 0.1)
         d = modify_speaker_info(d, seconds_per_spk_max)
         d.extras["reco2file_and_channel"] = {r: f"{r} A" for r in d.wav}
-        dst = data_root / f"tedlium_{name}"
         d.validate(need_text=True)
-        d.write(dst, replace=True)
-        atomic_write_text(dst / "stm", STM_HEADER + "".join(" ".join(r) + "\n" for r in recs))
-        atomic_write_text(dst / "glm", ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n")
+        d.write(dst, replace=True, files={
+            "stm": STM_HEADER + "".join(" ".join(r) + "\n" for r in recs),
+            "glm": ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n",
+            STAMP: stamp.text()})
         stats["utterances"] = len(d.utts)
         stats["speakers"] = len(d.spk2utt)
         stats["recordings"] = len(d.wav)
