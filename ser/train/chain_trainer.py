@@ -844,6 +844,8 @@ class ChainTrainer:
         st = self.state
         if st.step >= st.total_steps and st.history:
             logger.info("%s: training already finished (%d minibatches)", self.out_dir, st.step)
+            if self.is_main and not (self.out_dir / "final.pt").is_file():  # killed before it was written
+                self._write_final_model()
             return st.history[-1]
         self._open_iter_log(st.iteration)
         t_print = time.time()
@@ -895,8 +897,7 @@ class ChainTrainer:
         if st.step >= st.total_steps:
             self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
             if self.is_main:
-                save_chain_model(self.out_dir / "final.pt", self.model,
-                                 {"history": st.history, "schedule": sched.describe()})
+                self._write_final_model()
                 self._log(f"training done: {st.step} minibatches; wrote {self.out_dir}/final.pt")
         else:
             self.save_checkpoint(egs)
@@ -905,6 +906,10 @@ class ChainTrainer:
             self._log_file = None
             self._log_iter = -1
         return st.history[-1] if st.history else {}
+
+    def _write_final_model(self) -> None:
+        save_chain_model(self.out_dir / "final.pt", self.model,
+                         {"history": self.state.history, "schedule": self.schedule.describe()})
 
     def _broadcast_preconditioning(self) -> None:
         if not self.distributed:
