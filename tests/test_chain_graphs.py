@@ -112,33 +112,6 @@ def test_prepare_dict_and_lang(lang, tmp_path_factory):
     assert topo.split("<ForPhones>\n")[1].split("\n")[0].split() == [str(i) for i in range(1, lang.num_phones + 1)]
 
 
-def test_bad_dictionaries(tmp_path):
-    """An empty dictionary (or one of silence phones only) is an error, not a lang of <unk>; so is a training
-    text none of whose words has a pronunciation; a non-UTF-8 dictionary names its file and line."""
-    (tmp_path / "text").write_text("u1 the cat\n")
-    cases = [("", r"dic: no pronunciations \(empty dictionary\)"),
-             ("<s> SIL\n</s> SIL\n", "no pronunciations"),
-             ("um NSN\nah SIL\n", r"dic: 0 non-silence phones"),
-             ("dog D AO G\n", r"none of the 2 words of .*text has a pronunciation"),
-             ("the DH AH\ncaf\xe9 K AE F\n".encode("latin-1"), r"dic:2: not valid UTF-8")]
-    for text, msg in cases:
-        dic = tmp_path / "dic"
-        dic.write_bytes(text if isinstance(text, bytes) else text.encode())
-        with pytest.raises(ValueError, match=msg):
-            prepare_dict(dic, tmp_path / "dict", [tmp_path / "text"], use_cmudict=False)
-    d = tmp_path / "dict2"
-    d.mkdir()
-    for f, text in (("silence_phones.txt", "SIL\nNSN\n"), ("nonsilence_phones.txt", ""),
-                    ("optional_silence.txt", "SIL\n"), ("lexicon.txt", "<unk> NSN\n")):
-        (d / f).write_text(text)
-    with pytest.raises(ValueError, match=r"dict2/nonsilence_phones\.txt: no non-silence phones"):
-        prepare_lang(d, "<unk>", tmp_path / "lang")
-    (d / "nonsilence_phones.txt").write_text("AH\n")
-    with pytest.raises(ValueError, match="no words besides the OOV word"):
-        prepare_lang(d, "<unk>", tmp_path / "lang")
-    assert not (tmp_path / "lang").exists()
-
-
 def test_text_to_phones_silprobs(lang):
     rng = random.Random(3)
     seqs = [text_to_phones(["the", "cat", "sat"], lang, rng, 0.8, 0.1) for _ in range(4000)]

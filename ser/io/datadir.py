@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ser.io.atomic import atomic_dir, atomic_open, finish_swap
 from ser.io.stamp import Stamp
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,19 @@ def read_kv(path: str | os.PathLike, *, allow_empty_value: bool = False) -> dict
     """``<key> <rest of line>`` → dict; errors name the file and line."""
     out: dict[str, str] = {}
     try:
-        f = open(path, encoding="utf-8")
+        lines = read_lines(path, DataDirError)
     except OSError as e:
         raise DataDirError(f"cannot read {path}: {e.strerror}") from e
-    with f:
-        try:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                parts = line.split(maxsplit=1)
-                if len(parts) == 1 and not allow_empty_value:
-                    raise DataDirError(f"{path}:{n}: line has a key but no value: {line!r}")
-                key, val = parts[0], (parts[1].strip() if len(parts) == 2 else "")
-                if key in out:
-                    raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
-                out[key] = val
-        except UnicodeDecodeError as e:
-            raise DataDirError(f"{path}: not valid UTF-8 (line {n + 1 if 'n' in locals() else 1}): {e.reason}") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) == 1 and not allow_empty_value:
+            raise DataDirError(f"{path}:{n}: line has a key but no value: {line!r}")
+        key, val = parts[0], (parts[1].strip() if len(parts) == 2 else "")
+        if key in out:
+            raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
+        out[key] = val
     return out
 
 
