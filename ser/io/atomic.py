@@ -107,4 +107,5 @@ def atomic_dir(path: str | os.PathLike, update: bool = False) -> Iterator[Path]:
         os.replace(tmp, path)
         shutil.rmtree(old)
     else:
+        kill_point(f"rename:{path.name}")
         os.replace(tmp, path)
