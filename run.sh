@@ -103,8 +103,14 @@ fi
 
 if run_stage 4; then
   banner 4 "online i-vectors (PCA, ${ivector_num_gauss}-Gaussian diag UBM, ${ivector_dim}-dim extractor)"
+  # each output is redone unless its stamp (ser.io.stamp) records the same options and inputs
+  stamp=(python -m ser.bin.stamp)
   ie=exp/nnet3/extractor
-  if [ ! -f $ie/final.ie.pt ]; then
+  train=data/tedlium_train_sp
+  ie_stamp=($ie/.stamp --opt "num_gauss=$ivector_num_gauss" --opt "dim=$ivector_dim" --opt "num_iters=$ivector_num_iters"
+            --opt "ubm_num_frames=$ivector_ubm_num_frames" $train/feats.scp $train/utt2spk $train/.feats.stamp)
+  if ! "${stamp[@]}" check "${ie_stamp[@]}"; then
+    "${stamp[@]}" clear "${ie_stamp[@]}"
     # UBM and PCA on a quarter of the training utterances, extractor on all (run_ivector_common.sh)
     mkdir -p exp/nnet3/log
     awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list
@@ -117,12 +123,17 @@ if run_stage 4; then
     steps/online/train_ivector_extractor.sh --num-threads 1 --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" \
       data/tedlium_train_sp exp/nnet3/diag_ubm $ie > exp/nnet3/log/extractor.log 2>&1 \
       || { tail -n 3 exp/nnet3/log/extractor.log >&2; exit 1; }
+    "${stamp[@]}" write "${ie_stamp[@]}"
   fi
   for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
-    opts=""; [ $x = tedlium_train_sp ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
-    if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
-      steps/online/extract_ivectors_online.sh --nj "$nj" $opts data/$x $ie exp/nnet3/ivectors_$x \
+    upsm=-1; [ $x = tedlium_train_sp ] && upsm=2   # pseudo-speakers of 2 utterances
+    iv_stamp=(exp/nnet3/ivectors_$x/.stamp --opt "utts_per_spk_max=$upsm" $ie/.stamp
+              data/$x/feats.scp data/$x/utt2spk data/$x/.feats.stamp)
+    if ! "${stamp[@]}" check "${iv_stamp[@]}"; then
+      "${stamp[@]}" clear "${iv_stamp[@]}"
+      steps/online/extract_ivectors_online.sh --nj "$nj" --utts-per-spk-max $upsm data/$x $ie exp/nnet3/ivectors_$x \
         > exp/nnet3/log/ivectors_$x.log 2>&1 || { tail -n 3 exp/nnet3/log/ivectors_$x.log >&2; exit 1; }
+      "${stamp[@]}" write "${iv_stamp[@]}"
     fi
     echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
   done

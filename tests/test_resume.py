@@ -113,3 +113,28 @@ def test_up_to_date_means_same_options_and_inputs(tedlium, train, tmp_path):
     assert not prepare_tedlium(tedlium, train.parent, sets=["dev"])["dev"]["up_to_date"]
     assert not (d / "feats.scp").exists()
     assert "up to date" not in ok("steps/make_mfcc.sh", "--mfcc-config", str(conf), *mfcc[1:])
+
+
+def test_stamp_records_options_and_input_contents(tmp_path):
+    """ser.io.stamp: current only for the same options and input contents (not times); shell steps use the CLI."""
+    from ser.io.stamp import Stamp
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("1\n")
+    b.write_text("2\n")
+    st = tmp_path / "out" / ".stamp"
+    Stamp(st, {"dim": 10}, [a, b]).write()
+    assert Stamp(st, {"dim": 10}, [a, b]).current()
+    assert not Stamp(st, {"dim": 12}, [a, b]).current()
+    a.write_text("1\n")                                 # rewritten, same content: still current
+    assert Stamp(st, {"dim": 10}, [a, b]).current()
+    b.write_text("3\n")
+    assert not Stamp(st, {"dim": 10}, [a, b]).current()
+    assert not Stamp(st, {"dim": 10}, [a, tmp_path / "gone"]).current()
+    cli = ["python", "-m", "ser.bin.stamp"]
+    args = [str(st), "--opt", "dim=10", str(a), str(b)]
+    run = lambda *x: subprocess.run([*cli, *x], cwd=ROOT, capture_output=True, text=True).returncode
+    assert run("check", *args) == 1
+    assert run("write", *args) == 0 and run("check", *args) == 0
+    assert run("check", str(st), "--opt", "dim=12", str(a), str(b)) == 1
+    assert run("clear", *args) == 0 and not st.exists()

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stamp")
     p.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE", help="an option the output depends on")
     p.add_argument("inputs", nargs="*", help="files whose contents the output depends on (a missing one counts too)")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # options may follow the stamp file
     opts = {}
     for o in a.opt:
         name, eq, value = o.partition("=")
