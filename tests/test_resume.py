@@ -46,7 +46,7 @@ def tables(d: Path) -> dict[str, str]:
     return {f.name: f.read_text() for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".stamp")}
 
 
-@pytest.mark.parametrize("kill_at", ["rename:reco2vol", "rename:wav.scp", "swap:tedlium_train_sp"])
+@pytest.mark.parametrize("kill_at", ["rename:*/reco2vol", "rename:*/wav.scp", "swap:*/tedlium_train_sp"])
 def test_volume_perturbation_killed_midway(train, kill_at):
     """A kill between writing wav.scp and reco2vol made the re-run append a second sox --vol to every line."""
     sp = train.parent / "tedlium_train_sp"

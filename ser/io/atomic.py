@@ -41,7 +41,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             yield f
             f.flush()
             os.fsync(f.fileno())
-        kill_point(f"rename:{path.name}")
+        kill_point(f"rename:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -103,9 +103,9 @@ def atomic_dir(path: str | os.PathLike, update: bool = False) -> Iterator[Path]:
         raise
     if path.exists():
         os.replace(path, old)
-        kill_point(f"swap:{path.name}")
+        kill_point(f"swap:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
         shutil.rmtree(old)
     else:
-        kill_point(f"rename:{path.name}")
+        kill_point(f"rename:{path.parent.name}/{path.name}")
         os.replace(tmp, path)

@@ -2,9 +2,9 @@
 
 ``SER_KILL_AT=<pattern>[@<n>]`` makes the process SIGKILL itself the ``n``-th time (default 1) it
 reaches a :func:`kill_point` whose label matches ``pattern`` (``fnmatch``: ``rename:*`` matches every
-rename).  Points: ``rename:<name>`` (an atomic file or new directory, complete under its temp name, about
-to be renamed into place) and ``swap:<dir>`` (between the two renames of an atomic directory replacing
-an existing one).  Unset (always,
+rename, ``rename:*/final.pt`` every final.pt).  Points: ``rename:<parent>/<name>`` (an atomic file or new
+directory, complete under its temp name, about to be renamed into place) and ``swap:<parent>/<dir>``
+(between the two renames of an atomic directory replacing an existing one).  Unset (always,
 outside the tests) a point costs one dictionary lookup.  SIGKILL, not an exception: nothing gets to
 clean up, as when a job is killed by the scheduler or the machine goes down.
 """

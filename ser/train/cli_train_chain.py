@@ -31,7 +31,7 @@ import torch
 
 from ser.chain.den_graph import load_den_chain_graph
 from ser.device import resolve_device
-from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
+from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.train.chain_trainer import (OPTIMIZERS, ChainTrainer, ChainTrainerConfig, load_chain_model,
                                      subset_minibatch)
 
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = ChainTrainerConfig()
     p = argparse.ArgumentParser(prog="steps/train_chain.sh", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", choices=["mini", "tdnn_1g"], default="tdnn_1g", help="network size")
+    p.add_argument("--config", choices=list(NET_PRESETS), default="tdnn_1g", help="network size")
     p.add_argument("--num-epochs", type=float, default=d.num_epochs)
     p.add_argument("--initial-effective-lrate", type=float, default=d.initial_effective_lrate)
     p.add_argument("--final-effective-lrate", type=float, default=d.final_effective_lrate)
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
         den, num_pdfs = load_den_chain_graph(chain_dir / "den.pt")
         ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
-        cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.config == "mini"
-               else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
+        cfg = TdnnfConfig.preset(a.config, num_pdfs, ivector_dim=ivector_dim)
         model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
         if a.input_model:
             init = load_chain_model(a.input_model)
