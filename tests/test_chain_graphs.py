@@ -372,7 +372,7 @@ def test_numerator_normalised_le_den(lang, den_setup):
 
 
 def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):
-    from ser.chain.prepare_e2e import main
+    from ser.bin.prepare_e2e import main
 
     lang_dir = Path(tmp_path_factory.getbasetemp()) / "lang0" / "lang"
     data = tmp_path / "data"

@@ -30,9 +30,7 @@ the whole graph); the i-vector of every frame instead of one per 51-frame chunk.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ser.device import resolve_device
 from ser.chain.graph import ChainGraph
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
@@ -301,34 +298,3 @@ def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: s
     atomic_write_text(out / "per_lm_only.txt", stats["lm_only"].line() + "\n")
     atomic_write_text(out / "per_most_frequent.txt", stats["most_frequent"].line() + "\n")
     return stats
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m ser.chain.decode",
-        description="Phone decoding of a data dir with a chain model (Viterbi through the den "
-                    "graph); writes per.txt, per_lm_only.txt, per_most_frequent.txt, hyp.txt, ref.txt.")
-    p.add_argument("--online-ivector-dir", default=None)
-    p.add_argument("--train-text", default=None, help="text file for the most-frequent-phone baseline")
-    p.add_argument("--device", default="auto")
-    p.add_argument("model")
-    p.add_argument("data_dir")
-    p.add_argument("chain_dir", help="dir with den.pt and pdf_map.pt")
-    p.add_argument("lang_dir")
-    p.add_argument("decode_dir")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        device = resolve_device(a.device)
-        stats = decode_data_dir(a.model, a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
-                                a.decode_dir, a.train_text, device)
-    except (ValueError, RuntimeError) as e:
-        print(f"ser.chain.decode: error: {e}", file=sys.stderr)
-        return 1
-    for name, s in stats.items():
-        print(f"{name}: {s.line()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,12 +23,10 @@ reuses them):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -184,51 +182,3 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     info_all = {"den": info, "num": num_info}
     atomic_write_text(out / "info.txt", json.dumps(info_all, indent=1) + "\n")
     return info_all
-
-
-def _bool(s: str) -> bool:
-    if s not in ("true", "false"):
-        raise argparse.ArgumentTypeError("expected true or false")
-    return s == "true"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="steps/chain/prepare_e2e.sh",
-                                description="Flat-start chain graphs: phone LM, den graph, numerator graphs.")
-    p.add_argument("--type", choices=["mono", "biphone"], default="biphone")
-    p.add_argument("--tie", type=_bool, default=True, help="back off rare biphones (true|false)")
-    p.add_argument("--min-biphone-count", type=int, default=100)
-    p.add_argument("--min-monophone-count", type=int, default=20)
-    p.add_argument("--ngram-order", type=int, default=4)
-    p.add_argument("--no-prune-ngram-order", type=int, default=3)
-    p.add_argument("--num-extra-lm-states", type=int, default=2000)
-    p.add_argument("--edge-silprob", type=float, default=0.8)
-    p.add_argument("--between-silprob", type=float, default=0.1)
-    p.add_argument("--frame-subsampling-factor", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("data_dir")
-    p.add_argument("lang_dir")
-    p.add_argument("out_dir")
-    a = p.parse_args(argv)
-    out = Path(a.out_dir)
-    (out / "log").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(sys.stderr),
-                                  logging.FileHandler(out / "log" / "prepare_e2e.log")])
-    print(f"steps/chain/prepare_e2e.sh: {a.data_dir} {a.lang_dir} -> {a.out_dir} (--type {a.type})", file=sys.stderr)
-    try:
-        info = prepare_e2e(a.data_dir, a.lang_dir, a.out_dir, a.type, a.tie, a.min_biphone_count,
-                           a.min_monophone_count, a.ngram_order, a.no_prune_ngram_order, a.num_extra_lm_states,
-                           a.edge_silprob, a.between_silprob, a.frame_subsampling_factor, a.seed)
-    except (ValueError, RuntimeError) as e:
-        print(f"steps/chain/prepare_e2e.sh: error: {e} (log: {out}/log/prepare_e2e.log)", file=sys.stderr)
-        return 1
-    d, n = info["den"], info["num"]
-    print(f"prepare_e2e: {d.get('num_pdfs')} pdfs, phone LM {d.get('phone_lm_states')} states, den graph "
-          f"{d.get('den_states')} states / {d.get('den_arcs')} arcs; numerator graphs {n['graphs']}/{n['utterances']}"
-          f" (skipped {sum(n['skipped'].values())})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

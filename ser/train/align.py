@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ser.device import resolve_device
 from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -294,44 +293,3 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
     if out_path is not None:
         ali.save(out_path)
     return ali
-
-
-def main(argv: list[str] | None = None) -> int:
-    """steps/chain/align.sh [--online-ivector-dir D] [--device auto] <data> <chain-dir> <model.pt> <ali-dir>"""
-    import argparse
-    import sys
-
-    from ser.chain.topo import PdfMap
-    from ser.train.chain_trainer import load_chain_model
-    from ser.train.egs import load_egs_data, load_num_graphs
-
-    p = argparse.ArgumentParser(prog="steps/chain/align.sh", description=main.__doc__)
-    p.add_argument("--online-ivector-dir", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-batch-frames", type=int, default=20000)
-    p.add_argument("data")
-    p.add_argument("chain_dir", help="dir with num.pt (whole-utterance numerators) and pdf_map.pt")
-    p.add_argument("model")
-    p.add_argument("ali_dir")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = Path(a.ali_dir) / "ali.pt"
-    try:
-        device = resolve_device(a.device)
-        if out.is_file() and out.stat().st_mtime >= Path(a.model).stat().st_mtime:
-            print(f"{out} is up to date with {a.model}; not re-aligning")
-            return 0
-        model = load_chain_model(a.model).to(device)
-        data = load_egs_data(a.data, a.online_ivector_dir)
-        graphs, _, _ = load_num_graphs(Path(a.chain_dir) / "num.pt")
-        pdf_map = PdfMap.from_state_dict(torch.load(Path(a.chain_dir) / "pdf_map.pt", weights_only=True))
-        ali = align_data(model, data, graphs, pdf_map, out, max_batch_frames=a.max_batch_frames, device=device)
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"steps/chain/align.sh: error: {e}", file=sys.stderr)
-        return 1
-    print(f"steps/chain/align.sh: aligned {len(ali)} utterances with {a.model} -> {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
