@@ -1,15 +1,13 @@
 """steps/chain/prepare_e2e.sh [opts] <train-data-dir> <lang-dir> <out-dir>
 
 Flat-start chain graphs: phone LM, den graph (den.pt, den.fst.txt) and numerator graphs (num.pt), as
-Kaldi's steps/nnet3/chain/e2e/prepare_e2e.sh; see ser/chain/prepare_e2e.py.  Logs to
-<out-dir>/log/prepare_e2e.log as well as stderr.
+Kaldi's steps/nnet3/chain/e2e/prepare_e2e.sh; see ser/chain/prepare_e2e.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ser.chain.prepare_e2e import prepare_e2e
 from ser.cli import run_main, setup_logging, str2bool
@@ -32,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("lang_dir")
     p.add_argument("out_dir")
     a = p.parse_args(argv)
-    out = Path(a.out_dir)
-    (out / "log").mkdir(parents=True, exist_ok=True)
-    setup_logging(log_file=out / "log" / "prepare_e2e.log")
+    setup_logging()
     print(f"prepare_e2e: {a.data_dir} {a.lang_dir} -> {a.out_dir} (--type {a.type})", file=sys.stderr)
     info = prepare_e2e(a.data_dir, a.lang_dir, a.out_dir, a.type, a.tie, a.min_biphone_count,
                        a.min_monophone_count, a.ngram_order, a.no_prune_ngram_order, a.num_extra_lm_states,
