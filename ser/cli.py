@@ -5,7 +5,7 @@ A program is ``ser/bin/<name>.py`` with ``main(argv=None) -> int`` and ends with
     if __name__ == "__main__":
         run_main(main)
 
-``main`` raises on bad input; :func:`run_main` turns the errors the library raises for bad input
+``main`` raises on bad input; :func:`run_main` (:func:`run_program` in-process) turns the errors the library raises for bad input
 (``ValueError``, ``OSError``, ``RuntimeError`` and their subclasses: DataDirError, AudioError,
 ConfigError, ...) into ONE line ``<prog>: <message>`` on stderr and exit status 1, as a Kaldi binary
 prints one ``ERROR (<prog>...)`` line.  Set ``SER_TRACEBACK=1`` to get the traceback instead.
@@ -70,16 +70,20 @@ def prog_name(main: Callable) -> str:
     return Path(inspect.getfile(main)).stem
 
 
-def run_main(main: Callable[[], int]) -> NoReturn:
-    """Run ``main()`` and exit with its status; an expected error exits 1 with one line on stderr.
-
-    ``sys.argv[0]`` becomes the program's name, so argparse's usage and errors use the same name."""
-    sys.argv[0] = prog_name(main)
+def run_program(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """``main(argv)``'s exit status; an expected error prints one line ``<prog>: <message>`` and gives 1."""
     try:
-        rc = main()
+        return main(argv)
     except EXPECTED_ERRORS as e:
         if os.environ.get("SER_TRACEBACK"):
             raise
         print(f"{prog_name(main)}: {e}", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(rc)
+        return 1
+
+
+def run_main(main: Callable[[list[str] | None], int]) -> NoReturn:
+    """A program's entry point: exits with :func:`run_program`'s status for the command line.
+
+    ``sys.argv[0]`` becomes the program's name, so argparse's usage and errors use the same name."""
+    sys.argv[0] = prog_name(main)
+    sys.exit(run_program(main))
