@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 
 # run.sh's options: a top-level key of that name would overwrite them when run.sh evals the config
-# (tests/test_config.py checks that no schema name is a variable run.sh or a driver assigns)
+# (tests/test_config.py checks that no schema name is a variable run.sh, path.sh or cmd.sh assigns)
 SHELL_RESERVED = frozenset({"stage", "stop_stage", "config"})
 
 
