@@ -10,7 +10,14 @@
 #           from the alignment; starts from the pass-1 model (same pdfs; Kaldi builds a tree and starts afresh)
 #   decode  best path through the den graph -> phones; PER on dev/test       -> exp/chain/tdnn/decode_{dev,test}
 #
-# Results: RESULTS_PLACEHOLDER
+# Results, conf/mini.yaml on the embedded corpora (mini network: 637,732 parameters, 914 pdfs, context 28/28; CPU):
+#   pass 1   618 minibatches, 7 iterations; final train/valid log-prob -0.0845/-0.0987, xent -2.194/-2.244
+#   align    3036 utterances, 423,284 output frames, average best-path log-score 1.187 per frame
+#   pass 2   284 minibatches, 8 iterations; final train/valid log-prob -0.0277/-0.0403, xent -1.307/-1.396
+#   %PER     dev 36.51 [ 1092 / 2991, 147 ins, 177 del, 768 sub ]   test 38.02 [ 1047 / 2754, 158 ins, 119 del, 770 sub ]
+#   without acoustics: phone LM alone dev 96.39 / test 96.48; most frequent phone dev 91.94 / test 92.30
+# conf/paper.yaml (tdnn_1g, Kaldi's 9,431,072 parameters at Kaldi's pdf count; 2 + 6 epochs) on the real TED-LIUM:
+# unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
