@@ -16,7 +16,7 @@
 #   pass 2   284 minibatches, 8 iterations; final train/valid log-prob -0.0277/-0.0403, xent -1.307/-1.396
 #   %PER     dev 36.51 [ 1092 / 2991, 147 ins, 177 del, 768 sub ]   test 38.02 [ 1047 / 2754, 158 ins, 119 del, 770 sub ]
 #   without acoustics: phone LM alone dev 96.39 / test 96.48; most frequent phone dev 91.94 / test 92.30
-# conf/paper.yaml (tdnn_1g, Kaldi's 9,431,072 parameters at Kaldi's pdf count; 2 + 6 epochs) on the real TED-LIUM:
+# conf/paper.yaml (tdnn_1g: 9,431,072 parameters with 3600 pdfs, as Kaldi's; 2 + 6 epochs) on the real TED-LIUM:
 # unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
