@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lfmmi import random_den_graph  # noqa: E402  (bench/lfmmi.py)
 
-from ser.chain.den_graph import load_den_chain_graph  # noqa: E402
+from ser.io.torch_io import load_torch  # noqa: E402
 from ser.chain.graph import ChainGraph  # noqa: E402
 from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 from ser.nnet import TdnnfConfig, TdnnfModel  # noqa: E402
@@ -104,7 +104,8 @@ def main() -> None:
 
     device = resolve_device(a.device)
     if a.den_graph:
-        den, pdfs = load_den_chain_graph(a.den_graph)
+        d = load_torch(a.den_graph, what="den graph", expect_keys=("num_pdfs",))
+        den, pdfs = ChainGraph.from_state_dict(d), int(d["num_pdfs"])
     else:
         pdfs = a.pdfs
         den = random_den_graph(a.den_states, a.den_arcs, pdfs, seed=0, pdf_by_dst=False)

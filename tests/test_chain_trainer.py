@@ -24,8 +24,9 @@ from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import Normalizer, make_supervision
 from ser.chain.topo import PdfMap, biphone_stats
 from ser.nnet import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiAdam, KaldiSgd, load_chain_model,
-                                     split_minibatch, subset_minibatch)
+from ser.nnet.model_io import load_chain_model
+from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiAdam, KaldiSgd, split_minibatch,
+                                     subset_minibatch)
 from ser.train.minibatch import ChainMinibatch
 from ser.train.schedule import KaldiSchedule
 

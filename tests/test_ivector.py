@@ -14,7 +14,7 @@ from ser.ivector.batched_cholesky import BlockLayout, spd_solve, spd_solve_block
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
 from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, modify_speaker_info
-from ser.ivector.model_io import save_tensors
+from ser.io.torch_io import save_torch
 from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions, extract_ivectors_online
 from ser.ivector.pca import get_pca_transform
 from ser.ivector.synthetic import make_synthetic_datadir
@@ -284,8 +284,8 @@ def test_online_rows_on_disk(tmp_path: Path, online_setup):
     exdir.mkdir()
     ie.save(exdir / "final.ie.pt")
     ubm.save(exdir / "final.dubm.pt")
-    save_tensors(exdir / "final.mat.pt", {"mat": ff.mat})
-    save_tensors(exdir / "global_cmvn.stats.pt", {"stats": ff.gstats})
+    save_torch({"mat": ff.mat}, exdir / "final.mat.pt")
+    save_torch({"stats": ff.gstats}, exdir / "global_cmvn.stats.pt")
     (exdir / "splice_opts").write_text(ff.splice_opts.to_conf())
     (exdir / "online_cmvn.conf").write_text(ff.cmvn_opts.to_conf())
     extract_ivectors_online(d.path, exdir, tmp_path / "iv", opts, device="cpu")

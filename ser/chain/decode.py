@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ser.device import resolve_device
+from ser.chain.chain_dir import ChainDir
 from ser.chain.graph import ChainGraph
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
@@ -49,24 +50,12 @@ from ser.io.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["viterbi", "decoding_graph", "pdf_phone_tables", "pdfs_to_phones", "reference_phones",
+__all__ = ["viterbi", "pdf_phone_tables", "pdfs_to_phones", "reference_phones",
            "align_counts", "PerStats"]
 
 
 # ----------------------------------------------------------------------------------------
 # Viterbi
-
-
-def decoding_graph(den_pt: str | Path) -> ChainGraph:
-    """The den graph as a decoding FST: start state only, the FST's final weights."""
-    d = torch.load(den_pt, weights_only=True)
-    g = ChainGraph.from_state_dict(d)
-    if "fst_start" not in d:
-        return g
-    init = torch.full((g.num_states,), float("-inf"))
-    init[int(d["fst_start"])] = 0.0
-    final = d["fst_final"].float()
-    return ChainGraph(g.num_states, g.src, g.dst, g.pdf, g.logp, init, final)
 
 
 @torch.no_grad()
@@ -239,15 +228,16 @@ def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: s
                     train_text: str | Path | None = None, device: str = "cpu") -> dict[str, PerStats]:
     from ser.io.datadir import DataDir
     from ser.io.tables import read_matrix, read_scp
+    from ser.nnet.model_io import load_chain_model
     from ser.nnet.tdnnf import pad_edges
-    from ser.train.chain_trainer import load_chain_model
 
     dev = torch.device(device)
     out = Path(out_dir)
     model = load_chain_model(model_path, map_location="cpu").to(dev).eval()
     lang = Lang.load(lang_dir)
-    pdf_map = PdfMap.from_state_dict(torch.load(Path(chain_dir) / "pdf_map.pt", weights_only=True))
-    graph = decoding_graph(Path(chain_dir) / "den.pt").to(dev)
+    chain = ChainDir.load(chain_dir)
+    pdf_map = chain.pdf_map
+    graph = chain.decoding_graph.to(dev)
     phone_of, class_of = pdf_phone_tables(pdf_map)
     drop = {lang.phone_id[p] for p in lang.silence}
     data = DataDir.load(data_dir)

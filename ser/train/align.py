@@ -44,7 +44,7 @@ from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.topo import PdfMap
-from ser.io.atomic import atomic_open
+from ser.io.torch_io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +206,12 @@ class Alignment:
                 "logprob": {u: float(v) for u, v in self.logprob.items()}}
 
     def save(self, path: str | Path) -> None:
-        with atomic_open(path, "wb") as f:
-            torch.save(self.state_dict(), f)
+        save_torch(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Alignment":
-        try:
-            d = torch.load(path, weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{path}: cannot read alignment: {e}") from e
+        d = load_torch(path, what="alignment (ali.pt of steps/chain/align.sh)",
+                       expect_keys=("phones", "phone_start", "frame_subsampling_factor"))
         return cls(d["phones"], d["phone_start"], d.get("pdfs"), d.get("logprob"), d["frame_subsampling_factor"],
                    d.get("num_pdfs", 0))
 
@@ -301,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ser.chain.topo import PdfMap
-    from ser.train.chain_trainer import load_chain_model
-    from ser.train.egs import load_egs_data, load_num_graphs
+    from ser.chain.chain_dir import ChainDir
+    from ser.nnet.model_io import load_chain_model
+    from ser.train.egs import load_egs_data
 
     p = argparse.ArgumentParser(prog="steps/chain/align.sh", description=main.__doc__)
     p.add_argument("--online-ivector-dir", default=None)
@@ -323,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         model = load_chain_model(a.model).to(device)
         data = load_egs_data(a.data, a.online_ivector_dir)
-        graphs, _, _ = load_num_graphs(Path(a.chain_dir) / "num.pt")
-        pdf_map = PdfMap.from_state_dict(torch.load(Path(a.chain_dir) / "pdf_map.pt", weights_only=True))
+        chain = ChainDir.load(a.chain_dir)
+        graphs, pdf_map = chain.num_graphs.graphs, chain.pdf_map
         ali = align_data(model, data, graphs, pdf_map, out, max_batch_frames=a.max_batch_frames, device=device)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"steps/chain/align.sh: error: {e}", file=sys.stderr)

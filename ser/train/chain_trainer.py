@@ -89,16 +89,15 @@ from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
 from ser.chain.objective import LFMMILoss
 from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.nnet.model_io import CHECKPOINT_FORMAT, save_chain_model
 from ser.nnet.orthonormal import apply_orthonormal_constraint
 from ser.nnet.preconditioning import LdaStats, splice_input
-from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
+from ser.nnet.tdnnf import TdnnfModel
 from ser.train.minibatch import ChainMinibatch
 from ser.train.schedule import KaldiSchedule
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "ser.chain_trainer.v1"
-MODEL_FORMAT = "ser.chain_model.v1"
 
 
 # ----------------------------------------------------------------------------------------
@@ -377,36 +376,6 @@ def split_minibatch(mb: ChainMinibatch) -> list[ChainMinibatch]:
         return [mb]
     h = (b + 1) // 2
     return [subset_minibatch(mb, range(h)), subset_minibatch(mb, range(h, b))]
-
-
-# ----------------------------------------------------------------------------------------
-# model files
-
-
-def save_chain_model(path: str | Path, model: TdnnfModel, extra: dict[str, Any] | None = None) -> None:
-    """``final.pt``: {"format", "config", "model", "num_pdfs", "left_context",
-    "right_context", "frame_subsampling_factor", ...extra}; torch.load(weights_only=True)."""
-    d = {"format": MODEL_FORMAT, "config": model.config.to_dict(), "model": model.state_dict(),
-         "num_pdfs": model.config.num_pdfs, "left_context": model.left_context,
-         "right_context": model.right_context,
-         "frame_subsampling_factor": model.frame_subsampling_factor}
-    d.update(extra or {})
-    with atomic_open(path, "wb") as f:
-        torch.save(d, f)
-
-
-def load_chain_model(path: str | Path, map_location: str | torch.device = "cpu") -> TdnnfModel:
-    """A TdnnfModel from ``save_chain_model``'s file or a trainer checkpoint."""
-    try:
-        d = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read chain model: {e}") from e
-    if d.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
-        raise RuntimeError(f"{path}: not a chain model (format {d.get('format')!r})")
-    cfg = d["config"] if "config" in d else d["model_config"]
-    model = TdnnfModel(TdnnfConfig.from_dict(cfg))
-    model.load_state_dict(d["model"])
-    return model
 
 
 # ----------------------------------------------------------------------------------------
@@ -714,18 +683,15 @@ class ChainTrainer:
     def save_checkpoint(self, egs: EgsSource | None) -> None:
         d = self.checkpoint_dict(egs)
         if d is not None:
-            with atomic_open(self.out_dir / "checkpoint.pt", "wb") as f:
-                torch.save(d, f)
+            save_torch(d, self.out_dir / "checkpoint.pt")
         if self.distributed:
             dist.barrier()
 
     def load_checkpoint(self, path: str | Path, egs: EgsSource | None) -> None:
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{path}: cannot read checkpoint: {e}") from e
-        if d.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{path}: not a chain trainer checkpoint")
+        d = load_torch(path, what="chain trainer checkpoint",
+                       expect_keys=("format", "model_config", "model", "optimizer", "trainer"))
+        if d["format"] != CHECKPOINT_FORMAT:
+            raise TorchFileError(f"{path}: not a chain trainer checkpoint (format {d['format']!r})")
         if d["model_config"] != self.model.config.to_dict():
             raise RuntimeError(f"{path}: model configuration differs from this run's")
         saved_opt = d.get("trainer_config", {}).get("optimizer", "kaldi-sgd")

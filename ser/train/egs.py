@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MatrixTable", "EgsData", "load_egs_data", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
     "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "split_utterance", "Chunk",
-    "load_num_graphs", "E2eEgs", "ChunkEgs",
+    "E2eEgs", "ChunkEgs",
 ]
 
 
@@ -365,20 +365,10 @@ class _EpochIterator:
 # ------------------------------------------------------------------------------------------
 # pass 1: whole utterances
 # ------------------------------------------------------------------------------------------
-def load_num_graphs(path: str | Path) -> tuple[dict[str, ChainGraph], dict[str, int], int]:
-    """num.pt of ser.chain.prepare_e2e -> (graphs, num_output_frames, frame_subsampling_factor)."""
-    try:
-        d = torch.load(path, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read numerator graphs: {e}") from e
-    graphs = {u: ChainGraph.from_state_dict(g) for u, g in d["graphs"].items()}
-    return graphs, {u: int(n) for u, n in d["num_output_frames"].items()}, int(d["frame_subsampling_factor"])
-
-
 class E2eEgs(_EpochIterator):
     """Whole-utterance minibatches for flat-start training (see the module docstring).
 
-    ``graphs``/``num_output_frames``: from :func:`load_num_graphs` (utterances without a graph
+    ``graphs``/``num_output_frames``: ``ChainDir.num_graphs`` (utterances without a graph
     are skipped).  ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
     i-vector frame uses the egs context ``left_context + fsf // 2`` as Kaldi.  Each epoch the
     utterances are sorted by length (random tie order), cut into minibatches by
