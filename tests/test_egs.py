@@ -26,10 +26,10 @@ from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import (Normalizer, chunk_pdf_fsa, make_chunk_supervision, make_supervision,
                                    phone_windows)
 from ser.chain.topo import PdfMap, biphone_stats
-from ser.io.tables import ArkScpWriter
 from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones, viterbi_batch
-from ser.train.egs import (E2eEgs, ChunkEgs, EgsData, MatrixTable, UtteranceSplitter, input_offset,
-                           kaldi_frame_shift, parse_minibatch_size, round_chunk_widths, split_valid)
+from ser.io.batching import FeatureSet, MatrixTable
+from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
+                           parse_minibatch_size, round_chunk_widths, split_valid)
 
 DIC = """<s> SIL
 </s> SIL
@@ -84,22 +84,6 @@ def one_hot_output(pdfs: np.ndarray, num_pdfs: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 # storage, held-out subsets, options
 # ------------------------------------------------------------------------------------------
-def test_matrix_table_from_scp(tmp_path):
-    rng = np.random.default_rng(0)
-    mats = {f"u{i}": rng.standard_normal((int(rng.integers(3, 9)), 4)).astype(np.float32) for i in range(6)}
-    with ArkScpWriter(tmp_path / "a.ark", tmp_path / "a.scp") as w:
-        for k, m in mats.items():
-            w.write(k, m)
-    keys = ["u3", "u0", "u5"]
-    t = MatrixTable.from_scp(tmp_path / "a.scp", keys)
-    assert t.keys == keys and t.data.shape == (sum(mats[k].shape[0] for k in keys), 4)
-    for k in keys:
-        np.testing.assert_array_equal(t[k].numpy(), mats[k])
-        assert t.num_rows(k) == mats[k].shape[0]
-    with pytest.raises(ValueError, match="u9"):
-        MatrixTable.from_scp(tmp_path / "a.scp", ["u9"])
-
-
 def test_split_valid_keeps_perturbed_copies_together():
     base = [f"spk{i % 7}-utt{i:03d}" for i in range(60)]
     utts = base + [f"sp0.9-{u}" for u in base] + [f"sp1.1-{u}" for u in base]
@@ -348,7 +332,7 @@ def test_chunk_supervision_accepts_alignment_rejects_wrong_phones(setup):
 # ------------------------------------------------------------------------------------------
 # loaders
 # ------------------------------------------------------------------------------------------
-def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: int = 0) -> EgsData:
+def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: int = 0) -> FeatureSet:
     rng = np.random.default_rng(seed)
     keys = sorted(lengths)
     feats = MatrixTable.from_arrays(keys, [rng.standard_normal((lengths[k], dim)).astype(np.float32) for k in keys])
@@ -356,10 +340,10 @@ def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: in
     if ivec:
         iv = MatrixTable.from_arrays(keys, [rng.standard_normal(((lengths[k] + 9) // 10, 3)).astype(np.float32)
                                             for k in keys])
-    return EgsData(feats, iv, 10)
+    return FeatureSet(feats, iv, 10)
 
 
-def _check_inputs(data: EgsData, mb, first_frames: list[int], lc: int, rc: int, offset: int) -> None:
+def _check_inputs(data: FeatureSet, mb, first_frames: list[int], lc: int, rc: int, offset: int) -> None:
     for b, key in enumerate(mb.keys):
         utt = key if key in data.feats else key.rsplit("-", 1)[0]
         m = data.feats[utt]
@@ -468,10 +452,12 @@ def test_chunk_egs_and_alignment_roundtrip(setup, tmp_path):
                 lp, _, ok = numerator_forward_backward(y, g, compute_deriv=False)
                 assert ok and lp.item() > -1e3
     # i-vector row rule: a random frame of [first - egs_left_context, ... + T - 1], /10, clamped
-    for c, row in zip(egs.chunks, egs.ivector_row.tolist()):
-        lo = max(0, (c.first_frame - (lc + 1)) // 10)
-        hi = min(data.ivectors.num_rows(c.utt) - 1, (c.first_frame - (lc + 1) + lengths[c.utt] - 1) // 10)
-        assert lo <= row <= hi
+    for c, frame in zip(egs.chunks, egs.ivector_frame.tolist()):
+        lo, hi = c.first_frame - (lc + 1), c.first_frame - (lc + 1) + lengths[c.utt] - 1
+        assert lo <= frame <= hi
+        row = min(max(int(frame / 10), 0), data.ivectors.num_rows(c.utt) - 1)  # C++ division truncates
+        mb = egs._make_minibatch(np.array([egs.chunks.index(c)]), 0)
+        assert torch.equal(mb.ivector[0], data.ivectors[c.utt][row])
 
 
 def test_align_data_with_model(setup, tmp_path):

@@ -44,6 +44,7 @@ from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.topo import PdfMap
+from ser.io.batching import load_features, model_inputs
 from ser.io.torch_io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
@@ -216,27 +217,15 @@ class Alignment:
                    d.get("num_pdfs", 0))
 
 
-def _online_ivectors(data, utt_idx: torch.Tensor, t_in: int, left_context: int) -> torch.Tensor:
-    """[B, t_in, I]: for input frame t (clamped to the utterance) the row t // period."""
-    iv = data.ivectors
-    rel = (torch.arange(t_in, dtype=torch.int64)[None, :] - left_context).clamp_min(0)
-    rel = torch.minimum(rel, (data.feats.lengths[utt_idx] - 1)[:, None])
-    rows = torch.minimum(rel // data.ivector_period, (iv.lengths[utt_idx] - 1)[:, None])
-    rows = rows + iv.offsets[utt_idx][:, None]
-    return iv.data.index_select(0, rows.reshape(-1)).view(len(utt_idx), t_in, iv.dim)
-
-
 @torch.no_grad()
 def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], pdf_map: PdfMap,
                out_path: str | Path | None = None, utts: Sequence[str] | None = None,
                max_batch_frames: int = 20000, device: str | torch.device = "cpu") -> Alignment:
-    """Align the utterances of ``data`` (ser.train.egs.EgsData) that have a numerator graph with
+    """Align the utterances of ``data`` (ser.io.batching.FeatureSet) that have a numerator graph with
     ``model`` (a TdnnfModel: ``left_context``, ``right_context``, ``frame_subsampling_factor``,
     output "output"); batches of length-sorted utterances of at most ``max_batch_frames``
     input frames; writes ``out_path`` (ali.pt) atomically if given.  Utterances without a
     path are logged and left out."""
-    from ser.train.egs import _gather_inputs
-
     fsf = int(model.frame_subsampling_factor)
     lc, rc = int(model.left_context), int(model.right_context)
     cand = sorted(data.utts) if utts is None else list(utts)
@@ -262,12 +251,9 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
     tot_frames, tot_score = 0, 0.0
     try:
         for batch in tqdm(batches, desc="align", disable=len(batches) < 5, leave=False):
-            uidx = torch.tensor([data.feats.index[u] for u in batch], dtype=torch.int64)
-            n_out = (data.feats.lengths[uidx] + fsf - 1) // fsf
-            t_max = int(n_out.max())
-            x = _gather_inputs(data, uidx, torch.zeros(len(batch), dtype=torch.int64), t_max, lc, rc, fsf, 0)
-            iv = None if data.ivectors is None else _online_ivectors(data, uidx, x.shape[1], lc).to(device)
-            y = model(x.to(device), iv, outputs=("output",))["output"]
+            n_out = (data.feats.lengths[data.utt_index(batch)] + fsf - 1) // fsf
+            x, iv = model_inputs(data, batch, model)  # per-frame online i-vectors
+            y = model(x.to(device), None if iv is None else iv.to(device), outputs=("output",))["output"]
             num = NumeratorGraphBatch.from_graphs([graphs[u] for u in batch]).to(device)
             best, paths = viterbi_batch(y.float(), num, n_out)
             for u, s, path in zip(batch, best.tolist(), paths):
@@ -300,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ser.chain.chain_dir import ChainDir
     from ser.nnet.model_io import load_chain_model
-    from ser.train.egs import load_egs_data
 
     p = argparse.ArgumentParser(prog="steps/chain/align.sh", description=main.__doc__)
     p.add_argument("--online-ivector-dir", default=None)
@@ -319,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{out} is up to date with {a.model}; not re-aligning")
             return 0
         model = load_chain_model(a.model).to(device)
-        data = load_egs_data(a.data, a.online_ivector_dir)
+        data = load_features(a.data, a.online_ivector_dir)
         chain = ChainDir.load(a.chain_dir)
         graphs, pdf_map = chain.num_graphs.graphs, chain.pdf_map
         ali = align_data(model, data, graphs, pdf_map, out, max_batch_frames=a.max_batch_frames, device=device)
