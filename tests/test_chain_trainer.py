@@ -552,7 +552,7 @@ def brute_force_best(g, y):
 
 
 def test_viterbi_equals_brute_force():
-    from ser.chain.decode import viterbi
+    from ser.chain.viterbi import viterbi
 
     for seed in range(4):
         g = small_graph(seed)

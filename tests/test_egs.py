@@ -26,7 +26,8 @@ from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import (Normalizer, chunk_pdf_fsa, make_chunk_supervision, make_supervision,
                                    phone_windows)
 from ser.chain.topo import PdfMap, biphone_stats
-from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones, viterbi_batch
+from ser.chain.viterbi import viterbi_batch
+from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones
 from ser.io.batching import FeatureSet, MatrixTable
 from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
                            parse_minibatch_size, round_chunk_widths, split_valid)

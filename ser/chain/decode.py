@@ -43,75 +43,16 @@ import torch
 
 from ser.device import resolve_device
 from ser.chain.chain_dir import ChainDir
-from ser.chain.graph import ChainGraph
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
+from ser.chain.viterbi import viterbi
 from ser.io.atomic import atomic_write_text
 from ser.io.batching import FeatureSet, load_features, model_inputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["viterbi", "pdf_phone_tables", "pdfs_to_phones", "reference_phones",
+__all__ = ["pdf_phone_tables", "pdfs_to_phones", "reference_phones",
            "align_counts", "PerStats"]
-
-
-# ----------------------------------------------------------------------------------------
-# Viterbi
-
-
-@torch.no_grad()
-def viterbi(nnet_output: torch.Tensor, graph: ChainGraph, lengths: torch.Tensor | None = None,
-            acoustic_scale: float = 1.0) -> tuple[list[list[int]], torch.Tensor]:
-    """Best path through ``graph`` for nnet_output [B, T, P] (frames ``t >= lengths[b]``
-    ignored).  Score of a path = initial + sum(arc log p + acoustic_scale * y(t, pdf)) +
-    final.  Returns (pdf sequences, best scores [B]); a sequence with no complete path gets
-    [] and score -inf."""
-    if nnet_output.dim() != 3:
-        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
-    B, T, P = nnet_output.shape
-    dev = nnet_output.device
-    if graph.num_arcs and int(graph.pdf.max()) >= P:
-        raise ValueError(f"viterbi: graph uses pdf {int(graph.pdf.max())} but the output has {P}")
-    y = nnet_output.float() * acoustic_scale
-    src, dst, pdf = graph.src.to(dev), graph.dst.to(dev), graph.pdf.to(dev)
-    logp = graph.logp.to(dev, torch.float32)
-    S, A = graph.num_states, graph.num_arcs
-    lens = torch.full((B,), T, device=dev) if lengths is None else lengths.to(dev)
-    delta = graph.initial.to(dev, torch.float32)[None, :].expand(B, S).contiguous()
-    dst_b = dst[None, :].expand(B, A)
-    arc_ids = torch.arange(A, device=dev)[None, :].expand(B, A)
-    back = torch.full((T, B, S), -1, dtype=torch.int32, device=dev)
-    neg_inf = torch.tensor(float("-inf"), device=dev)
-    for t in range(T):
-        score = delta[:, src] + logp[None, :] + y[:, t, pdf]  # [B, A]
-        best = torch.full((B, S), float("-inf"), device=dev).scatter_reduce(
-            1, dst_b, score, reduce="amax", include_self=True)
-        is_best = (score == best.gather(1, dst_b)) & torch.isfinite(score)
-        arc = torch.full((B, S), -1, dtype=torch.long, device=dev).scatter_reduce(
-            1, dst_b, torch.where(is_best, arc_ids, -1), reduce="amax", include_self=True)
-        active = (t < lens)[:, None]
-        back[t] = torch.where(active, arc, -1).to(torch.int32)
-        delta = torch.where(active, torch.where(arc >= 0, best, neg_inf), delta)
-    end = delta + graph.final.to(dev, torch.float32)[None, :]
-    scores, state = end.max(1)
-    pdf_t = torch.full((T, B), -1, dtype=torch.long, device=dev)
-    rows = torch.arange(B, device=dev)
-    s = state
-    for t in range(T - 1, -1, -1):
-        a = back[t, rows, s].long()
-        ok = a >= 0
-        a0 = a.clamp(min=0)
-        pdf_t[t] = torch.where(ok, pdf[a0], -1)
-        s = torch.where(ok, src[a0], s)
-    out = []
-    pdf_cpu = pdf_t.T.cpu()
-    for b in range(B):
-        if not bool(torch.isfinite(scores[b])):
-            out.append([])
-            continue
-        seq = pdf_cpu[b, : int(lens[b])]
-        out.append([int(p) for p in seq if p >= 0])
-    return out, scores
 
 
 # ----------------------------------------------------------------------------------------
