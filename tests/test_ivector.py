@@ -13,7 +13,7 @@ from ser.io.tables import load_scp_matrices
 from ser.ivector.batched_cholesky import BlockLayout, spd_solve, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
-from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, modify_speaker_info
+from ser.ivector.features import OnlineCmvnOptions, SpliceOptions
 from ser.io.torch_io import save_torch
 from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions, extract_ivectors_online
 from ser.ivector.pca import get_pca_transform
@@ -382,7 +382,3 @@ def test_extractor_em_increases_auxf(trained):
     assert not list((root / "ie").glob("[0-9]*.ie.pt"))
 
 
-def test_modify_speaker_info():
-    u2s = {f"s1-u{i}": "s1" for i in range(5)} | {"s2-u0": "s2"}
-    got = modify_speaker_info(u2s, 2)
-    assert got == {"s1-u0": "s1-1", "s1-u1": "s1-1", "s1-u2": "s1-2", "s1-u3": "s1-2", "s1-u4": "s1-3", "s2-u0": "s2-1"}

@@ -60,8 +60,8 @@ from ser.ivector.batched_cholesky import BlockLayout, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.ivector.extractor import IvectorExtractor, prune_posteriors
 from ser.device import resolve_device
-from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data, modify_speaker_info,
-                                  speaker_order, splice)
+from ser.io.datadir import modify_speaker_info
+from ser.ivector.features import UttBatch, apply_transform, iter_speaker_batches, load_data, speaker_order, splice
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
     out.mkdir(parents=True, exist_ok=True)
     ex = OnlineIvectorExtractor.from_dir(extractor_dir, opts, device)
     if utts_per_spk_max > 0:
-        d.utt2spk = modify_speaker_info(d.utt2spk, utts_per_spk_max)
+        d.utt2spk = modify_speaker_info(d.utt2spk, utts_per_spk_max=utts_per_spk_max)
     spk_utts = speaker_order(d)
     n = frames = 0
     t0 = time.perf_counter()
