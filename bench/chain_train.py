@@ -44,7 +44,6 @@ from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 from ser.nnet import TdnnfConfig, TdnnfModel  # noqa: E402
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig  # noqa: E402
 from ser.train.minibatch import ChainMinibatch  # noqa: E402
-from ser.train.schedule import KaldiSchedule  # noqa: E402
 
 KALDI_ANCHOR_FRAMES_PER_S = 800_000 / 60.0
 
@@ -130,7 +129,7 @@ def main() -> None:
           f"{a.chunks} x {a.chunk_width} frames ({t_in} with context, {t_out} output frames)")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = ChainTrainer(model, den, ChainTrainerConfig(bf16=bool(a.bf16), iter0_special=False), tmp, device)
-        trainer.schedule = KaldiSchedule(num_epochs=6, frames_per_epoch=10**8)
+        trainer.schedule = trainer.make_schedule(frames_per_epoch=10**8)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t_step = timed(lambda: trainer.train_step(mb, 0.3, 5), device, a.steps)

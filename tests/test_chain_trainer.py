@@ -25,9 +25,9 @@ from ser.chain.supervision import Normalizer, make_supervision
 from ser.chain.topo import PdfMap, biphone_stats
 from ser.nnet import TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
-from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiAdam, KaldiSgd, split_minibatch,
-                                     subset_minibatch)
-from ser.train.minibatch import ChainMinibatch
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.minibatch import ChainMinibatch, split_minibatch, subset_minibatch
+from ser.train.optimizer import KaldiAdam, KaldiSgd
 from ser.train.schedule import KaldiSchedule
 
 DIC = """a AH0
@@ -133,9 +133,15 @@ def new_model(tiny: TinySetup, seed: int = 0) -> TdnnfModel:
 # ------------------------------------------------------------------------------------------
 # schedule
 # ------------------------------------------------------------------------------------------
+# run_tdnn_1g.sh's options (Kaldi's NG-SGD learning rates)
+TDNN_1G = dict(num_epochs=6, frames_per_iter=5_000_000, frame_subsampling_factor=3, num_jobs_initial=3,
+               num_jobs_final=12, initial_effective_lrate=0.00025, final_effective_lrate=0.000025,
+               dropout_schedule="0,0@0.20,0.5@0.50,0")
+
+
 def test_schedule_matches_kaldi_tdnn_1g_numbers():
     # 45 archives of 5M frames (run_tdnn_1g.sh: num-iters=108 nj=3..12)
-    s = KaldiSchedule(num_epochs=6, frames_per_epoch=44 * 5_000_000 + 123, frames_per_iter=5_000_000)
+    s = KaldiSchedule(frames_per_epoch=44 * 5_000_000 + 123, **TDNN_1G)
     assert s.num_archives == 45
     assert s.num_archives_to_process == 810
     assert s.num_iters == 108
@@ -161,7 +167,7 @@ def test_schedule_matches_kaldi_tdnn_1g_numbers():
     assert s.dropout(0.5)[0][1] == pytest.approx(0.5)
     assert s.dropout(0.75)[0][1] == pytest.approx(0.25)
     with pytest.raises(ValueError):
-        KaldiSchedule(num_jobs_initial=4, num_jobs_final=2)
+        KaldiSchedule(frames_per_epoch=5_000_000, **(TDNN_1G | dict(num_jobs_initial=4, num_jobs_final=2)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -369,11 +375,9 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     mb = tiny.minibatch(11, 4, 10, model)
     lr0 = 0.01 if optimizer == "kaldi-sgd" else 1e-3
     cfg = ChainTrainerConfig(iter0_special=False, dropout_schedule=None, initial_effective_lrate=lr0,
-                             final_effective_lrate=lr0 / 10, optimizer=optimizer)
+                             final_effective_lrate=lr0 / 10, optimizer=optimizer, num_epochs=1, frames_per_iter=1000)
     trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
-    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000,
-                                     initial_effective_lrate=lr0, final_effective_lrate=lr0 / 10,
-                                     dropout_schedule=None)
+    trainer.schedule = trainer.make_schedule(frames_per_epoch=1000)
     trainer.train_step(mb, fraction=0.25, iteration=1)
     # reference: autograd gradient of -(objf + 0.1 xent), then the Kaldi update by hand
     ref.train()
@@ -496,9 +500,10 @@ def test_resume_is_exact(tiny, tmp_path, optimizer):
 @pytest.mark.parametrize("optimizer,cls", [("kaldi-sgd", KaldiSgd), ("adam", KaldiAdam)])
 def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer, cls):
     model = new_model(tiny)
-    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(optimizer=optimizer), tmp_path)
+    cfg = ChainTrainerConfig(optimizer=optimizer, num_epochs=1, frames_per_iter=1000)
+    trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
     assert type(trainer.optimizer) is cls
-    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000)
+    trainer.schedule = trainer.make_schedule(frames_per_epoch=1000)
     seen = []
     orig = cls.step
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_chain_trainer import ListEgs, TinySetup, new_model  # noqa: E402
 
-from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig, subset_minibatch  # noqa: E402
-from ser.train.minibatch import ChainMinibatch  # noqa: E402
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig  # noqa: E402
+from ser.train.minibatch import ChainMinibatch, subset_minibatch  # noqa: E402
 from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 
 

@@ -22,7 +22,6 @@ the words used plus a few thousand others.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -280,8 +279,3 @@ def make_tedlium(out: str | Path, cfg: TedliumConfig = TedliumConfig(), nj: int 
     conf = asdict(cfg)
     conf["talks"] = list(cfg.talks)
     return build_once(Path(out) / NAME, conf, build)
-
-
-def remove_partial(out: str | Path) -> None:
-    """Delete a leftover ``TEDLIUM_release2.tmp`` (from a killed run)."""
-    shutil.rmtree(Path(out) / f"{NAME}.tmp", ignore_errors=True)

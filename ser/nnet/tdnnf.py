@@ -692,10 +692,6 @@ class TdnnfModel(nn.Module):
         for bn in self.batchnorms():
             bn.scale_stats(scale)
 
-    def zero_batchnorm_stats(self) -> None:
-        for bn in self.batchnorms():
-            bn.scale_stats(0.0)
-
     def dropouts(self) -> list[GeneralDropout]:
         return [m for m in self.modules() if isinstance(m, GeneralDropout)]
 

@@ -33,7 +33,9 @@ from ser.chain.chain_dir import ChainDir
 from ser.device import resolve_device
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
-from ser.train.chain_trainer import OPTIMIZERS, ChainTrainer, ChainTrainerConfig, subset_minibatch
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.minibatch import subset_minibatch
+from ser.train.optimizer import OPTIMIZERS
 
 log = logging.getLogger("train_chain")
 

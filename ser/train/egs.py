@@ -13,7 +13,7 @@ Mirrors, without writing egs archives (minibatches are cut from in-memory tensor
   closest to the example's number of input frames gives the minibatch size).
 * ``steps/nnet3/chain/get_egs.sh`` / ``src/chainbin/nnet3-chain-get-egs.cc`` with
   ``--constrained false`` (:class:`ChunkEgs`): utterances cut by Kaldi's UtteranceSplitter
-  (:func:`split_utterance`; ``--num-frames 150,110,100`` rounded up to multiples of the
+  (:class:`UtteranceSplitter`; ``--num-frames 150,110,100`` rounded up to multiples of the
   frame-subsampling factor = 150,111,102; 0 to 2 "alternative" chunks per utterance plus any
   number of principal ones; the same cost function, split pool, random reversal and
   gap/overlap distribution), each chunk with the unconstrained numerator of the phones the
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
-    "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "split_utterance", "Chunk",
+    "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "Chunk",
     "E2eEgs", "ChunkEgs",
 ]
 
@@ -415,11 +415,6 @@ class UtteranceSplitter:
             out.append(Chunk(utt, t, s))
             t += s
         return out
-
-
-def split_utterance(length: int, num_frames: Sequence[int], rng: random.Random, fsf: int = 3) -> list[tuple[int, int]]:
-    """(first_frame, width) of the chunks of one utterance (convenience wrapper)."""
-    return [(c.first_frame, c.num_frames) for c in UtteranceSplitter(num_frames, fsf).chunks("", length, rng)]
 
 
 class ChunkEgs(_EpochIterator):
