@@ -295,3 +295,17 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
              "reading features included; nj=%d, device %s)", n, out, frames / 100, secs, frames / 100 / max(secs, 1e-9),
              nj, ex.dev)
     return out / "ivector_online.scp"
+
+
+def utterance_ivectors(data: str | os.PathLike, extractor_dir: str | os.PathLike,
+                       device: str = "auto") -> dict[str, np.ndarray]:
+    """One i-vector per utterance, the last online row (it has seen the whole utterance up to its
+    last ``ivector_period`` point), each utterance extracted as its own speaker (no carry-over, so
+    no speaker information leaks between verification trials)."""
+    d = load_data(data)
+    ex = OnlineIvectorExtractor.from_dir(extractor_dir, device=device)
+    out = {}
+    for b in iter_speaker_batches(d, [(u, [u]) for u in d.utts], 50_000, ex.dev):
+        for u, rows in zip(b.utts, ex.extract(b)):
+            out[u] = rows[-1]
+    return out
