@@ -18,49 +18,25 @@ import numpy as np
 import pytest
 import torch
 
-from ser.chain.den_graph import DenGraph, create_den_fsa
 from ser.chain.graph import ChainGraph
-from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
-from ser.chain.phone_lm import estimate_phone_lm
-from ser.chain.supervision import (Normalizer, chunk_pdf_fsa, make_chunk_supervision, make_supervision,
-                                   phone_windows)
-from ser.chain.topo import PdfMap, biphone_stats
+from ser.chain.supervision import chunk_pdf_fsa, make_chunk_supervision, make_supervision, phone_windows
+from ser.chain.topo import PdfMap
 from ser.chain.viterbi import viterbi_batch
 from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones
 from ser.io.batching import FeatureSet, MatrixTable
+
+from conftest import TINY_TEXTS
 from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
                            parse_minibatch_size, round_chunk_widths, split_valid)
 
-DIC = """<s> SIL
-</s> SIL
-<unk> NSN
-a AH0
-the DH AH
-cat K AE T
-sat S AE T
-dog D AO1 G
-hen HH EH N
-low L OW1
-"""
-TEXTS = [["the", "cat", "sat"], ["a", "dog", "sat"], ["the", "dog"], ["a", "cat"], ["dog", "sat", "the", "cat"],
-         ["the", "hen", "sat", "low"], ["a", "low", "dog"]]
+TEXTS = TINY_TEXTS[:7]  # the utterances' words (the tiny chain's LM saw these and two more)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("egs_lang")
-    (d / "dic").write_text(DIC)
-    (d / "text").write_text("".join(f"u{i} {' '.join(t)}\n" for i, t in enumerate(TEXTS)))
-    prepare_dict(d / "dic", d / "dict", [d / "text"], use_cmudict=False)
-    lang = prepare_lang(d / "dict", "<unk>", d / "lang")
-    rng = random.Random(0)
-    seqs = [text_to_phones(t, lang, rng, 0.8, 0.1) for t in TEXTS * 20]
-    lm = estimate_phone_lm(seqs, 4, 3, 20)
-    bi, mo = biphone_stats(seqs, lang.num_phones, lang.sets)
-    pm = PdfMap.biphone(lang.num_phones, lang.sets, [], bi, mo, 3, 2)
-    den = DenGraph(create_den_fsa(lm, pm), pm.num_pdfs)
-    return lang, pm, den, Normalizer(den), seqs
+def setup(tiny_chain):
+    t = tiny_chain
+    return t.lang, t.pdf_map, t.den, t.norm, t.seqs
 
 
 def synth_alignment(phone_seq: list[int], pm: PdfMap, rng: random.Random, max_dur: int = 4):
