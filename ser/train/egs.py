@@ -53,16 +53,29 @@ from tqdm import tqdm
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
+from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
 from ser.train.minibatch import ChainMinibatch
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
+    "EgsConfig", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
     "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "Chunk",
     "E2eEgs", "ChunkEgs",
 ]
+
+
+@dataclass(frozen=True)
+class EgsConfig:
+    """The egs options of run_tdnn_1g.sh / get_egs.sh (Kaldi names), the one home of their
+    defaults (the loaders' keyword defaults are these; the chunk supervision's tolerances are
+    ser.chain.supervision.TOLERANCE)."""
+
+    chunk_width: str = "150,110,100"  # --frames-per-eg (rounded up to multiples of fsf)
+    num_chunk_per_minibatch: int = 64
+    e2e_minibatch_size: str = "150=128,64/300=64,32/600=32,16/1200=8"  # e2e --minibatch-size rules
+    num_valid_utts: int = 300  # get_egs.sh --num-utts-subset
 
 
 # ------------------------------------------------------------------------------------------
@@ -78,7 +91,7 @@ class HeldOut:
 _SP_PREFIX = re.compile(r"^sp[0-9.]+-")
 
 
-def split_valid(data: FeatureSet | Sequence[str], num_utts: int = 300, seed: int = 0,
+def split_valid(data: FeatureSet | Sequence[str], num_utts: int = EgsConfig.num_valid_utts, seed: int = 0,
                 utt2uniq: Mapping[str, str] | None = None) -> HeldOut:
     """Kaldi get_egs.sh ``--num-utts-subset``: ``num_utts`` random utterances are the valid set,
     extended to every utterance with the same utt2uniq (the speed-perturbed copies; without
@@ -246,7 +259,7 @@ class E2eEgs(_EpochIterator):
 
     def __init__(self, data: FeatureSet, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
                  left_context: int, right_context: int, frame_subsampling_factor: int = 3,
-                 minibatch_size: str | int = "150=128,64/300=64,32/600=32,16/1200=8",
+                 minibatch_size: str | int = EgsConfig.e2e_minibatch_size,
                  utts: Sequence[str] | None = None, seed: int = 0, frame_shift: bool = True,
                  shuffle: bool = True) -> None:
         self.data, self.fsf = data, int(frame_subsampling_factor)
@@ -430,12 +443,11 @@ class ChunkEgs(_EpochIterator):
     """
 
     def __init__(self, data: FeatureSet, alignment, pdf_map, normalizer, left_context: int, right_context: int,
-                 chunk_width: str | Sequence[int] = "150,110,100", num_chunk_per_minibatch: int = 64,
-                 frame_subsampling_factor: int = 3, left_tolerance: int = 5, right_tolerance: int = 5,
+                 chunk_width: str | Sequence[int] = EgsConfig.chunk_width,
+                 num_chunk_per_minibatch: int = EgsConfig.num_chunk_per_minibatch, frame_subsampling_factor: int = 3,
+                 left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE,
                  optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
                  frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> None:
-        from ser.chain.supervision import make_chunk_supervision
-
         self.data, self.fsf = data, int(frame_subsampling_factor)
         self.left_context, self.right_context = int(left_context), int(right_context)
         self.use_frame_shift, self.shuffle, self.drop_partial = bool(frame_shift), bool(shuffle), bool(drop_partial)
