@@ -145,10 +145,11 @@ def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
     flat start) or chunks cut with an alignment (``--egs-type chunk --ali ali.pt``)."""
     from ser.chain.supervision import Normalizer
     from ser.train.align import Alignment
-    from ser.train.egs import ChunkEgs, E2eEgs, load_egs_data, split_valid
+    from ser.io.batching import load_features
+    from ser.train.egs import ChunkEgs, E2eEgs, split_valid
 
     ivector_dir = None if a.ivector_dir == "none" else a.ivector_dir
-    data = load_egs_data(a.train_data, ivector_dir)
+    data = load_features(a.train_data, ivector_dir)
     chain = ChainDir.load(a.chain_dir)
     nums = chain.num_graphs
     graphs, num_out, fsf = nums.graphs, nums.num_output_frames, nums.frame_subsampling_factor
