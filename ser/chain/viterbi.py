@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
-from ser.chain.numerator import NumeratorGraphBatch
+from ser.chain.numerator import NumeratorGraphBatch, check_batch
 
 __all__ = ["viterbi_batch", "viterbi"]
 
@@ -54,19 +53,12 @@ def viterbi_batch(nnet_output: torch.Tensor, num: NumeratorGraphBatch, lengths: 
 
     Returns (best log-score [B], -inf where no path exists; pdf sequence of each best path,
     int64 [L_b] on the CPU, empty if none)."""
-    if nnet_output.dim() != 3:
-        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
-    B, T, P = nnet_output.shape
-    if num.num_sequences != B:
-        raise ValueError(f"viterbi: {num.num_sequences} graphs for {B} sequences")
-    lens = check_lengths(lengths, B, T, "viterbi")
+    B, T, P, lens = check_batch(nnet_output, num, lengths, "viterbi")
     lens_full = torch.full((B,), T, dtype=torch.int64) if lens is None else lens
     y = nnet_output.detach()
     if acoustic_scale != 1.0:
         y = y * acoustic_scale
     g = num.graph
-    if g.num_arcs and int(g.pdf.max()) >= P:
-        raise ValueError(f"viterbi: graph uses pdf {int(g.pdf.max())} but nnet output has {P} columns")
     dev, dtype = y.device, y.dtype
     S = g.num_states
     src, dst, pdf = g.src.to(dev), g.dst.to(dev), g.pdf.to(dev)
