@@ -38,13 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lfmmi import random_den_graph  # noqa: E402  (bench/lfmmi.py)
 
-from ser.chain.den_graph import load_den_chain_graph  # noqa: E402
+from ser.io.torch_io import load_torch  # noqa: E402
 from ser.chain.graph import ChainGraph  # noqa: E402
 from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 from ser.nnet import TdnnfConfig, TdnnfModel  # noqa: E402
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig  # noqa: E402
 from ser.train.minibatch import ChainMinibatch  # noqa: E402
-from ser.train.schedule import KaldiSchedule  # noqa: E402
 
 KALDI_ANCHOR_FRAMES_PER_S = 800_000 / 60.0
 
@@ -104,7 +103,8 @@ def main() -> None:
 
     device = resolve_device(a.device)
     if a.den_graph:
-        den, pdfs = load_den_chain_graph(a.den_graph)
+        d = load_torch(a.den_graph, what="den graph", expect_keys=("num_pdfs",))
+        den, pdfs = ChainGraph.from_state_dict(d), int(d["num_pdfs"])
     else:
         pdfs = a.pdfs
         den = random_den_graph(a.den_states, a.den_arcs, pdfs, seed=0, pdf_by_dst=False)
@@ -129,7 +129,7 @@ def main() -> None:
           f"{a.chunks} x {a.chunk_width} frames ({t_in} with context, {t_out} output frames)")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = ChainTrainer(model, den, ChainTrainerConfig(bf16=bool(a.bf16), iter0_special=False), tmp, device)
-        trainer.schedule = KaldiSchedule(num_epochs=6, frames_per_epoch=10**8)
+        trainer.schedule = trainer.make_schedule(frames_per_epoch=10**8)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t_step = timed(lambda: trainer.train_step(mb, 0.3, 5), device, a.steps)

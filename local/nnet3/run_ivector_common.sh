@@ -16,7 +16,7 @@
 #   extraction       3036/62/59/1000 utterances (train_sp/dev/test/iemocap_all), 420-1140x real time (nj 2)
 #   speaker EER      iemocap_all, one i-vector per utterance (no speaker carry-over), cosine: 3.95% over
 #                    49,567 target / 449,933 non-target trials
-#                    (local/ivector_eer.py --extractor-dir exp/nnet3/extractor data/iemocap_all)
+#                    (local/ivector_eer.sh --extractor-dir exp/nnet3/extractor data/iemocap_all)
 # conf/paper.yaml: 512 Gaussians, 700,000 UBM frames (tedlium s5_r2's values): unmeasured here.
 set -euo pipefail
 config=conf/mini.yaml

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from ser.chain.topo import PdfMap
+from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging
+from ser.io.batching import load_features
+from ser.nnet.model_io import load_chain_model
 from ser.train.align import align_data
-from ser.train.chain_trainer import load_chain_model
-from ser.train.egs import load_egs_data, load_num_graphs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{out} is up to date with {a.model}; not re-aligning")
         return 0
     model = load_chain_model(a.model).to(a.device)
-    data = load_egs_data(a.data, a.online_ivector_dir)
-    graphs, _, _ = load_num_graphs(Path(a.chain_dir) / "num.pt")
-    pdf_map = PdfMap.from_state_dict(torch.load(Path(a.chain_dir) / "pdf_map.pt", weights_only=True))
-    ali = align_data(model, data, graphs, pdf_map, out, max_batch_frames=a.max_batch_frames, device=a.device)
+    data = load_features(a.data, a.online_ivector_dir)
+    chain = ChainDir.load(a.chain_dir)
+    ali = align_data(model, data, chain.num_graphs.graphs, chain.pdf_map, out, max_batch_frames=a.max_batch_frames, device=a.device)
     print(f"chain_align: aligned {len(ali)} utterances with {a.model} -> {out}")
     return 0
 

@@ -28,12 +28,14 @@ from pathlib import Path
 
 import torch
 
-from ser.chain.den_graph import load_den_chain_graph
+from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.device import resolve_device
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import (OPTIMIZERS, ChainTrainer, ChainTrainerConfig, load_chain_model,
-                                     subset_minibatch)
+from ser.nnet.model_io import load_chain_model
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.minibatch import subset_minibatch
+from ser.train.optimizer import OPTIMIZERS
 
 log = logging.getLogger("train_chain")
 
@@ -135,15 +137,16 @@ class RankShard:
 def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
     """(train, valid, train_diagnostic) egs (ser.train.egs): whole utterances (``--egs-type e2e``,
     flat start) or chunks cut with an alignment (``--egs-type chunk --ali ali.pt``)."""
-    from ser.chain.den_graph import DenGraph
     from ser.chain.supervision import Normalizer
-    from ser.chain.topo import PdfMap
     from ser.train.align import Alignment
-    from ser.train.egs import ChunkEgs, E2eEgs, load_egs_data, load_num_graphs, split_valid
+    from ser.io.batching import load_features
+    from ser.train.egs import ChunkEgs, E2eEgs, split_valid
 
     ivector_dir = None if a.ivector_dir == "none" else a.ivector_dir
-    data = load_egs_data(a.train_data, ivector_dir)
-    graphs, num_out, fsf = load_num_graphs(Path(a.chain_dir) / "num.pt")
+    data = load_features(a.train_data, ivector_dir)
+    chain = ChainDir.load(a.chain_dir)
+    nums = chain.num_graphs
+    graphs, num_out, fsf = nums.graphs, nums.num_output_frames, nums.frame_subsampling_factor
     if fsf != model.frame_subsampling_factor:
         raise ValueError(f"{a.chain_dir}/num.pt: frame-subsampling-factor {fsf} != the model's")
     usable = [u for u in data.utts if u in graphs]
@@ -157,9 +160,7 @@ def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
         if not a.ali:
             raise ValueError("--egs-type chunk needs --ali <ali.pt> (steps/chain/align.sh)")
         ali = Alignment.load(a.ali)
-        chain_dir = Path(a.chain_dir)
-        pdf_map = PdfMap.from_state_dict(torch.load(chain_dir / "pdf_map.pt", weights_only=True))
-        normalizer = Normalizer(DenGraph.load(chain_dir))
+        pdf_map, normalizer = chain.pdf_map, Normalizer(chain.den_fst)
 
         def make(utts, train):
             utts = [u for u in utts if u in ali.phones]
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in ("den.pt", "num.pt", "pdf_map.pt"):
         if not (chain_dir / f).is_file():
             raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
-    den, num_pdfs = load_den_chain_graph(chain_dir / "den.pt")
+    chain = ChainDir.load(chain_dir)
+    den, num_pdfs = chain.den_graph, chain.num_pdfs
     ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
     cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.net == "mini"
            else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
