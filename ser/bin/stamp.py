@@ -1,6 +1,6 @@
-"""python -m ser.bin.stamp check|write <stamp-file> [--opt name=value ...] <input-file>...
+"""python -m ser.bin.stamp check|write|clear <stamp-file> [--opt name=value ...] <input-file>...
 
-The stamps of ser.io.stamp for shell steps (steps/make_mfcc.sh, stage 4):
+The stamps of ser.io.stamp for shell steps (steps/make_mfcc.sh, local/nnet3/run_ivector_common.sh):
   check   exit 0 when <stamp-file> records exactly these options and input contents (up to date), else 1
   write   write <stamp-file> (after the step's outputs are complete and validated)
   clear   remove <stamp-file> (before changing the outputs)
@@ -9,13 +9,13 @@ The stamps of ser.io.stamp for shell steps (steps/make_mfcc.sh, stage 4):
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ser.cli import run_main
 from ser.io.stamp import Stamp
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ser.bin.stamp", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["check", "write", "clear"])
     p.add_argument("stamp")
@@ -38,5 +38,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # TODO(interfaces): ser.cli.run_main once refactor-prog lands
-    sys.exit(main())
+if __name__ == "__main__":
+    run_main(main)
