@@ -93,8 +93,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         rng = random.Random(seed)
         seqs = [text_to_phones(words[u], lang, rng, edge_silprob, between_silprob) for u in utts]
         pdf_map = _make_pdf_map(seqs, lang, out, type, tie, min_biphone_count, min_monophone_count)
-        den, info = _make_den_graph(seqs, pdf_map, lang, out, ngram_order, no_prune_ngram_order,
-                                    num_extra_lm_states)
+        _, info = _make_den_graph(seqs, pdf_map, lang, out, ngram_order, no_prune_ngram_order,
+                                  num_extra_lm_states)
+        # the numerators are normalised with den.pt as written (float32 weights), as when it is reused:
+        # a run resumed after den.pt gives the numerators of an uninterrupted run
+        den = ChainDir.load(out).den_fst
         atomic_write_text(stamp_file, den_stamp + "\n")
     log.info("phone LM %s states / %s arcs (train perplexity %s); %d pdfs (%s); den graph %d states, %d arcs",
              info.get("phone_lm_states"), info.get("phone_lm_arcs"), info.get("phone_lm_perplexity"),
