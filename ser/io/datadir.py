@@ -192,6 +192,7 @@ class DataDir:
         with atomic_dir(path, update=not replace) as tmp:
             self._write_tables(tmp)
             for name, text in (files or {}).items():
+                (tmp / name).unlink(missing_ok=True)  # a hard link to the old dir's file (update=True)
                 (tmp / name).write_text(text, encoding="utf-8")
         self.path = path
         return path
