@@ -138,3 +138,22 @@ def test_stamp_records_options_and_input_contents(tmp_path):
     assert run("write", *args) == 0 and run("check", *args) == 0
     assert run("check", str(st), "--opt", "dim=12", str(a), str(b)) == 1
     assert run("clear", *args) == 0 and not st.exists()
+
+
+def test_stamp_run_resumes_only_the_same_step(tmp_path):
+    """``ser.bin.stamp run``: a step up to date is not run again; a step killed with the same options keeps
+    its checkpoint (resumes), one killed with other options loses it (other options ignored a trainer's
+    old checkpoint: "already finished")."""
+    st, ckpt, out = tmp_path / "exp" / ".stamp", tmp_path / "exp" / "checkpoint.pt", tmp_path / "exp" / "out"
+    step = f"echo run >> {out}; test -f {tmp_path}/fail && exit 1; true"
+    run = lambda opt: subprocess.run(["python", "-m", "ser.bin.stamp", "run", str(st), "--opt", f"epochs={opt}",
+                                      "--stale", str(ckpt), "--", "bash", "-c", step], cwd=ROOT).returncode
+    assert run(1) == 0 and run(1) == 0 and out.read_text() == "run\n"   # the second: up to date
+    (tmp_path / "fail").touch()                                        # a run that dies half-way ...
+    ckpt.parent.mkdir(exist_ok=True)
+    assert run(2) == 1 and not st.exists()
+    ckpt.write_text("epochs=2 state")                                 # ... after its checkpoint
+    assert run(2) == 1 and ckpt.exists()                              # same options: the checkpoint stays
+    assert run(3) == 1 and not ckpt.exists()                          # other options: it goes
+    (tmp_path / "fail").unlink()
+    assert run(3) == 0 and st.exists() and not st.with_name(".stamp.begun").exists()
