@@ -141,11 +141,12 @@ def submit(cfg: ClusterConfig, var: str, lo: int, hi: int, log: str, cmd: list[s
     qdir.mkdir(parents=True, exist_ok=True)
     name = re.sub(rf"\.?\b{var}\b", "", Path(log).name)
     script = qdir / (re.sub(r"\.[A-Za-z]{1,5}$", "", name) + ".sh")
-    script.write_text(job_script(var, log, cmd, int(options.get("num_threads", "1"))))
     array = f"{lo}-{hi}" + (f"%{max_jobs}" if max_jobs else "")
     argv = [*cfg.command, *cfg.sbatch_options(options), *raw, "--parsable", f"--array={array}",
             f"--job-name={script.stem}", "--open-mode=append", "-o", str(script.with_suffix(".log")),
             str(script)]
+    text = job_script(var, log, cmd, int(options.get("num_threads", "1")))
+    script.write_text(f"{text}## submitted with:\n# {shlex.join(argv)}\n")  # as slurm.pl records it
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode != 0 or not r.stdout.strip():
         raise SlurmError(f"{shlex.join(argv)} failed: {(r.stderr or r.stdout).strip()}")

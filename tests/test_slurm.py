@@ -122,12 +122,20 @@ def test_failing_task_names_its_log(cluster, tmp_path):
 
 @pytest.mark.slurm
 def test_cluster_options_reach_sbatch(cluster, tmp_path):
-    """--num-threads / --mem through conf/slurm.conf; an option the config does not describe is refused."""
+    """--num-threads / --mem through conf/slurm.conf, --max-jobs-run as the array's %N; an option the config
+    does not describe is refused."""
     r = jobs("--backend", "slurm", "--num-threads", "2", "--mem", "100M", "JOB=1:1", str(tmp_path / "o.JOB.log"),
              "echo cpus=$SLURM_CPUS_PER_TASK mem=$SLURM_MEM_PER_CPU")
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "o.1.log").read_text()
     assert "cpus=2 mem=100" in text and "threads=2" in text
+    # --max-jobs-run 1: the tasks run one after the other (the cluster could run 2 at once)
+    r = jobs("--backend", "slurm", "--max-jobs-run", "1", "JOB=1:3", str(tmp_path / "m.JOB.log"),
+             f"echo start JOB >> {tmp_path}/order; sleep 1; echo end JOB >> {tmp_path}/order")
+    assert r.returncode == 0, r.stderr
+    assert "--array=1-3%1" in (tmp_path / "q" / "m.sh").read_text()
+    order = (tmp_path / "order").read_text().split("\n")
+    assert [ln.split()[0] for ln in order if ln] == ["start", "end"] * 3
     r = jobs("--backend", "slurm", "--max-rss", "1G", "JOB=1:1", str(tmp_path / "o.JOB.log"), "true")
     assert r.returncode == 1 and "option --max-rss 1G is not described in conf/slurm.conf" in r.stderr
 
