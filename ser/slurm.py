@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +170,10 @@ def wait(job_id: str, lo: int, hi: int) -> dict[int, str]:
         time.sleep(min(10.0, 1.0 + (time.time() - t0) / 10))
 
 
+def _raise_exit(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_slurm(var: str, lo: int, hi: int, log: str, cmd: list[str], *, config: str | Path | None = None,
               options: dict[str, str] | None = None, max_jobs: int | None = None,
               raw: list[str] = ()) -> tuple[str, list[tuple[int, str]]]:
@@ -175,11 +181,16 @@ def run_slurm(var: str, lo: int, hi: int, log: str, cmd: list[str], *, config: s
     The code is the one in the task's log (``# Ended (code N)``), 1 when the log has none."""
     cfg = ClusterConfig.load(config or ("conf/slurm.conf" if Path("conf/slurm.conf").exists() else DEFAULT_CONFIG))
     job_id, _ = submit(cfg, var, lo, hi, log, cmd, options or {}, max_jobs, list(raw))
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _raise_exit) if main else None
     try:
         states = wait(job_id, lo, hi)
-    except BaseException:  # interrupted: do not leave the array running
+    except BaseException:  # interrupted (Ctrl-C, kill): do not leave the array running
         subprocess.run(["scancel", job_id], capture_output=True)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
     out = []
     for i in range(lo, hi + 1):
         p = Path(re.sub(rf"\b{var}\b", str(i), log))

@@ -140,26 +140,46 @@ def test_cluster_options_reach_sbatch(cluster, tmp_path):
     assert r.returncode == 1 and "option --max-rss 1G is not described in conf/slurm.conf" in r.stderr
 
 
-@pytest.mark.slurm
-def test_scancel_is_reported_as_cancelled(cluster, tmp_path):
-    name = f"ser_test_{os.getpid()}_{time.monotonic_ns()}"
+def _sleeping_array(tmp_path: Path, name: str) -> subprocess.Popen:
+    """The runner of a 2-task array of `sleep 300`, once its first task runs (its log exists)."""
     p = subprocess.Popen([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "JOB=1:2",
                           str(tmp_path / "log" / f"{name}.JOB.log"), "sleep", "300"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(120):
+        if (tmp_path / "log" / f"{name}.1.log").exists() or p.poll() is not None:
+            break
+        time.sleep(0.5)
+    return p
+
+
+@pytest.mark.slurm
+def test_scancel_is_reported_as_cancelled(cluster, tmp_path):
+    name = f"ser_test_{os.getpid()}_{time.monotonic_ns()}"
+    p = _sleeping_array(tmp_path, name)
     try:
-        for _ in range(60):  # until a task runs (its log exists)
-            if (tmp_path / "log" / f"{name}.1.log").exists():
-                break
-            time.sleep(0.5)
         subprocess.run(["scancel", f"--name={name}"], check=True)
         _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
-            subprocess.run(["scancel", f"--name={name}"])
+        subprocess.run(["scancel", f"--name={name}"])
     assert p.returncode == 1
     assert "was cancelled: 2 / 2 cancelled, log is in" in err and "failed" not in err, err
     assert "# Killed by SIGTERM" in (tmp_path / "log" / f"{name}.1.log").read_text()
+
+
+@pytest.mark.slurm
+def test_killed_runner_cancels_its_array(cluster, tmp_path):
+    name = f"ser_test_{os.getpid()}_{time.monotonic_ns()}"
+    p = _sleeping_array(tmp_path, name)
+    try:
+        p.terminate()
+        p.communicate(timeout=60)
+        left = subprocess.run(["squeue", "-h", f"--name={name}", "-o", "%T"], capture_output=True, text=True)
+    finally:
+        subprocess.run(["scancel", f"--name={name}"])
+    assert p.returncode == 143
+    assert set(left.stdout.split()) <= {"CANCELLED", "COMPLETING"}, left.stdout
 
 
 def _small_data_dir(d: Path) -> None:
