@@ -28,7 +28,7 @@ from test_chain_graphs import DIC
 from test_slurm import _cluster_problem
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["--config", "mini", "--device", "cpu", "--optimizer", "kaldi-sgd", "--egs-type", "e2e",
+TRAIN = ["--net", "mini", "--device", "cpu", "--optimizer", "kaldi-sgd", "--egs-type", "e2e",
          "--num-epochs", "0.34", "--frames-per-iter", "2000", "--num-valid-utts", "2",
          "--e2e-minibatch-size", "150=4", "--dropout-schedule", "0,0", "--srand", "1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -68,8 +68,7 @@ def setup(tmp_path_factory) -> Path:
 
 
 def train_args(root: Path, exp: str) -> list[str]:
-    return [*TRAIN, str(root / "data"), str(root / "ivectors"), str(root / "chain"), str(root / "lang"),
-            str(root / exp)]
+    return [*TRAIN, str(root / "data"), str(root / "ivectors"), str(root / "chain"), str(root / exp)]
 
 
 @pytest.fixture(scope="module")

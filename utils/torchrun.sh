@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Usage: [NPROC=N] utils/torchrun.sh <python-module> [args...]
-#   e.g. NPROC=2 utils/torchrun.sh ser.bin.train_chain --net mini ...   (steps/train_chain.sh does this)
+# Usage: [NPROC=N] utils/torchrun.sh python -m <module> [args...]
+#   e.g. NPROC=2 utils/torchrun.sh python -m ser.bin.train_chain --net mini ...   (steps/train_chain.sh)
 # Starts a training program that runs under torch.distributed (DDP) in the way its environment asks:
 #   by default                  python -m <module>: one process
 #   NPROC=N (N > 1)             torchrun --standalone --nproc-per-node N: N ranks on this machine
@@ -15,10 +15,10 @@
 #   torchrun numbers the agents itself (no --node-rank); SLURM_PROCID, SLURM_NODEID and SLURM_NNODES
 #   are only logged.  Every task must see the same files (a shared file system), as Kaldi's jobs must.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+[ $# -ge 3 ] && [ "$1" = python ] && [ "$2" = -m ] || { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 . "$(dirname "$0")/../path.sh"
-module=$1
-shift
+module=$3
+shift 3
 nproc=${NPROC:-1}
 if [ "${SLURM_STEP_NUM_TASKS:-1}" -gt 1 ]; then
   : "${MASTER_ADDR:=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)}"
