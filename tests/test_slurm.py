@@ -20,6 +20,7 @@ import soundfile as sf
 
 from conftest import tone, write_iemocap, write_tedlium
 from ser.io.datadir import DataDir
+from ser.jobs import parse_args
 from ser.slurm import ClusterConfig, SlurmError, job_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,26 @@ def test_cluster_config_maps_options(tmp_path):
     bad.write_text("option mem=* --mem $0\n")
     with pytest.raises(SlurmError, match="no 'command sbatch"):
         ClusterConfig.load(bad)
+
+
+@pytest.mark.parametrize("gpus,gres", [(None, ["--gres=gpu:1"]), ("0", []), ("2", ["--gres=gpu:2"])])
+def test_cmd_sh_options_map_onto_sbatch(gpus, gres):
+    """cmd.sh's $train_cmd / $decode_cmd / $cuda_cmd, as conf/slurm.conf turns them into sbatch options."""
+    env = {k: v for k, v in os.environ.items() if k != "SER_GPUS"} | {"SER_BACKEND": "slurm"}
+    if gpus is not None:
+        env["SER_GPUS"] = gpus
+    r = subprocess.run(["bash", "-c", ". ./cmd.sh; printf '%s\\n' \"$train_cmd\" \"$decode_cmd\" \"$cuda_cmd\""],
+                       cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    cfg = ClusterConfig.load(ROOT / "conf" / "slurm.conf")
+    got = []
+    for line in r.stdout.splitlines():
+        argv = line.split()
+        assert argv[:4] == ["python", "-m", "ser.jobs", "--backend"] and argv[4] == "slurm", line
+        opts, raw, *_ = parse_args(argv[5:] + ["log", "true"])
+        assert raw == []
+        max_jobs = opts.pop("max_jobs_run", None)
+        got.append((sorted(cfg.sbatch_options(opts)), max_jobs))
+    assert got == [(["--mem-per-cpu=2G"], None), (["--mem-per-cpu=4G"], None), (gres, "1")]
 
 
 def test_job_script_runs_one_task(tmp_path):
