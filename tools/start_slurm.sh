@@ -44,7 +44,7 @@ if ! munge -n 2> /dev/null | unmunge > /dev/null 2>&1; then
 fi
 
 # 3. slurm.conf for this machine
-cpus=$(nproc)
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc honours OMP_NUM_THREADS: not the CPUs
 mem=$(free -m | awk '/^Mem:/ {print $2}')
 new=$(cat <<EOF
 $marker: a one-node cluster on this machine, loopback only
