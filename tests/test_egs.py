@@ -30,7 +30,7 @@ from conftest import TINY_TEXTS
 from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
                            parse_minibatch_size, round_chunk_widths, split_valid)
 
-TEXTS = TINY_TEXTS[:7]  # the utterances' words (the tiny chain's LM saw these and two more)
+TEXTS = TINY_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +359,9 @@ def test_e2e_egs(setup):
             eg = 3 * int(n.max()) + lc + rc
             size = {30: 8, 60: 4, 90: 3}[min((30, 60, 90), key=lambda s: abs(s - eg))]
             assert mb.batch_size <= size
+            # ... and every example of the minibatch has that rule (Kaldi merges equal-sized egs)
+            assert {min((30, 60, 90), key=lambda s: abs(s - 3 * int(k) - lc - rc)) for k in n} == \
+                {min((30, 60, 90), key=lambda s: abs(s - eg))}
             _check_inputs(data, mb, [0] * mb.batch_size, lc, rc, input_offset(epoch % 3))
             assert mb.num_graphs.num_sequences == mb.batch_size
     assert set(seen.values()) == {len(graphs)}
