@@ -32,25 +32,26 @@ train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_fram
             --dropout-schedule "$chain_dropout_schedule"
             --initial-effective-lrate "$chain_initial_effective_lrate"
             --final-effective-lrate "$chain_final_effective_lrate")
-ivdir=exp/nnet3/ivectors_tedlium_train_sp
+train_data=data/tedlium_train_sp_comb   # short segments combined (run.sh stage 3)
+ivdir=exp/nnet3/ivectors_tedlium_train_sp_comb
 mkdir -p exp/chain/log
 
 # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
 $cuda_cmd exp/chain/log/train_e2e.log steps/train_chain.sh "${train_opts[@]}" --egs-type e2e \
   --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size" \
-  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn_e2e
+  $train_data $ivdir exp/chain exp/chain/tdnn_e2e
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
 $cuda_cmd exp/chain/log/align.log steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir \
-  data/tedlium_train_sp exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
+  $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
 grep '^chain_align:' exp/chain/log/align.log
 
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
 $cuda_cmd exp/chain/log/train.log steps/train_chain.sh "${train_opts[@]}" --egs-type chunk \
   --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt \
   --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
-  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn
+  $train_data $ivdir exp/chain exp/chain/tdnn
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do

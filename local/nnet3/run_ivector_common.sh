@@ -40,8 +40,8 @@ if [ ! -f $ie/final.ie.pt ]; then
   $train_cmd exp/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh --num-threads 1 --device "$device" \
     --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" data/tedlium_train_sp exp/nnet3/diag_ubm $ie
 fi
-for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
-  opts=""; [ $x = tedlium_train_sp ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
+for x in tedlium_train_sp_comb tedlium_dev tedlium_test iemocap_all; do
+  opts=""; [ $x = tedlium_train_sp_comb ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
   if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
     $train_cmd exp/nnet3/log/ivectors_$x.log steps/online/extract_ivectors_online.sh --nj "$nj" --device "$device" \
       $opts data/$x $ie exp/nnet3/ivectors_$x
