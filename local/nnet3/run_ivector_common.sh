@@ -48,3 +48,11 @@ for x in tedlium_train_sp_comb tedlium_dev tedlium_test iemocap_all; do
   fi
   echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
 done
+# IEMOCAP both ways: per speaker with carry-over across the speaker's turns (above, as Kaldi's decoding) and
+# per utterance (--utts-per-spk-max 1: what one recording gets at inference; no turn borrows from another)
+if [ ! -f exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp ] || \
+   [ data/iemocap_all/feats.scp -nt exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp ]; then
+  $train_cmd exp/nnet3/log/ivectors_iemocap_all_utt.log steps/online/extract_ivectors_online.sh --nj "$nj" \
+    --device "$device" --utts-per-spk-max 1 data/iemocap_all $ie exp/nnet3/ivectors_iemocap_all_utt
+fi
+echo "exp/nnet3/ivectors_iemocap_all_utt: $(wc -l < exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp) utterances"
