@@ -345,6 +345,7 @@ def test_e2e_egs(setup):
     lc, rc = 4, 5
     egs = E2eEgs(data, graphs, nof, lc, rc, minibatch_size="30=8,4/60=4,2/90=3", seed=7)
     assert set(egs.utts) == set(graphs)
+    assert egs.num_frames == sum(lengths[u] for u in graphs)  # Kaldi's num_frames (sets num_archives)
     seen = Counter()
     for epoch in range(3):
         assert egs.epoch == epoch
@@ -413,6 +414,9 @@ def test_chunk_egs_and_alignment_roundtrip(setup, tmp_path):
     egs = ChunkEgs(data, ali, pm, norm, lc, rc, chunk_width="30,24", num_chunk_per_minibatch=4,
                    optional_silence=lang.sil_id, seed=3)
     assert not egs.skipped
+    assert egs.num_frames == sum(lengths.values())
+    assert egs.summary().startswith(f"{len(lengths)} utterances ({sum(lengths.values())} frames), "
+                                    f"{len(egs.chunks)} chunks covering {sum(c.num_frames for c in egs.chunks)} frames")
     counts = Counter(c.num_frames for c in egs.chunks)
     assert set(counts) <= {30, 24}
     graph_of = dict(zip(egs.keys, egs.graphs))

@@ -129,6 +129,11 @@ class RankShard:
 
     def state_dict(self) -> dict:
         return self.egs.state_dict()
+    @property
+    def num_frames(self) -> float:
+        """This rank's share of the training frames (the trainer sums them over the ranks)."""
+        return self.egs.num_frames / self.world
+
 
     def load_state_dict(self, state: dict) -> None:
         self.egs.load_state_dict(state)
@@ -223,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s network: %d parameters, %d pdfs, context %d/%d, device %s, %d rank(s)",
                  a.net, n, num_pdfs, model.left_context, model.right_context, device, world)
     last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
+    if rank == 0:
+        log.info("%s egs: %s", a.egs_type, train.egs.summary())
                          lda_egs=None if a.input_model else diag, resume=a.resume)
     if world > 1:  # drop the DDP wrapper, then the process group, before the interpreter exits
         trainer.ddp_model = trainer.model

@@ -101,7 +101,9 @@ class EgsSource(Protocol):
     ``__iter__`` yields the ChainMinibatches of one pass, starting where ``load_state_dict``
     left it; ``__len__`` = minibatches per pass; ``set_epoch(k)`` selects the shuffling (and
     frame shift) of pass k; ``state_dict``/``load_state_dict`` save/restore the position
-    within the pass (for exact resumption).  Optional ``num_frames``: input frames per pass.
+    within the pass (for exact resumption).  Optional ``num_frames``: the frames of the training
+    utterances (Kaldi's ``num_frames``, which sets ``num_archives``); without it the pass is
+    estimated from its first minibatch.
     """
 
     def __iter__(self) -> Iterator[ChainMinibatch]: ...
@@ -492,7 +494,7 @@ class ChainTrainer:
                 broadcast_buffers=False)
 
     def _measure_egs(self, egs: EgsSource) -> None:
-        """Minibatches and input frames per pass (the smallest / the sum over the ranks)."""
+        """Minibatches and frames per pass (the smallest / the sum over the ranks)."""
         steps = torch.tensor([float(len(egs))])
         steps = self._all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
         self.state.steps_per_epoch = int(steps.item())

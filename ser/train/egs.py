@@ -288,7 +288,13 @@ class E2eEgs(_EpochIterator):
                                  f"(ceil(T/{self.fsf}) = {n} output frames) but its numerator graph was made "
                                  f"for {num_output_frames[u]}")
         self.eg_size = self.fsf * self.num_out + self.left_context + self.right_context
+        self.num_frames = int(frames.sum())  # Kaldi's num_frames (utt2num_frames), which sets num_archives
         self._init_ivector_frames(np.zeros(len(self.utts), np.int64))
+
+    def summary(self) -> str:
+        """What one pass uses (for the training log)."""
+        return (f"{len(self.utts)} utterances, {self.num_frames} frames (whole utterances), "
+                f"{len(self)} minibatches per pass")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
@@ -466,6 +472,7 @@ class ChunkEgs(_EpochIterator):
         cand = [u for u in cand if u in alignment.phones]
         if not cand:
             raise ValueError("ChunkEgs: no utterance has both features and an alignment")
+        self.num_frames = sum(data.num_frames(u) for u in cand)  # Kaldi's num_frames: sets num_archives
         splitter = UtteranceSplitter(self.widths, self.fsf)
         rng = random.Random(self.seed)
         self.chunks: list[Chunk] = []
@@ -506,6 +513,15 @@ class ChunkEgs(_EpochIterator):
     @property
     def keys(self) -> list[str]:
         return [f"{c.utt}-{c.first_frame}" for c in self.chunks]
+
+    def summary(self) -> str:
+        """What one pass uses (for the training log): the utterances with chunks, the frames their
+        chunks cover (chunks of an utterance may overlap or leave gaps, as Kaldi's splitter does)
+        and the skips."""
+        used = len({c.utt for c in self.chunks})
+        skipped = "; ".join(f"{n} skipped: {why}" for why, n in self.skipped.items()) or "none skipped"
+        return (f"{used} utterances ({self.num_frames} frames), {len(self.chunks)} chunks covering "
+                f"{int(self.width.sum())} frames, {len(self)} minibatches per pass; {skipped}")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
