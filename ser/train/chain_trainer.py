@@ -86,7 +86,8 @@ from ser.nnet.preconditioning import LdaStats, splice_input
 from ser.nnet.tdnnf import TdnnfModel
 from ser.train.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, rng_state, set_rng_state
 from ser.train.minibatch import ChainMinibatch, split_minibatch
-from ser.train.optimizer import ADAM_BETAS, ADAM_EPSILON, MAX_PARAM_CHANGE, make_optimizer
+from ser.train.optimizer import (ADAM_BETAS, ADAM_EPSILON, ADAM_MAX_CHANGE_SCALE, MAX_PARAM_CHANGE,
+                                 adam_component_groups, make_optimizer)
 from ser.train.report import compute_prob_text, objective_lines, write_report
 from ser.train.schedule import KaldiSchedule
 
@@ -142,6 +143,7 @@ class ChainTrainerConfig:
     print_interval: int = 10  # minibatches between progress lines in train.N.log
     seed: int = 0
     bf16: bool = True  # autocast the network to bfloat16 on CUDA
+    adam_max_change_scale: float = ADAM_MAX_CHANGE_SCALE  # Kaldi's max-change x this under Adam
 
 
 @dataclass
@@ -183,8 +185,12 @@ class ChainTrainer:
                                  config.xent_regularize, config.out_of_range_regularize,
                                  config.chain_l2_regularize,
                                  generator=torch.Generator().manual_seed(config.seed + 7919 * self.rank))
-        self.optimizer = make_optimizer(config.optimizer, model.component_groups(),
-                                        config.max_param_change,
+        groups, self.max_param_change = model.component_groups(), config.max_param_change
+        if config.optimizer == "adam":  # Kaldi's xent rates and max-change translated (ser.train.optimizer)
+            xent = {f"{name}.": config.xent_regularize for name in model.branch_names["output-xent"]}
+            groups = adam_component_groups(groups, xent, config.adam_max_change_scale)
+            self.max_param_change *= config.adam_max_change_scale
+        self.optimizer = make_optimizer(config.optimizer, groups, self.max_param_change,
                                         (config.adam_beta1, config.adam_beta2), config.adam_epsilon)
         # same seed on every rank: the orthonormal-constraint draws keep the ranks identical
         self.ortho_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -265,12 +271,12 @@ class ChainTrainer:
             self.model.set_dropout(proportion, pattern)
         nj = sched.num_jobs(fraction)
         eta = sched.effective_lrate(fraction)
-        mpc = self.cfg.max_param_change
+        mpc = self.max_param_change
         parts = [mb]
         if iteration == 0 and self.cfg.iter0_special:
             parts = split_minibatch(mb)
             mpc = mpc / math.sqrt(2.0)
-        sums = {"objf": 0.0, "xent": 0.0, "frames": 0.0}
+        sums = {"objf": 0.0, "xent": 0.0, "frames": 0.0, "updates": 0.0, "mc_component": 0.0, "mc_global": 0.0}
         for part in parts:
             self.optimizer.zero_grad(set_to_none=True)
             loss, info = self._objective(self.ddp_model, part)
@@ -293,6 +299,9 @@ class ChainTrainer:
     def _sync_batchnorm_stats(self) -> None:
         """Average the stored BatchNorm stats over ranks (nnet3-average of the job models)."""
         if not self.distributed or self.world_size == 1:
+            sums["updates"] += 1
+            sums["mc_component"] += float(stats.num_limited > 0)
+            sums["mc_global"] += float(stats.global_scale < 1.0)
             return
         bufs = []
         for bn in self.model.batchnorms():
@@ -582,3 +591,4 @@ class ChainTrainer:
         if self.is_main:
             write_report(self.state.history, self.out_dir / "report")
         self.save_checkpoint(egs)
+        entry.update({k: self.state.iter_sums.get(k, 0.0) for k in ("updates", "mc_component", "mc_global")})
