@@ -376,10 +376,10 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     nj = trainer.schedule.num_jobs(0.25)
     params, grads = [g["params"] for g in groups], [[p.grad for p in g["params"]] for g in groups]
     if optimizer == "kaldi-sgd":
-        want = reference_update(params, grads, groups, eta, nj, 4, 2.0)
+        want = reference_update(params, grads, groups, eta, nj, 4, mpc)
     else:
         moments = [[(torch.zeros(p.shape, dtype=torch.float64),) * 2 for p in g["params"]] for g in groups]
-        want = reference_adam(params, grads, groups, eta, nj, 4, 2.0, moments, 1)
+        want = reference_adam(params, grads, groups, eta, nj, 4, mpc, moments, 1)
     with torch.no_grad():
         for g, w in zip(groups, want):
             for p, wp in zip(g["params"], w):
@@ -388,7 +388,7 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     apply_orthonormal_constraint(ref, torch.Generator().manual_seed(cfg.seed + 1))
     for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
-    # the output layer moved (zero init) and the xent layer got 5x its learning rate
+    # the output layer moved (zero init)
     assert float(model.layers["output"].affine.weight.detach().abs().max()) > 0
 
 
@@ -456,6 +456,10 @@ def test_training_run_writes_logs_curve_and_final_model(tiny, tmp_path):
     assert hist[-1]["train_objf"] > hist[0]["train_objf"]
     log0 = (exp / "log" / "train.0.log").read_text()
     assert "Overall average objective function for 'output' is" in log0
+    assert re.search(r"max-change: per-component limit active on \d+/\d+ updates, max-param-change on", log0)
+    last_log = (exp / "log" / f"train.{len(hist) - 1}.log").read_text()
+    # one pass of 4 minibatches of 3 at each of the 3 frame shifts
+    assert "batchnorm stats recomputed over 36 training sequences" in last_log
     cp = (exp / "log" / "compute_prob_valid.0.log").read_text().splitlines()
     assert cp[1].startswith("Overall log-probability for 'output' is ")
     assert cp[1].endswith(f"per frame, over {3 * 8} frames.")
