@@ -80,6 +80,8 @@ def test_speed_and_volume_perturbation_dirs():
     assert sp.wav["sp1.1-spk0-reco"] == "sph2pipe -f wav -p /x/0.sph | sox -t wav - -t wav - speed 1.1 |"
     assert sp.segments["sp0.9-spk0-utt1"].start == pytest.approx(round(1.0 / 0.9, 2))
     assert sp.segments["spk0-utt1"].start == 1.0
+    assert sp.extra("utt2uniq")["sp0.9-spk0-utt1"] == sp.extra("utt2uniq")["spk0-utt1"] == "spk0-utt1"
+    assert set(sp.extra("utt2uniq")) == set(sp.utts)
     sp.validate()
     v = volume_perturb_dir(sp)
     import random
