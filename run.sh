@@ -15,6 +15,10 @@
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test
+#   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
+#      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
+#   9  paper 2: the model's layer_1 features and openSMILE functionals of the emotion sets
+#      (local/ctc/make_emotion_features.sh)
 set -euo pipefail
 
 stage=0
@@ -167,6 +171,16 @@ if run_stage 6; then
       || { tail -n 3 exp/chain/tdnn/log/decode_$x.log >&2; exit 1; }
     echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
   done
+fi
+
+if run_stage 8; then
+  banner 8 "paper 2: ${ctc_net} DeepSpeech-style model, CTC on TED-LIUM"
+  local/ctc/run_deepspeech.sh --config "$config"
+fi
+
+if run_stage 9; then
+  banner 9 "paper 2: ${ctc_layer} and openSMILE ${paper2_opensmile_feature_set} features of the emotion sets"
+  local/ctc/make_emotion_features.sh --config "$config"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"
