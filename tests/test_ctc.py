@@ -15,7 +15,7 @@ from ser.ctc.decode import edit_counts, error_rate, greedy_decode
 from ser.ctc.text import BLANK, TextStats, ctc_min_frames, decode_ids, encode, normalize_transcript
 from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel, load_deepspeech_model
 from ser.train.ctc_data import CtcBatches, CtcData, split_held_out
-from ser.train.ctc_trainer import CtcTrainer, CtcTrainerConfig
+from ser.train.ctc_trainer import CtcTrainer, CtcTrainerConfig, frame_mean_std
 from ser.train.egs import MatrixTable
 
 
@@ -145,6 +145,10 @@ def test_batches_respect_frame_budget_shortest_first() -> None:
     assert longest == sorted(longest)  # DeepSpeech's order: shortest to longest
     for batch, n in zip(b.batches, longest):
         assert len(batch) == 1 or n * len(batch) <= 60
+    x = np.concatenate([data.feats[k].numpy() for k in data.keys]).astype(np.float64)
+    mean, std = frame_mean_std(data)  # the model's input standardisation
+    np.testing.assert_allclose(mean.numpy(), x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), x.std(0), rtol=1e-5)
     mb = next(b.iterate(2))
     assert mb.keys == [data.keys[i] for i in b.batches[2]]
     assert mb.feats.shape[0] == len(mb.keys) and int(mb.target_lengths.sum()) == mb.targets.numel()

@@ -120,3 +120,34 @@ def test_mfcc_deepspeech_conf() -> None:
     assert (o.num_mel_bins, o.num_ceps, o.effective_high_freq, o.window_type) == (26, 26, 8000.0, "hamming")
     assert (o.preemphasis_coefficient, o.cepstral_lifter, o.dither, o.use_energy) == (0.97, 22.0, 0.0, False)
     assert o.num_frames(16000) == 1 + (16000 - 512) // 320  # TF audio_spectrogram's frame count
+
+
+def test_make_bottleneck_features_script(tmp_path) -> None:
+    """steps/ctc/make_bottleneck_features.sh writes each utterance's layer output, as embed() computes it."""
+    import subprocess
+    from pathlib import Path
+
+    from ser.io.tables import ArkScpWriter, load_scp_matrices
+
+    root = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    d = tmp_path / "in"
+    d.mkdir()
+    feats = {f"s{i}-u{j}": rng.normal(size=(5 + 7 * j + i, 26)).astype(np.float32) for i in range(2) for j in range(3)}
+    with ArkScpWriter(d / "feats.ark", d / "feats.scp") as w:
+        for k in sorted(feats):
+            w.write(k, feats[k])
+    (d / "utt2spk").write_text("".join(f"{k} {k.split('-')[0]}\n" for k in sorted(feats)))
+    (d / "spk2utt").write_text("".join(f"s{i} " + " ".join(f"s{i}-u{j}" for j in range(3)) + "\n" for i in range(2)))
+    m = DeepSpeechModel(DeepSpeechConfig.mini(hidden_dim=8, cell_dim=6), generator=torch.Generator().manual_seed(3))
+    save_deepspeech_model(tmp_path / "final.pt", m)
+    r = subprocess.run(["steps/ctc/make_bottleneck_features.sh", "--nj", "1", "layer_2", str(d), str(tmp_path / "out"),
+                        str(tmp_path / "final.pt")], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = load_scp_matrices(tmp_path / "out" / "feats.scp")
+    assert sorted(got) == sorted(feats)
+    m.eval()
+    for k, x in feats.items():
+        ref = m.embed(torch.from_numpy(x)[None], upto="layer_2")[0].detach().numpy()
+        np.testing.assert_allclose(got[k], ref, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "out" / "utt2num_frames").read_text().split()[1] == str(feats["s0-u0"].shape[0])

@@ -47,7 +47,7 @@ def layer_outputs(model, feats: MatrixTable, layer: str, device: torch.device, m
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="compute_bottleneck_feats", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layer", default="layer_1", help="layer whose output is written (the model's layer names)")
     p.add_argument("--num-threads", type=int, default=1, help="torch threads (one per job, as Kaldi's jobs)")

@@ -27,7 +27,7 @@ log = logging.getLogger("compute_opensmile_feats")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="compute_opensmile_feats", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--feature-set", choices=list(FEATURE_SETS), default="eGeMAPSv02")
     p.add_argument("--sample-frequency", type=int, default=16000)

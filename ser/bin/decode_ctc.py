@@ -45,7 +45,7 @@ def decode_dir(model, data, device: torch.device, max_frames: int = 20000) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="decode_ctc", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_argument(p)
     p.add_argument("model", help="final.pt of train_ctc")

@@ -27,7 +27,7 @@ log = logging.getLogger("train_ctc")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = CtcTrainerConfig()
-    p = argparse.ArgumentParser(prog="train_ctc", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--net", choices=["mini", "paper"], default="paper",
                    help="network size: paper = DeepSpeech's 2048 widths, mini = the same network narrower")
@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="minibatches between held-out evaluations (0: once per pass)")
     p.add_argument("--srand", type=int, default=d.seed, help="seed (initialisation, order, dropout)")
     p.add_argument("--resume", type=str2bool, default=True)
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch CPU threads: the mini network's small matrices gain little from a second thread, "
+                   "and on a shared CPU threads waiting for each other can slow a step tenfold")
     add_device_argument(p)
     p.add_argument("train_data")
     p.add_argument("exp_dir")
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     setup_logging()
+    torch.set_num_threads(a.num_threads)
     exp = Path(a.exp_dir)
     if (exp / "final.pt").is_file() and a.resume:
         print(f"train_ctc: {exp}/final.pt exists; not retraining (remove it or use --resume false)")

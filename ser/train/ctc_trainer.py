@@ -77,6 +77,20 @@ def ctc_losses(model: DeepSpeechModel, mb: CtcMinibatch) -> torch.Tensor:
                       reduction="none", zero_infinity=False)
 
 
+def frame_mean_std(data: CtcData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coefficient mean and standard deviation of every frame of ``data`` (float64 sums, one utterance at
+    a time: Kaldi's global ``compute-cmvn-stats``)."""
+    dim = data.feats.dim
+    total, total_sq, n = torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dtype=torch.float64), 0
+    for k in data.keys:
+        m = data.feats[k].double()
+        total += m.sum(0)
+        total_sq += (m * m).sum(0)
+        n += m.shape[0]
+    mean = total / n
+    return mean.float(), (total_sq / n - mean * mean).clamp(min=0).sqrt().float()
+
+
 class CtcTrainer:
     """``CtcTrainer(model, config, out_dir).train(train_data, held_out)``; see the module docstring."""
 
@@ -215,8 +229,7 @@ class CtcTrainer:
         else:
             torch.manual_seed(cfg.seed)
             self.state = _State(total_steps=max(1, round(cfg.num_epochs * len(batches))))
-            frames = torch.cat([data.feats[k] for k in data.keys]).double()
-            self.model.set_input_normalization(frames.mean(0).float(), frames.std(0).float())
+            self.model.set_input_normalization(*frame_mean_std(data))
         st = self.state
         interval = cfg.valid_interval or len(batches)
         self._log(f"{len(data.keys)} utterances, {data.num_frames} frames in {len(batches)} minibatches of <= "
