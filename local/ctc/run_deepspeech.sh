@@ -38,5 +38,5 @@ grep '^train_ctc:' $dir/log/train_ctc.log
 for x in dev test; do
   $decode_cmd $dir/log/decode_$x.log steps/ctc/decode.sh --device "$device" $dir/final.pt \
     data/tedlium_${x}_mfcc26 $dir/decode_$x
-  echo "tedlium_$x: $(head -n 2 $dir/decode_$x/results.txt | tr '\n' ' ')  (all blank: $(sed -n 3p $dir/decode_$x/results.txt | cut -d' ' -f2-3))"
+  grep '^decode_ctc:' $dir/log/decode_$x.log
 done
