@@ -13,10 +13,11 @@ import torch
 
 from ser.ctc.decode import edit_counts, error_rate, greedy_decode
 from ser.ctc.text import BLANK, TextStats, ctc_min_frames, decode_ids, encode, normalize_transcript
-from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel, load_deepspeech_model
+from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel
+from ser.nnet.model_io import load_deepspeech_model
 from ser.train.ctc_data import CtcBatches, CtcData, split_held_out
 from ser.train.ctc_trainer import CtcTrainer, CtcTrainerConfig, frame_mean_std
-from ser.train.egs import MatrixTable
+from ser.io.batching import MatrixTable
 
 
 def test_normalize_transcript_counts_what_it_drops() -> None:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ser.features.mfcc import MfccOptions
-from ser.nnet.deepspeech import (ALPHABET, DeepSpeechConfig, DeepSpeechModel, clipped_relu, context_window,
-                                 load_deepspeech_model, save_deepspeech_model)
+from ser.nnet.deepspeech import ALPHABET, DeepSpeechConfig, DeepSpeechModel, clipped_relu, context_window
+from ser.nnet.model_io import load_deepspeech_model, save_deepspeech_model
 
 TINY = DeepSpeechConfig(feat_dim=5, context=2, hidden_dim=7, cell_dim=6)
 

@@ -26,9 +26,9 @@ from ser.cli import add_device_argument, run_main, setup_logging
 from ser.io.atomic import atomic_open
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
-from ser.nnet.deepspeech import load_deepspeech_model
+from ser.nnet.model_io import load_deepspeech_model
 from ser.train.ctc_data import length_buckets, pad_batch
-from ser.train.egs import MatrixTable  # TODO(interfaces): ser.io.batching.MatrixTable once it lands
+from ser.io.batching import MatrixTable
 
 log = logging.getLogger("compute_bottleneck_feats")
 

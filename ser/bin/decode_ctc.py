@@ -22,7 +22,7 @@ from ser.cli import add_device_argument, run_main, setup_logging
 from ser.ctc.decode import error_rate, greedy_decode
 from ser.ctc.text import decode_ids
 from ser.io.atomic import atomic_write_text
-from ser.nnet.deepspeech import load_deepspeech_model
+from ser.nnet.model_io import load_deepspeech_model
 from ser.train.ctc_data import CtcBatches, load_ctc_data
 
 log = logging.getLogger("decode_ctc")

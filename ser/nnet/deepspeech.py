@@ -62,8 +62,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["ALPHABET", "DeepSpeechConfig", "DeepSpeechModel", "context_window", "clipped_relu", "save_deepspeech_model",
-           "load_deepspeech_model"]
+__all__ = ["ALPHABET", "DeepSpeechConfig", "DeepSpeechModel", "context_window", "clipped_relu"]
 
 # data/alphabet.txt of DeepSpeech: space, a-z, apostrophe; the CTC blank is the last output (TF's ctc_loss
 # convention, num_classes - 1).
@@ -286,31 +285,3 @@ class DeepSpeechModel(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-# TODO(interfaces): move beside load_chain_model in ser/nnet/model_io.py (and read through
-# ser.io.torch_io.load_torch) once refactor-lib lands them.
-MODEL_FORMAT = "ser.deepspeech_model.v1"
-
-
-def save_deepspeech_model(path: str | Path, model: DeepSpeechModel, extra: dict[str, Any] | None = None) -> None:
-    """``final.pt``: {"format", "config", "model", ...extra}, atomic; loadable with weights_only=True."""
-    from ser.io.atomic import atomic_open
-
-    d = {"format": MODEL_FORMAT, "config": model.config.to_dict(),
-         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **(extra or {})}
-    with atomic_open(path, "wb") as f:
-        torch.save(d, f)
-
-
-def load_deepspeech_model(path: str | Path, map_location: str | torch.device = "cpu") -> DeepSpeechModel:
-    """The model of ``save_deepspeech_model``'s file; a missing or foreign file is a one-line ValueError."""
-    try:
-        d = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: cannot read DeepSpeech model: {e}") from e
-    if not isinstance(d, dict) or d.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a DeepSpeech model (format {d.get('format') if isinstance(d, dict) else None!r})")
-    model = DeepSpeechModel(DeepSpeechConfig.from_dict(d["config"]))
-    model.load_state_dict(d["model"])
-    return model

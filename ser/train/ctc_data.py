@@ -26,7 +26,7 @@ import torch
 
 from ser.ctc.text import TextStats, ctc_min_frames, encode, normalize_transcript
 from ser.io.datadir import DataDir
-from ser.train.egs import MatrixTable  # TODO(interfaces): ser.io.batching.MatrixTable once it lands
+from ser.io.batching import MatrixTable
 
 log = logging.getLogger(__name__)
 

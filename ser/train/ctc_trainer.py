@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from ser.ctc.decode import error_rate, greedy_decode
 from ser.ctc.text import decode_ids
 from ser.io.atomic import atomic_open, atomic_write_text
-from ser.nnet.deepspeech import DeepSpeechModel, save_deepspeech_model
-from ser.train.chain_trainer import _rng_state, _set_rng_state  # TODO(interfaces): ser/train/checkpoint.py
+from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.nnet.deepspeech import DeepSpeechModel
+from ser.nnet.model_io import save_deepspeech_model
+from ser.train.checkpoint import rng_state, set_rng_state
 from ser.train.ctc_data import CtcBatches, CtcData, CtcMinibatch
 
 logger = logging.getLogger(__name__)
@@ -166,18 +168,14 @@ class CtcTrainer:
         d = {"format": CHECKPOINT_FORMAT, "model_config": self.model.config.to_dict(),
              "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
              "optimizer": self.optimizer.state_dict(), "trainer": asdict(self.state),
-             "trainer_config": asdict(self.cfg), "rng": _rng_state()}
-        with atomic_open(self.out_dir / "checkpoint.pt", "wb") as f:
-            torch.save(d, f)
+             "trainer_config": asdict(self.cfg), "rng": rng_state()}
+        save_torch(d, self.out_dir / "checkpoint.pt")
 
     def load_checkpoint(self, path: str | Path) -> None:
-        # TODO(interfaces): ser.io.torch_io.load_torch(path, what="CTC trainer checkpoint", ...) once it lands
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{path}: cannot read CTC trainer checkpoint: {e}") from e
-        if not isinstance(d, dict) or d.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a CTC trainer checkpoint")
+        d = load_torch(path, what="CTC trainer checkpoint", expect_keys=(
+            "format", "model_config", "model", "optimizer", "trainer", "trainer_config", "rng"))
+        if d["format"] != CHECKPOINT_FORMAT:
+            raise TorchFileError(f"{path}: not a CTC trainer checkpoint (format {d['format']!r})")
         if d["model_config"] != self.model.config.to_dict():
             raise ValueError(f"{path}: model configuration differs from this run's")
         if d["trainer_config"] != asdict(self.cfg):
@@ -186,7 +184,7 @@ class CtcTrainer:
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.state = _State(**d["trainer"])
-        _set_rng_state(d["rng"])
+        set_rng_state(d["rng"])
 
     # -- the loop ------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Evaluation of emotion systems: metrics, scoring of a system dir, significance, the results report."""

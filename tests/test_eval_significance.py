@@ -1,0 +1,124 @@
+"""ser.eval.significance: McNemar against closed forms and scipy; bootstrap against explicit resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from ser.eval.metrics import ua_from_confusion, confusion_counts
+from ser.eval.significance import (bootstrap_ua_ci, mcnemar_exact, mcnemar_exact_p, paired_bootstrap_ua,
+                                   paired_test)
+
+
+@pytest.mark.parametrize("b, c, p", [
+    (0, 0, 1.0),
+    (0, 5, 2 / 2**5),                       # 2 * P(X = 0), n = 5
+    (1, 4, 2 * (1 + 5) / 2**5),             # 2 * (C(5,0) + C(5,1)) / 32
+    (8, 2, 2 * (1 + 10 + 45) / 2**10),      # 2 * (C(10,0) + C(10,1) + C(10,2)) / 1024
+    (6, 6, 1.0),                            # capped at 1
+    (3, 4, 1.0),                            # 2 * (1 + 7 + 21 + 35) / 128 = 1
+])
+def test_mcnemar_closed_forms(b, c, p):
+    assert mcnemar_exact_p(b, c) == pytest.approx(p, rel=1e-12)
+
+
+@pytest.mark.parametrize("b, c", [(3, 10), (17, 40), (200, 260), (2000, 2100), (1, 1), (0, 30)])
+def test_mcnemar_equals_scipy_binomtest(b, c):
+    assert mcnemar_exact_p(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+
+
+def test_mcnemar_counts_discordant_pairs():
+    a = np.array([1, 1, 1, 0, 0, 1, 0], bool)
+    b = np.array([1, 0, 0, 1, 0, 1, 0], bool)
+    assert mcnemar_exact(a, b) == (2, 1, mcnemar_exact_p(2, 1))
+
+
+def fake_decisions(seed: int, n_per_fold: int, folds: int = 3, k: int = 4, acc: float = 0.6):
+    rng = np.random.default_rng(seed)
+    n = n_per_fold * folds
+    ref = rng.integers(0, k, n)
+    hyp = np.where(rng.random(n) < acc, ref, rng.integers(0, k, n))
+    return ref, hyp, np.repeat(np.arange(folds), n_per_fold)
+
+
+def pooled_ua(ref, hyp, k=4) -> float:
+    return ua_from_confusion(confusion_counts(ref, hyp, k))
+
+
+def test_ci_contains_point_is_seeded_and_narrows_with_more_data():
+    ref, hyp, strata = fake_decisions(0, 100)
+    lo, hi = bootstrap_ua_ci(ref, hyp, strata, 4, draws=1000, seed=3)
+    assert lo < pooled_ua(ref, hyp) < hi
+    assert (lo, hi) == bootstrap_ua_ci(ref, hyp, strata, 4, draws=1000, seed=3)
+    assert (lo, hi) != bootstrap_ua_ci(ref, hyp, strata, 4, draws=1000, seed=4)
+    big = fake_decisions(0, 1600)
+    lo4, hi4 = bootstrap_ua_ci(*big, 4, draws=1000, seed=3)
+    assert hi4 - lo4 < 0.5 * (hi - lo)       # 16x data: ~4x narrower
+
+
+def index_bootstrap_ua(ref, hyp, strata, draws, seed, k=4):
+    """Reference: resample utterance indices with replacement within each stratum, UA by brute force."""
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(g, size=(draws, g.size), replace=True)
+                          for g in (np.flatnonzero(strata == s) for s in np.unique(strata))], axis=1)
+    r, right = ref[idx], (ref == hyp)[idx]
+    recalls = [((r == c) & right).sum(1) / (r == c).sum(1) for c in range(k)]   # every class occurs here
+    return np.mean(recalls, axis=0)
+
+
+def test_bootstrap_distribution_equals_index_resampling():
+    ref, hyp, strata = fake_decisions(1, 40)
+    assert np.all(np.bincount(ref[strata == 0], minlength=4) >= 3)
+    ua = index_bootstrap_ua(ref, hyp, strata, 3000, seed=11)
+    lo, hi = bootstrap_ua_ci(ref, hyp, strata, 4, draws=3000, seed=12)
+    ref_lo, ref_hi = np.quantile(ua, [0.025, 0.975])
+    sd = ua.std()
+    assert abs(lo - ref_lo) < 0.2 * sd and abs(hi - ref_hi) < 0.2 * sd
+
+
+def test_resampling_is_stratified_by_fold():
+    """Each fold holds one (class, correct) cell only: resampling within folds keeps every count, so
+    the UA is exactly (30/60 + 1) / 2 in every draw; resampling across folds would vary it."""
+    ref = np.array([0] * 30 + [0] * 30 + [1] * 30)
+    hyp = np.array([0] * 30 + [1] * 30 + [1] * 30)
+    strata = np.repeat([0, 1, 2], 30)
+    assert bootstrap_ua_ci(ref, hyp, strata, 2, draws=500) == (0.75, 0.75)
+    lo, hi = bootstrap_ua_ci(ref, hyp, np.zeros(90, int), 2, draws=500)
+    assert lo < 0.7 and hi > 0.8
+
+
+def test_paired_identical_systems_give_p_one():
+    ref, hyp, strata = fake_decisions(2, 80)
+    d, p = paired_bootstrap_ua(ref, hyp, hyp, strata, 4, draws=1000)
+    assert d == 0 and p == 1.0
+    t = paired_test(ref, hyp, hyp, strata, 4, draws=1000)
+    assert t.p_mcnemar == 1.0 and t.n_a_only == t.n_b_only == 0
+
+
+def test_paired_clearly_better_system_gives_small_p():
+    ref, weak, strata = fake_decisions(3, 100, acc=0.4)
+    rng = np.random.default_rng(5)
+    strong = np.where(rng.random(ref.size) < 0.8, ref, weak)
+    t = paired_test(ref, strong, weak, strata, 4, draws=1000, seed=1)
+    assert t.diff == pytest.approx(pooled_ua(ref, strong) - pooled_ua(ref, weak))
+    assert t.diff > 0.2
+    assert t.p_bootstrap < 0.01 and t.p_mcnemar < 1e-6
+    assert t.p_bootstrap >= 1 / 1001                # never 0
+    # the sign convention: swapping a and b flips the difference, same p
+    t2 = paired_test(ref, weak, strong, strata, 4, draws=1000, seed=1)
+    assert t2.diff == pytest.approx(-t.diff) and t2.p_mcnemar == t.p_mcnemar
+
+
+def test_paired_equally_good_systems_have_large_p():
+    ref, _, strata = fake_decisions(4, 150)
+    rng = np.random.default_rng(6)
+    a, b = (np.where(rng.random(ref.size) < 0.6, ref, rng.integers(0, 4, ref.size)) for _ in range(2))
+    t = paired_test(ref, a, b, strata, 4, draws=1000)
+    assert abs(t.diff) < 0.1
+    assert t.p_bootstrap > 0.05 and t.p_mcnemar > 0.05
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="length mismatch"):
+        bootstrap_ua_ci(np.zeros(3, int), np.zeros(2, int), np.zeros(3, int), 2)
