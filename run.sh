@@ -128,8 +128,8 @@ if run_stage 8; then
 fi
 
 if run_stage 9; then
-  banner 9 "paper 2: ${ctc_layer} and openSMILE ${paper2_opensmile_feature_set} features of the emotion sets"
-  local/ctc/make_emotion_features.sh --config "$config"
+  banner 9 "paper 2: ${ctc_layer} and openSMILE ${paper2_opensmile_feature_set} features, heads and baselines on ${paper2_set}"
+  local/ctc/run_paper2.sh --config "$config"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

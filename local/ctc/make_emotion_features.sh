@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# First part of stage 9 of run.sh: paper 2's features of the emotion sets (data/iemocap_all covers them).
+# First part of stage 9 of run.sh (local/ctc/run_paper2.sh): paper 2's features of the emotion sets (data/iemocap_all covers them).
 #   local/ctc/make_emotion_features.sh [--config conf/mini.yaml]   (needs stages 1 and 8)
 # Config: ctc.* (net, MFCC options, layer), paper2.opensmile_feature_set, nj.
 #
