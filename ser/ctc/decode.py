@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ser.chain.decode import align_counts
+
 __all__ = ["greedy_decode", "EditCounts", "edit_counts", "ErrorRate", "error_rate"]
 
 
@@ -55,32 +57,11 @@ class EditCounts:
 
 
 def edit_counts(ref: list, hyp: list) -> EditCounts:
-    """Levenshtein distance between sequences, split into substitutions / insertions / deletions of one
-    minimal alignment (ties broken towards substitutions, then deletions, as Kaldi's
-    LevenshteinEditDistance does in effect)."""
-    n, m = len(ref), len(hyp)
-    # cost[j] and the (sub, ins, del) counts of the best alignment of ref[:i] and hyp[:j], row by row
-    cost = list(range(m + 1))
-    ops = [(0, j, 0) for j in range(m + 1)]
-    for i in range(1, n + 1):
-        new_cost, new_ops = [i], [(0, 0, i)]
-        for j in range(1, m + 1):
-            same = ref[i - 1] == hyp[j - 1]
-            cands = ((cost[j - 1] + (0 if same else 1), 0), (cost[j] + 1, 2), (new_cost[j - 1] + 1, 1))
-            c, kind = min(cands, key=lambda t: t[0])
-            if kind == 0:
-                s, a, d = ops[j - 1]
-                new_ops.append((s + (0 if same else 1), a, d))
-            elif kind == 2:
-                s, a, d = ops[j]
-                new_ops.append((s, a, d + 1))
-            else:
-                s, a, d = new_ops[j - 1]
-                new_ops.append((s, a + 1, d))
-            new_cost.append(c)
-        cost, ops = new_cost, new_ops
-    s, a, d = ops[m]
-    return EditCounts(sub=s, ins=a, dels=d, ref=n)
+    """Substitutions / insertions / deletions of one minimal (Levenshtein) alignment of ``hyp`` to ``ref``:
+    the PER scorer's :func:`ser.chain.decode.align_counts` (ties towards substitutions, then deletions, as
+    Kaldi's LevenshteinEditDistance does in effect)."""
+    _, ins, dels, sub = align_counts(ref, hyp)
+    return EditCounts(sub=sub, ins=ins, dels=dels, ref=len(ref))
 
 
 @dataclass
