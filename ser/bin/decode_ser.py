@@ -1,0 +1,90 @@
+"""Decode a fold's test utterances with a trained emotion network (steps/ser/decode.sh).
+
+    python -m ser.bin.decode_ser [options] <test-dir> <ivector-dir> <dir>
+
+Reads ``<dir>/final.pt`` (ser.bin.train_ser) and writes, atomically, ``<dir>/utt2post``
+(``<utt> p_1 ... p_K``: the normalised sum of the frame softmaxes, in the class order stored
+with the model = ``labels.txt``), ``<dir>/utt2pred`` (``<utt> <label>``) and ``<dir>/test.json``
+(frame accuracy and counts, when ``<test-dir>/utt2emo`` has the labels).  Every utterance of
+``<test-dir>`` is decoded; one without features or i-vectors is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from ser.device import resolve_device
+from ser.emotion.frames import load_parts
+from ser.emotion.graft import GraftedModel
+from ser.emotion.trainer import frame_logits, kill_point
+from ser.emotion.voting import vote
+from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.datadir import DataDir
+
+log = logging.getLogger("decode_ser")
+
+
+def load_grafted(path: Path) -> tuple[GraftedModel, list[str]]:
+    """The model and its class order from ``final.pt``."""
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- missing / truncated / foreign file
+        raise ValueError(f"{path}: cannot read the emotion model ({e})") from e
+    model = GraftedModel.from_dict(d, str(path))
+    if not d.get("labels"):
+        raise ValueError(f"{path}: no class labels stored with the model")
+    return model, list(d["labels"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="decode_ser", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chunk-width", type=int, default=300, help="input frames per evaluation chunk")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("test_dir")
+    p.add_argument("ivector_dir")
+    p.add_argument("dir")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    torch.set_num_threads(a.num_threads)
+    try:
+        decode(a)
+    except (ValueError, OSError, RuntimeError) as e:  # TODO(interfaces): ser.cli.run_main
+        print(f"decode_ser: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def decode(a: argparse.Namespace) -> None:
+    out = Path(a.dir)
+    model, classes = load_grafted(out / "final.pt")
+    device = resolve_device(a.device)
+    model.to(device)
+    test = DataDir.load(a.test_dir)
+    fs = load_parts([test.path], a.ivector_dir)
+    logits = frame_logits(model, fs, test.utts, a.chunk_width, device)
+    post, dec = vote(logits)
+    kill_point(f"{out}:decoded")
+    with atomic_open(out / "utt2post") as f:
+        for u, row in zip(test.utts, post.tolist()):
+            f.write(u + " " + " ".join(f"{x:.6f}" for x in row) + "\n")
+    with atomic_open(out / "utt2pred") as f:
+        for u, k in zip(test.utts, dec):
+            f.write(f"{u} {classes[k]}\n")
+    info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
+    if test.has("utt2emo"):
+        emo = test.extra("utt2emo")
+        correct = sum(int((x.argmax(-1) == classes.index(emo[u])).sum())
+                      for u, x in zip(test.utts, logits) if emo.get(u) in classes)
+        info["frame_acc"] = correct / info["num_frames"]
+    atomic_write_text(out / "test.json", json.dumps(info, indent=1) + "\n")
+    log.info("%s: decoded %d utterances (%d frames)%s", out, info["num_utts"], info["num_frames"],
+             f", frame accuracy {info['frame_acc']:.4f}" if "frame_acc" in info else "")
