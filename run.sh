@@ -15,6 +15,8 @@
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test
+#   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
 set -euo pipefail
 
 stage=0
@@ -167,6 +169,11 @@ if run_stage 6; then
       || { tail -n 3 exp/chain/tdnn/log/decode_$x.log >&2; exit 1; }
     echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
   done
+fi
+
+if run_stage 7; then
+  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
+  local/ser/run_tdnn.sh --config "$config" --nj "$nj" --device "$device"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

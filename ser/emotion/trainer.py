@@ -53,6 +53,7 @@ from ser.emotion.frames import Context, FeatureSet, FrameEgs, MatrixTable, gathe
     utterance_outputs
 from ser.emotion.graft import GraftedModel
 from ser.emotion.voting import vote
+from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,12 @@ class EvalResult:
 
 def score_frames(frame_logits: Sequence[torch.Tensor], targets: Sequence[int]) -> EvalResult:
     """Voting, utterance UA / WA, frame accuracy and mean frame cross-entropy."""
-    # TODO(interfaces): ser.eval.metrics.unweighted_accuracy / weighted_accuracy when it lands
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-
     post, dec = vote(frame_logits)
     correct = sum(int((f.argmax(-1) == t).sum()) for f, t in zip(frame_logits, targets))
     frames = sum(int(f.shape[0]) for f in frame_logits)
     loss = sum(float(F.cross_entropy(f, torch.full((f.shape[0],), t), reduction="sum"))
                for f, t in zip(frame_logits, targets))
-    return EvalResult(float(balanced_accuracy_score(targets, dec)), float(accuracy_score(targets, dec)),
+    return EvalResult(unweighted_accuracy(targets, dec), weighted_accuracy(targets, dec),
                       correct / frames, loss / frames, post, dec)
 
 
@@ -202,7 +200,7 @@ class SerTrainer:
         self.model.after_step(self.ortho_gen)
         self.step += 1
         n = int(inside.sum())
-        return float(loss) * n, int((logits.argmax(-1) == target[inside]).sum()), n
+        return float(loss.detach()) * n, int((logits.argmax(-1) == target[inside]).sum()), n
 
     # -- epochs -----------------------------------------------------------------------------
     def validate(self) -> EvalResult:
