@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         decode(a)
     except (ValueError, OSError, RuntimeError) as e:  # TODO(interfaces): ser.cli.run_main
-        print(f"decode_ser: {e}", file=sys.stderr)
+        print(f"decode_ser: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
 

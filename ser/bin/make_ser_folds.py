@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # TODO(interfaces): ser.cli.run_main
         out = write_folds(a.data_dir, a.protocol, a.num_valid_speakers, a.seed)
     except (ValueError, OSError) as e:
-        print(f"make_ser_folds: {e}", file=sys.stderr)
+        print(f"make_ser_folds: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
     info = json.loads((out / "folds.json").read_text())
     counts = " ".join(f"{f}={c['train']}/{c['valid']}/{c['test']}" for f, c in info["folds"].items())

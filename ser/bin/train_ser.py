@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(a)
     except (ValueError, OSError, RuntimeError) as e:  # TODO(interfaces): ser.cli.run_main
-        print(f"train_ser: {e}", file=sys.stderr)
+        print(f"train_ser: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
 
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(d / "labels.txt", "".join(f"{x}\n" for x in labels))
         atomic_write_text(d / "meta.json", json.dumps(meta, indent=1) + "\n")
     except (ValueError, OSError) as e:
-        print(f"write_ser_meta: {e}", file=sys.stderr)
+        print(f"write_ser_meta: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
 
