@@ -118,6 +118,8 @@ fi
 
 for sys in $ser_systems; do
   folds=$(system_folds $sys)
+  newer=$(for f in $folds; do find exp/ser/$sys/$f/test.json -newer exp/ser/$sys/results.json; done 2>/dev/null || true)
+  if [ -f exp/ser/$sys/results.json ] && [ -z "$newer" ]; then continue; fi
   steps/ser/score.sh --set "$ser_set" --protocol "$ser_protocol" --folds "$folds" \
     --description "$(system_description $sys)" $data exp/ser/$sys > exp/ser/log/score_$sys.log 2>&1 \
     || { tail -n 3 exp/ser/log/score_$sys.log >&2; echo "$0: scoring failed, see exp/ser/log/score_$sys.log" >&2; exit 1; }

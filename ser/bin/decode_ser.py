@@ -88,3 +88,7 @@ def decode(a: argparse.Namespace) -> None:
     atomic_write_text(out / "test.json", json.dumps(info, indent=1) + "\n")
     log.info("%s: decoded %d utterances (%d frames)%s", out, info["num_utts"], info["num_frames"],
              f", frame accuracy {info['frame_acc']:.4f}" if "frame_acc" in info else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
