@@ -1,25 +1,28 @@
 """Paper 1's Tables 2 and 3 (exp/ser/table2.md, table3.md) from the scored systems.
 
-    python -m ser.bin.make_ser_tables [exp/ser]
+    python -m ser.bin.make_ser_tables [--table2-fold Ses05] [exp/ser]
 
-See ser.emotion.tables; systems that were not run are listed as such.
+See ser.emotion.tables; systems that were not run are listed as such.  ``--table2-fold`` is
+the layer-selection test fold (paper 1: session 5).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ser.emotion.tables import write_tables
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) > 1:
-        print("usage: python -m ser.bin.make_ser_tables [exp/ser]", file=sys.stderr)
-        return 1
+    p = argparse.ArgumentParser(prog="make_ser_tables", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table2-fold", default="Ses05")
+    p.add_argument("ser_dir", nargs="?", default="exp/ser")
+    a = p.parse_args(argv)
     try:
-        for p in write_tables(argv[0] if argv else "exp/ser"):
-            print(f"wrote {p}")
+        for path in write_tables(a.ser_dir, a.table2_fold):
+            print(f"wrote {path}")
     except OSError as e:
         print(f"make_ser_tables: {e}", file=sys.stderr)
         return 1
