@@ -25,36 +25,20 @@ import argparse
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chain_train import timed  # noqa: E402  (bench/chain_train.py: best of n after a warm-up)
 
 from ser.device import resolve_device  # noqa: E402
 from ser.emotion.frames import FeatureSet, FrameMinibatch, MatrixTable  # noqa: E402
 from ser.emotion.graft import make_grafted_model  # noqa: E402
 from ser.emotion.trainer import SerTrainConfig, SerTrainer, body_cache  # noqa: E402
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, steps: int) -> float:
-    """Best of ``steps`` timings after a warm-up (robust to other load on the machine)."""
-    fn()
-    best = math.inf
-    for _ in range(steps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def synthetic_set(n_utts: int, frames: int, cfg: TdnnfConfig, g: torch.Generator) -> FeatureSet:
