@@ -211,7 +211,7 @@ class SerTrainer:
     def train_epoch(self) -> dict[str, float]:
         loss_sum, correct, frames = 0.0, 0, 0
         bar = tqdm(self.egs.minibatches(self.epoch), total=len(self.egs), desc=f"epoch {self.epoch}",
-                   mininterval=10, file=sys.stderr, leave=False)
+                   mininterval=10, file=sys.stderr)
         for k, mb in enumerate(bar):
             l, c, n = self.train_step(mb)
             loss_sum, correct, frames = loss_sum + l, correct + c, frames + n
