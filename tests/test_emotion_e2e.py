@@ -35,7 +35,6 @@ ser:
   final_lrate: 0.001
   chunk_width: 45
   minibatch_size: 8
-  eval_chunk_width: 90
   cache_frozen_body: true
   seed: 0
 """

@@ -75,7 +75,7 @@ system_description() {
 train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs "$ser_num_epochs"
               --patience "$ser_patience" --initial-lrate "$ser_initial_lrate" --final-lrate "$ser_final_lrate"
               --chunk-width "$ser_chunk_width" --minibatch-size "$ser_minibatch_size"
-              --eval-chunk-width "$ser_eval_chunk_width" --seed "$ser_seed"
+              --seed "$ser_seed"
               --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads 1)
 
 # one job per (system, fold) that has no results made by the same commands
@@ -94,7 +94,7 @@ for sys in $ser_systems; do
       printf '%q ' steps/ser/train.sh "${train_common[@]}" "${opts[@]}" $foldsdir/$fold $iv $model $d
       printf '> %q 2>&1 || { tail -n 4 %q; echo "training failed, see %q"; exit 1; }\n' \
         $d/log/train.log $d/log/train.log $d/log/train.log
-      printf '%q ' steps/ser/decode.sh --chunk-width "$ser_eval_chunk_width" --device "$device" \
+      printf '%q ' steps/ser/decode.sh --device "$device" \
         $foldsdir/$fold/test $iv $d
       printf '> %q 2>&1 || { tail -n 4 %q; echo "decoding failed, see %q"; exit 1; }\n' \
         $d/log/decode.log $d/log/decode.log $d/log/decode.log
