@@ -31,6 +31,8 @@ def tiny_model(seed: int = 0) -> TdnnfModel:
     """A random tiny model with stored BatchNorm statistics (as a pretrained one has)."""
     g = torch.Generator().manual_seed(seed)
     m = TdnnfModel(tiny_config(), generator=g)
+    d = 3 * FEAT_DIM + IVEC_DIM  # a fixed input transform other than the identity, as an estimated one
+    m.set_preconditioning(torch.eye(d) + 0.1 * torch.randn(d, d, generator=g), 0.1 * torch.randn(d, generator=g))
     m.train()
     with torch.no_grad():
         for _ in range(3):

@@ -37,6 +37,8 @@ def test_scratch_body_is_random_and_in_train_mode():
     a = dict(g.body.named_parameters())
     assert not any(torch.equal(a[n], p) for n, p in pre.named_parameters() if n in a)
     assert all(float(bn.stats_count) == 0 for bn in g.body.batchnorms())
+    lda, lda0 = g.body.layers["lda"], pre.layers["lda"]  # the fixed input transform is shared
+    assert torch.equal(lda.weight, lda0.weight) and torch.equal(lda.bias, lda0.bias)
 
 
 def test_param_groups_follow_primary_lr_factor():

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from ser.device import resolve_device
-from ser.emotion.frames import load_parts, utterance_ivectors
-from ser.emotion.graft import estimate_scratch_preconditioning, make_grafted_model
+from ser.emotion.frames import load_parts
+from ser.emotion.graft import make_grafted_model
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir
@@ -107,10 +107,6 @@ def run(a: argparse.Namespace) -> int:
     device = resolve_device(a.device)
     model = make_grafted_model(load_chain_model(a.model), a.layer, a.hidden_dim, len(classes),
                                a.primary_lr_factor, a.from_scratch, cfg.seed)
-    if a.from_scratch and not (out / "checkpoint.pt").is_file():
-        n = estimate_scratch_preconditioning(
-            model, [(fs.feats[u], utterance_ivectors(fs, u)) for u in train_d.utts])
-        log.info("scratch network: lda (whitening) estimated on %d training frames", n)
     log.info("%s: %s up to %s (%d parameters; factor %g%s) + head %d -> %d; %d train / %d valid "
              "utterances", out, "random body" if a.from_scratch else a.model, a.layer,
              sum(p.numel() for p in model.parameters()), a.primary_lr_factor,

@@ -60,14 +60,6 @@ def ivectors_per_frame(fs: FeatureSet, utt_idx: torch.Tensor, first_frame: torch
     return iv.data[iv.offsets[utt_idx][:, None] + row]
 
 
-def utterance_ivectors(fs: FeatureSet, utt: str) -> torch.Tensor | None:
-    """[T, I] i-vector of every frame of ``utt`` (None without i-vectors)."""
-    if fs.ivectors is None:
-        return None
-    idx = torch.tensor([fs.feats.index[utt]])
-    return ivectors_per_frame(fs, idx, torch.zeros(1, dtype=torch.int64), fs.feats.num_rows(utt))[0]
-
-
 def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) -> FeatureSet:
     """Features (and i-vectors) of the utterances of several data dirs in one FeatureSet
     (e.g. a fold's train and valid parts); an utterance without an i-vector is an error."""
