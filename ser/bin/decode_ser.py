@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from ser.device import resolve_device
+from ser.emotion.folds import utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import GraftedModel
-from ser.emotion.trainer import frame_logits, kill_point
+from ser.emotion.trainer import frame_logits, kill_point, score_frames
 from ser.emotion.voting import vote
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.datadir import DataDir
@@ -71,7 +72,13 @@ def decode(a: argparse.Namespace) -> None:
     test = DataDir.load(a.test_dir)
     fs = load_parts([test.path], a.ivector_dir)
     logits = frame_logits(model, fs, test.utts, a.chunk_width, device)
-    post, dec = vote(logits)
+    info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
+    if test.has("utt2emo"):  # frame accuracy and loss for the report; UA / WA are the scorer's
+        res = score_frames(logits, list(utt2class(test, classes).values()))
+        post, dec = res.posteriors, res.decisions
+        info.update(frame_acc=res.frame_acc, frame_loss=res.loss)
+    else:
+        post, dec = vote(logits)
     kill_point(f"{out}:decoded")
     with atomic_open(out / "utt2post") as f:
         for u, row in zip(test.utts, post.tolist()):
@@ -79,12 +86,6 @@ def decode(a: argparse.Namespace) -> None:
     with atomic_open(out / "utt2pred") as f:
         for u, k in zip(test.utts, dec):
             f.write(f"{u} {classes[k]}\n")
-    info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
-    if test.has("utt2emo"):
-        emo = test.extra("utt2emo")
-        correct = sum(int((x.argmax(-1) == classes.index(emo[u])).sum())
-                      for u, x in zip(test.utts, logits) if emo.get(u) in classes)
-        info["frame_acc"] = correct / info["num_frames"]
     atomic_write_text(out / "test.json", json.dumps(info, indent=1) + "\n")
     log.info("%s: decoded %d utterances (%d frames)%s", out, info["num_utts"], info["num_frames"],
              f", frame accuracy {info['frame_acc']:.4f}" if "frame_acc" in info else "")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ser.device import resolve_device
+from ser.emotion.folds import utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import make_grafted_model
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
@@ -64,18 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_labels(d: DataDir, classes: list[str]) -> dict[str, int]:
-    """utt -> class index from ``utt2emo``; an emotion outside ``classes`` is an error."""
-    emo = d.extra("utt2emo")
-    out = {}
-    for u in d.utts:
-        if u not in emo or emo[u] not in classes:
-            raise ValueError(f"{d.path}/utt2emo: utterance {u!r} has label {emo.get(u)!r}, not one "
-                             f"of {' '.join(classes)}")
-        out[u] = classes.index(emo[u])
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -102,7 +91,7 @@ def run(a: argparse.Namespace) -> int:
     _check_options(out, options)
     train_d = DataDir.load(Path(a.fold_dir) / "train")
     valid_d = DataDir.load(Path(a.fold_dir) / "valid")
-    labels = {**read_labels(train_d, classes), **read_labels(valid_d, classes)}
+    labels = {**utt2class(train_d, classes), **utt2class(valid_d, classes)}
     fs = load_parts([train_d.path, valid_d.path], a.ivector_dir)
     device = resolve_device(a.device)
     model = make_grafted_model(load_chain_model(a.model), a.layer, a.hidden_dim, len(classes),

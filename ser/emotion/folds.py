@@ -134,3 +134,15 @@ def read_fold_names(folds_dir: str | Path) -> list[str]:
         return list(json.loads(p.read_text())["folds"])
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{p}: cannot read the fold list ({e})") from e
+
+
+def utt2class(d: DataDir, classes: list[str]) -> dict[str, int]:
+    """utt -> index in ``classes`` of its ``utt2emo`` label; a label outside ``classes`` is an error."""
+    emo = d.extra("utt2emo")
+    out = {}
+    for u in d.utts:
+        if u not in emo or emo[u] not in classes:
+            raise ValueError(f"{d.path}/utt2emo: utterance {u!r} has label {emo.get(u)!r}, not one "
+                             f"of {' '.join(classes)}")
+        out[u] = classes.index(emo[u])
+    return out
