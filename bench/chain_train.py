@@ -4,7 +4,7 @@
 One step = network forward (bf16 autocast on CUDA), LF-MMI (den + num forward-backward, fp32)
 + 0.1 xent, backward, Kaldi's update (l2, max-change, BatchNorm stats scaling, orthonormal
 constraint).  The network is the paper's tdnn_1g (TdnnfConfig.tdnn_1g, 9.4M parameters
-with 3600 pdfs) unless ``--config mini``; the den graph is random (bench/lfmmi.py's maker)
+with 3600 pdfs) unless ``--net mini``; the den graph is random (bench/lfmmi.py's maker)
 or ``--den-graph den.pt``; numerator graphs are random e2e-like chains (``--num-phones``
 phones per sequence, a first-frame arc and a self-loop per phone).
 
@@ -18,7 +18,7 @@ The Kaldi anchor (reference/lfmmi-ivector-mfcc-anchors.md section 4: ~800k input
 Examples:
   .venv/bin/python bench/chain_train.py --device cuda                       # 64 x 150, tdnn_1g, 3600 pdfs
   .venv/bin/python bench/chain_train.py --device cpu --chunks 8 --steps 2   # reduced, CPU
-  .venv/bin/python bench/chain_train.py --den-graph exp/chain/den.pt --config mini
+  .venv/bin/python bench/chain_train.py --den-graph exp/chain/den.pt --net mini
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lfmmi import random_den_graph  # noqa: E402  (bench/lfmmi.py)
 
-from ser.chain.den_graph import load_den_chain_graph  # noqa: E402
+from ser.io.torch_io import load_torch  # noqa: E402
 from ser.chain.graph import ChainGraph  # noqa: E402
 from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 from ser.nnet import TdnnfConfig, TdnnfModel  # noqa: E402
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig  # noqa: E402
 from ser.train.minibatch import ChainMinibatch  # noqa: E402
-from ser.train.schedule import KaldiSchedule  # noqa: E402
 
 KALDI_ANCHOR_FRAMES_PER_S = 800_000 / 60.0
 
@@ -86,7 +85,7 @@ def timed(fn, device: torch.device, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--config", choices=["tdnn_1g", "mini"], default="tdnn_1g")
+    ap.add_argument("--net", choices=["tdnn_1g", "mini"], default="tdnn_1g", help="network size")
     ap.add_argument("--pdfs", type=int, default=3600)
     ap.add_argument("--den-states", type=int, default=12000)
     ap.add_argument("--den-arcs", type=int, default=80000)
@@ -104,11 +103,12 @@ def main() -> None:
 
     device = resolve_device(a.device)
     if a.den_graph:
-        den, pdfs = load_den_chain_graph(a.den_graph)
+        d = load_torch(a.den_graph, what="den graph", expect_keys=("num_pdfs",))
+        den, pdfs = ChainGraph.from_state_dict(d), int(d["num_pdfs"])
     else:
         pdfs = a.pdfs
         den = random_den_graph(a.den_states, a.den_arcs, pdfs, seed=0, pdf_by_dst=False)
-    cfg = TdnnfConfig.tdnn_1g(pdfs) if a.config == "tdnn_1g" else TdnnfConfig.mini(pdfs)
+    cfg = TdnnfConfig.tdnn_1g(pdfs) if a.net == "tdnn_1g" else TdnnfConfig.mini(pdfs)
     model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(0))
     nparams = sum(p.numel() for p in model.parameters())
     fsf = model.frame_subsampling_factor
@@ -124,12 +124,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
              f", {torch.get_num_threads()} CPU threads"))
-    print(f"network {a.config}: {nparams:,} parameters, {pdfs} pdfs, context {model.left_context}/"
+    print(f"network {a.net}: {nparams:,} parameters, {pdfs} pdfs, context {model.left_context}/"
           f"{model.right_context}; den graph {den.num_states} states, {den.num_arcs} arcs; minibatch "
           f"{a.chunks} x {a.chunk_width} frames ({t_in} with context, {t_out} output frames)")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = ChainTrainer(model, den, ChainTrainerConfig(bf16=bool(a.bf16), iter0_special=False), tmp, device)
-        trainer.schedule = KaldiSchedule(num_epochs=6, frames_per_epoch=10**8)
+        trainer.schedule = trainer.make_schedule(frames_per_epoch=10**8)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t_step = timed(lambda: trainer.train_step(mb, 0.3, 5), device, a.steps)

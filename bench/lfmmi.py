@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ser.chain.denominator import DenominatorGraph, denominator_forward_backward
 from ser.chain.graph import ChainGraph
+from ser.io.torch_io import load_torch
 
 
 def random_den_graph(states: int, arcs: int, pdfs: int, seed: int, pdf_by_dst: bool) -> ChainGraph:
@@ -153,7 +154,7 @@ def main() -> None:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     if args.den_graph:
-        graph = ChainGraph.from_state_dict(torch.load(args.den_graph, weights_only=True))
+        graph = ChainGraph.from_state_dict(load_torch(args.den_graph, what="den graph"))
     else:
         graph = random_den_graph(args.states, args.arcs, args.pdfs, seed=0, pdf_by_dst=args.pdf_by_dst)
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []

@@ -1,54 +1,190 @@
 """Recipe configuration: one YAML file per recipe variant (``conf/mini.yaml``, ``conf/paper.yaml``).
 
-``python -m ser.config conf/mini.yaml`` prints the flattened options as shell
-assignments (``features_nj=2``), which run.sh ``eval``s, so a stage reads
-``$features_nj``; Python code reads the same file with :func:`load`.
-Nested keys are joined with ``_``; lists become space-separated strings.
+The schema is :class:`RecipeConfig`: two top-level options and one dataclass per YAML section, each
+holding the section's defaults (Kaldi's / paper 1's values; ``conf/mini.yaml`` shrinks them).  Loading
+checks every key and value: an unknown key, a wrong type (``nj: two``), a file that is missing or not
+YAML is a :class:`ConfigError` naming the file and the key, e.g.
+``conf/x.yaml: chain.num_epochs: expected a number, got 'two'``.
+
+``python -m ser.config conf/mini.yaml`` prints the flattened options as shell assignments
+(``chain_num_epochs=0.67``; nested keys joined with ``_``, lists space-separated, bools
+true/false), which run.sh ``eval``s, so a stage reads ``$chain_num_epochs``; Python code reads
+the same file with :func:`load`.  On a bad file it prints one line and exits 1, and run.sh stops.
+
+To add a section (``ser``, ``ctc``, ``paper2``, ...): write its dataclass below (field types
+``int``, ``float``, ``str``, ``bool``, ``list[...]`` or ``Literal[...]``, each with its default and
+a comment), add a field of that type to :class:`RecipeConfig`, and give its keys in BOTH
+conf/mini.yaml and conf/paper.yaml (tests/test_config.py checks both files set every key).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shlex
 import sys
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+# run.sh's options: a top-level key of that name would overwrite them when run.sh evals the config
+# (tests/test_config.py checks that no schema name is a variable run.sh, path.sh or cmd.sh assigns)
+SHELL_RESERVED = frozenset({"stage", "stop_stage", "config"})
 
 
 class ConfigError(ValueError):
     pass
 
 
-def load(path: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CorporaConfig:
+    """Stage 0-1: where the corpora are, and the embedded ones' size (local/make_mini_corpora.sh)."""
+    synthesize: bool = True                        # stage 0 makes the embedded corpora under root
+    root: str = "corpora"
+    tedlium: str = "corpora/TEDLIUM_release2"      # or TEDLIUM_release-3 (its legacy/ split is used)
+    iemocap: str = "corpora/IEMOCAP_full_release"
+    seed: int = 0
+    tedlium_train_minutes: float = 60.0
+    iemocap_turns: int = 1000
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Stage 3: hires MFCC and perturbation of the ASR training data (run_ivector_common.sh stages 1-3)."""
+    mfcc_config: str = "conf/mfcc_hires.conf"
+    speed_perturb: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    volume_perturb: bool = True
+
+
+@dataclass(frozen=True)
+class IvectorConfig:
+    """Stage 4: online i-vectors (local/nnet3/run_ivector_common.sh; tedlium s5_r2 values)."""
+    num_gauss: int = 512
+    dim: int = 100
+    num_iters: int = 10
+    ubm_num_frames: int = 700000
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Stages 5-6: flat-start graphs and the two LF-MMI passes (local/chain/run_tdnn.sh; tdnn_1g values)."""
+    net: Literal["mini", "tdnn_1g"] = "tdnn_1g"
+    e2e_num_epochs: float = 2                      # pass 1: flat start on whole utterances
+    num_epochs: float = 6                          # pass 2: tdnn_1g chunk egs
+    optimizer: Literal["adam", "kaldi-sgd"] = "adam"
+    initial_effective_lrate: float = 0.001         # Adam step sizes (see README, Optimiser)
+    final_effective_lrate: float = 0.0001
+    dropout_schedule: str = "0,0@0.20,0.5@0.50,0"
+    e2e_minibatch_size: str = "150=128,64/300=64,32/600=32,16/1200=8"
+    frames_per_iter: int = 5000000
+    num_valid_utts: int = 300                      # Kaldi get_egs.sh num_utts_subset
+    num_chunk_per_minibatch: int = 64
+    type: Literal["biphone", "mono"] = "biphone"
+    num_extra_lm_states: int = 2000
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The whole YAML file: top-level options, then one field per section."""
+    nj: int = 4                                    # parallel jobs (Kaldi's --nj), split by speaker
+    device: str = "auto"                           # auto | cpu | cuda[:N]
+    corpora: CorporaConfig = field(default_factory=CorporaConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    ivector: IvectorConfig = field(default_factory=IvectorConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + "|".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) is list:
+        return f"a list, each item {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
+
+
+def _check_value(tp: Any, v: Any) -> Any:
+    """``v`` if it has type ``tp``, else raises TypeError.  An int is a number (YAML ``6`` for 6.0) and is
+    kept as written; a string that parses as a number is one too (PyYAML reads ``1e-3`` as a string)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if v in typing.get_args(tp):
+            return v
+    elif origin is list:
+        if isinstance(v, list):
+            return [_check_value(typing.get_args(tp)[0], x) for x in v]
+    elif tp is float:
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return v
+    elif isinstance(v, tp) and not (tp is int and isinstance(v, bool)):
+        return v
+    raise TypeError(f"expected {_type_name(tp)}, got {v!r}")
+
+
+def _build(cls: type, values: Any, where: str, path: Path) -> Any:
+    """An instance of the dataclass ``cls`` from the mapping ``values`` (missing keys: defaults)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: {where or 'top level'}: expected a mapping of options, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, v in values.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            why = "would overwrite run.sh's variable" if key in SHELL_RESERVED else "unknown key"
+            raise ConfigError(f"{path}: {name}: {why} (known: {', '.join(sorted(names))})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, v, name, path)
+            continue
+        try:
+            kwargs[key] = _check_value(tp, v)
+        except TypeError as e:
+            raise ConfigError(f"{path}: {name}: {e}") from None
+    return cls(**kwargs)
+
+
+def load(path: str | Path) -> RecipeConfig:
+    """Read and validate a recipe YAML file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise ConfigError(f"{p}: no such config file")
     try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{p}: top level must be a mapping")
-    return cfg
+        raise ConfigError(f"{p}: invalid YAML: {' '.join(str(e).split())}") from e
+    return _build(RecipeConfig, {} if raw is None else raw, "", p)
 
 
-def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def _shell_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return " ".join(_shell_value(x) for x in v)
+    return str(v)
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, str]:
+    """``{"chain_num_epochs": "0.67", ...}``: the shell names and values of a config (dataclass)."""
     out: dict[str, str] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}".replace("-", "_")
-        if not key.replace("_", "").isalnum():
-            raise ConfigError(f"config key {key!r} is not a valid shell name")
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "_"))
-        elif isinstance(v, (list, tuple)):
-            out[key] = " ".join(str(x) for x in v)
-        elif isinstance(v, bool):
-            out[key] = "true" if v else "false"
-        elif v is None:
-            out[key] = ""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        name = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            items = flatten(v, name + "_").items()
         else:
-            out[key] = str(v)
+            items = [(name, _shell_value(v))]
+        for k, s in items:
+            if k in out or k in SHELL_RESERVED:
+                raise ConfigError(f"config name {k} {'repeats' if k in out else 'would overwrite run.sh variable'}")
+            out[k] = s
     return out
 
 

@@ -3,8 +3,9 @@
 Mirrors egs/wsj/s5/utils/parallel/{run.pl, slurm.pl}: every occurrence of the
 job variable in the log path and the command is replaced by the job index, each
 job writes one log (command line, start time, output, exit status), and the
-runner fails with the path of a failing log.  ``cmd.sh`` picks the backend; the
-stages only ever see the ``$train_cmd`` string, so a new backend never touches them.
+runner fails with the path of a failing log and its last lines.  ``cmd.sh`` picks the
+backend; the stages only ever see the ``$train_cmd`` string, so a new backend never touches them.
+A single step runs the same way with one log: ``$train_cmd exp/log/step.log <command...>``.
 
 Backends: ``local`` (a pool of subprocesses, at most ``--max-jobs-run`` at once,
 default the number of CPUs) and ``slurm`` (one ``sbatch --wait --array`` job array).
@@ -31,6 +32,19 @@ class JobError(RuntimeError):
 
 def _subst(s: str, var: str, i: int) -> str:
     return re.sub(rf"\b{var}\b", str(i), s)
+
+
+def log_tail(path: str | Path, n: int = 4) -> list[str]:
+    """The last ``n`` lines a job wrote to its log: without this runner's header and footer lines,
+    and with progress bars (carriage returns) reduced to their last state."""
+    try:
+        lines = Path(path).read_bytes().decode(errors="replace").split("\n")  # keeps \r (tqdm)
+    except OSError:
+        return []
+    while lines and lines[0].startswith("#"):  # the header: command line, start time
+        lines.pop(0)
+    lines = [ln.rsplit("\r", 1)[-1] for ln in lines if not ln.startswith(("# Accounting:", "# Ended (code"))]
+    return [ln for ln in lines if ln.strip()][-n:]
 
 
 def _header(cmd: list[str]) -> str:
@@ -111,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [i for i, c in zip(range(lo, hi + 1), codes) if c != 0]
     if failed:
         n = hi - lo + 1
-        print(f"ser.jobs: {len(failed)} / {n} failed, log is in {_subst(log, var, failed[0])}", file=sys.stderr)
+        first = _subst(log, var, failed[0])
+        print(f"ser.jobs: {len(failed)} / {n} failed, log is in {first}", file=sys.stderr)
+        for line in log_tail(first):
+            print(f"  {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -38,7 +38,7 @@ nspk=$(wc -l < "$data/spk2utt")
 utils/split_data.sh "$data" "$nj" > /dev/null
 
 $cmd JOB=1:$nj "$logdir/make_mfcc_${name}.JOB.log" \
-  python -m ser.bin.compute_mfcc_feats --config "$mfcc_config" --device "$device" \
+  python -m ser.bin.compute_mfcc_feats --mfcc-config "$mfcc_config" --device "$device" \
     "$data/split$nj/JOB" "$mfccdir/raw_mfcc_${name}.JOB" \
   || { echo "$0: computing MFCC for $data failed; logs in $logdir" >&2; exit 1; }
 

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Usage: steps/train_chain.sh [opts] <train-data> <ivector-dir> <chain-dir> <lang> <exp-dir>
-#   e.g. steps/train_chain.sh --config mini --num-epochs 1 data/tedlium_train_sp \
-#          exp/nnet3/ivectors_tedlium_train_sp exp/chain data/lang_chain exp/chain/tdnn
-# LF-MMI training of the TDNN-F (Kaldi steps/nnet3/chain/train.py); see ser/train/cli_train_chain.py
+# Usage: steps/train_chain.sh [opts] <train-data> <ivector-dir> <chain-dir> <exp-dir>
+#   e.g. steps/train_chain.sh --net mini --num-epochs 1 data/tedlium_train_sp \
+#          exp/nnet3/ivectors_tedlium_train_sp exp/chain exp/chain/tdnn
+# LF-MMI training of the TDNN-F (Kaldi steps/nnet3/chain/train.py); see ser/bin/train_chain.py
 # and ser/train/chain_trainer.py.  Options: --num-epochs --initial-effective-lrate
 # --final-effective-lrate --num-jobs-initial --num-jobs-final --frames-per-iter
 # --num-chunk-per-minibatch --chunk-width --egs-type e2e|chunk --xent-regularize
-# --leaky-hmm-coefficient --dropout-schedule --max-param-change --config mini|tdnn_1g
+# --leaky-hmm-coefficient --dropout-schedule --max-param-change --net mini|tdnn_1g
 # --device auto|cpu|cuda --bf16 true|false --resume true|false --srand N  (--help for all).
 # Multi-GPU: NPROC=4 steps/train_chain.sh ...   (runs torchrun --nproc-per-node $NPROC, DDP)
 . "$(dirname "$0")/../path.sh"
 if [ "${NPROC:-1}" -gt 1 ]; then
-  exec torchrun --standalone --nproc-per-node "$NPROC" -m ser.train.cli_train_chain "$@"
+  exec torchrun --standalone --nproc-per-node "$NPROC" -m ser.bin.train_chain "$@"
 fi
-exec python -m ser.train.cli_train_chain "$@"
+exec python -m ser.bin.train_chain "$@"

@@ -1,12 +1,14 @@
-"""Shared fixtures: tiny hand-written corpora in the real TED-LIUM / IEMOCAP layouts.
+"""Shared fixtures: tiny hand-written corpora in the real TED-LIUM / IEMOCAP layouts, and a tiny
+chain setup (lang, phone LM, pdf map, den graph) for the egs, trainer and decoding tests.
 
-They are written here line by line (not by the project's synthesizer) so the
+The corpora are written here line by line (not by the project's synthesizer) so the
 data-prep tests check the parsers against independently written files.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -111,3 +113,63 @@ def tedlium(tmp_path: Path) -> Path:
 @pytest.fixture
 def iemocap(tmp_path: Path) -> Path:
     return write_iemocap(tmp_path / "corpus")
+
+
+# ------------------------------------------------------------------------------------------
+# a tiny chain setup, built with the real ser.chain tools
+# ------------------------------------------------------------------------------------------
+TINY_DIC = """<s> SIL
+</s> SIL
+<unk> NSN
+a AH0
+a(2) EY1
+the DH AH
+cat K AE T
+sat S AE T
+dog D AO1 G
+hen HH EH N
+low L OW1
+"""
+TINY_TEXTS = [["the", "cat", "sat"], ["a", "dog", "sat"], ["the", "dog"], ["a", "cat"], ["dog", "sat", "the", "cat"],
+              ["the", "hen", "sat", "low"], ["a", "low", "dog"], ["hen", "sat"], ["the", "hen"]]
+
+
+class TinyChain:
+    """Lang (``<root>/lang``), phone sequences of TINY_TEXTS x 20, a 4-gram phone LM, a tied biphone
+    pdf map, the den graph (FST and training form) and the numerator normaliser."""
+
+    def __init__(self, root: Path) -> None:
+        from ser.chain.den_graph import DenGraph, create_den_fsa
+        from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
+        from ser.chain.phone_lm import estimate_phone_lm
+        from ser.chain.supervision import Normalizer
+        from ser.chain.topo import PdfMap, biphone_stats
+
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "dic").write_text(TINY_DIC)
+        (root / "text").write_text("".join(f"u{i} {' '.join(t)}\n" for i, t in enumerate(TINY_TEXTS)))
+        prepare_dict(root / "dic", root / "dict", [root / "text"], use_cmudict=False)
+        self.lang_dir = root / "lang"
+        self.lang = prepare_lang(root / "dict", "<unk>", self.lang_dir)
+        rng = random.Random(0)
+        self.seqs = [text_to_phones(t, self.lang, rng, 0.8, 0.1) for t in TINY_TEXTS * 20]
+        lm = estimate_phone_lm(self.seqs, 4, 3, 20)
+        bi, mo = biphone_stats(self.seqs, self.lang.num_phones, self.lang.sets)
+        self.pdf_map = PdfMap.biphone(self.lang.num_phones, self.lang.sets, [], bi, mo, 3, 2)
+        self.num_pdfs = self.pdf_map.num_pdfs
+        self.den = DenGraph(create_den_fsa(lm, self.pdf_map), self.num_pdfs)
+        self.den_graph = self.den.chain_graph()
+        self.norm = Normalizer(self.den)
+
+    def write_chain_dir(self, out: Path) -> Path:
+        """den.pt and pdf_map.pt as stage 5 writes them."""
+        from ser.io.torch_io import save_torch
+
+        self.den.save(out)
+        save_torch(self.pdf_map.state_dict(), out / "pdf_map.pt")
+        return out
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory) -> TinyChain:
+    return TinyChain(tmp_path_factory.mktemp("tiny_chain"))

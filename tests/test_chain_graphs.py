@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ser.chain.chain_dir import ChainDir
 from ser.chain.den_graph import DenGraph, create_den_fsa, initial_probs
 from ser.chain.fsa import NEG_INF, Fsa
 from ser.chain.graph import ChainGraph
@@ -322,7 +323,7 @@ def test_den_initial_probs_and_files(den_setup, tmp_path):
     np.testing.assert_array_equal(back.label, fs.label)
     np.testing.assert_allclose(back.logp, fs.logp, atol=1e-6)
     np.testing.assert_allclose(back.final, f.final, atol=1e-6)
-    again = DenGraph.load(tmp_path)
+    again = ChainDir.load(tmp_path).den_fst
     np.testing.assert_allclose(again.init, den.init)
 
 
@@ -372,7 +373,7 @@ def test_numerator_normalised_le_den(lang, den_setup):
 
 
 def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):
-    from ser.chain.prepare_e2e import main
+    from ser.bin.prepare_e2e import main
 
     lang_dir = Path(tmp_path_factory.getbasetemp()) / "lang0" / "lang"
     data = tmp_path / "data"
@@ -402,9 +403,9 @@ def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):
     assert (out / "num.pt").stat().st_mtime_ns == mtime
     # the objective on this real supervision is <= 0 for every sequence, whatever the network says
     from ser.chain import LFMMILoss
-    from ser.chain.den_graph import load_den_chain_graph
-
-    den_graph, num_pdfs = load_den_chain_graph(out / "den.pt")
+    chain = ChainDir.load(out)
+    den_graph, num_pdfs = chain.den_graph, chain.num_pdfs
+    assert set(chain.num_graphs.graphs) == set(num["graphs"])
     loss = LFMMILoss(den_graph, xent_regularize=0.0)
     gen = torch.Generator().manual_seed(0)
     for u in ("u1-0", "u2-3", "u5-1"):

@@ -3,7 +3,8 @@
 References are independent: Kaldi's schedule numbers of run_tdnn_1g.sh (108 iterations,
 nj 3..12), the update formula of UpdateNnetWithMaxChange written out here in float64,
 brute-force splicing for the preconditioning statistics, and an uninterrupted run for the
-exact-resumption check.  Graphs are built with the real ser.chain tools from a tiny lexicon.
+exact-resumption check.  Graphs are built with the real ser.chain tools from a tiny lexicon
+(conftest.py's tiny chain setup).
 """
 
 from __future__ import annotations
@@ -11,56 +12,34 @@ from __future__ import annotations
 import copy
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ser.chain.den_graph import DenGraph, create_den_fsa
-from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
-from ser.chain.phone_lm import estimate_phone_lm
-from ser.chain.supervision import Normalizer, make_supervision
-from ser.chain.topo import PdfMap, biphone_stats
+from ser.chain.supervision import make_supervision
 from ser.nnet import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import (ChainTrainer, ChainTrainerConfig, KaldiAdam, KaldiSgd, load_chain_model,
-                                     split_minibatch, subset_minibatch)
-from ser.train.minibatch import ChainMinibatch
+from ser.nnet.model_io import load_chain_model
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.minibatch import ChainMinibatch, split_minibatch, subset_minibatch
+from ser.train.optimizer import KaldiAdam, KaldiSgd
 from ser.train.schedule import KaldiSchedule
 
-DIC = """a AH0
-a(2) EY1
-the DH AH
-cat K AE T
-sat S AE T
-dog D AO1 G
-hen HH EH N
-<unk> NSN
-"""
+from conftest import TinyChain
+
 SENTENCES = [["the", "cat", "sat"], ["a", "dog", "sat"], ["the", "dog"], ["a", "cat"],
              ["dog", "sat", "the", "cat"], ["hen", "sat"], ["the", "hen"]]
 
 
 # ------------------------------------------------------------------------------------------
-# a tiny chain setup: lang, den graph, numerator graphs, random features
+# the shared tiny chain setup (conftest.py), a tiny network, random features
 # ------------------------------------------------------------------------------------------
 class TinySetup:
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "dic").write_text(DIC)
-        (root / "text").write_text("".join(f"u{i} {' '.join(s)}\n" for i, s in enumerate(SENTENCES)))
-        prepare_dict(root / "dic", root / "dict", [root / "text"], use_cmudict=False)
-        self.lang = prepare_lang(root / "dict", "<unk>", root / "lang")
-        rng = random.Random(0)
-        seqs = [text_to_phones(t, self.lang, rng, 0.8, 0.1) for t in SENTENCES * 10]
-        lm = estimate_phone_lm(seqs, 3, 2, 4)
-        bi, mo = biphone_stats(seqs, self.lang.num_phones, self.lang.sets)
-        self.pdf_map = PdfMap.biphone(self.lang.num_phones, self.lang.sets, [], bi, mo, 3, 2)
-        self.den = DenGraph(create_den_fsa(lm, self.pdf_map), self.pdf_map.num_pdfs)
-        self.den_graph = self.den.chain_graph()
-        self.num_pdfs = self.pdf_map.num_pdfs
-        self.norm = Normalizer(self.den)
+    def __init__(self, chain: TinyChain) -> None:
+        self.lang, self.pdf_map, self.den, self.norm = chain.lang, chain.pdf_map, chain.den, chain.norm
+        self.den_graph = chain.den_graph
+        self.num_pdfs = chain.num_pdfs
 
     def model_config(self) -> TdnnfConfig:
         return TdnnfConfig.mini(self.num_pdfs, feat_dim=40, ivector_dim=8, tdnn_dim=24,
@@ -121,8 +100,8 @@ class ListEgs:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> TinySetup:
-    return TinySetup(tmp_path_factory.mktemp("tiny"))
+def tiny(tiny_chain) -> TinySetup:
+    return TinySetup(tiny_chain)
 
 
 def new_model(tiny: TinySetup, seed: int = 0) -> TdnnfModel:
@@ -132,9 +111,15 @@ def new_model(tiny: TinySetup, seed: int = 0) -> TdnnfModel:
 # ------------------------------------------------------------------------------------------
 # schedule
 # ------------------------------------------------------------------------------------------
+# run_tdnn_1g.sh's options (Kaldi's NG-SGD learning rates)
+TDNN_1G = dict(num_epochs=6, frames_per_iter=5_000_000, frame_subsampling_factor=3, num_jobs_initial=3,
+               num_jobs_final=12, initial_effective_lrate=0.00025, final_effective_lrate=0.000025,
+               dropout_schedule="0,0@0.20,0.5@0.50,0")
+
+
 def test_schedule_matches_kaldi_tdnn_1g_numbers():
     # 45 archives of 5M frames (run_tdnn_1g.sh: num-iters=108 nj=3..12)
-    s = KaldiSchedule(num_epochs=6, frames_per_epoch=44 * 5_000_000 + 123, frames_per_iter=5_000_000)
+    s = KaldiSchedule(frames_per_epoch=44 * 5_000_000 + 123, **TDNN_1G)
     assert s.num_archives == 45
     assert s.num_archives_to_process == 810
     assert s.num_iters == 108
@@ -160,7 +145,7 @@ def test_schedule_matches_kaldi_tdnn_1g_numbers():
     assert s.dropout(0.5)[0][1] == pytest.approx(0.5)
     assert s.dropout(0.75)[0][1] == pytest.approx(0.25)
     with pytest.raises(ValueError):
-        KaldiSchedule(num_jobs_initial=4, num_jobs_final=2)
+        KaldiSchedule(frames_per_epoch=5_000_000, **(TDNN_1G | dict(num_jobs_initial=4, num_jobs_final=2)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -368,11 +353,9 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     mb = tiny.minibatch(11, 4, 10, model)
     lr0 = 0.01 if optimizer == "kaldi-sgd" else 1e-3
     cfg = ChainTrainerConfig(iter0_special=False, dropout_schedule=None, initial_effective_lrate=lr0,
-                             final_effective_lrate=lr0 / 10, optimizer=optimizer)
+                             final_effective_lrate=lr0 / 10, optimizer=optimizer, num_epochs=1, frames_per_iter=1000)
     trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
-    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000,
-                                     initial_effective_lrate=lr0, final_effective_lrate=lr0 / 10,
-                                     dropout_schedule=None)
+    trainer.schedule = trainer.make_schedule(frames_per_epoch=1000)
     trainer.train_step(mb, fraction=0.25, iteration=1)
     # reference: autograd gradient of -(objf + 0.1 xent), then the Kaldi update by hand
     ref.train()
@@ -495,9 +478,10 @@ def test_resume_is_exact(tiny, tmp_path, optimizer):
 @pytest.mark.parametrize("optimizer,cls", [("kaldi-sgd", KaldiSgd), ("adam", KaldiAdam)])
 def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer, cls):
     model = new_model(tiny)
-    trainer = ChainTrainer(model, tiny.den_graph, ChainTrainerConfig(optimizer=optimizer), tmp_path)
+    cfg = ChainTrainerConfig(optimizer=optimizer, num_epochs=1, frames_per_iter=1000)
+    trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
     assert type(trainer.optimizer) is cls
-    trainer.schedule = KaldiSchedule(num_epochs=1, frames_per_epoch=1000, frames_per_iter=1000)
+    trainer.schedule = trainer.make_schedule(frames_per_epoch=1000)
     seen = []
     orig = cls.step
 
@@ -511,103 +495,3 @@ def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer,
     trainer.train_step(mb, 0.5, 1)
     assert seen[0] == (2, pytest.approx(2.0 / math.sqrt(2))) and seen[1][0] == 2
     assert seen[2] == (4, 2.0)
-
-
-# ------------------------------------------------------------------------------------------
-# decoding (ser/chain/decode.py)
-# ------------------------------------------------------------------------------------------
-def small_graph(seed: int, states: int = 4, arcs: int = 9, pdfs: int = 3):
-    from ser.chain.graph import ChainGraph
-
-    r = random.Random(seed)
-    a = [(s, s, r.randrange(pdfs)) for s in range(states)]
-    while len(a) < arcs:
-        a.append((r.randrange(states), r.randrange(states), r.randrange(pdfs)))
-    logp = torch.tensor([math.log(r.uniform(0.05, 1.0)) for _ in a])
-    init = torch.full((states,), -math.inf)
-    init[0] = 0.0
-    init[1] = math.log(0.3)
-    final = torch.tensor([math.log(r.uniform(0.1, 1.0)) if r.random() < 0.6 else -math.inf
-                          for _ in range(states)])
-    final[states - 1] = 0.0
-    return ChainGraph(states, torch.tensor([x[0] for x in a]), torch.tensor([x[1] for x in a]),
-                      torch.tensor([x[2] for x in a]), logp, init, final)
-
-
-def brute_force_best(g, y):
-    """max over all state paths of init + sum(log p + y) + final, by enumeration."""
-    import itertools
-
-    arcs = list(zip(g.src.tolist(), g.dst.tolist(), g.pdf.tolist(), g.logp.tolist()))
-    best, best_pdfs = -math.inf, None
-    for path in itertools.product(range(len(arcs)), repeat=len(y)):
-        if any(arcs[path[i]][1] != arcs[path[i + 1]][0] for i in range(len(path) - 1)):
-            continue
-        sc = float(g.initial[arcs[path[0]][0]]) + float(g.final[arcs[path[-1]][1]])
-        sc += sum(arcs[a][3] + y[t][arcs[a][2]] for t, a in enumerate(path))
-        if sc > best:
-            best, best_pdfs = sc, [arcs[a][2] for a in path]
-    return best, best_pdfs
-
-
-def test_viterbi_equals_brute_force():
-    from ser.chain.decode import viterbi
-
-    for seed in range(4):
-        g = small_graph(seed)
-        y = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(seed))
-        lengths = torch.tensor([5, 3])
-        paths, scores = viterbi(y, g, lengths)
-        for b in range(2):
-            T = int(lengths[b])
-            want, _ = brute_force_best(g, y[b, :T].tolist())
-            assert float(scores[b]) == pytest.approx(want, abs=1e-4)
-            assert len(paths[b]) == T
-            # the returned pdf sequence reaches the best score (some path with these pdfs)
-            import itertools
-
-            arcs = list(zip(g.src.tolist(), g.dst.tolist(), g.pdf.tolist(), g.logp.tolist()))
-            got = -math.inf
-            for path in itertools.product(range(len(arcs)), repeat=T):
-                if [arcs[a][2] for a in path] != paths[b]:
-                    continue
-                if any(arcs[path[i]][1] != arcs[path[i + 1]][0] for i in range(T - 1)):
-                    continue
-                sc = float(g.initial[arcs[path[0]][0]]) + float(g.final[arcs[path[-1]][1]])
-                got = max(got, sc + sum(arcs[a][3] + float(y[b, t, arcs[a][2]]) for t, a in enumerate(path)))
-            assert got == pytest.approx(want, abs=1e-4)
-
-
-def test_pdfs_to_phones_and_reference(tiny):
-    from ser.chain.decode import pdf_phone_tables, pdfs_to_phones, reference_phones
-
-    lang, pm = tiny.lang, tiny.pdf_map
-    pid = lang.phone_id
-    phone_of, class_of = pdf_phone_tables(pm)
-    sil = pid["SIL"]
-    # "SIL DH AH AH K" with durations 2,1,3,1,2 (AH twice in a row: two class-0 starts)
-    seq = []
-    left = 0
-    for ph, dur in (("SIL", 2), ("DH", 1), ("AH", 3), ("AH", 1), ("K", 2)):
-        p = pid[ph]
-        seq += [pm.pdf(left, p, 0)] + [pm.pdf(left, p, 1)] * (dur - 1)
-        left = p
-    drop = {pid["SIL"], pid["NSN"]}
-    assert pdfs_to_phones(seq, phone_of, class_of, drop) == [pid[x] for x in ("DH", "AH", "AH", "K")]
-    assert pdfs_to_phones(seq, phone_of, class_of)[0] == sil
-    # first pronunciation; OOV -> <unk> -> NSN -> dropped
-    assert reference_phones(["a", "the", "zzz"], lang, drop) == [pid["AH"], pid["DH"], pid["AH"]]
-
-
-def test_per_counts_hand_examples():
-    from ser.chain.decode import PerStats, align_counts
-
-    assert align_counts(list("abcd"), list("axcde")) == (2, 1, 0, 1)
-    assert align_counts(list("abcd"), list("bd")) == (2, 0, 2, 0)
-    assert align_counts([], [1, 2]) == (2, 2, 0, 0)
-    assert align_counts([1, 2], []) == (2, 0, 2, 0)
-    assert align_counts(list("kitten"), list("sitting")) == (3, 1, 0, 2)
-    st = PerStats()
-    st.add(list("abcd"), list("axcde"))
-    st.add(list("abcd"), list("bd"))
-    assert st.line() == "%PER 50.00 [ 4 / 8, 1 ins, 2 del, 1 sub ]"

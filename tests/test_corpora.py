@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic corpora (ser.corpora, local/make_mini_corpora.py).
+"""Tests of the embedded synthetic corpora (ser.corpora, ser/bin/make_mini_corpora.py).
 
 Formats are checked with parsers written here from the published descriptions of the real corpora
 (TED-LIUM stm/dic as read by Kaldi's prepare_data.sh/prepare_dict.sh; IEMOCAP EmoEvaluation and
@@ -437,7 +437,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 def test_deterministic_and_cli(tmp_path: Path) -> None:
     args = ["--seed", "5", "--tedlium-train-minutes", "0.2", "--tedlium-dev-minutes", "0.1", "--tedlium-test-minutes",
             "0.1", "--tedlium-talks", "1", "1", "1", "--tedlium-extra-lexicon-words", "50", "--iemocap-turns", "20"]
-    cli = [sys.executable, str(ROOT / "local" / "make_mini_corpora.py")]
+    cli = ["bash", str(ROOT / "local" / "make_mini_corpora.sh")]
     r = subprocess.run([*cli, "--out", str(tmp_path / "a"), "--nj", "2", *args], capture_output=True, text=True,
                        check=True)
     assert "TEDLIUM_release2 made" in r.stdout and "IEMOCAP_full_release made" in r.stdout

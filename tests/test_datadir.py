@@ -1,4 +1,4 @@
-"""Data-dir library, Kaldi tables, job runner and run.sh option handling."""
+"""Data-dir library (incl. modify_speaker_info), Kaldi tables, job runner and run.sh option handling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from ser.io.datadir import DataDir, DataDirError, Segment
+from ser.io.datadir import DataDir, DataDirError, Segment, modify_speaker_info
 from ser.io.tables import ArkScpWriter, TableError, read_matrix, read_scp
 from ser.prep.perturb import speed_perturb_3way, volume_perturb_dir
 
@@ -144,3 +144,23 @@ def test_jobs_slurm_script_with_fake_sbatch(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "JOB=1:2", str(log), "test JOB = 1"],
                        cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "s.2.log" in r.stderr
+
+
+def test_modify_speaker_info():
+    """utils/data/modify_speaker_info.sh: by utterance count, by duration, both; worked by hand."""
+    u2s = {f"s1-u{i}": "s1" for i in range(5)} | {"s2-u0": "s2"}
+    got = modify_speaker_info(u2s, 2)
+    assert got == {"s1-u0": "s1-1", "s1-u1": "s1-1", "s1-u2": "s1-2", "s1-u3": "s1-2", "s1-u4": "s1-3", "s2-u0": "s2-1"}
+    dur = {"s1-u0": 100.0, "s1-u1": 70.0, "s1-u2": 20.0, "s1-u3": 200.0, "s1-u4": 1.0, "s2-u0": 500.0}
+    # 180 s: [100 + 70], [20] (+ 200 would exceed), [200], [1] (200 + 1 > 180)
+    got = modify_speaker_info(u2s, seconds_per_spk_max=180, utt2dur=dur)
+    assert got == {"s1-u0": "s1-1", "s1-u1": "s1-1", "s1-u2": "s1-2", "s1-u3": "s1-3", "s1-u4": "s1-4", "s2-u0": "s2-1"}
+    # both limits: at most 1 utterance per group wins here
+    assert modify_speaker_info(u2s, 1, 180, dur)["s1-u1"] == "s1-2"
+    # the width of j is that of the speaker's number of groups
+    many = {f"a-u{i:02d}": "a" for i in range(11)}
+    got = modify_speaker_info(many, 1)
+    assert got["a-u00"] == "a-01" and got["a-u10"] == "a-11"
+    assert modify_speaker_info(u2s) == u2s  # no limit: speakers kept
+    with pytest.raises(DataDirError, match="no duration for utterance"):
+        modify_speaker_info(u2s, seconds_per_spk_max=10, utt2dur={})

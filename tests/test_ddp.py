@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_chain_trainer import ListEgs, TinySetup, new_model  # noqa: E402
 
-from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig, subset_minibatch  # noqa: E402
-from ser.train.minibatch import ChainMinibatch  # noqa: E402
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig  # noqa: E402
+from ser.train.minibatch import ChainMinibatch, subset_minibatch  # noqa: E402
 from ser.chain.numerator import NumeratorGraphBatch  # noqa: E402
 
 
@@ -90,8 +90,8 @@ def _worker(rank: int, world: int, root: str, init_file: str, tiny: TinySetup, o
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
 @pytest.mark.parametrize("optimizer", ["kaldi-sgd", "adam"])
-def test_ddp_update_equals_single_process(tmp_path, optimizer):
-    tiny = TinySetup(tmp_path / "tiny")
+def test_ddp_update_equals_single_process(tmp_path, optimizer, tiny_chain):
+    tiny = TinySetup(tiny_chain)
     # spawn, not fork: a fork after earlier tests started torch's OpenMP pool can deadlock the children
     mp.start_processes(_worker, args=(2, str(tmp_path), str(tmp_path / "rdzv"), tiny, optimizer), nprocs=2,
                        join=True, start_method="spawn")

@@ -18,48 +18,25 @@ import numpy as np
 import pytest
 import torch
 
-from ser.chain.den_graph import DenGraph, create_den_fsa
 from ser.chain.graph import ChainGraph
-from ser.chain.lang import prepare_dict, prepare_lang, text_to_phones
 from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
-from ser.chain.phone_lm import estimate_phone_lm
-from ser.chain.supervision import (Normalizer, chunk_pdf_fsa, make_chunk_supervision, make_supervision,
-                                   phone_windows)
-from ser.chain.topo import PdfMap, biphone_stats
-from ser.io.tables import ArkScpWriter
-from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones, viterbi_batch
-from ser.train.egs import (E2eEgs, ChunkEgs, EgsData, MatrixTable, UtteranceSplitter, input_offset,
-                           kaldi_frame_shift, parse_minibatch_size, round_chunk_widths, split_valid)
+from ser.chain.supervision import chunk_pdf_fsa, make_chunk_supervision, make_supervision, phone_windows
+from ser.chain.topo import PdfMap
+from ser.chain.viterbi import viterbi_batch
+from ser.train.align import Alignment, align_data, pdf_classes, pdfs_to_phones
+from ser.io.batching import FeatureSet, MatrixTable
 
-DIC = """<s> SIL
-</s> SIL
-<unk> NSN
-a AH0
-the DH AH
-cat K AE T
-sat S AE T
-dog D AO1 G
-hen HH EH N
-low L OW1
-"""
-TEXTS = [["the", "cat", "sat"], ["a", "dog", "sat"], ["the", "dog"], ["a", "cat"], ["dog", "sat", "the", "cat"],
-         ["the", "hen", "sat", "low"], ["a", "low", "dog"]]
+from conftest import TINY_TEXTS
+from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
+                           parse_minibatch_size, round_chunk_widths, split_valid)
+
+TEXTS = TINY_TEXTS[:7]  # the utterances' words (the tiny chain's LM saw these and two more)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("egs_lang")
-    (d / "dic").write_text(DIC)
-    (d / "text").write_text("".join(f"u{i} {' '.join(t)}\n" for i, t in enumerate(TEXTS)))
-    prepare_dict(d / "dic", d / "dict", [d / "text"], use_cmudict=False)
-    lang = prepare_lang(d / "dict", "<unk>", d / "lang")
-    rng = random.Random(0)
-    seqs = [text_to_phones(t, lang, rng, 0.8, 0.1) for t in TEXTS * 20]
-    lm = estimate_phone_lm(seqs, 4, 3, 20)
-    bi, mo = biphone_stats(seqs, lang.num_phones, lang.sets)
-    pm = PdfMap.biphone(lang.num_phones, lang.sets, [], bi, mo, 3, 2)
-    den = DenGraph(create_den_fsa(lm, pm), pm.num_pdfs)
-    return lang, pm, den, Normalizer(den), seqs
+def setup(tiny_chain):
+    t = tiny_chain
+    return t.lang, t.pdf_map, t.den, t.norm, t.seqs
 
 
 def synth_alignment(phone_seq: list[int], pm: PdfMap, rng: random.Random, max_dur: int = 4):
@@ -84,22 +61,6 @@ def one_hot_output(pdfs: np.ndarray, num_pdfs: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 # storage, held-out subsets, options
 # ------------------------------------------------------------------------------------------
-def test_matrix_table_from_scp(tmp_path):
-    rng = np.random.default_rng(0)
-    mats = {f"u{i}": rng.standard_normal((int(rng.integers(3, 9)), 4)).astype(np.float32) for i in range(6)}
-    with ArkScpWriter(tmp_path / "a.ark", tmp_path / "a.scp") as w:
-        for k, m in mats.items():
-            w.write(k, m)
-    keys = ["u3", "u0", "u5"]
-    t = MatrixTable.from_scp(tmp_path / "a.scp", keys)
-    assert t.keys == keys and t.data.shape == (sum(mats[k].shape[0] for k in keys), 4)
-    for k in keys:
-        np.testing.assert_array_equal(t[k].numpy(), mats[k])
-        assert t.num_rows(k) == mats[k].shape[0]
-    with pytest.raises(ValueError, match="u9"):
-        MatrixTable.from_scp(tmp_path / "a.scp", ["u9"])
-
-
 def test_split_valid_keeps_perturbed_copies_together():
     base = [f"spk{i % 7}-utt{i:03d}" for i in range(60)]
     utts = base + [f"sp0.9-{u}" for u in base] + [f"sp1.1-{u}" for u in base]
@@ -348,7 +309,7 @@ def test_chunk_supervision_accepts_alignment_rejects_wrong_phones(setup):
 # ------------------------------------------------------------------------------------------
 # loaders
 # ------------------------------------------------------------------------------------------
-def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: int = 0) -> EgsData:
+def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: int = 0) -> FeatureSet:
     rng = np.random.default_rng(seed)
     keys = sorted(lengths)
     feats = MatrixTable.from_arrays(keys, [rng.standard_normal((lengths[k], dim)).astype(np.float32) for k in keys])
@@ -356,10 +317,10 @@ def _egs_data(lengths: dict[str, int], dim: int = 5, ivec: bool = True, seed: in
     if ivec:
         iv = MatrixTable.from_arrays(keys, [rng.standard_normal(((lengths[k] + 9) // 10, 3)).astype(np.float32)
                                             for k in keys])
-    return EgsData(feats, iv, 10)
+    return FeatureSet(feats, iv, 10)
 
 
-def _check_inputs(data: EgsData, mb, first_frames: list[int], lc: int, rc: int, offset: int) -> None:
+def _check_inputs(data: FeatureSet, mb, first_frames: list[int], lc: int, rc: int, offset: int) -> None:
     for b, key in enumerate(mb.keys):
         utt = key if key in data.feats else key.rsplit("-", 1)[0]
         m = data.feats[utt]
@@ -468,10 +429,12 @@ def test_chunk_egs_and_alignment_roundtrip(setup, tmp_path):
                 lp, _, ok = numerator_forward_backward(y, g, compute_deriv=False)
                 assert ok and lp.item() > -1e3
     # i-vector row rule: a random frame of [first - egs_left_context, ... + T - 1], /10, clamped
-    for c, row in zip(egs.chunks, egs.ivector_row.tolist()):
-        lo = max(0, (c.first_frame - (lc + 1)) // 10)
-        hi = min(data.ivectors.num_rows(c.utt) - 1, (c.first_frame - (lc + 1) + lengths[c.utt] - 1) // 10)
-        assert lo <= row <= hi
+    for c, frame in zip(egs.chunks, egs.ivector_frame.tolist()):
+        lo, hi = c.first_frame - (lc + 1), c.first_frame - (lc + 1) + lengths[c.utt] - 1
+        assert lo <= frame <= hi
+        row = min(max(int(frame / 10), 0), data.ivectors.num_rows(c.utt) - 1)  # C++ division truncates
+        mb = egs._make_minibatch(np.array([egs.chunks.index(c)]), 0)
+        assert torch.equal(mb.ivector[0], data.ivectors[c.utt][row])
 
 
 def test_align_data_with_model(setup, tmp_path):

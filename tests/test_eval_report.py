@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ser.bin import make_results_report, score_ser
+from ser.cli import run_program
 from ser.eval.report import compare, write_results_report
 from ser.eval.significance import paired_test
 
@@ -120,14 +121,14 @@ def test_regenerating_is_idempotent_and_atomic(exp_copy):
 def test_programs_fail_with_one_line(exp_copy, tmp_path, capsys):
     exp, data = exp_copy, exp_copy.parent / "data" / "iemocap_4cls_exc"
     (exp / "ser" / "tdnn_l13" / "Ses03" / "utt2post").write_text("Ses03-u000 0.5 0.5 0.5 0.5\n")
-    assert score_ser.main([str(data), str(exp / "ser" / "tdnn_l13")]) == 1
+    assert run_program(score_ser.main, [str(data), str(exp / "ser" / "tdnn_l13")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("score_ser: ") and "utt2post: utterance Ses03-u000: posteriors sum to 2" in err
     assert len(err.splitlines()) == 1
     (exp / "ser" / "tdnn_l13" / "results.json").write_text('{"schema": 0}')
-    assert make_results_report.main([str(exp)]) == 1
+    assert run_program(make_results_report.main, [str(exp)]) == 1
     assert "tdnn_l13/results.json: not a schema-1 results file" in capsys.readouterr().err
-    assert make_results_report.main([str(tmp_path / "nowhere")]) == 1
+    assert run_program(make_results_report.main, [str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.strip() == f"make_results_report: {tmp_path / 'nowhere'}: no such experiment directory"
 
 

@@ -1,7 +1,8 @@
 # Sourced by scripts after their option defaults (as Kaldi's utils/parse_options.sh):
 # turns "--foo-bar value" / "--foo-bar=value" into foo_bar=value for variables the script already
-# defines; an undefined option is an error.  "--config FILE" sources FILE first.  Stops at the
-# first non-option argument; the remaining arguments are left in "$@".
+# defines; an undefined option is an error.  Stops at the first non-option argument; the remaining
+# arguments are left in "$@".  Deviation: Kaldi's "--config FILE" sources FILE; here --config is an
+# ordinary option (in this recipe it always names the recipe YAML, read with python -m ser.config).
 while true; do
   [ -z "${1:-}" ] && break
   case "$1" in
@@ -16,7 +17,6 @@ while true; do
       _value=$2; shift 2 ;;
     *) break ;;
   esac
-  if [ "$_name" = config ]; then . "$_value"; continue; fi
   if [ -z "${!_name+x}" ]; then echo "$0: invalid option --${_name//_/-}" >&2; exit 1; fi
   printf -v "$_name" '%s' "$_value"
 done

@@ -1,6 +1,6 @@
 """Regenerate <exp>/results.md from every <exp>/ser/<system>/results.json.
 
-    python -m ser.bin.make_results_report [exp]
+    steps/ser/make_results_report.sh [exp]
 
 One row per system x protocol: UA, WA, macro-F1 (mean ± std over folds and pooled), a
 95% bootstrap interval of the pooled UA, a paired test against tdnn_l12, links to the
@@ -10,24 +10,20 @@ figures, and the papers' published figures (ser.eval.report).
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ser.cli import run_main, setup_logging
 from ser.eval.report import write_results_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="make_results_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("exp", nargs="?", default="exp", help="experiment dir (default: exp)")
     a = p.parse_args(argv)
-    try:
-        path = write_results_report(a.exp)
-    except (ValueError, OSError) as e:
-        print(f"make_results_report: {e}", file=sys.stderr)
-        return 1
+    setup_logging()
+    path = write_results_report(a.exp)
     print(path)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,6 +1,6 @@
 """Score an emotion system directory and regenerate the experiment's results report.
 
-    python -m ser.bin.score_ser [--protocol P] [--set S] <data-dir-with-utt2emo> <system-dir>
+    steps/ser/score.sh [--protocol P] [--set S] <data-dir-with-utt2emo> <system-dir>
 
 Validates ``<system-dir>/labels.txt`` and every ``<fold>/{utt2pred,utt2post}`` against
 ``<data-dir>/utt2emo`` and writes ``results.json``, ``results.md`` and ``confusion.png``
@@ -13,34 +13,26 @@ with meta.json is an error); the set defaults to the data dir's name.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
+from ser.cli import run_main, setup_logging
 from ser.eval.report import write_results_report
 from ser.eval.scoring import score_system
 
-log = logging.getLogger("score_ser")
-
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="score_ser", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", default=None, help="cross-validation protocol, e.g. session or speaker")
     p.add_argument("--set", dest="set_name", default=None, help="data set name (default: the data dir's name)")
     p.add_argument("data", help="data dir holding utt2emo (or the utt2emo file)")
     p.add_argument("system_dir", help="exp/ser/<system>")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        res = score_system(a.system_dir, a.data, set_name=a.set_name, protocol=a.protocol)
-        system_dir = Path(a.system_dir).resolve()
-        report = None
-        if system_dir.parent.name == "ser":
-            report = write_results_report(system_dir.parent.parent)
-    except (ValueError, OSError) as e:
-        print(f"score_ser: {e}", file=sys.stderr)
-        return 1
+    setup_logging()
+    res = score_system(a.system_dir, a.data, set_name=a.set_name, protocol=a.protocol)
+    system_dir = Path(a.system_dir).resolve()
+    report = None
+    if system_dir.parent.name == "ser":
+        report = write_results_report(system_dir.parent.parent)
     m, s, pooled = res["mean"], res["std"], res["pooled"]
     std = "n/a" if s["ua"] is None else f"{100 * s['ua']:.1f}"
     print(f"{res['system']}: UA {100 * m['ua']:.1f} ± {std} over {len(res['folds'])} fold(s), "
@@ -51,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -30,9 +30,7 @@ the whole graph); the i-vector of every frame instead of one per 51-frame chunk.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,87 +39,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ser.device import resolve_device
-from ser.chain.graph import ChainGraph
+from ser.chain.chain_dir import ChainDir
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
+from ser.chain.viterbi import viterbi
 from ser.io.atomic import atomic_write_text
+from ser.io.batching import FeatureSet, load_features, model_inputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["viterbi", "decoding_graph", "pdf_phone_tables", "pdfs_to_phones", "reference_phones",
+__all__ = ["pdf_phone_tables", "pdfs_to_phones", "reference_phones",
            "align_counts", "PerStats"]
-
-
-# ----------------------------------------------------------------------------------------
-# Viterbi
-
-
-def decoding_graph(den_pt: str | Path) -> ChainGraph:
-    """The den graph as a decoding FST: start state only, the FST's final weights."""
-    d = torch.load(den_pt, weights_only=True)
-    g = ChainGraph.from_state_dict(d)
-    if "fst_start" not in d:
-        return g
-    init = torch.full((g.num_states,), float("-inf"))
-    init[int(d["fst_start"])] = 0.0
-    final = d["fst_final"].float()
-    return ChainGraph(g.num_states, g.src, g.dst, g.pdf, g.logp, init, final)
-
-
-@torch.no_grad()
-def viterbi(nnet_output: torch.Tensor, graph: ChainGraph, lengths: torch.Tensor | None = None,
-            acoustic_scale: float = 1.0) -> tuple[list[list[int]], torch.Tensor]:
-    """Best path through ``graph`` for nnet_output [B, T, P] (frames ``t >= lengths[b]``
-    ignored).  Score of a path = initial + sum(arc log p + acoustic_scale * y(t, pdf)) +
-    final.  Returns (pdf sequences, best scores [B]); a sequence with no complete path gets
-    [] and score -inf."""
-    if nnet_output.dim() != 3:
-        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
-    B, T, P = nnet_output.shape
-    dev = nnet_output.device
-    if graph.num_arcs and int(graph.pdf.max()) >= P:
-        raise ValueError(f"viterbi: graph uses pdf {int(graph.pdf.max())} but the output has {P}")
-    y = nnet_output.float() * acoustic_scale
-    src, dst, pdf = graph.src.to(dev), graph.dst.to(dev), graph.pdf.to(dev)
-    logp = graph.logp.to(dev, torch.float32)
-    S, A = graph.num_states, graph.num_arcs
-    lens = torch.full((B,), T, device=dev) if lengths is None else lengths.to(dev)
-    delta = graph.initial.to(dev, torch.float32)[None, :].expand(B, S).contiguous()
-    dst_b = dst[None, :].expand(B, A)
-    arc_ids = torch.arange(A, device=dev)[None, :].expand(B, A)
-    back = torch.full((T, B, S), -1, dtype=torch.int32, device=dev)
-    neg_inf = torch.tensor(float("-inf"), device=dev)
-    for t in range(T):
-        score = delta[:, src] + logp[None, :] + y[:, t, pdf]  # [B, A]
-        best = torch.full((B, S), float("-inf"), device=dev).scatter_reduce(
-            1, dst_b, score, reduce="amax", include_self=True)
-        is_best = (score == best.gather(1, dst_b)) & torch.isfinite(score)
-        arc = torch.full((B, S), -1, dtype=torch.long, device=dev).scatter_reduce(
-            1, dst_b, torch.where(is_best, arc_ids, -1), reduce="amax", include_self=True)
-        active = (t < lens)[:, None]
-        back[t] = torch.where(active, arc, -1).to(torch.int32)
-        delta = torch.where(active, torch.where(arc >= 0, best, neg_inf), delta)
-    end = delta + graph.final.to(dev, torch.float32)[None, :]
-    scores, state = end.max(1)
-    pdf_t = torch.full((T, B), -1, dtype=torch.long, device=dev)
-    rows = torch.arange(B, device=dev)
-    s = state
-    for t in range(T - 1, -1, -1):
-        a = back[t, rows, s].long()
-        ok = a >= 0
-        a0 = a.clamp(min=0)
-        pdf_t[t] = torch.where(ok, pdf[a0], -1)
-        s = torch.where(ok, src[a0], s)
-    out = []
-    pdf_cpu = pdf_t.T.cpu()
-    for b in range(B):
-        if not bool(torch.isfinite(scores[b])):
-            out.append([])
-            continue
-        seq = pdf_cpu[b, : int(lens[b])]
-        out.append([int(p) for p in seq if p >= 0])
-    return out, scores
 
 
 # ----------------------------------------------------------------------------------------
@@ -228,62 +156,59 @@ class PerStats:
 # decoding a data dir
 
 
-def _utt_ivectors(ivec: np.ndarray, num_frames: int, period: int) -> np.ndarray:
-    idx = np.minimum(np.arange(num_frames) // period, ivec.shape[0] - 1)
-    return ivec[idx]
+def _most_frequent_phone(texts: dict[str, str], lang: Lang, drop: set[int]) -> int:
+    """The most frequent reference phone of ``texts`` (silence when there is none)."""
+    counts: Counter = Counter()
+    for words in texts.values():
+        counts.update(reference_phones(words.split(), lang, drop))
+    return counts.most_common(1)[0][0] if counts else lang.sil_id
+
+
+def _read_text(path: str | Path) -> dict[str, str]:
+    return {l.split(" ", 1)[0]: (l.split(" ", 1) + [""])[1]
+            for l in Path(path).read_text().splitlines() if l.strip()}
+
+
+def _features(data_dir: str | Path, utts: list[str], ivector_dir: str | Path | None, model) -> FeatureSet:
+    """Features (and, if the model takes them, online i-vectors) of every utterance to decode."""
+    if model.config.ivector_dim and ivector_dir is None:
+        raise ValueError("this model needs i-vectors: give --online-ivector-dir")
+    fs = load_features(data_dir, ivector_dir if model.config.ivector_dim else None, utts)
+    lost = [u for u in utts if u not in fs.feats]
+    if lost:
+        raise ValueError(f"{ivector_dir}: no usable i-vectors for utterance {lost[0]} ({len(lost)} utterances)")
+    return fs
 
 
 @torch.no_grad()
 def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
                     chain_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
                     train_text: str | Path | None = None, device: str = "cpu") -> dict[str, PerStats]:
+    """Decode every utterance of ``data_dir`` with text and features (see the module
+    docstring); writes hyp.txt, ref.txt, per.txt, per_lm_only.txt, per_most_frequent.txt."""
     from ser.io.datadir import DataDir
-    from ser.io.tables import read_matrix, read_scp
-    from ser.nnet.tdnnf import pad_edges
-    from ser.train.chain_trainer import load_chain_model
+    from ser.nnet.model_io import load_chain_model
 
     dev = torch.device(device)
-    out = Path(out_dir)
     model = load_chain_model(model_path, map_location="cpu").to(dev).eval()
     lang = Lang.load(lang_dir)
-    pdf_map = PdfMap.from_state_dict(torch.load(Path(chain_dir) / "pdf_map.pt", weights_only=True))
-    graph = decoding_graph(Path(chain_dir) / "den.pt").to(dev)
-    phone_of, class_of = pdf_phone_tables(pdf_map)
+    chain = ChainDir.load(chain_dir)
+    graph = chain.decoding_graph.to(dev)
+    phone_of, class_of = pdf_phone_tables(chain.pdf_map)
     drop = {lang.phone_id[p] for p in lang.silence}
     data = DataDir.load(data_dir)
     if not data.text or not data.feats:
         raise ValueError(f"{data_dir}: need text and feats.scp to decode")
-    ivecs, period = {}, 10
-    if model.config.ivector_dim:
-        if ivector_dir is None:
-            raise ValueError("this model needs i-vectors: give --online-ivector-dir")
-        ivecs = read_scp(Path(ivector_dir) / "ivector_online.scp")
-        pf = Path(ivector_dir) / "ivector_period"
-        period = int(pf.read_text().split()[0]) if pf.is_file() else 10
-    # most frequent phone of the training (or these) transcripts
-    counts: Counter = Counter()
-    text_for_counts = data.text
-    if train_text is not None:
-        text_for_counts = {l.split(" ", 1)[0]: (l.split(" ", 1) + [""])[1]
-                           for l in Path(train_text).read_text().splitlines() if l.strip()}
-    for words in text_for_counts.values():
-        counts.update(reference_phones(words.split(), lang, drop))
-    top = counts.most_common(1)[0][0] if counts else lang.sil_id
+    utts = [u for u in data.utts if u in data.text and u in data.feats]
+    if not utts:
+        raise ValueError(f"{data_dir}: no utterance with both text and features")
+    fs = _features(data_dir, utts, ivector_dir, model)
+    top = _most_frequent_phone(data.text if train_text is None else _read_text(train_text), lang, drop)
     stats = {"model": PerStats(), "lm_only": PerStats(), "most_frequent": PerStats()}
     hyp_lines, ref_lines = [], []
-    left, right = model.left_context, model.right_context
-    for utt in data.utts:
-        if utt not in data.text or utt not in data.feats:
-            continue
-        feats = torch.from_numpy(read_matrix(data.feats[utt])).to(dev)
-        iv = None
-        if model.config.ivector_dim:
-            if utt not in ivecs:
-                raise ValueError(f"{ivector_dir}: no i-vector for utterance {utt}")
-            iv = torch.from_numpy(_utt_ivectors(read_matrix(ivecs[utt]), feats.shape[0], period)).to(dev)
-            iv = pad_edges(iv[None], left, right)
-        x = pad_edges(feats[None], left, right)
-        y = model(x, iv, outputs=("output",))["output"].float()
+    for utt in utts:
+        x, iv = model_inputs(fs, [utt], model)  # the whole utterance, i-vector of every frame
+        y = model(x.to(dev), None if iv is None else iv.to(dev), outputs=("output",))["output"].float()
         ref = reference_phones(data.text[utt].split(), lang, drop)
         paths, _ = viterbi(y, graph)
         zero_paths, _ = viterbi(torch.zeros_like(y), graph)
@@ -293,42 +218,9 @@ def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: s
         stats["most_frequent"].add(ref, [top] * len(ref))
         hyp_lines.append(f"{utt} {' '.join(lang.phones[p] for p in hyp)}")
         ref_lines.append(f"{utt} {' '.join(lang.phones[p] for p in ref)}")
-    if stats["model"].num_utts == 0:
-        raise ValueError(f"{data_dir}: no utterance with both text and features")
+    out = Path(out_dir)
     atomic_write_text(out / "hyp.txt", "\n".join(hyp_lines) + "\n")
     atomic_write_text(out / "ref.txt", "\n".join(ref_lines) + "\n")
-    atomic_write_text(out / "per.txt", stats["model"].line() + "\n")
-    atomic_write_text(out / "per_lm_only.txt", stats["lm_only"].line() + "\n")
-    atomic_write_text(out / "per_most_frequent.txt", stats["most_frequent"].line() + "\n")
+    for name, file in (("model", "per.txt"), ("lm_only", "per_lm_only.txt"), ("most_frequent", "per_most_frequent.txt")):
+        atomic_write_text(out / file, stats[name].line() + "\n")
     return stats
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m ser.chain.decode",
-        description="Phone decoding of a data dir with a chain model (Viterbi through the den "
-                    "graph); writes per.txt, per_lm_only.txt, per_most_frequent.txt, hyp.txt, ref.txt.")
-    p.add_argument("--online-ivector-dir", default=None)
-    p.add_argument("--train-text", default=None, help="text file for the most-frequent-phone baseline")
-    p.add_argument("--device", default="auto")
-    p.add_argument("model")
-    p.add_argument("data_dir")
-    p.add_argument("chain_dir", help="dir with den.pt and pdf_map.pt")
-    p.add_argument("lang_dir")
-    p.add_argument("decode_dir")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        device = resolve_device(a.device)
-        stats = decode_data_dir(a.model, a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
-                                a.decode_dir, a.train_text, device)
-    except (ValueError, RuntimeError) as e:
-        print(f"ser.chain.decode: error: {e}", file=sys.stderr)
-        return 1
-    for name, s in stats.items():
-        print(f"{name}: {s.line()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

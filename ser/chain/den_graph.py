@@ -34,7 +34,8 @@ import torch
 from ser.chain.fsa import Fsa, push_special
 from ser.chain.graph import ChainGraph
 from ser.chain.topo import LOG_HALF, PdfMap, expand_to_pdfs
-from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.atomic import atomic_write_text
+from ser.io.torch_io import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -162,23 +163,12 @@ class DenGraph:
         sd["fst_final"] = torch.from_numpy(self.fsa.final.astype(np.float32))
         sd["fst_start"] = int(self.fsa.start)
         sd["init_probs"] = torch.from_numpy(self.init)
-        with atomic_open(out / "den.pt", "wb") as f:
-            torch.save(sd, f)
+        save_torch(sd, out / "den.pt")
         atomic_write_text(out / "den.fst.txt", self.fsa.to_openfst_text())
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> "DenGraph":
-        p = Path(out_dir) / "den.pt"
-        try:
-            d = torch.load(p, weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{p}: cannot read den graph: {e}") from e
+    def from_state_dict(cls, d: dict) -> "DenGraph":
+        """From den.pt's dict (read it with ser.chain.chain_dir.ChainDir)."""
         fsa = Fsa(int(d["num_states"]), int(d["fst_start"]), d["src"].numpy(), d["dst"].numpy(),
                   d["pdf"].numpy() + 1, d["logp"].double().numpy(), d["fst_final"].double().numpy())
         return cls(fsa, int(d["num_pdfs"]), d["init_probs"].numpy())
-
-
-def load_den_chain_graph(path: str | Path) -> tuple[ChainGraph, int]:
-    """(ChainGraph, num_pdfs) from den.pt."""
-    d = torch.load(path, weights_only=True)
-    return ChainGraph.from_state_dict(d), int(d["num_pdfs"])

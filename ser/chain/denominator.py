@@ -254,14 +254,39 @@ def denominator_forward_backward(
     c = float(leaky_hmm_coefficient)
     y = nnet_output.detach()
     dt = den.tensors(y.device, y.dtype, P)
-    S, K = den.num_states, dt.group_pdf.numel()
     # exp of the clamped output, transposed to [T, P, B] like Kaldi's exp_nnet_output_transposed_.
     x = y.clamp(-30.0, 30.0).exp().permute(1, 2, 0).contiguous()
+    alpha, tot = _den_alpha(x, dt, c)
+    if lens is None:
+        tot_prob = alpha[T].sum(0)
+        logprob = tot_prob.log() + tot[:T].log().sum(0)
+    else:
+        lens_d = lens.to(y.device)
+        bidx = torch.arange(B, device=y.device)
+        tot_prob = alpha[lens_d, :, bidx].sum(-1)  # sum_i alpha'(L_b, i)
+        cum = torch.cat([tot.new_zeros(1, B), tot[:T].log().cumsum(0)])
+        logprob = tot_prob.log() + cum[lens_d, bidx]
+    ok = bool(torch.isfinite(logprob).all())
+    if not compute_deriv:
+        return logprob, None, ok
+    deriv, ok_t0 = _den_beta(x, dt, c, alpha, tot, tot_prob, lens)
+    out = deriv.permute(2, 0, 1)
+    mask = valid_frame_mask(lens, B, T, y.device)
+    if mask is not None:  # padded frames: exactly zero (even if their alpha was not finite)
+        out = out.masked_fill(~mask[:, :, None], 0.0)
+    return logprob, out, ok and ok_t0
+
+
+def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward pass over x [T, P, B]: (alpha' [T+1, S, B] after the leak step,
+    tot_alpha [T+1, B])."""
+    T, B = x.shape[0], x.shape[2]
+    S, K = dt.init.numel(), dt.group_pdf.numel()
     init = dt.init
-    alpha = y.new_empty(T + 1, S, B)  # alpha-dash after the leak step
-    tot = y.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
-    xk = y.new_empty(K, B)  # x of each group's pdf
-    work = y.new_empty(K, B)
+    alpha = x.new_empty(T + 1, S, B)  # alpha-dash after the leak step
+    tot = x.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
+    xk = x.new_empty(K, B)  # x of each group's pdf
+    work = x.new_empty(K, B)
     alpha[0] = init[:, None]
     for t in range(T + 1):
         a = alpha[t]
@@ -276,30 +301,29 @@ def denominator_forward_backward(
         else:
             _mm(dt.scatter_mat, _gather(a, dt.group_state, work).mul_(xk), alpha[t + 1])
         alpha[t + 1].div_(tot[t])
-    if lens is None:
-        tot_prob = alpha[T].sum(0)
-        logprob = tot_prob.log() + tot[:T].log().sum(0)
-    else:
-        lens_d = lens.to(y.device)
-        bidx = torch.arange(B, device=y.device)
-        tot_prob = alpha[lens_d, :, bidx].sum(-1)  # sum_i alpha'(L_b, i)
-        cum = torch.cat([tot.new_zeros(1, B), tot[:T].log().cumsum(0)])
-        logprob = tot_prob.log() + cum[lens_d, bidx]
-    ok = bool(torch.isfinite(logprob).all())
-    if not compute_deriv:
-        return logprob, None, ok
+    return alpha, tot
 
-    deriv = y.new_empty(T, P, B)
-    work2 = y.new_empty(K, B)
-    beta_dash = y.new_empty(S, B)
+
+def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, tot: torch.Tensor,
+              tot_prob: torch.Tensor, lens: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """The backward pass: (occupations [T, P, B] of the valid frames, the t = 0 check)."""
+    T, P, B = x.shape
+    S, K = dt.init.numel(), dt.group_pdf.numel()
+    init = dt.init
+    deriv = x.new_empty(T, P, B)
+    xk = x.new_empty(K, B)
+    work = x.new_empty(K, B)
+    work2 = x.new_empty(K, B)
+    beta_dash = x.new_empty(S, B)
+    ok = True
     # beta'(L_b, i) = 1 / tot_prob_b; beta(L_b, i) = beta' + c sum_k init(k) beta'(L_b, k)
     beta_end = (1.0 + c * init.sum()) / tot_prob  # [B]
     if lens is None:
         beta = beta_end[None, :].expand(S, B).contiguous()
         ends: dict[int, torch.Tensor] = {}
     else:
-        beta = y.new_zeros(S, B)  # sequences that ended before t+1: zero (no derivative)
-        ends = {int(L): (lens == L).nonzero().reshape(-1).to(y.device) for L in torch.unique(lens).tolist()}
+        beta = x.new_zeros(S, B)  # sequences that ended before t+1: zero (no derivative)
+        ends = {int(L): (lens == L).nonzero().reshape(-1).to(x.device) for L in torch.unique(lens).tolist()}
         if T in ends:
             cols = ends.pop(T)
             beta[:, cols] = beta_end[cols][None, :]
@@ -329,11 +353,7 @@ def denominator_forward_backward(
         beta, beta_dash = beta_dash, beta
         if c != 0.0:
             beta.add_((init @ beta)[None, :], alpha=c)  # beta = beta' + c sum_k init(k) beta'(k)
-    out = deriv.permute(2, 0, 1)
-    mask = valid_frame_mask(lens, B, T, y.device)
-    if mask is not None:  # padded frames: exactly zero (even if their alpha was not finite)
-        out = out.masked_fill(~mask[:, :, None], 0.0)
-    return logprob, out, ok
+    return deriv, ok
 
 
 class DenominatorFunction(torch.autograd.Function):

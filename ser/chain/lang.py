@@ -291,33 +291,3 @@ def text_to_phones(words: list[str], lang: Lang, rng: random.Random, edge_silpro
         if rng.random() < prob:
             out.append(sil)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """steps/prepare_lang_chain.sh [--sil-prob 0.5] <dict-dir> <oov-word> <lang-dir>"""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="steps/prepare_lang_chain.sh",
-                                description="Chain lang dir (phones, words, lexicon, topo) from data/local/dict.")
-    p.add_argument("--sil-prob", type=float, default=0.5)
-    p.add_argument("dict_dir")
-    p.add_argument("oov_word")
-    p.add_argument("lang_dir")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not 0.0 <= a.sil_prob < 1.0:
-        print("steps/prepare_lang_chain.sh: error: --sil-prob must be in [0, 1)", file=sys.stderr)
-        return 1
-    try:
-        lang = prepare_lang(a.dict_dir, a.oov_word, a.lang_dir, a.sil_prob)
-    except (ValueError, OSError) as e:
-        print(f"steps/prepare_lang_chain.sh: error: {e}", file=sys.stderr)
-        return 1
-    print(f"prepare_lang_chain: {a.lang_dir}: {lang.num_phones} phones ({len(lang.silence)} silence), "
-          f"{len(lang.lexicon)} words, {sum(len(v) for v in lang.lexicon.values())} pronunciations")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

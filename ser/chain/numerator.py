@@ -35,7 +35,7 @@ import torch
 from ser.chain.denominator import check_lengths, valid_frame_mask
 from ser.chain.graph import ChainGraph
 
-__all__ = ["NumeratorGraphBatch", "numerator_forward_backward", "NumeratorFunction"]
+__all__ = ["NumeratorGraphBatch", "numerator_forward_backward", "NumeratorFunction", "check_batch"]
 
 
 @dataclass
@@ -85,6 +85,21 @@ def _scatter_logsumexp(v: torch.Tensor, index: torch.Tensor, n: int) -> torch.Te
     return s.log() + m
 
 
+def check_batch(nnet_output: torch.Tensor, num: NumeratorGraphBatch, lengths: torch.Tensor | None,
+                what: str) -> tuple[int, int, int, torch.Tensor | None]:
+    """(B, T, P, lengths as check_lengths gives them) of nnet_output [B, T, P] for the B graphs
+    of ``num``; a one-line ValueError prefixed ``what`` when they do not fit."""
+    if nnet_output.dim() != 3:
+        raise ValueError(f"{what}: nnet_output must be [B, T, P], got shape {tuple(nnet_output.shape)}")
+    B, T, P = nnet_output.shape
+    if num.num_sequences != B:
+        raise ValueError(f"{what}: {num.num_sequences} numerator graphs for {B} sequences of nnet output")
+    g = num.graph
+    if g.num_arcs and int(g.pdf.max()) >= P:
+        raise ValueError(f"{what}: graph uses pdf {int(g.pdf.max())} but nnet output has {P} columns")
+    return B, T, P, check_lengths(lengths, B, T, what)
+
+
 def numerator_forward_backward(
     nnet_output: torch.Tensor, num: NumeratorGraphBatch, compute_deriv: bool = True,
     lengths: torch.Tensor | None = None,
@@ -96,16 +111,9 @@ def numerator_forward_backward(
     compute_deriv), ok) with ok False when some sequence has no path (log p = -inf) or a
     value is not finite.
     """
-    if nnet_output.dim() != 3:
-        raise ValueError(f"numerator: nnet_output must be [B, T, P], got shape {tuple(nnet_output.shape)}")
-    B, T, P = nnet_output.shape
-    if num.num_sequences != B:
-        raise ValueError(f"numerator: {num.num_sequences} numerator graphs for {B} sequences of nnet output")
-    lens = check_lengths(lengths, B, T, "numerator")
+    B, T, P, lens = check_batch(nnet_output, num, lengths, "numerator")
     y = nnet_output.detach()
     g = num.graph
-    if g.num_arcs and int(g.pdf.max()) >= P:
-        raise ValueError(f"numerator: graph uses pdf {int(g.pdf.max())} but nnet output has {P} columns")
     dev, dtype = y.device, y.dtype
     src, dst = g.src.to(dev), g.dst.to(dev)
     col = num.seq_of_arc.to(dev) * P + g.pdf.to(dev)  # column of each arc in a frame's [B*P] row

@@ -201,8 +201,11 @@ def make_supervision(words: list[str], num_frames: int, lang: Lang, pdf_map: Pdf
 # ------------------------------------------------------------------------------------------
 # chunk supervision from an alignment (pass 2, Kaldi's --constrained false egs)
 # ------------------------------------------------------------------------------------------
+TOLERANCE = 5  # Kaldi's chain SupervisionOptions --left-tolerance / --right-tolerance (input frames)
+
+
 def phone_windows(starts: np.ndarray, ends: np.ndarray, num_input_frames: int, frame_subsampling_factor: int = 3,
-                  left_tolerance: int = 5, right_tolerance: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                  left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
     """Output frames [wb, we) on which each aligned phone is allowed.
 
     PhoneLatticeToProtoSupervision (src/chain/chain-supervision.cc): a phone spanning input
@@ -307,8 +310,8 @@ def _determinize_minimize(fsa: Fsa) -> Fsa:
 
 def make_chunk_supervision(phones: np.ndarray, starts: np.ndarray, ends: np.ndarray, begin: int, end: int,
                            num_input_frames: int, pdf_map: PdfMap, normalizer: Normalizer,
-                           frame_subsampling_factor: int = 3, left_tolerance: int = 5, right_tolerance: int = 5,
-                           optional_silence: int | None = None) -> SupervisionResult:
+                           frame_subsampling_factor: int = 3, left_tolerance: int = TOLERANCE,
+                           right_tolerance: int = TOLERANCE, optional_silence: int | None = None) -> SupervisionResult:
     """Normalised unconstrained numerator of output frames [begin, end) of an aligned utterance
     (phone k on output frames [starts[k], ends[k])): :func:`phone_windows`,
     :func:`chunk_pdf_fsa`, then composition with the normalization FST."""

@@ -1,6 +1,6 @@
 """espeak-ng speech synthesis through ``ctypes`` (the ``espeakng-loader`` wheel), for the embedded corpora.
 
-Mirrors no Kaldi file: it is the sound source of stage 0 (``local/make_mini_corpora.py``), which stands in
+Mirrors no Kaldi file: it is the sound source of stage 0 (``local/make_mini_corpora.sh``), which stands in
 for ``egs/tedlium/s5_r2/local/download_data.sh`` and an IEMOCAP download.  It drives the C API of
 ``speak_lib.h`` directly (``espeak_Initialize`` in ``AUDIO_OUTPUT_SYNCHRONOUS`` mode, a synth callback that
 collects int16 samples, ``espeak_SetVoiceByName``, ``espeak_SetParameter``), so neither an ``espeak-ng``

@@ -239,103 +239,139 @@ def _fmt_votes(codes: list[str]) -> str:
     return " ".join(f"{CATEGORY[c]};" for c in codes)
 
 
+@dataclass
+class _SessionSetup:
+    """One session's recording set-up: its room noise and the two speakers' microphones, voices
+    and prosodic baselines."""
+
+    noise_tilt: float
+    snr: float
+    mics: dict[str, tuple[np.ndarray, np.ndarray]]
+    voices: dict[str, str]
+    baseline: dict[str, Prosody]
+
+    @classmethod
+    def make(cls, seed: int, session: int) -> "_SessionSetup":
+        spk_rng = np.random.default_rng([seed, 12, session])
+        # each session is one recording set-up (room + microphone): its noise colour is fixed
+        tilt = float(spk_rng.uniform(0.0, 0.9))
+        snr = float(spk_rng.uniform(20.0, 35.0))
+        mics = {sex: speaker_microphone(seed, session, sex) for sex in "FM"}
+        voices = {}
+        for sex in "FM":
+            voices[sex], variant, text = speaker_voice(seed, session, sex)
+            get_engine().define_variant(variant, text)
+        baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(30, 70)),
+                                 range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)),
+                                 wordgap=0)
+                    for sex in "FM"}
+        return cls(tilt, snr, mics, voices, baseline)
+
+
 def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
     """Synthesise one session; returns (utt, consensus label, latent emotion, seconds) per turn."""
+    root = Path(job.out_dir) / f"Session{job.session}"
+    for sub in ("EmoEvaluation", "transcriptions"):
+        (root / "dialog" / sub).mkdir(parents=True, exist_ok=True)
+    setup = _SessionSetup.make(job.seed, job.session)
+    out: list[tuple[str, str, str, float]] = []
+    for d_idx, (dialog, n_turns) in enumerate(job.dialogs):
+        out += _synth_dialog(job, setup, root, d_idx, dialog, n_turns)
+    return out
+
+
+def _synth_dialog(job: _SessionJob, setup: _SessionSetup, root: Path, d_idx: int, dialog: str,
+                  n_turns: int) -> list[tuple[str, str, str, float]]:
+    """One dialog: its turns' wavs, its EmoEvaluation and transcription files."""
     import soundfile as sf
 
-    root = Path(job.out_dir) / f"Session{job.session}"
-    eva_dir = root / "dialog" / "EmoEvaluation"
-    tr_dir = root / "dialog" / "transcriptions"
-    eva_dir.mkdir(parents=True, exist_ok=True)
-    tr_dir.mkdir(parents=True, exist_ok=True)
-    spk_rng = np.random.default_rng([job.seed, 12, job.session])
-    # each session is one recording set-up (room + microphone): its noise colour is fixed
-    session_tilt = float(spk_rng.uniform(0.0, 0.9))
-    session_snr = float(spk_rng.uniform(20.0, 35.0))
-    mics = {sex: speaker_microphone(job.seed, job.session, sex) for sex in "FM"}
-    voices = {}
-    for sex in "FM":
-        voices[sex], variant, text = speaker_voice(job.seed, job.session, sex)
-        get_engine().define_variant(variant, text)
-    baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(30, 70)),
-                             range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)), wordgap=0)
-                for sex in "FM"}
     names = list(_PRIOR)
     prior = np.array([_PRIOR[n] for n in names])
     prior = prior / prior.sum()
-    out: list[tuple[str, str, str, float]] = []
-    for d_idx, (dialog, n_turns) in enumerate(job.dialogs):
-        rng = np.random.default_rng([job.seed, 13, job.session, d_idx])
-        gen = textgen.SentenceGenerator(rng)
-        evaluators = sorted(int(e) for e in rng.choice(np.arange(1, 7), 3, replace=False))
-        dim_evals = sorted(int(e) for e in rng.choice(evaluators, 2, replace=False))
-        is_script = "_script" in dialog
-        script = _script_text(job.seed, dialog.split("_script")[1], job.script_lines) if is_script else []
-        theme = None if is_script else _IMPRO_THEME[int(dialog.split("_impro")[1][:2])]
-        wav_dir = root / "sentences" / "wav" / dialog
-        wav_dir.mkdir(parents=True, exist_ok=True)
-        counters = {"F": 0, "M": 0}
-        sex = "F" if rng.random() < 0.5 else "M"
-        t = float(rng.uniform(2.0, 8.0))
-        eva_blocks, tr_lines = [], []
-        for k in range(n_turns):
-            if k and rng.random() < 0.8:
-                sex = "M" if sex == "F" else "F"
-            utt = f"{dialog}_{sex}{counters[sex]:03d}"
-            counters[sex] += 1
-            if is_script:
-                words = script[k % len(script)]
-            else:
-                words = gen.short() if rng.random() < 0.25 else gen.sentence()
-                if rng.random() < 0.15:
-                    words = words + gen.sentence()
-            emo = theme if theme is not None and rng.random() < 0.35 else str(rng.choice(names, p=prior))
-            # prosody: speaker baseline + emotion shift + jitter
-            b = baseline[sex]
-            shift = EMOTION_PROSODY[emo]
-            jit = [rng.normal(0, s) for s in _JITTER]
-            p = Prosody(rate=int(round(b.rate + shift[0] + jit[0])), pitch=int(round(b.pitch + shift[1] + jit[1])),
-                        range=int(round(b.range + shift[2] + jit[2])), volume=int(round(b.volume + shift[3] + jit[3])),
-                        wordgap=int(round(max(0.0, shift[4] + jit[4]))))
-            x = synth_16k(" ".join(words), voices[sex], p)
-            lead, tail = rng.uniform(0.05, 0.3, size=2)
-            x = np.concatenate([np.zeros(int(lead * SR), np.float32), x, np.zeros(int(tail * SR), np.float32)])
-            x = x * np.float32(10 ** (rng.uniform(-3, 3) / 20))
-            # the room noise reaches the speaker's own microphone with the speech: the microphone colours both
-            x = add_noise(x, session_snr + float(rng.uniform(-2.0, 2.0)), rng, tilt=session_tilt)
-            x = lfilter(*mics[sex], x).astype(np.float32)
-            sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
-            dur = len(x) / SR
-            start, end = t, t + dur
-            t = end + float(rng.uniform(0.2, 2.0))
-            # annotation
-            clarity = float(rng.uniform(0.3, 0.9))
-            votes = [_votes(rng, emo, clarity) for _ in evaluators]
-            label = consensus(votes)
-            dims = [_vad_line(rng, emo) for _ in dim_evals]
-            vad = np.mean(np.array(dims, dtype=np.float64), axis=0)
-            self_tag = f"{sex}1"
-            self_vote = _votes(rng, emo, 0.8)
-            comment = f"({_COMMENTS[int(rng.integers(len(_COMMENTS)))]})" if rng.random() < 0.15 else "()"
-            block = [f"[{start:.4f} - {end:.4f}]\t{utt}\t{label}\t[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"]
-            block += [f"C-E{e}:\t{_fmt_votes(v)}\t()" for e, v in zip(evaluators, votes)]
-            block.append(f"C-{self_tag}:\t{_fmt_votes(self_vote)}\t{comment}")
-            for e, (va, ac, do) in zip(dim_evals, dims):
-                block.append(f"A-E{e}:\tval {va}; act {ac}; dom  {do};\t()")
-            va, ac, do = _vad_line(rng, emo)
-            block.append(f"A-{self_tag}:\tval {va}; act {ac}; dom  {do};\t()")
-            eva_blocks.append("\n".join(block))
-            text = textgen.iemocap_text(words)
-            tr_lines.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {text}")
-            if rng.random() < 0.03:
-                tr_lines.append(f"{'MF'[int(rng.integers(2))]}: [{['BREATHING', 'LAUGHTER', 'GARBAGE'][int(rng.integers(3))]}]")
-            if rng.random() < 0.02:
-                tr_lines.append(f"{dialog}_MXX{int(rng.integers(3))} : [LAUGHTER]")
-            out.append((utt, label, emo, dur))
-        header = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
-        (eva_dir / f"{dialog}.txt").write_text(header + "".join(b + "\n\n" for b in eva_blocks), encoding="utf-8")
-        (tr_dir / f"{dialog}.txt").write_text("".join(ln + "\n" for ln in tr_lines), encoding="utf-8")
+    rng = np.random.default_rng([job.seed, 13, job.session, d_idx])
+    gen = textgen.SentenceGenerator(rng)
+    evaluators = sorted(int(e) for e in rng.choice(np.arange(1, 7), 3, replace=False))
+    dim_evals = sorted(int(e) for e in rng.choice(evaluators, 2, replace=False))
+    is_script = "_script" in dialog
+    script = _script_text(job.seed, dialog.split("_script")[1], job.script_lines) if is_script else []
+    theme = None if is_script else _IMPRO_THEME[int(dialog.split("_impro")[1][:2])]
+    wav_dir = root / "sentences" / "wav" / dialog
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    counters = {"F": 0, "M": 0}
+    sex = "F" if rng.random() < 0.5 else "M"
+    t = float(rng.uniform(2.0, 8.0))
+    eva_blocks, tr_lines, out = [], [], []
+    for k in range(n_turns):
+        if k and rng.random() < 0.8:
+            sex = "M" if sex == "F" else "F"
+        utt = f"{dialog}_{sex}{counters[sex]:03d}"
+        counters[sex] += 1
+        if is_script:
+            words = script[k % len(script)]
+        else:
+            words = gen.short() if rng.random() < 0.25 else gen.sentence()
+            if rng.random() < 0.15:
+                words = words + gen.sentence()
+        emo = theme if theme is not None and rng.random() < 0.35 else str(rng.choice(names, p=prior))
+        x = _turn_audio(rng, setup, sex, words, emo)
+        sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
+        dur = len(x) / SR
+        start, end = t, t + dur
+        t = end + float(rng.uniform(0.2, 2.0))
+        block, label = _evaluation_block(rng, utt, sex, emo, start, end, evaluators, dim_evals)
+        eva_blocks.append(block)
+        tr_lines.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {textgen.iemocap_text(words)}")
+        if rng.random() < 0.03:
+            tr_lines.append(f"{'MF'[int(rng.integers(2))]}: [{['BREATHING', 'LAUGHTER', 'GARBAGE'][int(rng.integers(3))]}]")
+        if rng.random() < 0.02:
+            tr_lines.append(f"{dialog}_MXX{int(rng.integers(3))} : [LAUGHTER]")
+        out.append((utt, label, emo, dur))
+    header = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+    (root / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text(
+        header + "".join(b + "\n\n" for b in eva_blocks), encoding="utf-8")
+    (root / "dialog" / "transcriptions" / f"{dialog}.txt").write_text(
+        "".join(ln + "\n" for ln in tr_lines), encoding="utf-8")
     return out
+
+
+def _turn_audio(rng: np.random.Generator, setup: _SessionSetup, sex: str, words: list[str], emo: str) -> np.ndarray:
+    """One turn's audio: prosody = speaker baseline + emotion shift + jitter, leading/trailing
+    silence, gain, the room noise, all through the speaker's microphone."""
+    b = setup.baseline[sex]
+    shift = EMOTION_PROSODY[emo]
+    jit = [rng.normal(0, s) for s in _JITTER]
+    p = Prosody(rate=int(round(b.rate + shift[0] + jit[0])), pitch=int(round(b.pitch + shift[1] + jit[1])),
+                range=int(round(b.range + shift[2] + jit[2])), volume=int(round(b.volume + shift[3] + jit[3])),
+                wordgap=int(round(max(0.0, shift[4] + jit[4]))))
+    x = synth_16k(" ".join(words), setup.voices[sex], p)
+    lead, tail = rng.uniform(0.05, 0.3, size=2)
+    x = np.concatenate([np.zeros(int(lead * SR), np.float32), x, np.zeros(int(tail * SR), np.float32)])
+    x = x * np.float32(10 ** (rng.uniform(-3, 3) / 20))
+    # the room noise reaches the speaker's own microphone with the speech: the microphone colours both
+    x = add_noise(x, setup.snr + float(rng.uniform(-2.0, 2.0)), rng, tilt=setup.noise_tilt)
+    return lfilter(*setup.mics[sex], x).astype(np.float32)
+
+
+def _evaluation_block(rng: np.random.Generator, utt: str, sex: str, emo: str, start: float, end: float,
+                      evaluators: list[int], dim_evals: list[int]) -> tuple[str, str]:
+    """The turn's EmoEvaluation block (categorical votes of the evaluators and the actor,
+    dimensional ratings) and its consensus label."""
+    clarity = float(rng.uniform(0.3, 0.9))
+    votes = [_votes(rng, emo, clarity) for _ in evaluators]
+    label = consensus(votes)
+    dims = [_vad_line(rng, emo) for _ in dim_evals]
+    vad = np.mean(np.array(dims, dtype=np.float64), axis=0)
+    self_tag = f"{sex}1"
+    self_vote = _votes(rng, emo, 0.8)
+    comment = f"({_COMMENTS[int(rng.integers(len(_COMMENTS)))]})" if rng.random() < 0.15 else "()"
+    block = [f"[{start:.4f} - {end:.4f}]\t{utt}\t{label}\t[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"]
+    block += [f"C-E{e}:\t{_fmt_votes(v)}\t()" for e, v in zip(evaluators, votes)]
+    block.append(f"C-{self_tag}:\t{_fmt_votes(self_vote)}\t{comment}")
+    for e, (va, ac, do) in zip(dim_evals, dims):
+        block.append(f"A-E{e}:\tval {va}; act {ac}; dom  {do};\t()")
+    va, ac, do = _vad_line(rng, emo)
+    block.append(f"A-{self_tag}:\tval {va}; act {ac}; dom  {do};\t()")
+    return "\n".join(block), label
 
 
 def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int = 2) -> dict:

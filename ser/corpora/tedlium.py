@@ -22,7 +22,6 @@ the words used plus a few thousand others.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -166,99 +165,117 @@ def _fmt(t: float) -> str:
     return f"{t:.2f}"
 
 
+class _Recording:
+    """The audio of one talk being built (float32 pieces), its length so far and its stm lines."""
+
+    def __init__(self, talk: str, rng: np.random.Generator) -> None:
+        self.talk, self.rng = talk, rng
+        self.pieces: list[np.ndarray] = []
+        self.t = 0.0  # current length in seconds
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, x: np.ndarray) -> None:
+        self.pieces.append(x.astype(np.float32))
+        self.t += len(x) / SR
+
+    def silence(self, sec: float) -> None:
+        self.emit(np.zeros(int(round(sec * SR)), dtype=np.float32))
+
+    def gap(self, sec: float) -> None:
+        """An applause-like noise region, excluded from scoring."""
+        n = int(round(sec * SR))
+        env = np.minimum(1.0, np.minimum(np.arange(n), n - np.arange(n)) / (0.2 * SR)).astype(np.float32)
+        t0 = self.t
+        self.emit(0.08 * env * colored_noise(n, self.rng, tilt=0.5))
+        self.lines.append((t0, f"{self.talk} 1 inter_segment_gap {_fmt(t0)} {_fmt(self.t)} <o,,unknown> "
+                               "ignore_time_segment_in_scoring"))
+
+    def tag_noise(self) -> None:
+        self.emit(0.05 * colored_noise(int(self.rng.integers(3000, 6000)), self.rng, tilt=0.3))
+
+
 def _synth_talk(job: _TalkJob) -> tuple[str, str, float, int]:
     """Synthesise one talk; writes ``<split>/sph/<talk>.sph`` and ``<split>/stm/<talk>.stm``."""
     import soundfile as sf
 
     rng = np.random.default_rng(list(job.seed))
     gen = textgen.SentenceGenerator(rng)
-    variants = set(job.variant_words)
     base = Prosody(rate=int(rng.integers(150, 190)), pitch=int(rng.integers(35, 65)),
                    range=int(rng.integers(35, 70)), volume=100)
-    label = "<o,f0,male>" if job.sex == "male" else "<o,f0,female>"
-    dev_label = "<F0_M>" if job.sex == "male" else "<F0_F>"
-    pieces: list[np.ndarray] = []
-    t = 0.0  # current length in seconds
-    lines: list[tuple[float, str]] = []
-
-    def emit(x: np.ndarray) -> None:
-        nonlocal t
-        pieces.append(x.astype(np.float32))
-        t += len(x) / SR
-
-    def silence(sec: float) -> None:
-        emit(np.zeros(int(round(sec * SR)), dtype=np.float32))
-
-    def gap(sec: float) -> None:  # applause-like noise region, excluded from scoring
-        n = int(round(sec * SR))
-        env = np.minimum(1.0, np.minimum(np.arange(n), n - np.arange(n)) / (0.2 * SR)).astype(np.float32)
-        t0 = t
-        emit(0.08 * env * colored_noise(n, rng, tilt=0.5))
-        lines.append((t0, f"{job.talk} 1 inter_segment_gap {_fmt(t0)} {_fmt(t)} <o,,unknown> "
-                          "ignore_time_segment_in_scoring"))
-
+    rec = _Recording(job.talk, rng)
     if rng.random() < 0.5:
-        gap(float(rng.uniform(1.5, 3.0)))
-    silence(float(rng.uniform(0.3, 0.8)))
+        rec.gap(float(rng.uniform(1.5, 3.0)))
+    rec.silence(float(rng.uniform(0.3, 0.8)))
     speech, n_seg = 0.0, 0
     while speech < job.seconds:
-        tokens: list[str] = []
-        seg_start = t - float(rng.uniform(0.02, 0.12))
-        tag_front = rng.random() < 0.03
-        if tag_front:
-            tokens.append(_TAGS[int(rng.integers(len(_TAGS)))])
-            emit(0.05 * colored_noise(int(rng.integers(3000, 6000)), rng, tilt=0.3))
-            silence(0.1)
-        n_sent = int(rng.choice([1, 1, 2, 2, 3]))
-        for i in range(n_sent):
-            words = gen.sentence()
-            p = Prosody(rate=base.rate + int(rng.integers(-12, 13)), pitch=base.pitch + int(rng.integers(-5, 6)),
-                        range=base.range + int(rng.integers(-8, 9)), volume=100)
-            x = synth_16k(" ".join(words), job.voice, p)
-            emit(x)
-            speech += len(x) / SR
-            toks = textgen.tedlium_tokens(words)
-            toks = [f"{w}(2)" if w in variants and rng.random() < 0.01 else w for w in toks]
-            tokens += toks
-            if i + 1 < n_sent:
-                if job.split == "train" and rng.random() < 0.05:
-                    tokens.append("<sil>")
-                    silence(float(rng.uniform(0.3, 0.5)))
-                else:
-                    silence(float(rng.uniform(0.12, 0.3)))
-        if not tag_front and rng.random() < 0.03:
-            silence(0.1)
-            tokens.append(_TAGS[int(rng.integers(len(_TAGS)))])
-            emit(0.05 * colored_noise(int(rng.integers(3000, 6000)), rng, tilt=0.3))
-        seg_end = t + float(rng.uniform(0.02, 0.12))
-        lab = dev_label if job.split == "dev" and rng.random() < 0.5 else label
-        line = f"{job.talk} 1 {job.talk} {_fmt(seg_start)} {_fmt(seg_end)} {lab} {' '.join(tokens)}"
-        if job.split == "train" and rng.random() < 0.3:
-            line += f" ({job.talk}-{n_seg + 1})"
-        lines.append((seg_start, line))
+        speech = _talk_segment(job, rec, gen, base, n_seg, speech)
         n_seg += 1
         if speech >= job.seconds:
             break
         if rng.random() < 0.06:
-            silence(0.15)
-            gap(float(rng.uniform(1.0, 3.0)))
-            silence(0.15)
+            rec.silence(0.15)
+            rec.gap(float(rng.uniform(1.0, 3.0)))
+            rec.silence(0.15)
         else:
-            silence(float(rng.uniform(0.3, 0.9)))
-    if not any("inter_segment_gap" in ln for _, ln in lines):
-        silence(0.15)
-        gap(float(rng.uniform(1.0, 2.0)))
-    silence(float(rng.uniform(0.3, 1.0)))
-    audio = np.concatenate(pieces)
+            rec.silence(float(rng.uniform(0.3, 0.9)))
+    if not any("inter_segment_gap" in ln for _, ln in rec.lines):
+        rec.silence(0.15)
+        rec.gap(float(rng.uniform(1.0, 2.0)))
+    rec.silence(float(rng.uniform(0.3, 1.0)))
+    audio = np.concatenate(rec.pieces)
     audio = add_noise(audio * np.float32(10 ** (rng.uniform(-8, -2) / 20)), float(rng.uniform(25, 40)), rng,
                       tilt=0.6)
     root = Path(job.out_dir) / job.split
     (root / "sph").mkdir(parents=True, exist_ok=True)
     (root / "stm").mkdir(parents=True, exist_ok=True)
     sf.write(str(root / "sph" / f"{job.talk}.sph"), to_pcm16(audio), SR, format="NIST", subtype="PCM_16")
-    lines.sort(key=lambda x: x[0])
+    lines = sorted(rec.lines, key=lambda x: x[0])
     (root / "stm" / f"{job.talk}.stm").write_text("".join(ln + "\n" for _, ln in lines), encoding="utf-8")
     return job.split, job.talk, speech, n_seg
+
+
+def _talk_segment(job: _TalkJob, rec: _Recording, gen: textgen.SentenceGenerator, base: Prosody, n_seg: int,
+                  speech: float) -> float:
+    """One stm segment of 1-3 sentences (and maybe a noise tag) appended to ``rec``; returns the
+    seconds of speech so far."""
+    rng = rec.rng
+    tokens: list[str] = []
+    seg_start = rec.t - float(rng.uniform(0.02, 0.12))
+    tag_front = rng.random() < 0.03
+    if tag_front:
+        tokens.append(_TAGS[int(rng.integers(len(_TAGS)))])
+        rec.tag_noise()
+        rec.silence(0.1)
+    n_sent = int(rng.choice([1, 1, 2, 2, 3]))
+    for i in range(n_sent):
+        words = gen.sentence()
+        p = Prosody(rate=base.rate + int(rng.integers(-12, 13)), pitch=base.pitch + int(rng.integers(-5, 6)),
+                    range=base.range + int(rng.integers(-8, 9)), volume=100)
+        x = synth_16k(" ".join(words), job.voice, p)
+        rec.emit(x)
+        speech += len(x) / SR
+        toks = textgen.tedlium_tokens(words)
+        tokens += [f"{w}(2)" if w in job.variant_words and rng.random() < 0.01 else w for w in toks]
+        if i + 1 < n_sent:
+            if job.split == "train" and rng.random() < 0.05:
+                tokens.append("<sil>")
+                rec.silence(float(rng.uniform(0.3, 0.5)))
+            else:
+                rec.silence(float(rng.uniform(0.12, 0.3)))
+    if not tag_front and rng.random() < 0.03:
+        rec.silence(0.1)
+        tokens.append(_TAGS[int(rng.integers(len(_TAGS)))])
+        rec.tag_noise()
+    seg_end = rec.t + float(rng.uniform(0.02, 0.12))
+    male = job.sex == "male"
+    label = "<o,f0,male>" if male else "<o,f0,female>"
+    if job.split == "dev" and rng.random() < 0.5:
+        label = "<F0_M>" if male else "<F0_F>"
+    line = f"{job.talk} 1 {job.talk} {_fmt(seg_start)} {_fmt(seg_end)} {label} {' '.join(tokens)}"
+    if job.split == "train" and rng.random() < 0.3:
+        line += f" ({job.talk}-{n_seg + 1})"
+    rec.lines.append((seg_start, line))
+    return speech
 
 
 def make_tedlium(out: str | Path, cfg: TedliumConfig = TedliumConfig(), nj: int = 2) -> dict:
@@ -280,8 +297,3 @@ def make_tedlium(out: str | Path, cfg: TedliumConfig = TedliumConfig(), nj: int 
     conf = asdict(cfg)
     conf["talks"] = list(cfg.talks)
     return build_once(Path(out) / NAME, conf, build)
-
-
-def remove_partial(out: str | Path) -> None:
-    """Delete a leftover ``TEDLIUM_release2.tmp`` (from a killed run)."""
-    shutil.rmtree(Path(out) / f"{NAME}.tmp", ignore_errors=True)

@@ -213,14 +213,6 @@ class MfccOptions:
         """A copy with some fields changed (Python field names)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
-    def to_kaldi_args(self) -> list[str]:
-        """All options as Kaldi command-line arguments (``--name=value``), e.g. for logs."""
-        out = []
-        for kname, field in self.kaldi_names().items():
-            v = getattr(self, field)
-            out.append(f"--{kname}={str(v).lower() if isinstance(v, bool) else v}")
-        return out
-
 
 # --------------------------------------------------------------------------------------------------
 # Frame geometry (feature-window.cc)

@@ -1,7 +1,7 @@
 """Kaldi data directories: read, write, validate, fix, subset and split.
 
 Mirrors egs/wsj/s5/utils/{validate_data_dir.sh, fix_data_dir.sh, subset_data_dir.sh,
-split_data.sh, utt2spk_to_spk2utt.pl}.  A data dir is a folder of ``<key> <value>``
+split_data.sh, utt2spk_to_spk2utt.pl, data/modify_speaker_info.sh}.  A data dir is a folder of ``<key> <value>``
 text files sorted in ``LC_ALL=C`` order (Python's ``sorted`` on ``str`` is the same
 order for UTF-8 ids):
 
@@ -80,6 +80,39 @@ def spk2utt_of(utt2spk: dict[str, str]) -> dict[str, list[str]]:
     for u in sorted(utt2spk):
         out.setdefault(utt2spk[u], []).append(u)
     return dict(sorted(out.items()))
+
+
+def modify_speaker_info(utt2spk: dict[str, str], utts_per_spk_max: int = 0, seconds_per_spk_max: float = 0.0,
+                        utt2dur: dict[str, float] | None = None) -> dict[str, str]:
+    """``utils/data/modify_speaker_info.sh`` (``--respect-speaker-info true``): each speaker's
+    utterances, in sorted order, are cut into consecutive groups of at most ``utts_per_spk_max``
+    utterances and ``seconds_per_spk_max`` seconds (``utt2dur``; a group always takes one
+    utterance), the pseudo-speakers ``<spk>-<j>`` with j zero-padded to the width of the number
+    of groups of that speaker (utils/data/internal/modify_speaker_info.py).  A limit <= 0 is
+    off; with both off the speakers are kept (Kaldi's script is then simply not run)."""
+    if utts_per_spk_max <= 0 and seconds_per_spk_max <= 0:
+        return dict(utt2spk)
+    if seconds_per_spk_max > 0:
+        missing = [u for u in utt2spk if utt2dur is None or u not in utt2dur]
+        if missing:
+            raise DataDirError(f"modify_speaker_info: no duration for utterance {missing[0]!r}")
+    out: dict[str, str] = {}
+    for spk, utts in spk2utt_of(utt2spk).items():
+        groups: list[list[str]] = [[]]
+        dur = 0.0
+        for u in utts:
+            ud = utt2dur[u] if seconds_per_spk_max > 0 else 0.0  # type: ignore[index]
+            if groups[-1] and ((0 < utts_per_spk_max == len(groups[-1]))
+                               or (seconds_per_spk_max > 0 and dur + ud > seconds_per_spk_max)):
+                groups.append([])
+                dur = 0.0
+            groups[-1].append(u)
+            dur += ud
+        width = len(str(len(groups)))
+        for j, g in enumerate(groups, 1):
+            for u in g:
+                out[u] = f"{spk}-{j:0{width}d}"
+    return out
 
 
 @dataclass

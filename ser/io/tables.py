@@ -110,9 +110,3 @@ class ArkScpWriter:
         # ark first, so the scp never points into a missing file
         self._ark_cm.__exit__(*exc)
         self._scp_cm.__exit__(*exc)
-
-
-def write_scp(path: str | os.PathLike, table: dict[str, str]) -> None:
-    with atomic_open(path) as f:
-        for k in sorted(table):
-            f.write(f"{k} {table[k]}\n")

@@ -39,7 +39,7 @@ from ser.device import resolve_device
 from ser.ivector.features import (OnlineCmvnOptions, SpliceOptions, UttBatch, apply_transform, global_cmvn_stats,
                                   iter_speaker_batches, load_data, online_cmn, speaker_order,
                                   splice, subsample_mask)
-from ser.ivector.model_io import load_tensors, save_tensors
+from ser.io.torch_io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,11 @@ class DiagGmm:
         return cls(d["weights"].double(), d["means"].double(), d["vars"].double())
 
     def save(self, path: str | os.PathLike) -> None:
-        save_tensors(path, self.to_dict())
+        save_torch(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DiagGmm":
-        return cls.from_dict(load_tensors(path))
+        return cls.from_dict(load_torch(path, what="diagonal UBM", expect_keys=("weights", "means", "vars")))
 
     def loglike_params(self, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
         """(means/vars (C,D), −½/vars (C,D), gconst incl. log-weight (C,)) as ``DiagGmm::ComputeGconsts``."""
@@ -241,7 +241,9 @@ class UbmFeatures:
         for f in ("final.mat.pt", "global_cmvn.stats.pt", "splice_opts", "online_cmvn.conf"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d}: expected {f}")
-        return cls(load_tensors(d / "final.mat.pt")["mat"], load_tensors(d / "global_cmvn.stats.pt")["stats"],
+        mat = load_torch(d / "final.mat.pt", what="feature transform (PCA)", expect_keys=("mat",))["mat"]
+        stats = load_torch(d / "global_cmvn.stats.pt", what="global CMVN stats", expect_keys=("stats",))["stats"]
+        return cls(mat, stats,
                    SpliceOptions.from_conf((d / "splice_opts").read_text()),
                    OnlineCmvnOptions.from_conf((d / "online_cmvn.conf").read_text()))
 
@@ -268,7 +270,7 @@ def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.Pa
     gstats, total = global_cmvn_stats(d, dev)  # Kaldi recomputes global_cmvn.stats from this data
     feats_fn = UbmFeatures(src.mat, gstats, src.splice_opts, src.cmvn_opts)
     src.copy_to(pca_dir, out)
-    save_tensors(out / "global_cmvn.stats.pt", {"stats": gstats})
+    save_torch({"stats": gstats}, out / "global_cmvn.stats.pt")
     spk_utts = speaker_order(d)
 
     # --- in-memory initialisation on a random subset of (non-subsampled) frames

@@ -39,7 +39,7 @@ from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.device import resolve_device
 from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data,
                                   speaker_order, splice, subsample_mask)
-from ser.ivector.model_io import load_tensors, save_tensors
+from ser.io.torch_io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,12 @@ class IvectorExtractor:
         return cls(d["M"].double(), d["Sigma_inv"].double(), d["w_vec"].double(), float(d["prior_offset"]))
 
     def save(self, path: str | os.PathLike) -> None:
-        save_tensors(path, self.to_dict())
+        save_torch(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "IvectorExtractor":
-        return cls.from_dict(load_tensors(path))
+        return cls.from_dict(load_torch(path, what="i-vector extractor",
+                                        expect_keys=("M", "Sigma_inv", "w_vec", "prior_offset")))
 
     @classmethod
     def init_from_diag_ubm(cls, ubm: DiagGmm, ivector_dim: int, seed: int = 0) -> "IvectorExtractor":

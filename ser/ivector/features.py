@@ -309,23 +309,3 @@ def evenly_spaced(items: Sequence[str], n: int) -> list[str]:
         return list(items)
     idx = np.floor(np.arange(n) * (len(items) / n)).astype(int)
     return [items[i] for i in idx]
-
-
-def modify_speaker_info(utt2spk: dict[str, str], utts_per_spk_max: int) -> dict[str, str]:
-    """``utils/data/modify_speaker_info.sh --utts-per-spk-max N`` (respect-speaker-info=true).
-
-    Consecutive utterances of each speaker (sorted order) are grouped N at a time into pseudo-speakers
-    ``<spk>-<j>``, j zero-padded to the width of the number of groups of that speaker.
-    """
-    if utts_per_spk_max <= 0:
-        return dict(utt2spk)
-    by_spk: dict[str, list[str]] = {}
-    for u in sorted(utt2spk):
-        by_spk.setdefault(utt2spk[u], []).append(u)
-    out: dict[str, str] = {}
-    for spk, us in by_spk.items():
-        ngroups = (len(us) + utts_per_spk_max - 1) // utts_per_spk_max
-        width = len(str(ngroups))
-        for i, u in enumerate(us):
-            out[u] = f"{spk}-{i // utts_per_spk_max + 1:0{width}d}"
-    return out

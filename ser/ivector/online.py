@@ -60,8 +60,8 @@ from ser.ivector.batched_cholesky import BlockLayout, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.ivector.extractor import IvectorExtractor, prune_posteriors
 from ser.device import resolve_device
-from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data, modify_speaker_info,
-                                  speaker_order, splice)
+from ser.io.datadir import modify_speaker_info
+from ser.ivector.features import UttBatch, apply_transform, iter_speaker_batches, load_data, speaker_order, splice
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
     out.mkdir(parents=True, exist_ok=True)
     ex = OnlineIvectorExtractor.from_dir(extractor_dir, opts, device)
     if utts_per_spk_max > 0:
-        d.utt2spk = modify_speaker_info(d.utt2spk, utts_per_spk_max)
+        d.utt2spk = modify_speaker_info(d.utt2spk, utts_per_spk_max=utts_per_spk_max)
     spk_utts = speaker_order(d)
     n = frames = 0
     t0 = time.perf_counter()
@@ -295,3 +295,17 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
              "reading features included; nj=%d, device %s)", n, out, frames / 100, secs, frames / 100 / max(secs, 1e-9),
              nj, ex.dev)
     return out / "ivector_online.scp"
+
+
+def utterance_ivectors(data: str | os.PathLike, extractor_dir: str | os.PathLike,
+                       device: str = "auto") -> dict[str, np.ndarray]:
+    """One i-vector per utterance, the last online row (it has seen the whole utterance up to its
+    last ``ivector_period`` point), each utterance extracted as its own speaker (no carry-over, so
+    no speaker information leaks between verification trials)."""
+    d = load_data(data)
+    ex = OnlineIvectorExtractor.from_dir(extractor_dir, device=device)
+    out = {}
+    for b in iter_speaker_batches(d, [(u, [u]) for u in d.utts], 50_000, ex.dev):
+        for u, rows in zip(b.utts, ex.extract(b)):
+            out[u] = rows[-1]
+    return out

@@ -30,7 +30,7 @@ from ser.device import resolve_device
 from ser.ivector.features import (OnlineCmvnOptions, SpliceOptions, evenly_spaced, global_cmvn_stats,
                                   iter_speaker_batches, load_data, online_cmn, speaker_order,
                                   splice, subsample_mask)
-from ser.ivector.model_io import save_tensors
+from ser.io.torch_io import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def get_pca_transform(data: str | os.PathLike, pca_dir: str | os.PathLike, dim: 
     mat, mean, eig = est_pca(sum_.cpu(), sumsq.cpu(), count, dim, normalize_variance, normalize_mean)
     log.info("est-pca: %d frames, kept %d of %d dims, %.1f%% of variance", count, mat.shape[0], mean.shape[0],
              100.0 * float(eig[:mat.shape[0]].sum() / eig.sum()))
-    save_tensors(out / "global_cmvn.stats.pt", {"stats": gstats})
+    save_torch({"stats": gstats}, out / "global_cmvn.stats.pt")
     atomic_write_text(out / "splice_opts", splice_opts.to_conf())
     atomic_write_text(out / "online_cmvn.conf", cmvn_opts.to_conf())
-    save_tensors(out / "final.mat.pt", {"mat": mat, "mean": mean, "eigenvalues": eig})
+    save_torch({"mat": mat, "mean": mean, "eigenvalues": eig}, out / "final.mat.pt")
     return out / "final.mat.pt"

@@ -692,10 +692,6 @@ class TdnnfModel(nn.Module):
         for bn in self.batchnorms():
             bn.scale_stats(scale)
 
-    def zero_batchnorm_stats(self) -> None:
-        for bn in self.batchnorms():
-            bn.scale_stats(0.0)
-
     def dropouts(self) -> list[GeneralDropout]:
         return [m for m in self.modules() if isinstance(m, GeneralDropout)]
 
@@ -715,12 +711,3 @@ class TdnnfModel(nn.Module):
         """Install the fixed ``lda`` transform (see ser.nnet.preconditioning)."""
         self.layers["lda"].set_transform(weight, bias)
 
-
-def pad_edges(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """Repeat the first/last frame of x [B, T, D] ``left``/``right`` times (Kaldi's padding of
-    utterance edges, ExtractRowRangeWithPadding)."""
-    if left < 0 or right < 0:
-        raise ValueError("pad_edges: negative padding")
-    first = x[:, :1].expand(-1, left, -1)
-    last = x[:, -1:].expand(-1, right, -1)
-    return torch.cat([first, x, last], dim=1)

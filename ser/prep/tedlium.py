@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from ser.io.atomic import atomic_write_text
-from ser.io.datadir import DataDir, DataDirError, Segment
+from ser.io.datadir import DataDir, DataDirError, Segment, modify_speaker_info
 
 log = logging.getLogger(__name__)
 
@@ -146,29 +146,6 @@ def extend_segment_times(segs: dict[str, Segment], start_padding: float, end_pad
     return fixed
 
 
-def modify_speaker_info(d: DataDir, seconds_per_spk_max: float) -> DataDir:
-    """utils/data/modify_speaker_info.sh --seconds-per-spk-max: speakers ``<spk>-<k>``."""
-    if d.segments is None:
-        raise DataDirError("modify_speaker_info: needs segments for durations")
-    new: dict[str, str] = {}
-    for spk, utts in d.spk2utt.items():
-        groups: list[list[str]] = [[]]
-        dur = 0.0
-        for u in utts:
-            ud = d.segments[u].end - d.segments[u].start
-            if groups[-1] and dur + ud > seconds_per_spk_max:
-                groups.append([])
-                dur = 0.0
-            groups[-1].append(u)
-            dur += ud
-        width = len(str(len(groups)))
-        for k, g in enumerate(groups, 1):
-            for u in g:
-                new[u] = f"{spk}-{k:0{width}d}"
-    d.utt2spk = new
-    return d
-
-
 def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "dev", "test"),
                     seconds_per_spk_max: float = 180.0) -> dict[str, Counter]:
     corpus, data_root = Path(corpus), Path(data_root)
@@ -182,7 +159,10 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
         d = stm_to_datadir(recs, sdir / "sph", stats)
         if name == "train":
             stats["overlaps_fixed"] = extend_segment_times(d.segments, 0.15, 0.1)
-        d = modify_speaker_info(d, seconds_per_spk_max)
+        if d.segments is None:
+            raise DataDirError("modify_speaker_info: needs segments for durations")
+        d.utt2spk = modify_speaker_info(d.utt2spk, seconds_per_spk_max=seconds_per_spk_max,
+                                        utt2dur={u: seg.end - seg.start for u, seg in d.segments.items()})
         d.extras["reco2file_and_channel"] = {r: f"{r} A" for r in d.wav}
         dst = data_root / f"tedlium_{name}"
         d.validate(need_text=True)

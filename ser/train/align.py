@@ -6,10 +6,8 @@ training graphs of ``compile-train-graphs``): the best path through each utteran
 numerator graph given the network output, read out as one pdf per output frame (the
 subsampled frame rate) and turned into a phone segmentation, written as ``ali.pt``.
 
-* :func:`viterbi_batch` is the max-product (log domain) counterpart of
-  ``ser.chain.numerator``'s forward: all sequences of a batch in one appended graph,
-  vectorised over arcs per frame (scatter-max plus the winning arc as back-pointer);
-  sequences may have different lengths.
+* the best path: ``ser.chain.viterbi.viterbi_batch`` over the batch's numerator graphs
+  appended into one (sequences of different lengths);
 * Phones: the chain topology emits pdf-class 0 on a phone's first frame and pdf-class 1
   after (ser.chain.topo), so class-0 frames start phones.  The phone of each segment is the
   one whose biphone pdfs ``table[left, phone, class]`` reproduce the segment's pdfs given the
@@ -39,78 +37,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ser.device import resolve_device
-from ser.chain.denominator import check_lengths
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.topo import PdfMap
-from ser.io.atomic import atomic_open
+from ser.chain.viterbi import viterbi_batch
+from ser.io.batching import load_features, model_inputs
+from ser.io.torch_io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["viterbi_batch", "pdf_classes", "pdfs_to_phones", "Segments", "Alignment", "align_data"]
-
-
-def viterbi_batch(nnet_output: torch.Tensor, num: NumeratorGraphBatch, lengths: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Best path through each sequence's graph.  nnet_output [B, T, P] (log-likelihoods, raw
-    as in the numerator), lengths optional int64 [B].
-
-    Returns (best log-score [B] = initial + sum of arc log-weights and outputs + final,
-    -inf where no path exists; pdf sequence of each best path, int64 [L_b], empty if none)."""
-    if nnet_output.dim() != 3:
-        raise ValueError(f"viterbi: nnet_output must be [B, T, P], got {tuple(nnet_output.shape)}")
-    B, T, P = nnet_output.shape
-    if num.num_sequences != B:
-        raise ValueError(f"viterbi: {num.num_sequences} graphs for {B} sequences")
-    lens = check_lengths(lengths, B, T, "viterbi")
-    lens_full = torch.full((B,), T, dtype=torch.int64) if lens is None else lens
-    y = nnet_output.detach()
-    g = num.graph
-    if g.num_arcs and int(g.pdf.max()) >= P:
-        raise ValueError(f"viterbi: graph uses pdf {int(g.pdf.max())} but nnet output has {P} columns")
-    dev, dtype = y.device, y.dtype
-    S, A = g.num_states, g.num_arcs
-    src, dst, pdf = g.src.to(dev), g.dst.to(dev), g.pdf.to(dev)
-    seq_of_state = num.seq_of_state.to(dev)
-    col = num.seq_of_arc.to(dev) * P + pdf
-    logp = g.logp.to(device=dev, dtype=dtype)
-    arc_ll = y.transpose(0, 1).reshape(T, B * P).index_select(1, col) + logp[None, :]  # [T, A]
-    neg = torch.tensor(float("-inf"), device=dev, dtype=dtype)
-    arange_a = torch.arange(A, device=dev)
-    alpha = y.new_empty(T + 1, S)
-    bp = torch.empty(T, S, dtype=torch.int64, device=dev)
-    alpha[0] = g.initial.to(device=dev, dtype=dtype)
-    for t in range(T):
-        score = alpha[t].index_select(0, src) + arc_ll[t]
-        m = torch.full((S,), float("-inf"), device=dev, dtype=dtype).scatter_reduce(0, dst, score, "amax")
-        win = (score == m.index_select(0, dst)) & (score > neg)
-        cand = torch.where(win, arange_a, torch.full_like(arange_a, -1))
-        bp[t] = torch.full((S,), -1, dtype=torch.int64, device=dev).scatter_reduce(0, dst, cand, "amax")
-        alpha[t + 1] = m
-    len_of_state = lens_full.to(dev).index_select(0, seq_of_state)
-    end = alpha[len_of_state, torch.arange(S, device=dev)] + g.final.to(device=dev, dtype=dtype)
-    best = torch.full((B,), float("-inf"), device=dev, dtype=dtype).scatter_reduce(0, seq_of_state, end, "amax")
-    arange_s = torch.arange(S, device=dev)
-    win = (end == best.index_select(0, seq_of_state)) & (end > neg)
-    state = torch.full((B,), -1, dtype=torch.int64, device=dev).scatter_reduce(
-        0, seq_of_state, torch.where(win, arange_s, torch.full_like(arange_s, -1)), "amax")
-    ok = state >= 0
-    out = torch.full((B, T), -1, dtype=torch.int64, device=dev)
-    lens_d = lens_full.to(dev)
-    for t in range(T - 1, -1, -1):
-        active = ok & (t < lens_d)
-        if not bool(active.any()):
-            continue
-        b_idx = active.nonzero().reshape(-1)
-        arc = bp[t].index_select(0, state.index_select(0, b_idx))
-        if bool((arc < 0).any()):  # cannot happen for a finite best score
-            raise RuntimeError("viterbi: broken back-pointer chain")
-        out[b_idx, t] = pdf.index_select(0, arc)
-        state[b_idx] = src.index_select(0, arc)
-    paths = [out[b, : int(lens_full[b])].cpu() if bool(ok[b]) else torch.zeros(0, dtype=torch.int64)
-             for b in range(B)]
-    return best, paths
+__all__ = ["pdf_classes", "pdfs_to_phones", "Segments", "Alignment", "align_data"]
 
 
 def pdf_classes(pdf_map: PdfMap) -> np.ndarray:
@@ -206,40 +142,25 @@ class Alignment:
                 "logprob": {u: float(v) for u, v in self.logprob.items()}}
 
     def save(self, path: str | Path) -> None:
-        with atomic_open(path, "wb") as f:
-            torch.save(self.state_dict(), f)
+        save_torch(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Alignment":
-        try:
-            d = torch.load(path, weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{path}: cannot read alignment: {e}") from e
+        d = load_torch(path, what="alignment (ali.pt of steps/chain/align.sh)",
+                       expect_keys=("phones", "phone_start", "frame_subsampling_factor"))
         return cls(d["phones"], d["phone_start"], d.get("pdfs"), d.get("logprob"), d["frame_subsampling_factor"],
                    d.get("num_pdfs", 0))
-
-
-def _online_ivectors(data, utt_idx: torch.Tensor, t_in: int, left_context: int) -> torch.Tensor:
-    """[B, t_in, I]: for input frame t (clamped to the utterance) the row t // period."""
-    iv = data.ivectors
-    rel = (torch.arange(t_in, dtype=torch.int64)[None, :] - left_context).clamp_min(0)
-    rel = torch.minimum(rel, (data.feats.lengths[utt_idx] - 1)[:, None])
-    rows = torch.minimum(rel // data.ivector_period, (iv.lengths[utt_idx] - 1)[:, None])
-    rows = rows + iv.offsets[utt_idx][:, None]
-    return iv.data.index_select(0, rows.reshape(-1)).view(len(utt_idx), t_in, iv.dim)
 
 
 @torch.no_grad()
 def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], pdf_map: PdfMap,
                out_path: str | Path | None = None, utts: Sequence[str] | None = None,
                max_batch_frames: int = 20000, device: str | torch.device = "cpu") -> Alignment:
-    """Align the utterances of ``data`` (ser.train.egs.EgsData) that have a numerator graph with
+    """Align the utterances of ``data`` (ser.io.batching.FeatureSet) that have a numerator graph with
     ``model`` (a TdnnfModel: ``left_context``, ``right_context``, ``frame_subsampling_factor``,
     output "output"); batches of length-sorted utterances of at most ``max_batch_frames``
     input frames; writes ``out_path`` (ali.pt) atomically if given.  Utterances without a
     path are logged and left out."""
-    from ser.train.egs import _gather_inputs
-
     fsf = int(model.frame_subsampling_factor)
     lc, rc = int(model.left_context), int(model.right_context)
     cand = sorted(data.utts) if utts is None else list(utts)
@@ -265,12 +186,9 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
     tot_frames, tot_score = 0, 0.0
     try:
         for batch in tqdm(batches, desc="align", disable=len(batches) < 5, leave=False):
-            uidx = torch.tensor([data.feats.index[u] for u in batch], dtype=torch.int64)
-            n_out = (data.feats.lengths[uidx] + fsf - 1) // fsf
-            t_max = int(n_out.max())
-            x = _gather_inputs(data, uidx, torch.zeros(len(batch), dtype=torch.int64), t_max, lc, rc, fsf, 0)
-            iv = None if data.ivectors is None else _online_ivectors(data, uidx, x.shape[1], lc).to(device)
-            y = model(x.to(device), iv, outputs=("output",))["output"]
+            n_out = (data.feats.lengths[data.utt_index(batch)] + fsf - 1) // fsf
+            x, iv = model_inputs(data, batch, model)  # per-frame online i-vectors
+            y = model(x.to(device), None if iv is None else iv.to(device), outputs=("output",))["output"]
             num = NumeratorGraphBatch.from_graphs([graphs[u] for u in batch]).to(device)
             best, paths = viterbi_batch(y.float(), num, n_out)
             for u, s, path in zip(batch, best.tolist(), paths):
@@ -295,43 +213,3 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
         ali.save(out_path)
     return ali
 
-
-def main(argv: list[str] | None = None) -> int:
-    """steps/chain/align.sh [--online-ivector-dir D] [--device auto] <data> <chain-dir> <model.pt> <ali-dir>"""
-    import argparse
-    import sys
-
-    from ser.chain.topo import PdfMap
-    from ser.train.chain_trainer import load_chain_model
-    from ser.train.egs import load_egs_data, load_num_graphs
-
-    p = argparse.ArgumentParser(prog="steps/chain/align.sh", description=main.__doc__)
-    p.add_argument("--online-ivector-dir", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-batch-frames", type=int, default=20000)
-    p.add_argument("data")
-    p.add_argument("chain_dir", help="dir with num.pt (whole-utterance numerators) and pdf_map.pt")
-    p.add_argument("model")
-    p.add_argument("ali_dir")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = Path(a.ali_dir) / "ali.pt"
-    try:
-        device = resolve_device(a.device)
-        if out.is_file() and out.stat().st_mtime >= Path(a.model).stat().st_mtime:
-            print(f"{out} is up to date with {a.model}; not re-aligning")
-            return 0
-        model = load_chain_model(a.model).to(device)
-        data = load_egs_data(a.data, a.online_ivector_dir)
-        graphs, _, _ = load_num_graphs(Path(a.chain_dir) / "num.pt")
-        pdf_map = PdfMap.from_state_dict(torch.load(Path(a.chain_dir) / "pdf_map.pt", weights_only=True))
-        ali = align_data(model, data, graphs, pdf_map, out, max_batch_frames=a.max_batch_frames, device=device)
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"steps/chain/align.sh: error: {e}", file=sys.stderr)
-        return 1
-    print(f"steps/chain/align.sh: aligned {len(ali)} utterances with {a.model} -> {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

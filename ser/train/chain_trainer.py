@@ -2,55 +2,45 @@
 
 Mirrors ``src/nnet3/nnet-chain-training.cc`` (NnetChainTrainer::TrainInternal: objective,
 xent branch, ApplyL2Regularization, UpdateNnetWithMaxChange, ScaleBatchnormStats,
-ConstrainOrthonormal), ``src/nnet3/nnet-utils.cc`` (UpdateNnetWithMaxChange),
-``src/nnet3/nnet-chain-diagnostics.cc`` (nnet3-chain-compute-prob lines),
-``egs/wsj/s5/steps/nnet3/chain/train.py`` + ``steps/libs/nnet3/train/chain_objf/
+ConstrainOrthonormal), ``src/nnet3/nnet-chain-diagnostics.cc`` (nnet3-chain-compute-prob
+lines), ``egs/wsj/s5/steps/nnet3/chain/train.py`` + ``steps/libs/nnet3/train/chain_objf/
 acoustic_model.py`` (schedule, iteration 0, preconditioning matrix, logs) with the schedule
-of ``ser.train.schedule``.  Recipe values are those of run_tdnn_1g.sh.
-
-The update (one minibatch, ``B`` sequences in total over all ranks, effective learning rate
-``eta`` and Kaldi's ``nj`` at the current data fraction, component c with learning-rate
-factor ``lrf_c``, l2 ``l2_c``, max-change ``mc_c``; ``G_c`` = gradient of the loss summed
-over every frame and sequence of the minibatch, i.e. ``-(d objf/d theta)``)::
-
-    U_c   = -(nj * eta * lrf_c) * (G_c + 2 * l2_c * (B / nj) * theta_c)   # a Kaldi job's delta
-    s_c   = min(1, mc_c / |U_c|)                                          # per-component max-change
-    s     = min(1, max_param_change / sqrt(sum_c s_c^2 |U_c|^2))          # global max-param-change
-    theta_c += s * s_c * U_c / nj                                         # averaging over nj jobs
+of ``ser.train.schedule``.  Recipe values are those of run_tdnn_1g.sh.  The pieces live in
+their own modules: the update (``ser.train.optimizer``), checkpoints and RNG state
+(``ser.train.checkpoint``), logs and the report (``ser.train.report``), minibatches
+(``ser.train.minibatch``); this module is the training loop.
 
 Kaldi gives each of its ``nj`` jobs the learning rate ``nj * eta`` and averages the ``nj``
 job models after the iteration; to first order the averaged model moved by ``1/nj`` of each
-job's updates, so a sequential run of the same minibatches that applies ``U / nj`` sees the
-same total step (``eta`` times the summed gradient) -- this is why Kaldi calls ``eta`` the
-*effective* learning rate.  ``U`` is exactly the delta a Kaldi job computes (its l2 term is
-``-2 * l2 * lr * num_sequences * l2_regularize_factor`` with factor ``1/nj``), so the
-max-change clipping acts on the same quantity and with the same thresholds (0.75 hidden,
-1.5 output layers, 2.0 global) as in Kaldi.  With ``W`` DDP ranks the minibatch is the
-union of the ranks' minibatches: gradients are averaged by DDP and multiplied by ``W``
-here (so ``G`` is the sum), ``B`` is all-reduced; one DDP step therefore equals one
-single-process step on the concatenated minibatch (tests/test_ddp.py checks it).
-``--num-chunk-per-minibatch`` is the global minibatch (64 chunks in Kaldi).
+job's updates, so a sequential run of the same minibatches that applies ``U / nj`` (``U`` =
+a Kaldi job's delta, ser.train.optimizer) sees the same total step (``eta`` times the summed
+gradient) -- this is why Kaldi calls ``eta`` the *effective* learning rate.  ``U`` is
+exactly the delta a Kaldi job computes (its l2 term is ``-2 * l2 * lr * num_sequences *
+l2_regularize_factor`` with factor ``1/nj``), so the max-change clipping acts on the same
+quantity and with the same thresholds (0.75 hidden, 1.5 output layers, 2.0 global) as in
+Kaldi.  With ``W`` DDP ranks the minibatch is the union of the ranks' minibatches: gradients
+are averaged by DDP and multiplied by ``W`` here (so ``G`` is the sum), ``B`` is all-reduced;
+one DDP step therefore equals one single-process step on the concatenated minibatch
+(tests/test_ddp.py checks it).  ``--num-chunk-per-minibatch`` is the global minibatch (64
+chunks in Kaldi).
 
 Deviations from Kaldi (documented in the README):
 
 * **Adam instead of natural gradient** (``--optimizer adam``, the default): Kaldi's NG-SGD
   preconditions each component's gradient with low-rank Fisher estimates (rank 20 in / 80
   out, scaled to keep the gradient's norm).  Plain SGD on the raw gradient (``--optimizer
-  kaldi-sgd``, :class:`KaldiSgd`, the formula above) learns far too slowly without it: on
-  the mini recipe (3 h of speech, flat start, 2 passes of e2e training) SGD reaches a
-  log-prob of only -0.58 and a dev phone error rate of 99.9% (the best path is silence;
-  the no-acoustics baseline is 96.4%), Adam -0.09 and 32-38%.  :class:`KaldiAdam` replaces
-  ``G_c`` by Adam's bias-corrected direction ``m/(sqrt(v)+eps)`` (the usual PyTorch
-  stand-in for NG-SGD, e.g. Espresso's LF-MMI recipes) and keeps everything else: the
-  exponentially decaying learning rate of the schedule
-  (``--initial/final-effective-lrate`` are then Adam step sizes per sequential update),
-  the per-component learning-rate factors, the l2 as decoupled weight decay of exactly
-  Kaldi's strength (``2 l2 eta B / nj`` per update, see KaldiAdam), the per-component
-  max-change on the job delta ``nj * eta * (...)`` and the global max-param-change.
-  Because Adam's step size does not scale with the gradient, its learning rates are not
-  Kaldi's: the mini recipe uses 0.005 -> 0.0005; for tdnn_1g use 1e-3 -> 1e-4 (Kaldi's job
-  lr ``nj * 0.00025`` is 0.00075..0.003; the usual Adam lr for LF-MMI TDNNs is 1e-3)
-  rather than 0.00025 -> 0.000025.
+  kaldi-sgd``) learns far too slowly without it: on the mini recipe (3 h of speech, flat
+  start, 2 passes of e2e training) SGD reaches a log-prob of only -0.58 and a dev phone
+  error rate of 99.9% (the best path is silence; the no-acoustics baseline is 96.4%), Adam
+  -0.09 and 32-38%.  KaldiAdam uses Adam's direction (the usual PyTorch stand-in for NG-SGD,
+  e.g. Espresso's LF-MMI recipes) and keeps everything else: the exponentially decaying
+  learning rate of the schedule (``--initial/final-effective-lrate`` are then Adam step sizes
+  per sequential update), the per-component learning-rate factors, the l2 as decoupled
+  weight decay of exactly Kaldi's strength, the per-component max-change on the job delta
+  and the global max-param-change.  Because Adam's step size does not scale with the
+  gradient, its learning rates are not Kaldi's: the defaults (tdnn_1g) are 1e-3 -> 1e-4
+  (Kaldi's job lr ``nj * 0.00025`` is 0.00075..0.003; the usual Adam lr for LF-MMI TDNNs is
+  1e-3) rather than Kaldi's 0.00025 -> 0.000025; the mini recipe uses 0.005 -> 0.0005.
 * **No model averaging / no final combination**: one model is trained sequentially (or
   synchronously with DDP); ``nnet3-chain-combine`` over the last models is not done, the
   final model is the last one.  On iteration 0 Kaldi keeps the best job model; here there
@@ -78,7 +68,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -86,23 +76,23 @@ import torch.distributed as dist
 from torch import nn
 
 from ser.chain.graph import ChainGraph
-from ser.chain.numerator import NumeratorGraphBatch, numerator_forward_backward
+from ser.chain.numerator import numerator_forward_backward
 from ser.chain.objective import LFMMILoss
-from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.atomic import atomic_write_text
+from ser.io.torch_io import save_torch
+from ser.nnet.model_io import save_chain_model
 from ser.nnet.orthonormal import apply_orthonormal_constraint
 from ser.nnet.preconditioning import LdaStats, splice_input
-from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.minibatch import ChainMinibatch
+from ser.nnet.tdnnf import TdnnfModel
+from ser.train.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, rng_state, set_rng_state
+from ser.train.minibatch import ChainMinibatch, split_minibatch
+from ser.train.optimizer import ADAM_BETAS, ADAM_EPSILON, MAX_PARAM_CHANGE, make_optimizer
+from ser.train.report import compute_prob_text, objective_lines, write_report
 from ser.train.schedule import KaldiSchedule
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "ser.chain_trainer.v1"
-MODEL_FORMAT = "ser.chain_model.v1"
-
-
-# ----------------------------------------------------------------------------------------
-# the egs interface
+__all__ = ["EgsSource", "ChainTrainerConfig", "ChainTrainer"]
 
 
 class EgsSource(Protocol):
@@ -121,333 +111,15 @@ class EgsSource(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-# ----------------------------------------------------------------------------------------
-# the optimizer
-
-
-@dataclass
-class MaxChangeStats:
-    """What UpdateNnetWithMaxChange reports for one update."""
-
-    num_components: int
-    num_limited: int  # components whose max-change was active
-    min_scale: float  # smallest per-component scale
-    min_scale_component: str
-    global_scale: float  # max-param-change scale
-    applied: bool  # False when the update norm was not finite (update skipped)
-
-    def __str__(self) -> str:
-        s = f"max-change active on {self.num_limited}/{self.num_components} components"
-        if self.num_limited:
-            s += f" (smallest factor {self.min_scale:.3g} on {self.min_scale_component})"
-        if self.global_scale < 1.0:
-            s += f", global factor {self.global_scale:.3g}"
-        return s
-
-
-def apply_with_max_change(param_groups, deltas, norm_t: torch.Tensor, mc: torch.Tensor, mpc: float,
-                          num_jobs: int, names: list[str]) -> MaxChangeStats:
-    """Kaldi's UpdateNnetWithMaxChange: scale each component's job delta down to its max-change,
-    then the whole update to max-param-change, and add ``delta / num_jobs`` (the model average
-    of num_jobs such jobs, to first order)."""
-    scale = torch.ones_like(norm_t)
-    limit = (mc > 0) & (norm_t > mc)
-    scale[limit] = mc[limit] / norm_t[limit]
-    total = float(torch.sqrt(((scale * norm_t) ** 2).sum()))
-    global_scale = 1.0
-    if mpc > 0 and total > mpc:
-        global_scale = mpc / total
-    for group, ds, sc in zip(param_groups, deltas, scale.tolist()):
-        factor = global_scale * sc / num_jobs
-        for p, d in zip(group["params"], ds):
-            p.add_(d, alpha=factor)
-    imin = int(torch.argmin(scale))
-    return MaxChangeStats(len(names), int(limit.sum()), float(scale[imin]), names[imin], global_scale, True)
-
-
-class KaldiSgd(torch.optim.Optimizer):
-    """Plain SGD (momentum 0) with Kaldi's per-component learning-rate factor, l2 and
-    max-change and the global max-param-change; see the module docstring for the formula.
-
-    Param groups are ``TdnnfModel.component_groups()`` (one per Kaldi component).  The
-    optimizer keeps no state besides its groups; ``step`` takes the schedule values.
-    """
-
-    def __init__(self, groups: Sequence[dict[str, Any]], max_param_change: float = 2.0) -> None:
-        defaults = dict(lr=0.0, learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.0,
-                        name="", orthonormal_constraint=0.0)
-        super().__init__(list(groups), defaults)
-        if max_param_change < 0:
-            raise ValueError(f"--max-param-change must be >= 0, got {max_param_change}")
-        self.max_param_change = float(max_param_change)
-
-    @torch.no_grad()
-    def step(self, closure=None, *, effective_lrate: float = 0.0, num_jobs: int = 1,  # type: ignore[override]
-             num_sequences: int = 1, grad_scale: float = 1.0,
-             max_param_change: float | None = None) -> MaxChangeStats:
-        if closure is not None:
-            raise ValueError("KaldiSgd.step does not take a closure")
-        mpc = self.max_param_change if max_param_change is None else max_param_change
-        deltas: list[list[torch.Tensor]] = []
-        norms = []
-        for group in self.param_groups:
-            lr_job = num_jobs * effective_lrate * group["learning_rate_factor"]
-            group["lr"] = effective_lrate * group["learning_rate_factor"]
-            l2 = 2.0 * group["l2_regularize"] * num_sequences / num_jobs
-            ds = []
-            for p in group["params"]:
-                g = p.grad
-                d = (g * grad_scale) if g is not None else torch.zeros_like(p)
-                if l2 != 0.0:
-                    d = d.add(p, alpha=l2)
-                ds.append(d.mul_(-lr_job))
-            deltas.append(ds)
-            norms.append(torch.sqrt(sum((d.double() ** 2).sum() for d in ds)))
-        norm_t = torch.stack(norms).cpu()
-        names = [g["name"] for g in self.param_groups]
-        mc = torch.tensor([g["max_change"] for g in self.param_groups], dtype=torch.float64)
-        if not bool(torch.isfinite(norm_t).all()):
-            logger.warning("KaldiSgd: the update has a non-finite norm; not applying it")
-            return MaxChangeStats(len(names), 0, 1.0, "", 1.0, False)
-        return apply_with_max_change(self.param_groups, deltas, norm_t, mc, mpc, num_jobs, names)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        d = super().state_dict()
-        d["max_param_change"] = self.max_param_change
-        return d
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        state_dict = dict(state_dict)
-        self.max_param_change = float(state_dict.pop("max_param_change", self.max_param_change))
-        super().load_state_dict(state_dict)
-
-
-class KaldiAdam(torch.optim.Optimizer):
-    """Adam (Kingma & Ba 2015, with bias correction) inside Kaldi's update semantics: the
-    stand-in for Kaldi's natural-gradient SGD (NG-SGD), which plain SGD lacks.
-
-    Param groups, schedule arguments, per-component learning-rate factor, max-change and
-    max-param-change are those of :class:`KaldiSgd`; for component c with Adam moments
-    ``m_c``/``v_c`` of the gradient ``G_c`` (summed over the minibatch's frames; Adam is
-    invariant to its scale) after ``t`` updates::
-
-        D_c = m_c / (1 - beta1^t) / (sqrt(v_c / (1 - beta2^t)) + eps)     # Adam direction
-        U_c = -(nj * eta * lrf_c) * (D_c + 2 * l2_c * (B / nj) * theta_c)  # a "job delta"
-        (then max-change / max-param-change and theta_c += s * s_c * U_c / nj, as KaldiSgd)
-
-    i.e. the l2 term is *decoupled* weight decay (AdamW) with coefficient
-    ``lambda_c = 2 * l2_c * B / nj`` per unit learning rate: at equal ``eta`` every update
-    shrinks the parameters by exactly the factor Kaldi's l2 does (``2 l2 eta B / nj`` per
-    sequential minibatch), only the gradient part is preconditioned.  The moments are updated
-    with the raw gradient whether or not the update is then clipped (clipping acts on the
-    final update, as in Kaldi); a non-finite update is skipped and leaves the moments unchanged.
-    """
-
-    def __init__(self, groups: Sequence[dict[str, Any]], max_param_change: float = 2.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        defaults = dict(lr=0.0, learning_rate_factor=1.0, l2_regularize=0.0, max_change=0.0,
-                        name="", orthonormal_constraint=0.0)
-        super().__init__(list(groups), defaults)
-        if max_param_change < 0:
-            raise ValueError(f"--max-param-change must be >= 0, got {max_param_change}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0) or eps <= 0:
-            raise ValueError(f"Adam needs 0 <= betas < 1 and eps > 0, got {betas}, {eps}")
-        self.max_param_change = float(max_param_change)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
-        self.num_updates = 0
-
-    @torch.no_grad()
-    def step(self, closure=None, *, effective_lrate: float = 0.0, num_jobs: int = 1,  # type: ignore[override]
-             num_sequences: int = 1, grad_scale: float = 1.0,
-             max_param_change: float | None = None) -> MaxChangeStats:
-        if closure is not None:
-            raise ValueError("KaldiAdam.step does not take a closure")
-        mpc = self.max_param_change if max_param_change is None else max_param_change
-        b1, b2 = self.betas
-        t = self.num_updates + 1
-        bc1 = 1.0 - b1 ** t
-        bc2 = 1.0 - b2 ** t
-        deltas: list[list[torch.Tensor]] = []
-        moments: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-        norms = []
-        for group in self.param_groups:
-            lr_job = num_jobs * effective_lrate * group["learning_rate_factor"]
-            group["lr"] = effective_lrate * group["learning_rate_factor"]
-            wd = 2.0 * group["l2_regularize"] * num_sequences / num_jobs
-            ds, ms = [], []
-            for p in group["params"]:
-                st = self.state[p]
-                m_old = st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p)
-                v_old = st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p)
-                g = (p.grad * grad_scale) if p.grad is not None else torch.zeros_like(p)
-                m = m_old * b1 + g * (1.0 - b1)
-                v = v_old * b2 + g * g * (1.0 - b2)
-                d = (m / bc1) / ((v / bc2).sqrt() + self.eps)
-                if wd != 0.0:
-                    d = d.add(p, alpha=wd)
-                ds.append(d.mul_(-lr_job))
-                ms.append((m, v))
-            deltas.append(ds)
-            moments.append(ms)
-            norms.append(torch.sqrt(sum((d.double() ** 2).sum() for d in ds)))
-        norm_t = torch.stack(norms).cpu()
-        names = [g["name"] for g in self.param_groups]
-        if not bool(torch.isfinite(norm_t).all()):
-            logger.warning("KaldiAdam: the update has a non-finite norm; not applying it")
-            return MaxChangeStats(len(names), 0, 1.0, "", 1.0, False)
-        self.num_updates = t
-        for group, ms in zip(self.param_groups, moments):
-            for p, (m, v) in zip(group["params"], ms):
-                self.state[p]["exp_avg"] = m
-                self.state[p]["exp_avg_sq"] = v
-        mc = torch.tensor([g["max_change"] for g in self.param_groups], dtype=torch.float64)
-        return apply_with_max_change(self.param_groups, deltas, norm_t, mc, mpc, num_jobs, names)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        d = super().state_dict()
-        d["max_param_change"] = self.max_param_change
-        d["num_updates"] = self.num_updates
-        d["betas"] = list(self.betas)
-        d["eps"] = self.eps
-        return d
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        state_dict = dict(state_dict)
-        self.max_param_change = float(state_dict.pop("max_param_change", self.max_param_change))
-        self.num_updates = int(state_dict.pop("num_updates", 0))
-        self.betas = tuple(float(b) for b in state_dict.pop("betas", self.betas))  # type: ignore[assignment]
-        self.eps = float(state_dict.pop("eps", self.eps))
-        super().load_state_dict(state_dict)
-
-
-OPTIMIZERS = ("adam", "kaldi-sgd")
-
-
-def make_optimizer(name: str, groups: Sequence[dict[str, Any]], max_param_change: float,
-                   betas: tuple[float, float] = (0.9, 0.999),
-                   eps: float = 1e-8) -> KaldiSgd | KaldiAdam:
-    """``--optimizer adam`` (KaldiAdam) or ``kaldi-sgd`` (KaldiSgd)."""
-    if name == "adam":
-        return KaldiAdam(groups, max_param_change, betas, eps)
-    if name == "kaldi-sgd":
-        return KaldiSgd(groups, max_param_change)
-    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-
-
-# ----------------------------------------------------------------------------------------
-# minibatch helpers
-
-
-def subset_minibatch(mb: ChainMinibatch, index: Sequence[int]) -> ChainMinibatch:
-    """The sequences ``index`` of a minibatch (numerator graphs re-numbered)."""
-    idx = torch.as_tensor(list(index), dtype=torch.long)
-    if idx.numel() == 0:
-        raise ValueError("subset_minibatch: empty index")
-    nb = mb.num_graphs
-    g = nb.graph
-    dev = nb.seq_of_state.device
-    new_seq = torch.full((nb.num_sequences,), -1, dtype=torch.long, device=dev)
-    new_seq[idx.to(dev)] = torch.arange(idx.numel(), device=dev)
-    keep_state = new_seq[nb.seq_of_state] >= 0
-    keep_arc = new_seq[nb.seq_of_arc] >= 0
-    # states keep their relative order, so each graph's states stay contiguous and ordered
-    # by sequence index only if idx is increasing; reorder states by new sequence id
-    old_states = torch.nonzero(keep_state).squeeze(1)
-    order = torch.argsort(new_seq[nb.seq_of_state[old_states]], stable=True)
-    old_states = old_states[order]
-    state_map = torch.full((g.num_states,), -1, dtype=torch.long, device=dev)
-    state_map[old_states] = torch.arange(old_states.numel(), device=dev)
-    arcs = torch.nonzero(keep_arc).squeeze(1)
-    arcs = arcs[torch.argsort(new_seq[nb.seq_of_arc[arcs]], stable=True)]
-    graph = ChainGraph(int(old_states.numel()), state_map[g.src[arcs]], state_map[g.dst[arcs]],
-                       g.pdf[arcs], g.logp[arcs], g.initial[old_states], g.final[old_states])
-    num = NumeratorGraphBatch(graph, new_seq[nb.seq_of_state[old_states]],
-                              new_seq[nb.seq_of_arc[arcs]], int(idx.numel()))
-    fi = idx.to(mb.feats.device)
-    return ChainMinibatch(mb.feats[fi], None if mb.ivector is None else mb.ivector[fi], num,
-                          mb.num_output_frames[idx.to(mb.num_output_frames.device)],
-                          [mb.keys[i] for i in idx.tolist()])
-
-
-def split_minibatch(mb: ChainMinibatch) -> list[ChainMinibatch]:
-    """Two halves (Kaldi's halved minibatch on iteration 0); a single sequence stays whole."""
-    b = mb.batch_size
-    if b < 2:
-        return [mb]
-    h = (b + 1) // 2
-    return [subset_minibatch(mb, range(h)), subset_minibatch(mb, range(h, b))]
-
-
-# ----------------------------------------------------------------------------------------
-# model files
-
-
-def save_chain_model(path: str | Path, model: TdnnfModel, extra: dict[str, Any] | None = None) -> None:
-    """``final.pt``: {"format", "config", "model", "num_pdfs", "left_context",
-    "right_context", "frame_subsampling_factor", ...extra}; torch.load(weights_only=True)."""
-    d = {"format": MODEL_FORMAT, "config": model.config.to_dict(), "model": model.state_dict(),
-         "num_pdfs": model.config.num_pdfs, "left_context": model.left_context,
-         "right_context": model.right_context,
-         "frame_subsampling_factor": model.frame_subsampling_factor}
-    d.update(extra or {})
-    with atomic_open(path, "wb") as f:
-        torch.save(d, f)
-
-
-def load_chain_model(path: str | Path, map_location: str | torch.device = "cpu") -> TdnnfModel:
-    """A TdnnfModel from ``save_chain_model``'s file or a trainer checkpoint."""
-    try:
-        d = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read chain model: {e}") from e
-    if d.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
-        raise RuntimeError(f"{path}: not a chain model (format {d.get('format')!r})")
-    cfg = d["config"] if "config" in d else d["model_config"]
-    model = TdnnfModel(TdnnfConfig.from_dict(cfg))
-    model.load_state_dict(d["model"])
-    return model
-
-
-# ----------------------------------------------------------------------------------------
-# RNG state (weights_only-loadable)
-
-
-def _rng_state() -> dict[str, Any]:
-    py = random.getstate()
-    np_state = np.random.get_state()
-    d = {"torch": torch.get_rng_state(),
-         "python_version": int(py[0]), "python_state": torch.tensor(py[1], dtype=torch.int64),
-         "python_gauss": py[2],
-         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-         "numpy_pos": int(np_state[2]), "numpy_has_gauss": int(np_state[3]),
-         "numpy_gauss": float(np_state[4])}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        d["cuda"] = torch.cuda.get_rng_state_all()
-    return d
-
-
-def _set_rng_state(d: dict[str, Any]) -> None:
-    torch.set_rng_state(d["torch"])
-    random.setstate((d["python_version"], tuple(int(x) for x in d["python_state"].tolist()),
-                     d["python_gauss"]))
-    np.random.set_state(("MT19937", d["numpy_keys"].numpy().astype(np.uint32), d["numpy_pos"],
-                         d["numpy_has_gauss"], d["numpy_gauss"]))
-    if "cuda" in d and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(d["cuda"])
-
-
-# ----------------------------------------------------------------------------------------
-# the trainer
-
-
 @dataclass
 class ChainTrainerConfig:
-    """Options (Kaldi names with ``--``/``-`` -> ``_``; defaults = run_tdnn_1g.sh)."""
+    """Options (Kaldi names with ``--``/``-`` -> ``_``; defaults = run_tdnn_1g.sh, with the Adam
+    step sizes of the module docstring).  The one home of the training defaults: the schedule
+    (ser.train.schedule) and the optimizers (ser.train.optimizer) are built from it."""
 
     num_epochs: float = 6.0
-    initial_effective_lrate: float = 0.00025
-    final_effective_lrate: float = 0.000025
+    initial_effective_lrate: float = 0.001  # Adam step size (Kaldi's NG-SGD: 0.00025)
+    final_effective_lrate: float = 0.0001  # Adam step size (Kaldi's NG-SGD: 0.000025)
     num_jobs_initial: int = 3
     num_jobs_final: int = 12
     frames_per_iter: int = 5_000_000
@@ -456,11 +128,11 @@ class ChainTrainerConfig:
     out_of_range_regularize: float = 0.01
     chain_l2_regularize: float = 0.0
     dropout_schedule: str | None = "0,0@0.20,0.5@0.50,0"
-    max_param_change: float = 2.0
+    max_param_change: float = MAX_PARAM_CHANGE
     optimizer: str = "adam"  # adam (KaldiAdam) | kaldi-sgd (KaldiSgd); see the module docstring
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+    adam_beta1: float = ADAM_BETAS[0]
+    adam_beta2: float = ADAM_BETAS[1]
+    adam_epsilon: float = ADAM_EPSILON
     batchnorm_stats_scale: float = 0.8
     iter0_special: bool = True  # iteration 0: halved minibatch, max-param-change / sqrt(2)
     lda_minibatches: int = 20  # minibatches of lda_egs for the preconditioning matrix
@@ -518,7 +190,7 @@ class ChainTrainer:
         self.schedule: KaldiSchedule | None = None
         self._log_file = None
         self._log_iter = -1
-        self._t_start = time.time()
+        self._t_print = time.time()
 
     # -- small helpers --------------------------------------------------------------------
     @property
@@ -538,16 +210,30 @@ class ChainTrainer:
     def _open_iter_log(self, it: int) -> None:
         if not self.is_main or it == self._log_iter:
             return
-        if self._log_file is not None:
-            self._log_file.close()
+        self._close_log()
         (self.out_dir / "log").mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.out_dir / "log" / f"train.{it}.log", "a", encoding="utf-8")
         self._log_iter = it
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+            self._log_iter = -1
 
     def _all_reduce_(self, t: torch.Tensor, op=None) -> torch.Tensor:
         if self.distributed:
             dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
         return t
+
+    def make_schedule(self, frames_per_epoch: int | None = None) -> KaldiSchedule:
+        """The schedule of this configuration for passes of ``frames_per_epoch`` input frames
+        (default: those measured on the training egs)."""
+        c = self.cfg
+        frames = self.state.frames_per_epoch if frames_per_epoch is None else frames_per_epoch
+        return KaldiSchedule(c.num_epochs, frames, c.frames_per_iter, self.model.frame_subsampling_factor,
+                             c.num_jobs_initial, c.num_jobs_final, c.initial_effective_lrate,
+                             c.final_effective_lrate, c.dropout_schedule)
 
     # -- the model's forward and the objective ---------------------------------------------
     def _objective(self, model: nn.Module, mb: ChainMinibatch):
@@ -636,12 +322,9 @@ class ChainTrainer:
         return {"output": objf / frames, "output-xent": xent / frames, "frames": frames}
 
     def _write_compute_prob(self, name: str, it: int, res: dict[str, float]) -> None:
-        lines = (f"Overall log-probability for 'output-xent' is {res['output-xent']:.6g} per "
-                 f"frame, over {int(res['frames'])} frames.\n"
-                 f"Overall log-probability for 'output' is {res['output']:.6g} per frame, over "
-                 f"{int(res['frames'])} frames.\n")
-        atomic_write_text(self.out_dir / "log" / f"compute_prob_{name}.{it}.log", lines)
-        for line in lines.splitlines():
+        text = compute_prob_text(res)
+        atomic_write_text(self.out_dir / "log" / f"compute_prob_{name}.{it}.log", text)
+        for line in text.splitlines():
             self._log(f"compute_prob_{name}.{it}: {line}")
 
     # -- preconditioning ------------------------------------------------------------------
@@ -689,6 +372,16 @@ class ChainTrainer:
         logger.info("preconditioning matrix estimated from %d frames", int(stats.count))
         return int(stats.count)
 
+    def _broadcast_preconditioning(self) -> None:
+        if not self.distributed:
+            return
+        lda = self.model.layers["lda"]
+        dist.broadcast(lda.weight, 0)
+        dist.broadcast(lda.bias, 0)
+        flag = torch.tensor([1.0 if self.state.preconditioned else 0.0])
+        dist.broadcast(flag, 0)
+        self.state.preconditioned = bool(flag.item())
+
     # -- checkpoints ----------------------------------------------------------------------
     def _gather(self, obj: Any) -> list[Any]:
         if not self.distributed:
@@ -699,53 +392,38 @@ class ChainTrainer:
 
     def checkpoint_dict(self, egs: EgsSource | None) -> dict[str, Any] | None:
         """Collective under DDP; returns the dict on rank 0 (None elsewhere)."""
-        rngs = self._gather({"global": _rng_state(),
-                             "oor": self.loss_fn.generator.get_state()})
+        rngs = self._gather({"global": rng_state(), "oor": self.loss_fn.generator.get_state()})
         egs_states = self._gather(egs.state_dict() if egs is not None else {})
         if not self.is_main:
             return None
-        st = asdict(self.state)
         return {"format": CHECKPOINT_FORMAT, "model_config": self.model.config.to_dict(),
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "trainer": st,
+                "optimizer": self.optimizer.state_dict(), "trainer": asdict(self.state),
                 "trainer_config": asdict(self.cfg), "world_size": self.world_size,
                 "rng": rngs, "ortho_gen": self.ortho_gen.get_state(), "egs": egs_states}
 
     def save_checkpoint(self, egs: EgsSource | None) -> None:
         d = self.checkpoint_dict(egs)
         if d is not None:
-            with atomic_open(self.out_dir / "checkpoint.pt", "wb") as f:
-                torch.save(d, f)
+            save_torch(d, self.out_dir / "checkpoint.pt")
         if self.distributed:
             dist.barrier()
 
     def load_checkpoint(self, path: str | Path, egs: EgsSource | None) -> None:
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"{path}: cannot read checkpoint: {e}") from e
-        if d.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{path}: not a chain trainer checkpoint")
-        if d["model_config"] != self.model.config.to_dict():
-            raise RuntimeError(f"{path}: model configuration differs from this run's")
-        saved_opt = d.get("trainer_config", {}).get("optimizer", "kaldi-sgd")
-        if saved_opt != self.cfg.optimizer:
-            raise RuntimeError(f"{path}: saved with --optimizer {saved_opt}, this run uses "
-                               f"--optimizer {self.cfg.optimizer}")
+        d = read_checkpoint(path, self.model.config.to_dict(), self.cfg.optimizer)
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
-        st = dict(d["trainer"])
-        self.state = _State(**st)
+        self.state = _State(**dict(d["trainer"]))
         self.ortho_gen.set_state(d["ortho_gen"])
         if d["world_size"] == self.world_size:
-            _set_rng_state(d["rng"][self.rank]["global"])
+            set_rng_state(d["rng"][self.rank]["global"])
             self.loss_fn.generator.set_state(d["rng"][self.rank]["oor"])
             egs_state = d["egs"][self.rank]
         else:
             logger.warning("%s: saved with %d ranks, resuming with %d: RNG and egs position of "
                            "rank 0 used, not an exact resumption", path, d["world_size"],
                            self.world_size)
-            _set_rng_state(d["rng"][0]["global"])
+            set_rng_state(d["rng"][0]["global"])
             egs_state = d["egs"][0]
         if egs is not None:
             egs.set_epoch(self.state.epoch)
@@ -753,7 +431,68 @@ class ChainTrainer:
                 egs.load_state_dict(egs_state)
 
     # -- the loop -------------------------------------------------------------------------
-    def _setup(self, egs: EgsSource) -> None:
+    def train(self, egs: EgsSource, valid_egs: Iterable[ChainMinibatch] | None = None,
+              train_diag_egs: Iterable[ChainMinibatch] | None = None,
+              lda_egs: Iterable[ChainMinibatch] | None = None, resume: bool = True,
+              max_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end of the schedule (or ``max_steps`` more minibatches); resumes from
+        ``<out_dir>/checkpoint.pt`` when ``resume`` and it exists.  Writes ``final.pt`` at the
+        end.  Returns the last history entry."""
+        self._prepare(egs, lda_egs, resume)
+        st = self.state
+        if st.step >= st.total_steps and st.history:
+            logger.info("%s: training already finished (%d minibatches)", self.out_dir, st.step)
+            return st.history[-1]
+        self._open_iter_log(st.iteration)
+        self._t_print = time.time()
+        done = 0
+        while st.step < st.total_steps and (max_steps is None or done < max_steps):
+            done += self._train_pass(egs, valid_egs, train_diag_egs,
+                                     None if max_steps is None else max_steps - done)
+        if st.step >= st.total_steps:
+            self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
+            if self.is_main:
+                save_chain_model(self.out_dir / "final.pt", self.model,
+                                 {"history": st.history, "schedule": self.schedule.describe()})
+                self._log(f"training done: {st.step} minibatches; wrote {self.out_dir}/final.pt")
+        else:
+            self.save_checkpoint(egs)
+        self._close_log()
+        return st.history[-1] if st.history else {}
+
+    def _prepare(self, egs: EgsSource, lda_egs: Iterable[ChainMinibatch] | None, resume: bool) -> None:
+        """Resume from the checkpoint, or start: seeds, pass size, preconditioning matrix; then
+        the schedule and (under torchrun) the DDP wrapper."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self.out_dir / "checkpoint.pt"
+        if resume and ckpt.is_file():
+            self.load_checkpoint(ckpt, egs)
+            self._log(f"resuming from {ckpt} at minibatch {self.state.step}/{self.state.total_steps}")
+        else:
+            torch.manual_seed(self.cfg.seed + self.rank)  # dropout masks differ per rank
+            np.random.seed(self.cfg.seed + self.rank)
+            random.seed(self.cfg.seed + self.rank)
+            self._measure_egs(egs)
+            if lda_egs is not None and not self.state.preconditioned:
+                if self.is_main:
+                    self.estimate_preconditioning(lda_egs)
+                self._broadcast_preconditioning()
+            egs.set_epoch(0)
+        self.schedule = sched = self.make_schedule()
+        if self.state.total_steps == 0:
+            self.state.total_steps = max(1, round(sched.num_passes * self.state.steps_per_epoch))
+            self.state.iteration = 0
+        if self.is_main:
+            logger.info("schedule: %s; %d minibatches/pass, %d minibatches in all, %d rank(s)",
+                        sched.describe(), self.state.steps_per_epoch, self.state.total_steps,
+                        self.world_size)
+        if self.distributed and self.ddp_model is self.model:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
+
+    def _measure_egs(self, egs: EgsSource) -> None:
+        """Minibatches and input frames per pass (the smallest / the sum over the ranks)."""
         steps = torch.tensor([float(len(egs))])
         steps = self._all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
         self.state.steps_per_epoch = int(steps.item())
@@ -767,20 +506,66 @@ class ChainTrainer:
         frames = self._all_reduce_(torch.tensor([float(frames)]))
         self.state.frames_per_epoch = int(frames.item())
 
-    def _make_schedule(self) -> KaldiSchedule:
-        c = self.cfg
-        return KaldiSchedule(c.num_epochs, self.state.frames_per_epoch, c.frames_per_iter,
-                             self.model.frame_subsampling_factor, c.num_jobs_initial,
-                             c.num_jobs_final, c.initial_effective_lrate, c.final_effective_lrate,
-                             c.dropout_schedule)
+    def _train_pass(self, egs: EgsSource, valid_egs, train_diag_egs, max_steps: int | None) -> int:
+        """The rest of the current pass over the egs, stopping early at the end of training or
+        after ``max_steps`` minibatches; returns the number of minibatches done."""
+        st = self.state
+        done = 0
+        for mb in egs:
+            it = st.iteration
+            fraction = st.step / st.total_steps
+            sums = self.train_step(mb, fraction, it)
+            for k, v in sums.items():
+                st.iter_sums[k] = st.iter_sums.get(k, 0.0) + v
+            st.step += 1
+            st.step_in_epoch += 1
+            done += 1
+            if st.step % self.cfg.print_interval == 0 or st.step == 1:
+                self._log_progress(it, fraction, sums)
+            last = st.step >= st.total_steps
+            end_of_pass = st.step_in_epoch >= st.steps_per_epoch
+            self._after_minibatch(egs, valid_egs, train_diag_egs, last, end_of_pass)
+            if last or end_of_pass or (max_steps is not None and done >= max_steps):
+                break
+        if done == 0:
+            raise RuntimeError(f"the training egs gave no minibatch in pass {st.epoch} "
+                               f"(expected {st.steps_per_epoch})")
+        if st.step_in_epoch and st.step < st.total_steps and (max_steps is None or done < max_steps):
+            raise RuntimeError(f"the training egs ran out after {st.step_in_epoch} of "
+                               f"{st.steps_per_epoch} minibatches in pass {st.epoch}")
+        return done
+
+    def _log_progress(self, it: int, fraction: float, sums: dict[str, float]) -> None:
+        st, sched = self.state, self.schedule
+        dt = time.time() - self._t_print
+        self._t_print = time.time()
+        self._log(f"minibatch {st.step}/{st.total_steps} (iter {it}, pass {st.epoch}) "
+                  f"effective-lrate {sched.effective_lrate(fraction):.4g} nj "
+                  f"{sched.num_jobs(fraction)} dropout "
+                  f"{','.join(f'{p:.3f}' for _, p in sched.dropout(fraction)) or '-'}: "
+                  f"log-prob {sums['objf'] / sums['frames']:.4f} xent "
+                  f"{sums['xent'] / sums['frames']:.4f} over {int(sums['frames'])} "
+                  f"frames ({dt:.1f} s)")
+
+    def _after_minibatch(self, egs: EgsSource, valid_egs, train_diag_egs, last: bool, end_of_pass: bool) -> None:
+        """Next pass, end of a Kaldi iteration (diagnostics, report, checkpoint), or an
+        interval checkpoint."""
+        st = self.state
+        if end_of_pass and not last:
+            st.epoch += 1
+            st.step_in_epoch = 0
+            egs.set_epoch(st.epoch)
+        next_it = self.schedule.iteration(st.step / st.total_steps)
+        if not last and next_it != st.iteration:
+            self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
+            st.iteration = next_it
+            self._open_iter_log(next_it)
+        elif self.cfg.checkpoint_interval and st.step % self.cfg.checkpoint_interval == 0 and not last:
+            self.save_checkpoint(egs)
 
     def _end_iteration(self, it: int, egs: EgsSource, valid_egs, train_diag_egs) -> None:
-        s = self.state.iter_sums
-        if s.get("frames", 0) > 0:
-            self._log(f"Overall average objective function for 'output' is "
-                      f"{s['objf'] / s['frames']:.6g} over {int(s['frames'])} frames.")
-            self._log(f"Overall average objective function for 'output-xent' is "
-                      f"{s['xent'] / s['frames']:.6g} over {int(s['frames'])} frames.")
+        for line in objective_lines(self.state.iter_sums):
+            self._log(line)
         entry: dict[str, float] = {"iter": float(it), "step": float(self.state.step),
                                    "fraction": self.state.step / self.state.total_steps}
         if self.is_main:
@@ -793,152 +578,5 @@ class ChainTrainer:
         self.state.history.append(entry)
         self.state.iter_sums = {}
         if self.is_main:
-            self._write_report()
+            write_report(self.state.history, self.out_dir / "report")
         self.save_checkpoint(egs)
-
-    def _write_report(self) -> None:
-        rep = self.out_dir / "report"
-        keys = ["iter", "step", "fraction", "train_objf", "valid_objf", "train_xent", "valid_xent"]
-        lines = ["\t".join(keys)]
-        for h in self.state.history:
-            lines.append("\t".join(f"{h[k]:.6g}" if k in h else "nan" for k in keys))
-        atomic_write_text(rep / "progress.tsv", "\n".join(lines) + "\n")
-        plot_training_curve(self.state.history, rep / "training_curve.png")
-
-    def train(self, egs: EgsSource, valid_egs: Iterable[ChainMinibatch] | None = None,
-              train_diag_egs: Iterable[ChainMinibatch] | None = None,
-              lda_egs: Iterable[ChainMinibatch] | None = None, resume: bool = True,
-              max_steps: int | None = None) -> dict[str, Any]:
-        """Train to the end of the schedule (or ``max_steps`` more minibatches); resumes from
-        ``<out_dir>/checkpoint.pt`` when ``resume`` and it exists.  Writes ``final.pt`` at the
-        end.  Returns the last history entry."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.out_dir / "checkpoint.pt"
-        if resume and ckpt.is_file():
-            self.load_checkpoint(ckpt, egs)
-            self._log(f"resuming from {ckpt} at minibatch {self.state.step}/{self.state.total_steps}")
-        else:
-            torch.manual_seed(self.cfg.seed + self.rank)  # dropout masks differ per rank
-            np.random.seed(self.cfg.seed + self.rank)
-            random.seed(self.cfg.seed + self.rank)
-            self._setup(egs)
-            if lda_egs is not None and not self.state.preconditioned:
-                if self.is_main:
-                    self.estimate_preconditioning(lda_egs)
-                self._broadcast_preconditioning()
-            egs.set_epoch(0)
-        self.schedule = self._make_schedule()
-        sched = self.schedule
-        if self.state.total_steps == 0:
-            self.state.total_steps = max(1, round(sched.num_passes * self.state.steps_per_epoch))
-            self.state.iteration = 0
-        if self.is_main:
-            logger.info("schedule: %s; %d minibatches/pass, %d minibatches in all, %d rank(s)",
-                        sched.describe(), self.state.steps_per_epoch, self.state.total_steps,
-                        self.world_size)
-        if self.distributed and self.ddp_model is self.model:
-            self.ddp_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
-        done_here = 0
-        st = self.state
-        if st.step >= st.total_steps and st.history:
-            logger.info("%s: training already finished (%d minibatches)", self.out_dir, st.step)
-            return st.history[-1]
-        self._open_iter_log(st.iteration)
-        t_print = time.time()
-        while st.step < st.total_steps and (max_steps is None or done_here < max_steps):
-            got = 0
-            for mb in egs:
-                got += 1
-                fraction = st.step / st.total_steps
-                it = st.iteration
-                sums = self.train_step(mb, fraction, it)
-                for k, v in sums.items():
-                    st.iter_sums[k] = st.iter_sums.get(k, 0.0) + v
-                st.step += 1
-                st.step_in_epoch += 1
-                done_here += 1
-                if st.step % self.cfg.print_interval == 0 or st.step == 1:
-                    dt = time.time() - t_print
-                    t_print = time.time()
-                    self._log(f"minibatch {st.step}/{st.total_steps} (iter {it}, pass {st.epoch}) "
-                              f"effective-lrate {sched.effective_lrate(fraction):.4g} nj "
-                              f"{sched.num_jobs(fraction)} dropout "
-                              f"{','.join(f'{p:.3f}' for _, p in sched.dropout(fraction)) or '-'}: "
-                              f"log-prob {sums['objf'] / sums['frames']:.4f} xent "
-                              f"{sums['xent'] / sums['frames']:.4f} over {int(sums['frames'])} "
-                              f"frames ({dt:.1f} s)")
-                last = st.step >= st.total_steps
-                end_of_pass = st.step_in_epoch >= st.steps_per_epoch
-                if end_of_pass and not last:
-                    st.epoch += 1
-                    st.step_in_epoch = 0
-                    egs.set_epoch(st.epoch)
-                next_it = sched.iteration(st.step / st.total_steps)
-                if not last and next_it != st.iteration:
-                    self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
-                    st.iteration = next_it
-                    self._open_iter_log(next_it)
-                elif (self.cfg.checkpoint_interval and st.step % self.cfg.checkpoint_interval == 0
-                        and not last):
-                    self.save_checkpoint(egs)
-                if last or end_of_pass or (max_steps is not None and done_here >= max_steps):
-                    break
-            if got == 0:
-                raise RuntimeError(f"the training egs gave no minibatch in pass {st.epoch} "
-                                   f"(expected {st.steps_per_epoch})")
-            if st.step_in_epoch and st.step < st.total_steps and \
-                    (max_steps is None or done_here < max_steps):
-                raise RuntimeError(f"the training egs ran out after {st.step_in_epoch} of "
-                                   f"{st.steps_per_epoch} minibatches in pass {st.epoch}")
-        if st.step >= st.total_steps:
-            self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
-            if self.is_main:
-                save_chain_model(self.out_dir / "final.pt", self.model,
-                                 {"history": st.history, "schedule": sched.describe()})
-                self._log(f"training done: {st.step} minibatches; wrote {self.out_dir}/final.pt")
-        else:
-            self.save_checkpoint(egs)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-            self._log_iter = -1
-        return st.history[-1] if st.history else {}
-
-    def _broadcast_preconditioning(self) -> None:
-        if not self.distributed:
-            return
-        lda = self.model.layers["lda"]
-        dist.broadcast(lda.weight, 0)
-        dist.broadcast(lda.bias, 0)
-        flag = torch.tensor([1.0 if self.state.preconditioned else 0.0])
-        dist.broadcast(flag, 0)
-        self.state.preconditioned = bool(flag.item())
-
-
-def plot_training_curve(history: Sequence[dict[str, float]], path: str | Path) -> None:
-    """PNG of the train/valid chain and xent objectives per iteration (Kaldi's report/)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, kind, title in ((axes[0], "objf", "chain log-probability ('output')"),
-                            (axes[1], "xent", "cross-entropy ('output-xent')")):
-        for name, style in (("train", "-o"), ("valid", "-s")):
-            pts = [(h["iter"], h[f"{name}_{kind}"]) for h in history if f"{name}_{kind}" in h]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name, markersize=3)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("per frame")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)

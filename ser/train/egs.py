@@ -13,7 +13,7 @@ Mirrors, without writing egs archives (minibatches are cut from in-memory tensor
   closest to the example's number of input frames gives the minibatch size).
 * ``steps/nnet3/chain/get_egs.sh`` / ``src/chainbin/nnet3-chain-get-egs.cc`` with
   ``--constrained false`` (:class:`ChunkEgs`): utterances cut by Kaldi's UtteranceSplitter
-  (:func:`split_utterance`; ``--num-frames 150,110,100`` rounded up to multiples of the
+  (:class:`UtteranceSplitter`; ``--num-frames 150,110,100`` rounded up to multiples of the
   frame-subsampling factor = 150,111,102; 0 to 2 "alternative" chunks per utterance plus any
   number of principal ones; the same cost function, split pool, random reversal and
   gap/overlap distribution), each chunk with the unconstrained numerator of the phones the
@@ -44,8 +44,7 @@ import logging
 import math
 import random
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -54,151 +53,29 @@ from tqdm import tqdm
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
-from ser.io.tables import read_matrix, read_scp
+from ser.chain.supervision import TOLERANCE, make_chunk_supervision
+from ser.io.batching import FeatureSet, ModelContext, model_inputs
 from ser.train.minibatch import ChainMinibatch
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "MatrixTable", "EgsData", "load_egs_data", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
-    "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "split_utterance", "Chunk",
-    "load_num_graphs", "E2eEgs", "ChunkEgs",
+    "EgsConfig", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
+    "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "Chunk",
+    "E2eEgs", "ChunkEgs",
 ]
 
 
-# ------------------------------------------------------------------------------------------
-# feature / i-vector storage
-# ------------------------------------------------------------------------------------------
-@dataclass
-class MatrixTable:
-    """Matrices of many utterances in one float32 tensor: rows of ``keys[i]`` are
-    ``data[offsets[i]:offsets[i+1]]``."""
+@dataclass(frozen=True)
+class EgsConfig:
+    """The egs options of run_tdnn_1g.sh / get_egs.sh (Kaldi names), the one home of their
+    defaults (the loaders' keyword defaults are these; the chunk supervision's tolerances are
+    ser.chain.supervision.TOLERANCE)."""
 
-    keys: list[str]
-    data: torch.Tensor  # float32 [N, D]
-    offsets: torch.Tensor  # int64 [U + 1]
-    index: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.index = {k: i for i, k in enumerate(self.keys)}
-        if self.offsets.numel() != len(self.keys) + 1:
-            raise ValueError("MatrixTable: offsets must have len(keys) + 1 entries")
-
-    @property
-    def dim(self) -> int:
-        return int(self.data.shape[1])
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
-
-    def num_rows(self, key: str) -> int:
-        i = self.index[key]
-        return int(self.offsets[i + 1] - self.offsets[i])
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        i = self.index[key]
-        return self.data[int(self.offsets[i]):int(self.offsets[i + 1])]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.index
-
-    @classmethod
-    def from_scp(cls, scp: str | Path, keys: Sequence[str] | None = None, desc: str = "reading") -> "MatrixTable":
-        """Read the matrices of ``keys`` (default: all, in scp order).  Reads each ark file in
-        offset order; one copy into the preallocated result per utterance."""
-        table = read_scp(scp)
-        keys = list(table) if keys is None else list(keys)
-        missing = [k for k in keys if k not in table]
-        if missing:
-            raise ValueError(f"{scp}: no entry for utterance {missing[0]!r} ({len(missing)} missing)")
-        order = sorted(range(len(keys)), key=lambda i: _ark_sort_key(table[keys[i]]))
-        mats: list[np.ndarray | None] = [None] * len(keys)
-        for i in tqdm(order, desc=desc, disable=len(keys) < 500, leave=False):
-            m = read_matrix(table[keys[i]])
-            if m.ndim != 2 or m.shape[0] == 0:
-                raise ValueError(f"{scp}: utterance {keys[i]!r} has an empty or non-matrix entry")
-            mats[i] = m
-        return cls.from_arrays(keys, mats)  # type: ignore[arg-type]
-
-    @classmethod
-    def from_arrays(cls, keys: Sequence[str], mats: Sequence[np.ndarray | torch.Tensor]) -> "MatrixTable":
-        if len(keys) != len(mats):
-            raise ValueError("MatrixTable: keys and matrices differ in number")
-        dims = {int(m.shape[1]) for m in mats}
-        if len(dims) > 1:
-            raise ValueError(f"MatrixTable: matrices of different dims {sorted(dims)}")
-        lens = torch.tensor([int(m.shape[0]) for m in mats], dtype=torch.int64)
-        offsets = torch.zeros(len(keys) + 1, dtype=torch.int64)
-        offsets[1:] = torch.cumsum(lens, 0)
-        data = torch.empty(int(offsets[-1]), dims.pop() if dims else 0, dtype=torch.float32)
-        view = data.numpy()
-        for i, m in enumerate(mats):
-            view[int(offsets[i]):int(offsets[i + 1])] = m.numpy() if isinstance(m, torch.Tensor) else m
-        return cls(list(keys), data, offsets)
-
-
-def _ark_sort_key(rx: str) -> tuple[str, int]:
-    m = re.match(r"^(.*):(\d+)$", rx)
-    return (m.group(1), int(m.group(2))) if m else (rx, 0)
-
-
-@dataclass
-class EgsData:
-    """Features (and optional online i-vectors) of the utterances of a data dir."""
-
-    feats: MatrixTable
-    ivectors: MatrixTable | None = None
-    ivector_period: int = 10
-    text: dict[str, str] = field(default_factory=dict)
-    utt2uniq: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def utts(self) -> list[str]:
-        return list(self.feats.keys)
-
-    def num_frames(self, utt: str) -> int:
-        return self.feats.num_rows(utt)
-
-
-def load_egs_data(data_dir: str | Path, ivector_dir: str | Path | None = None, utts: Sequence[str] | None = None,
-                  ivector_period: int | None = None, length_tolerance: int = 100) -> EgsData:
-    """Load ``<data_dir>/feats.scp`` (and ``<ivector_dir>/ivector_online.scp``, period from
-    ``<ivector_dir>/ivector_period`` if present, else 10) for ``utts`` (default: all).
-    Utterances whose i-vector matrix is missing or whose length disagrees with the features by
-    more than ``length_tolerance`` frames (Kaldi's --length-tolerance) are dropped with a warning."""
-    from ser.io.datadir import DataDir
-
-    d = DataDir.load(data_dir, validate=False)
-    if not d.feats:
-        raise ValueError(f"{data_dir}: no feats.scp")
-    keys = sorted(d.feats) if utts is None else list(utts)
-    ivecs = None
-    period = 10 if ivector_period is None else int(ivector_period)
-    if ivector_dir is not None:
-        idir = Path(ivector_dir)
-        scp = idir / "ivector_online.scp"
-        if not scp.is_file():
-            raise ValueError(f"{idir}: no ivector_online.scp")
-        if ivector_period is None and (idir / "ivector_period").is_file():
-            period = int((idir / "ivector_period").read_text().split()[0])
-        have = read_scp(scp)
-        dropped = [k for k in keys if k not in have]
-        if dropped:
-            log.warning("%d utterances have no i-vectors in %s (e.g. %s); dropped", len(dropped), scp, dropped[0])
-            keys = [k for k in keys if k in have]
-    feats = MatrixTable.from_scp(Path(data_dir) / "feats.scp", keys, desc="features")
-    if ivector_dir is not None:
-        ivecs = MatrixTable.from_scp(Path(ivector_dir) / "ivector_online.scp", keys, desc="i-vectors")
-        bad = [k for k in keys if abs(feats.num_rows(k) - ivecs.num_rows(k) * period) > length_tolerance]
-        if bad:
-            log.warning("%d utterances: feature and i-vector lengths differ by more than %d frames (e.g. %s); "
-                        "dropped", len(bad), length_tolerance, bad[0])
-            keep = [k for k in keys if k not in set(bad)]
-            feats = MatrixTable.from_arrays(keep, [feats[k] for k in keep])
-            ivecs = MatrixTable.from_arrays(keep, [ivecs[k] for k in keep])
-    utt2uniq = d.extra("utt2uniq") if d.has("utt2uniq") else {}
-    return EgsData(feats, ivecs, period, dict(d.text), dict(utt2uniq))
+    chunk_width: str = "150,110,100"  # --frames-per-eg (rounded up to multiples of fsf)
+    num_chunk_per_minibatch: int = 64
+    e2e_minibatch_size: str = "150=128,64/300=64,32/600=32,16/1200=8"  # e2e --minibatch-size rules
+    num_valid_utts: int = 300  # get_egs.sh --num-utts-subset
 
 
 # ------------------------------------------------------------------------------------------
@@ -214,16 +91,16 @@ class HeldOut:
 _SP_PREFIX = re.compile(r"^sp[0-9.]+-")
 
 
-def split_valid(data: EgsData | Sequence[str], num_utts: int = 300, seed: int = 0,
+def split_valid(data: FeatureSet | Sequence[str], num_utts: int = EgsConfig.num_valid_utts, seed: int = 0,
                 utt2uniq: Mapping[str, str] | None = None) -> HeldOut:
     """Kaldi get_egs.sh ``--num-utts-subset``: ``num_utts`` random utterances are the valid set,
     extended to every utterance with the same utt2uniq (the speed-perturbed copies; without
     utt2uniq the ``spX-`` prefix of perturb_data_dir_speed.sh is stripped to find them) and
     removed from training; ``num_utts`` further random training utterances form the
     train-diagnostic subset."""
-    utts = sorted(data.utts if isinstance(data, EgsData) else data)
+    utts = sorted(data.utts if isinstance(data, FeatureSet) else data)
     if utt2uniq is None:
-        utt2uniq = data.utt2uniq if isinstance(data, EgsData) else {}
+        utt2uniq = data.utt2uniq if isinstance(data, FeatureSet) else {}
     uniq = {u: utt2uniq.get(u, _SP_PREFIX.sub("", u)) for u in utts}
     rng = random.Random(seed)
     shuffled = utts[:]
@@ -284,32 +161,20 @@ def minibatch_size_for(rules: list[tuple[int, list[int]]], eg_size: int) -> int:
     return max(best[1])
 
 
-def _ivector_rows(rng: np.random.Generator, first_frame: np.ndarray, utt_frames: np.ndarray,
-                  ivector_rows: np.ndarray, egs_left_context: int, period: int) -> np.ndarray:
-    """nnet3-chain-get-egs: RandInt(start, start + num_input_frames - 1) / period, clamped,
-    with start = first_frame - left_context and num_input_frames the utterance length."""
+def _ivector_frames(rng: np.random.Generator, first_frame: np.ndarray, utt_frames: np.ndarray,
+                    egs_left_context: int) -> np.ndarray:
+    """nnet3-chain-get-egs: the frame whose i-vector row a chunk gets, RandInt(start, start +
+    num_input_frames - 1) with start = first_frame - left_context and num_input_frames the
+    utterance length (the code's actual choice, quirk included); the row is
+    ser.io.batching.ivector_per_chunk's."""
     start = first_frame - egs_left_context
-    frame = start + (rng.random(len(start)) * utt_frames).astype(np.int64)
-    row = np.trunc(frame / period).astype(np.int64)  # C++ division truncates towards zero
-    return np.clip(row, 0, ivector_rows - 1)
-
-
-def _gather_inputs(data: EgsData, utt_idx: torch.Tensor, first_frame: torch.Tensor, num_out: int,
-                   left_context: int, right_context: int, fsf: int, offset: int) -> torch.Tensor:
-    """[B, fsf*num_out + left + right, D]: rows first_frame + offset - left ... of each
-    utterance, indices clamped to the utterance (ExtractRowRangeWithPadding)."""
-    feats = data.feats
-    t_in = fsf * num_out + left_context + right_context
-    rel = torch.arange(t_in, dtype=torch.int64)[None, :] + (first_frame + offset - left_context)[:, None]
-    lens = feats.lengths[utt_idx]
-    rel = torch.minimum(rel.clamp_min(0), (lens - 1)[:, None])
-    rows = rel + feats.offsets[utt_idx][:, None]
-    return feats.data.index_select(0, rows.reshape(-1)).view(len(utt_idx), t_in, feats.dim)
+    return start + (rng.random(len(start)) * utt_frames).astype(np.int64)
 
 
 class _EpochIterator:
-    """Deterministic epochs: the order of epoch e depends only on (seed, e); ``position`` is
-    the next minibatch of the current epoch.  state_dict()/load_state_dict() resume exactly."""
+    """What both loaders share: deterministic epochs (the order of epoch e depends only on
+    (seed, e); ``position`` is the next minibatch of the current epoch; state_dict() /
+    load_state_dict() resume exactly) and the examples' network inputs (ser.io.batching)."""
 
     seed: int
     epoch: int
@@ -325,6 +190,23 @@ class _EpochIterator:
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
         raise NotImplementedError
+
+    def _init_ivector_frames(self, first_frame: np.ndarray) -> None:
+        """The frame whose i-vector each example gets, drawn once (as Kaldi writes its egs once)."""
+        self.ivector_frame = None
+        if self.data.ivectors is not None:
+            rng = np.random.default_rng([self.seed, 1 << 20])
+            frames = self.data.feats.lengths[self.utt_idx].numpy()
+            self.ivector_frame = _ivector_frames(rng, first_frame, frames, self.left_context + self.fsf // 2)
+
+    def _inputs(self, batch: np.ndarray, first_frame: torch.Tensor, num_output_frames: int,
+                epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs of examples ``batch`` with this epoch's frame shift; one i-vector per example."""
+        offset = input_offset(self.frame_shift(epoch), self.fsf)
+        context = ModelContext(self.left_context, self.right_context, self.fsf)
+        ivf = None if self.ivector_frame is None else torch.from_numpy(self.ivector_frame[batch])
+        return model_inputs(self.data, self.utt_idx[torch.from_numpy(batch)], context, first_frame + offset,
+                            num_output_frames, ivector_mode="chunk", ivector_frame=ivf)
 
     def num_minibatches(self, epoch: int | None = None) -> int:
         return len(self._epoch_batches(self.epoch if epoch is None else epoch))
@@ -365,29 +247,19 @@ class _EpochIterator:
 # ------------------------------------------------------------------------------------------
 # pass 1: whole utterances
 # ------------------------------------------------------------------------------------------
-def load_num_graphs(path: str | Path) -> tuple[dict[str, ChainGraph], dict[str, int], int]:
-    """num.pt of ser.chain.prepare_e2e -> (graphs, num_output_frames, frame_subsampling_factor)."""
-    try:
-        d = torch.load(path, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read numerator graphs: {e}") from e
-    graphs = {u: ChainGraph.from_state_dict(g) for u, g in d["graphs"].items()}
-    return graphs, {u: int(n) for u, n in d["num_output_frames"].items()}, int(d["frame_subsampling_factor"])
-
-
 class E2eEgs(_EpochIterator):
     """Whole-utterance minibatches for flat-start training (see the module docstring).
 
-    ``graphs``/``num_output_frames``: from :func:`load_num_graphs` (utterances without a graph
+    ``graphs``/``num_output_frames``: ``ChainDir.num_graphs`` (utterances without a graph
     are skipped).  ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
     i-vector frame uses the egs context ``left_context + fsf // 2`` as Kaldi.  Each epoch the
     utterances are sorted by length (random tie order), cut into minibatches by
     ``minibatch_size`` and the minibatches shuffled.
     """
 
-    def __init__(self, data: EgsData, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
+    def __init__(self, data: FeatureSet, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
                  left_context: int, right_context: int, frame_subsampling_factor: int = 3,
-                 minibatch_size: str | int = "150=128,64/300=64,32/600=32,16/1200=8",
+                 minibatch_size: str | int = EgsConfig.e2e_minibatch_size,
                  utts: Sequence[str] | None = None, seed: int = 0, frame_shift: bool = True,
                  shuffle: bool = True) -> None:
         self.data, self.fsf = data, int(frame_subsampling_factor)
@@ -415,12 +287,7 @@ class E2eEgs(_EpochIterator):
                                  f"(ceil(T/{self.fsf}) = {n} output frames) but its numerator graph was made "
                                  f"for {num_output_frames[u]}")
         self.eg_size = self.fsf * self.num_out + self.left_context + self.right_context
-        rng = np.random.default_rng([self.seed, 1 << 20])  # i-vector rows: fixed once, as in the egs
-        self.ivector_row = None
-        if data.ivectors is not None:
-            rows = data.ivectors.lengths[self.utt_idx].numpy()
-            self.ivector_row = _ivector_rows(rng, np.zeros(len(self.utts), np.int64), frames, rows,
-                                             self.left_context + self.fsf // 2, data.ivector_period)
+        self._init_ivector_frames(np.zeros(len(self.utts), np.int64))
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
@@ -439,17 +306,8 @@ class E2eEgs(_EpochIterator):
         return batches
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
-        bt = torch.from_numpy(batch)
         n_out = torch.from_numpy(self.num_out[batch].astype(np.int64))
-        uidx = self.utt_idx[bt]
-        feats = _gather_inputs(self.data, uidx, torch.zeros(len(batch), dtype=torch.int64), int(n_out.max()),
-                               self.left_context, self.right_context, self.fsf,
-                               input_offset(self.frame_shift(epoch), self.fsf))
-        ivec = None
-        if self.ivector_row is not None:
-            iv = self.data.ivectors
-            rows = iv.offsets[uidx] + torch.from_numpy(self.ivector_row[batch])
-            ivec = iv.data.index_select(0, rows)
+        feats, ivec = self._inputs(batch, torch.zeros(len(batch), dtype=torch.int64), int(n_out.max()), epoch)
         return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
                               n_out, [self.utts[i] for i in batch.tolist()])
 
@@ -572,11 +430,6 @@ class UtteranceSplitter:
         return out
 
 
-def split_utterance(length: int, num_frames: Sequence[int], rng: random.Random, fsf: int = 3) -> list[tuple[int, int]]:
-    """(first_frame, width) of the chunks of one utterance (convenience wrapper)."""
-    return [(c.first_frame, c.num_frames) for c in UtteranceSplitter(num_frames, fsf).chunks("", length, rng)]
-
-
 class ChunkEgs(_EpochIterator):
     """Chunk minibatches with unconstrained tolerance-based numerators (pass 2).
 
@@ -589,13 +442,12 @@ class ChunkEgs(_EpochIterator):
     counted in ``self.skipped``.
     """
 
-    def __init__(self, data: EgsData, alignment, pdf_map, normalizer, left_context: int, right_context: int,
-                 chunk_width: str | Sequence[int] = "150,110,100", num_chunk_per_minibatch: int = 64,
-                 frame_subsampling_factor: int = 3, left_tolerance: int = 5, right_tolerance: int = 5,
+    def __init__(self, data: FeatureSet, alignment, pdf_map, normalizer, left_context: int, right_context: int,
+                 chunk_width: str | Sequence[int] = EgsConfig.chunk_width,
+                 num_chunk_per_minibatch: int = EgsConfig.num_chunk_per_minibatch, frame_subsampling_factor: int = 3,
+                 left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE,
                  optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
                  frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> None:
-        from ser.chain.supervision import make_chunk_supervision
-
         self.data, self.fsf = data, int(frame_subsampling_factor)
         self.left_context, self.right_context = int(left_context), int(right_context)
         self.use_frame_shift, self.shuffle, self.drop_partial = bool(frame_shift), bool(shuffle), bool(drop_partial)
@@ -643,13 +495,7 @@ class ChunkEgs(_EpochIterator):
         self.utt_idx = torch.tensor([data.feats.index[c.utt] for c in self.chunks], dtype=torch.int64)
         self.first_frame = torch.tensor([c.first_frame for c in self.chunks], dtype=torch.int64)
         self.width = np.array([c.num_frames for c in self.chunks], dtype=np.int64)
-        self.ivector_row = None
-        if data.ivectors is not None:
-            irng = np.random.default_rng([self.seed, 1 << 20])
-            frames = data.feats.lengths[self.utt_idx].numpy()
-            rows = data.ivectors.lengths[self.utt_idx].numpy()
-            self.ivector_row = _ivector_rows(irng, self.first_frame.numpy(), frames, rows,
-                                             self.left_context + self.fsf // 2, data.ivector_period)
+        self._init_ivector_frames(self.first_frame.numpy())
 
     @property
     def keys(self) -> list[str]:
@@ -671,16 +517,8 @@ class ChunkEgs(_EpochIterator):
         return batches
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
-        bt = torch.from_numpy(batch)
-        w = int(self.width[batch[0]])
-        n_out = w // self.fsf
-        uidx = self.utt_idx[bt]
-        feats = _gather_inputs(self.data, uidx, self.first_frame[bt], n_out, self.left_context, self.right_context,
-                               self.fsf, input_offset(self.frame_shift(epoch), self.fsf))
-        ivec = None
-        if self.ivector_row is not None:
-            iv = self.data.ivectors
-            ivec = iv.data.index_select(0, iv.offsets[uidx] + torch.from_numpy(self.ivector_row[batch]))
+        n_out = int(self.width[batch[0]]) // self.fsf
+        feats, ivec = self._inputs(batch, self.first_frame[torch.from_numpy(batch)], n_out, epoch)
         keys = [f"{self.chunks[i].utt}-{self.chunks[i].first_frame}" for i in batch.tolist()]
         return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
                               torch.full((len(batch),), n_out, dtype=torch.int64), keys)

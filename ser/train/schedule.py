@@ -44,17 +44,19 @@ __all__ = ["KaldiSchedule"]
 
 @dataclass
 class KaldiSchedule:
-    """The schedule of one training run; ``frames_per_epoch`` = input frames of one pass."""
+    """The schedule of one training run; ``frames_per_epoch`` = input frames of one pass.  No
+    defaults: a run's values come from ser.train.chain_trainer.ChainTrainerConfig
+    (``ChainTrainer.make_schedule``)."""
 
-    num_epochs: float = 6.0
-    frames_per_epoch: int = 5_000_000
-    frames_per_iter: int = 5_000_000
-    frame_subsampling_factor: int = 3
-    num_jobs_initial: int = 3
-    num_jobs_final: int = 12
-    initial_effective_lrate: float = 0.00025
-    final_effective_lrate: float = 0.000025
-    dropout_schedule: str | None = "0,0@0.20,0.5@0.50,0"
+    num_epochs: float
+    frames_per_epoch: int
+    frames_per_iter: int
+    frame_subsampling_factor: int
+    num_jobs_initial: int
+    num_jobs_final: int
+    initial_effective_lrate: float
+    final_effective_lrate: float
+    dropout_schedule: str | None
     _dropout: DropoutSchedule | None = field(init=False, repr=False, default=None)
     _archives_at_iter: list[int] = field(init=False, repr=False, default_factory=list)
 
@@ -114,9 +116,6 @@ class KaldiSchedule:
         a = min(max(fraction, 0.0), 1.0) * self.num_archives_to_process
         it = bisect.bisect_right(self._archives_at_iter, a + 1e-9) - 1
         return min(it, self.num_iters - 1)
-
-    def iteration_start_fraction(self, it: int) -> float:
-        return self.archives_processed_at_iter(it) / self.num_archives_to_process
 
     def num_jobs(self, fraction: float) -> int:
         return self.num_jobs_at_iter(self.iteration(fraction))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Thin wrapper: see ser/ivector/cli.py (python -m ser.ivector.cli extract_ivectors_online --help).
-# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/extract_ivectors_online.sh
-[ -f ./path.sh ] && . ./path.sh
-exec python3 -m ser.ivector.cli extract_ivectors_online "$@"
+# Usage: steps/online/extract_ivectors_online.sh [opts] <data> <extractor-dir> <ivector-dir>
+# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/extract_ivectors_online.sh.  See ser/bin/extract_ivectors_online.py (--help for the options).
+. "$(dirname "$0")/../../path.sh"
+exec python -m ser.bin.extract_ivectors_online "$@"

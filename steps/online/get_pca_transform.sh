@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Thin wrapper: see ser/ivector/cli.py (python -m ser.ivector.cli get_pca_transform --help).
-# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/get_pca_transform.sh
-[ -f ./path.sh ] && . ./path.sh
-exec python3 -m ser.ivector.cli get_pca_transform "$@"
+# Usage: steps/online/get_pca_transform.sh [opts] <data> <pca-dir>
+# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/get_pca_transform.sh.  See ser/bin/get_pca_transform.py (--help for the options).
+. "$(dirname "$0")/../../path.sh"
+exec python -m ser.bin.get_pca_transform "$@"

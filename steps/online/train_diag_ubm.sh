@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Thin wrapper: see ser/ivector/cli.py (python -m ser.ivector.cli train_diag_ubm --help).
-# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/train_diag_ubm.sh
-[ -f ./path.sh ] && . ./path.sh
-exec python3 -m ser.ivector.cli train_diag_ubm "$@"
+# Usage: steps/online/train_diag_ubm.sh [opts] <data> <num-gauss> <pca-dir> <ubm-dir>
+# Kaldi counterpart: egs/wsj/s5/steps/online/nnet2/train_diag_ubm.sh.  See ser/bin/train_diag_ubm.py (--help for the options).
+. "$(dirname "$0")/../../path.sh"
+exec python -m ser.bin.train_diag_ubm "$@"

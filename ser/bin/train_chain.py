@@ -2,8 +2,8 @@
 
 Usage::
 
-    steps/train_chain.sh [opts] <train-data> <ivector-dir> <chain-dir> <lang> <exp-dir>
-    torchrun --nproc-per-node 4 -m ser.train.cli_train_chain [opts] ...   # DDP, one GPU per rank
+    steps/train_chain.sh [opts] <train-data> <ivector-dir> <chain-dir> <exp-dir>
+    torchrun --nproc-per-node 4 -m ser.bin.train_chain [opts] ...   # DDP, one GPU per rank
 
 ``<chain-dir>`` holds den.pt, num.pt and pdf_map.pt (steps/chain/prepare_e2e.sh);
 ``<ivector-dir>`` ivector_online.scp (use ``none`` for a model without i-vectors).
@@ -24,31 +24,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-from ser.chain.den_graph import load_den_chain_graph
+from ser.chain.chain_dir import ChainDir
+from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.device import resolve_device
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import (OPTIMIZERS, ChainTrainer, ChainTrainerConfig, load_chain_model,
-                                     subset_minibatch)
+from ser.nnet.model_io import load_chain_model
+from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
+from ser.train.minibatch import subset_minibatch
+from ser.train.optimizer import OPTIMIZERS
 
 log = logging.getLogger("train_chain")
 
 
-def _bool(s: str) -> bool:
-    if s not in ("true", "false"):
-        raise argparse.ArgumentTypeError("expected true or false")
-    return s == "true"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = ChainTrainerConfig()
-    p = argparse.ArgumentParser(prog="steps/train_chain.sh", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", choices=["mini", "tdnn_1g"], default="tdnn_1g", help="network size")
+    p.add_argument("--net", choices=["mini", "tdnn_1g"], default="tdnn_1g",
+                   help="network size (ser.nnet.tdnnf.TdnnfConfig.mini / .tdnn_1g)")
     p.add_argument("--num-epochs", type=float, default=d.num_epochs)
     p.add_argument("--initial-effective-lrate", type=float, default=d.initial_effective_lrate)
     p.add_argument("--final-effective-lrate", type=float, default=d.final_effective_lrate)
@@ -84,13 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lda-minibatches", type=int, default=d.lda_minibatches)
     p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval)
     p.add_argument("--srand", type=int, default=d.seed)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--bf16", type=_bool, default=True, help="bf16 autocast of the network on CUDA")
-    p.add_argument("--resume", type=_bool, default=True)
+    add_device_argument(p)
+    p.add_argument("--bf16", type=str2bool, default=True, help="bf16 autocast of the network on CUDA")
+    p.add_argument("--resume", type=str2bool, default=True)
     p.add_argument("train_data")
     p.add_argument("ivector_dir")
     p.add_argument("chain_dir")
-    p.add_argument("lang_dir")
     p.add_argument("exp_dir")
     return p.parse_args(argv)
 
@@ -104,9 +100,9 @@ def _ivector_dim(ivector_dir: str) -> int:
     return int(read_matrix(next(iter(read_scp(scp).values()))).shape[1])
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
+def pick_device(device: str | torch.device, local_rank: int) -> torch.device:
     """resolve_device, with this rank's GPU (LOCAL_RANK) when no index is given."""
-    dev = resolve_device(name)
+    dev = resolve_device(device)
     if dev.type == "cuda":
         if dev.index is None:
             dev = torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -141,15 +137,16 @@ class RankShard:
 def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
     """(train, valid, train_diagnostic) egs (ser.train.egs): whole utterances (``--egs-type e2e``,
     flat start) or chunks cut with an alignment (``--egs-type chunk --ali ali.pt``)."""
-    from ser.chain.den_graph import DenGraph
     from ser.chain.supervision import Normalizer
-    from ser.chain.topo import PdfMap
     from ser.train.align import Alignment
-    from ser.train.egs import ChunkEgs, E2eEgs, load_egs_data, load_num_graphs, split_valid
+    from ser.io.batching import load_features
+    from ser.train.egs import ChunkEgs, E2eEgs, split_valid
 
     ivector_dir = None if a.ivector_dir == "none" else a.ivector_dir
-    data = load_egs_data(a.train_data, ivector_dir)
-    graphs, num_out, fsf = load_num_graphs(Path(a.chain_dir) / "num.pt")
+    data = load_features(a.train_data, ivector_dir)
+    chain = ChainDir.load(a.chain_dir)
+    nums = chain.num_graphs
+    graphs, num_out, fsf = nums.graphs, nums.num_output_frames, nums.frame_subsampling_factor
     if fsf != model.frame_subsampling_factor:
         raise ValueError(f"{a.chain_dir}/num.pt: frame-subsampling-factor {fsf} != the model's")
     usable = [u for u in data.utts if u in graphs]
@@ -163,9 +160,7 @@ def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
         if not a.ali:
             raise ValueError("--egs-type chunk needs --ali <ali.pt> (steps/chain/align.sh)")
         ali = Alignment.load(a.ali)
-        chain_dir = Path(a.chain_dir)
-        pdf_map = PdfMap.from_state_dict(torch.load(chain_dir / "pdf_map.pt", weights_only=True))
-        normalizer = Normalizer(DenGraph.load(chain_dir))
+        pdf_map, normalizer = chain.pdf_map, Normalizer(chain.den_fst)
 
         def make(utts, train):
             utts = [u for u in utts if u in ali.phones]
@@ -183,63 +178,56 @@ def main(argv: list[str] | None = None) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if rank == 0:
-        handlers.append(logging.FileHandler(exp / "log" / "train.log"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
-    try:
-        device = pick_device(a.device, local_rank)
-        if world > 1:
-            import torch.distributed as dist
+    setup_logging(verbose=1 if rank == 0 else 0, log_file=exp / "log" / "train.log" if rank == 0 else None)
+    device = pick_device(a.device, local_rank)
+    if world > 1:
+        import torch.distributed as dist
 
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        chain_dir = Path(a.chain_dir)
-        for f in ("den.pt", "num.pt", "pdf_map.pt"):
-            if not (chain_dir / f).is_file():
-                raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
-        den, num_pdfs = load_den_chain_graph(chain_dir / "den.pt")
-        ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
-        cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.config == "mini"
-               else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
-        model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
-        if a.input_model:
-            init = load_chain_model(a.input_model)
-            if init.config.to_dict() != cfg.to_dict():
-                raise ValueError(f"--input-model {a.input_model}: its network configuration differs from "
-                                 f"--config {a.config} with {num_pdfs} pdfs and i-vector dim {ivector_dim}")
-            model = init
-        try:
-            betas = [float(x) for x in a.adam_betas.split(",")]
-        except ValueError:
-            betas = []
-        if len(betas) != 2:
-            raise ValueError(f"--adam-betas: expected two comma-separated numbers, got {a.adam_betas!r}")
-        tcfg = ChainTrainerConfig(
-            num_epochs=a.num_epochs, initial_effective_lrate=a.initial_effective_lrate,
-            final_effective_lrate=a.final_effective_lrate, num_jobs_initial=a.num_jobs_initial,
-            num_jobs_final=a.num_jobs_final, frames_per_iter=a.frames_per_iter,
-            xent_regularize=a.xent_regularize, leaky_hmm_coefficient=a.leaky_hmm_coefficient,
-            out_of_range_regularize=a.out_of_range_regularize,
-            dropout_schedule=a.dropout_schedule or None, max_param_change=a.max_param_change,
-            optimizer=a.optimizer, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=a.adam_epsilon,
-            batchnorm_stats_scale=a.batchnorm_stats_scale, lda_minibatches=a.lda_minibatches,
-            checkpoint_interval=a.checkpoint_interval, seed=a.srand, bf16=a.bf16)
-        train, valid, diag = build_egs(a, model, rank, world)
-        trainer = ChainTrainer(model, den, tcfg, exp, device)
-        if rank == 0:
-            n = sum(p.numel() for p in model.parameters())
-            log.info("%s network: %d parameters, %d pdfs, context %d/%d, device %s, %d rank(s)",
-                     a.config, n, num_pdfs, model.left_context, model.right_context, device, world)
-        last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
-                             lda_egs=None if a.input_model else diag, resume=a.resume)
-        if world > 1:  # drop the DDP wrapper, then the process group, before the interpreter exits
-            trainer.ddp_model = trainer.model
-            dist.barrier()
-            dist.destroy_process_group()
-    except (ValueError, RuntimeError) as e:
-        print(f"steps/train_chain.sh: error: {e} (log: {exp}/log/train.log)", file=sys.stderr)
-        return 1
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    chain_dir = Path(a.chain_dir)
+    for f in ("den.pt", "num.pt", "pdf_map.pt"):
+        if not (chain_dir / f).is_file():
+            raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
+    chain = ChainDir.load(chain_dir)
+    den, num_pdfs = chain.den_graph, chain.num_pdfs
+    ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
+    cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.net == "mini"
+           else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
+    model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
+    if a.input_model:
+        init = load_chain_model(a.input_model)
+        if init.config.to_dict() != cfg.to_dict():
+            raise ValueError(f"--input-model {a.input_model}: its network configuration differs from "
+                             f"--net {a.net} with {num_pdfs} pdfs and i-vector dim {ivector_dim}")
+        model = init
+    try:
+        betas = [float(x) for x in a.adam_betas.split(",")]
+    except ValueError:
+        betas = []
+    if len(betas) != 2:
+        raise ValueError(f"--adam-betas: expected two comma-separated numbers, got {a.adam_betas!r}")
+    tcfg = ChainTrainerConfig(
+        num_epochs=a.num_epochs, initial_effective_lrate=a.initial_effective_lrate,
+        final_effective_lrate=a.final_effective_lrate, num_jobs_initial=a.num_jobs_initial,
+        num_jobs_final=a.num_jobs_final, frames_per_iter=a.frames_per_iter,
+        xent_regularize=a.xent_regularize, leaky_hmm_coefficient=a.leaky_hmm_coefficient,
+        out_of_range_regularize=a.out_of_range_regularize,
+        dropout_schedule=a.dropout_schedule or None, max_param_change=a.max_param_change,
+        optimizer=a.optimizer, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=a.adam_epsilon,
+        batchnorm_stats_scale=a.batchnorm_stats_scale, lda_minibatches=a.lda_minibatches,
+        checkpoint_interval=a.checkpoint_interval, seed=a.srand, bf16=a.bf16)
+    train, valid, diag = build_egs(a, model, rank, world)
+    trainer = ChainTrainer(model, den, tcfg, exp, device)
+    if rank == 0:
+        n = sum(p.numel() for p in model.parameters())
+        log.info("%s network: %d parameters, %d pdfs, context %d/%d, device %s, %d rank(s)",
+                 a.net, n, num_pdfs, model.left_context, model.right_context, device, world)
+    last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
+                         lda_egs=None if a.input_model else diag, resume=a.resume)
+    if world > 1:  # drop the DDP wrapper, then the process group, before the interpreter exits
+        trainer.ddp_model = trainer.model
+        dist.barrier()
+        dist.destroy_process_group()
     if rank == 0:
         print(f"train_chain: {trainer.state.step} minibatches, {len(trainer.state.history)} "
               f"iterations; final train/valid log-prob "
@@ -250,4 +238,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,4 +1,4 @@
-"""Synthetic feature data dirs with known speakers, for tests, benchmarks and the EER check.
+"""Synthetic feature data dirs with known speakers, for the i-vector tests (test data, not library code).
 
 Frames come from a shared "phonetic" GMM (random means, time-correlated component sequences so
 splicing sees structure); each speaker adds its own offset and a per-speaker diagonal scaling, so

@@ -1,30 +1,26 @@
-#!/usr/bin/env python3
-"""Usage: local/prepare_tedlium.py [--seconds-per-spk-max 180] <TEDLIUM_release2 | TEDLIUM_release-3 dir> <data root>
+"""local/prepare_tedlium.sh [--seconds-per-spk-max 180] <TEDLIUM_release2 | TEDLIUM_release-3 dir> <data root>
 
 Writes <data root>/tedlium_{train,dev,test} (Kaldi data dirs with stm and glm for scoring),
 as egs/tedlium/s5_r2/local/prepare_data.sh + modify_speaker_info.sh do.  See ser/prep/tedlium.py.
 """
-import argparse
-import logging
-import sys
 
-from ser.io.datadir import DataDirError
+from __future__ import annotations
+
+import argparse
+
+from ser.cli import run_main, setup_logging
 from ser.prep.tedlium import prepare_tedlium
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds-per-spk-max", type=float, default=180.0)
     p.add_argument("--sets", default="train,dev,test")
     p.add_argument("corpus")
     p.add_argument("data_root")
-    a = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        stats = prepare_tedlium(a.corpus, a.data_root, a.sets.split(","), a.seconds_per_spk_max)
-    except DataDirError as e:
-        print(f"local/prepare_tedlium.py: error: {e}", file=sys.stderr)
-        return 1
+    a = p.parse_args(argv)
+    setup_logging()
+    stats = prepare_tedlium(a.corpus, a.data_root, a.sets.split(","), a.seconds_per_spk_max)
     for name, s in stats.items():
         print(f"tedlium_{name}: {s['utterances']} utterances, {s['speakers']} speakers, {s['recordings']} talks; "
               f"skipped: {s['ignore_time_segment_in_scoring']} ignore_time_segment_in_scoring, "
@@ -33,4 +29,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

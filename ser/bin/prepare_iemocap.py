@@ -1,28 +1,24 @@
-#!/usr/bin/env python3
-"""Usage: local/prepare_iemocap.py <IEMOCAP_full_release dir> <data root>
+"""local/prepare_iemocap.sh <IEMOCAP_full_release dir> <data root>
 
 Writes <data root>/iemocap_all, iemocap_4cls_exc, iemocap_4cls_hapexc, iemocap_impro_agree.
 See ser/prep/iemocap.py for the label sets and the speaker / utterance-id conventions.
 """
-import argparse
-import logging
-import sys
 
-from ser.io.datadir import DataDirError
+from __future__ import annotations
+
+import argparse
+
+from ser.cli import run_main, setup_logging
 from ser.prep.iemocap import prepare_iemocap
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus")
     p.add_argument("data_root")
-    a = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        stats = prepare_iemocap(a.corpus, a.data_root)
-    except DataDirError as e:
-        print(f"local/prepare_iemocap.py: error: {e}", file=sys.stderr)
-        return 1
+    a = p.parse_args(argv)
+    setup_logging()
+    stats = prepare_iemocap(a.corpus, a.data_root)
     for name, c in stats.items():
         labels = {k: v for k, v in sorted(c.items()) if len(k) == 3}
         print(f"{name}: {sum(labels.values())} utterances {labels}")
@@ -30,4 +26,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

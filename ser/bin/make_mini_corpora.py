@@ -1,24 +1,19 @@
-#!/usr/bin/env python3
 """Stage 0: make the embedded synthetic corpora (TED-LIUM r2 and IEMOCAP layouts) with espeak-ng.
 
 Thin CLI over :mod:`ser.corpora.tedlium` and :mod:`ser.corpora.iemocap`.  Each corpus is built under
 ``<out>/<name>.tmp`` and renamed when complete; a corpus already complete with the same options is skipped.
 
-    local/make_mini_corpora.py --out db [--seed 0] [--tedlium-train-minutes 60] [--iemocap-turns 1000]
+    local/make_mini_corpora.sh --out db [--seed 0] [--tedlium-train-minutes 60] [--iemocap-turns 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ser.corpora.iemocap import IemocapConfig, make_iemocap  # noqa: E402
-from ser.corpora.tedlium import TedliumConfig, make_tedlium  # noqa: E402
+from ser.cli import run_main, setup_logging
+from ser.corpora.iemocap import IemocapConfig, make_iemocap
+from ser.corpora.tedlium import TedliumConfig, make_tedlium
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpora", default="tedlium,iemocap", help="comma list: tedlium,iemocap")
     ap.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     which = {c.strip() for c in args.corpora.split(",") if c.strip()}
     if not which <= {"tedlium", "iemocap"}:
         ap.error(f"--corpora: unknown corpus in {args.corpora!r}")
@@ -60,4 +55,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Stage 6 of run.sh: LF-MMI pretraining of the TDNN-F on TED-LIUM (Kaldi egs/tedlium/s5_r2/local/chain/run_tdnn.sh
+# -> tuning/run_tdnn_1g.sh, preceded by a flat-start pass as egs/wsj/s5/local/chain/e2e/run_tdnn_flatstart.sh).
+#   local/chain/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 3-5)
+# Config: chain.* (net, epochs, learning rates, minibatches, dropout), device.
+#
+#   pass 1  flat-start LF-MMI on whole utterances with the numerators of stage 5  -> exp/chain/tdnn_e2e
+#   align   Viterbi through each utterance's numerator graph with the pass-1 model -> exp/chain/ali_e2e
+#   pass 2  tdnn_1g proper: 150/111/102-frame chunks, frame shifts 0/1/2, one i-vector per chunk, numerators
+#           from the alignment; starts from the pass-1 model (same pdfs; Kaldi builds a tree and starts afresh)
+#   decode  best path through the den graph -> phones; PER on dev/test       -> exp/chain/tdnn/decode_{dev,test}
+#
+# Results, conf/mini.yaml on the embedded corpora (mini network: 637,732 parameters, 914 pdfs, context 28/28; CPU):
+#   pass 1   618 minibatches, 7 iterations; final train/valid log-prob -0.0845/-0.0987, xent -2.194/-2.244
+#   align    3036 utterances, 423,284 output frames, average best-path log-score 1.187 per frame
+#   pass 2   284 minibatches, 8 iterations; final train/valid log-prob -0.0277/-0.0403, xent -1.307/-1.396
+#   %PER     dev 36.51 [ 1092 / 2991, 147 ins, 177 del, 768 sub ]   test 38.02 [ 1047 / 2754, 158 ins, 119 del, 770 sub ]
+#   without acoustics: phone LM alone dev 96.39 / test 96.48; most frequent phone dev 91.94 / test 92.30
+# conf/paper.yaml (tdnn_1g: 9,431,072 parameters with 3600 pdfs, as Kaldi's; 2 + 6 epochs) on the real TED-LIUM:
+# unmeasured.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_frames_per_iter"
+            --num-valid-utts "$chain_num_valid_utts" --optimizer "$chain_optimizer"
+            --dropout-schedule "$chain_dropout_schedule"
+            --initial-effective-lrate "$chain_initial_effective_lrate"
+            --final-effective-lrate "$chain_final_effective_lrate")
+ivdir=exp/nnet3/ivectors_tedlium_train_sp
+mkdir -p exp/chain/log
+
+# pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
+$cuda_cmd exp/chain/log/train_e2e.log steps/train_chain.sh "${train_opts[@]}" --egs-type e2e \
+  --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size" \
+  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn_e2e
+grep '^train_chain:' exp/chain/log/train_e2e.log
+
+# phone alignments from the flat-start model give the chunks their numerators
+$cuda_cmd exp/chain/log/align.log steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir \
+  data/tedlium_train_sp exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
+grep '^chain_align:' exp/chain/log/align.log
+
+# pass 2: the tdnn_1g recipe proper, from the pass-1 model
+$cuda_cmd exp/chain/log/train.log steps/train_chain.sh "${train_opts[@]}" --egs-type chunk \
+  --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt \
+  --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
+  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn
+grep '^train_chain:' exp/chain/log/train.log
+
+for x in dev test; do
+  $decode_cmd exp/chain/tdnn/log/decode_$x.log steps/chain/decode_per.sh --device "$device" \
+    --online-ivector-dir exp/nnet3/ivectors_tedlium_$x --train-text data/tedlium_train/text \
+    exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain exp/chain/tdnn/decode_$x
+  echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
+done

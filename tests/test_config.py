@@ -1,0 +1,120 @@
+"""The recipe config (ser/config.py): every failure kind is one line naming the file and the key, and
+run.sh stops on it before any stage; the shipped configs set every key of the schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ser.config import SHELL_RESERVED, ConfigError, RecipeConfig, flatten, load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, YAML text, expected message after "<file>: ")
+BAD = [
+    ("unknown top-level key", "nj: 2\nnum_jobs: 3\n", "num_jobs: unknown key"),
+    ("unknown section key", "chain:\n  num_epoch: 1\n", "chain.num_epoch: unknown key"),
+    ("unknown section", "sre:\n  x: 1\n", "sre: unknown key"),
+    ("int given a word", "nj: two\n", "nj: expected an integer, got 'two'"),
+    ("int given a bool", "nj: true\n", "nj: expected an integer, got True"),
+    ("int given a float", "ivector:\n  dim: 100.5\n", "ivector.dim: expected an integer, got 100.5"),
+    ("number given a word", "chain:\n  num_epochs: two\n", "chain.num_epochs: expected a number, got 'two'"),
+    ("number given nan", "chain:\n  num_epochs: .nan\n", "chain.num_epochs: expected a number, got nan"),
+    ("bool given a word", "features:\n  volume_perturb: maybe\n",
+     "features.volume_perturb: expected true or false, got 'maybe'"),
+    ("string given a list", "device: [cpu]\n", "device: expected a string, got ['cpu']"),
+    ("list given a scalar", "features:\n  speed_perturb: 0.9\n",
+     "features.speed_perturb: expected a list, each item a number, got 0.9"),
+    ("list item of the wrong type", "features:\n  speed_perturb: [0.9, fast]\n",
+     "features.speed_perturb: expected a number, got 'fast'"),
+    ("choice not allowed", "chain:\n  net: tdnn1g\n", "chain.net: expected one of mini|tdnn_1g, got 'tdnn1g'"),
+    ("section given a scalar", "chain: 3\n", "chain: expected a mapping of options, got 3"),
+    ("top level not a mapping", "- nj\n- 2\n", "top level: expected a mapping of options"),
+    ("shadows a run.sh variable", "stop_stage: 3\n", "stop_stage: would overwrite run.sh's variable"),
+    ("invalid YAML", "nj: [2\n", "invalid YAML"),
+]
+
+
+@pytest.mark.parametrize("name,text,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_one_error_naming_file_and_key(tmp_path, name, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=f"^{tmp_path}/none.yaml: no such config file$"):
+        load(tmp_path / "none.yaml")
+
+
+def test_defaults_and_accepted_forms(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("nj: 3\nchain:\n  num_epochs: 4\n  initial_effective_lrate: 1e-3\n")
+    cfg = load(path)
+    assert cfg.nj == 3 and cfg.chain.num_epochs == 4 and cfg.chain.initial_effective_lrate == 0.001
+    assert cfg.ivector == RecipeConfig().ivector  # an omitted section is all defaults
+    flat = flatten(cfg)
+    assert flat["chain_num_epochs"] == "4"  # as written, not 4.0
+    assert flat["features_speed_perturb"] == "0.9 1.0 1.1" and flat["features_volume_perturb"] == "true"
+    path.write_text("")
+    assert load(path) == RecipeConfig()
+
+
+def _schema_keys(cls, prefix=""):
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            yield from _schema_keys(tp, f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+def _yaml_keys(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _yaml_keys(v, f"{prefix}{k}.")
+        else:
+            yield prefix + k
+
+
+@pytest.mark.parametrize("conf", ["conf/mini.yaml", "conf/paper.yaml"])
+def test_shipped_configs_set_every_key(conf):
+    load(ROOT / conf)
+    raw = yaml.safe_load((ROOT / conf).read_text())
+    assert sorted(_yaml_keys(raw)) == sorted(_schema_keys(RecipeConfig))
+
+
+def test_shell_output_and_no_shadowing():
+    r = subprocess.run([sys.executable, "-m", "ser.config", "conf/mini.yaml"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    names = [line.split("=", 1)[0] for line in r.stdout.splitlines()]
+    assert names == list(flatten(load(ROOT / "conf/mini.yaml")))
+    assert "chain_net=mini" in r.stdout.splitlines() and "features_speed_perturb='0.9 1.0 1.1'" in r.stdout
+    # no config name is a variable that run.sh or what it sources before the config assigns itself
+    assigned = set()
+    for script in [ROOT / "run.sh", ROOT / "path.sh", ROOT / "cmd.sh"]:
+        assigned |= set(re.findall(r"^\s*(?:export\s+|local\s+)?([A-Za-z_]\w*)=", script.read_text(), re.M))
+    assert SHELL_RESERVED <= assigned and "train_cmd" in assigned
+    assert not set(names) & assigned
+
+
+def test_run_sh_stops_on_a_bad_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nj: 2\nchain:\n  num_epochs: two\n")
+    # --stage 1 --stop-stage 0 runs no stage: only the config is read
+    r = subprocess.run(["bash", str(ROOT / "run.sh"), "--config", str(bad), "--stage", "1", "--stop-stage", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "done" not in r.stdout
+    assert r.stderr.strip().splitlines() == [f"ser.config: {bad}: chain.num_epochs: expected a number, got 'two'"]
+    r = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "1", "--stop-stage", "0"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "stages 1..0 done" in r.stdout, r.stderr
