@@ -24,7 +24,7 @@
 #   transfer - scratch 0.8  13.9  13.7  19.6   7.9        11.2
 #   Table 2 (Ses05): test UA / valid UA  prefinal-l 44.2 / 42.2, tdnnf13 45.5 / 48.2, tdnnf12 44.7 / 36.8
 # Stage 7: 862 CPU seconds (770 user + 92 sys), 30 min 26 s wall on the shared 2 cores at load 8-10
-# (~7.2 min at 2 jobs on 2 idle cores).  conf/paper.yaml on the real IEMOCAP: unmeasured.
+# (CPU time / 2 = 7.2 min: the estimate for 2 idle cores, not measured).  conf/paper.yaml: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
