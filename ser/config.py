@@ -57,6 +57,7 @@ class FeaturesConfig:
     mfcc_config: str = "conf/mfcc_hires.conf"
     speed_perturb: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     volume_perturb: bool = True
+    min_seg_len: float = 1.55  # combine_short_segments.sh on the ASR training data (seconds)
 
 
 @dataclass(frozen=True)
