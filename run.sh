@@ -17,6 +17,9 @@
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
+#   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
+#      (local/ser/run_tdnn.sh)
 #
 # Each step runs as Kaldi's do, through the job runner of cmd.sh with one log:
 #   $train_cmd <log> <command...>   (a failure prints the log's path and its last lines, and run.sh stops)
@@ -121,6 +124,11 @@ fi
 if run_stage 6; then
   banner 6 "LF-MMI pretraining of the ${chain_net} TDNN-F (flat start, alignment, chunk training)"
   local/chain/run_tdnn.sh --config "$config"
+fi
+
+if run_stage 7; then
+  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
+  local/ser/run_tdnn.sh --config "$config"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"
