@@ -62,6 +62,10 @@ class Classification:
     posteriors: list[float]
     duration: float  # seconds of 16 kHz audio
 
+    def __str__(self) -> str:
+        post = " ".join(f"{k} {p:.3f}" for k, p in zip(self.labels, self.posteriors))
+        return f"{self.id}: {self.label} ({post}; {self.duration:.2f} s)"
+
     def as_dict(self) -> dict:
         return {"id": self.id, "label": self.label,
                 "posteriors": dict(zip(self.labels, self.posteriors)), "duration": self.duration}
