@@ -290,3 +290,22 @@ def test_console_script_entry_point():
     assert callable(getattr(import_module(module), func))
     tree = ast.parse((ROOT / "ser" / "bin" / "ser_infer.py").read_text())
     assert func in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+# ------------------------------------------------------------------------------------------
+# the deployed model's training data
+def test_final_fold_holds_out_whole_speakers(tmp_path, capsys):
+    from emotion_data import write_tiny_set
+    from ser.bin.make_ser_final_fold import main as final_fold
+    from ser.io.datadir import DataDir
+
+    data, _, _ = write_tiny_set(tmp_path, sessions=3, utts_per_speaker=4)
+    assert run_program(final_fold, ["--num-valid-speakers", "2", str(data)]) == 0
+    out = data / "folds" / "final" / "all"
+    train, valid, full = (DataDir.load(p) for p in (out / "train", out / "valid", data))
+    assert sorted(train.utts + valid.utts) == full.utts
+    assert len(set(valid.utt2spk.values())) == 2 and not set(valid.utt2spk.values()) & set(train.utt2spk.values())
+    stamp = (out / "train" / "utt2spk").stat().st_mtime_ns
+    assert run_program(final_fold, ["--num-valid-speakers", "2", str(data)]) == 0  # up to date: kept
+    assert (out / "train" / "utt2spk").stat().st_mtime_ns == stamp
+    assert "validation speakers" in capsys.readouterr().out
