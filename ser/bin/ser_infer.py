@@ -116,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.timeline).mkdir(parents=True, exist_ok=True)
     results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
     recordings = list(list_recordings(a.inputs))
-    for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, file=sys.stderr):
+    for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
         try:
             res = classify(rec, r, a)
         except (ValueError, OSError, RuntimeError) as e:
-            print(f"ser_infer: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            tqdm.write(f"ser_infer: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
             failed += 1
             continue
         results.append(res)
