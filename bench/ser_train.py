@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chain_train import timed  # noqa: E402  (bench/chain_train.py: best of n after a warm-up)
 
 from ser.device import resolve_device  # noqa: E402
-from ser.emotion.frames import FeatureSet, FrameMinibatch, MatrixTable  # noqa: E402
+from ser.emotion.frames import FrameMinibatch  # noqa: E402
+from ser.io.batching import FeatureSet, MatrixTable  # noqa: E402
 from ser.emotion.graft import make_grafted_model  # noqa: E402
 from ser.emotion.trainer import SerTrainConfig, SerTrainer, body_cache  # noqa: E402
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel  # noqa: E402

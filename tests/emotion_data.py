@@ -14,7 +14,7 @@ import torch
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
-from ser.train.chain_trainer import save_chain_model
+from ser.nnet.model_io import save_chain_model
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 FEAT_DIM, IVEC_DIM = 13, 8

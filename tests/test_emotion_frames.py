@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from emotion_data import CLASSES, write_tiny_set
-from ser.emotion.frames import (Context, FrameEgs, gather_frames, load_parts, model_inputs,
-                                utterance_outputs)
+from emotion_data import CLASSES, tiny_model, write_tiny_set
+from ser.emotion.frames import FrameEgs, context_of, load_parts, utterance_outputs
 from ser.emotion.graft import make_grafted_model
+from ser.io.batching import ModelContext, model_inputs, pad_edges
 from ser.io.datadir import DataDir
-from ser.nnet.tdnnf import pad_edges
-from emotion_data import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +22,9 @@ def tiny(tmp_path_factory):
     return load_parts([data], ivs), d.utts, labels
 
 
-def test_gather_frames_pads_edges_like_numpy(tiny):
-    fs, utts, _ = tiny
-    idx = torch.tensor([0, 3, 5])
-    first = torch.tensor([-7, 10, 25])
-    got = gather_frames(fs.feats, idx, first, 60, step=1)
-    for b, (i, f) in enumerate(zip(idx.tolist(), first.tolist())):
-        m = fs.feats[utts[i]].numpy()
-        rows = np.clip(np.arange(f, f + 60), 0, len(m) - 1)
-        np.testing.assert_array_equal(got[b].numpy(), m[rows])
-
-
 def test_epoch_covers_every_output_frame_once_with_its_label(tiny):
     fs, utts, labels = tiny
-    ctx = Context(28, 28, 3)
+    ctx = ModelContext(28, 28, 3)
     egs = FrameEgs(fs, utts, labels, ctx, chunk_width=45, minibatch_size=4, seed=1)
     for epoch in (0, 1):
         seen: dict[str, list[int]] = {u: [] for u in utts}
@@ -68,8 +54,8 @@ def test_epoch_covers_every_output_frame_once_with_its_label(tiny):
 
 def test_inputs_carry_the_full_model_context(tiny):
     fs, utts, _ = tiny
-    ctx = Context(28, 28, 3)
-    x, iv = model_inputs(fs, ctx, torch.tensor([2]), torch.tensor([0]), 10)
+    ctx = ModelContext(28, 28, 3)
+    x, iv = model_inputs(fs, torch.tensor([2]), ctx, torch.tensor([0]), 10)
     assert x.shape[1] == iv.shape[1] == 30 + 56
     m = fs.feats[utts[2]]
     assert torch.equal(x[0, :28], m[:1].expand(28, -1))    # left edge: first frame repeated
@@ -81,9 +67,9 @@ def test_chunked_evaluation_equals_whole_utterance_forward(tiny, width):
     fs, utts, _ = tiny
     model = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.25, False)
     model.train()
-    model(*model_inputs(fs, Context.of(model), torch.arange(4), torch.zeros(4, dtype=torch.int64), 20))
+    model(*model_inputs(fs, torch.arange(4), model, torch.zeros(4, dtype=torch.int64), 20))
     model.eval()  # the head's BatchNorm now has stored statistics, as after training
-    ctx = Context.of(model)
+    ctx = context_of(model)
     for phase in (0, 2):
         outs = utterance_outputs(model, fs, utts, ctx, chunk_width=width, batch_size=3, phase=phase)
         for u, o in zip(utts, outs):

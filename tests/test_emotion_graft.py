@@ -12,7 +12,7 @@ from ser.emotion.frames import load_parts
 from ser.emotion.graft import GraftedModel, body_layers, make_grafted_model
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.datadir import DataDir
-from ser.train.chain_trainer import load_chain_model
+from ser.nnet.model_io import load_chain_model
 
 
 @pytest.mark.parametrize("layer", ["tdnnf12", "tdnnf13", "prefinal-l", "prefinal-chain", "tdnn1"])

@@ -7,7 +7,8 @@
 # PCA (splice +-3, 40 dims) and the diagonal UBM on a quarter of the training utterances, the extractor
 # on all of them (Kaldi: LDA+MLLT needs GMM alignments, so PCA as steps/online/nnet2/get_pca_transform.sh);
 # online i-vectors every 10 frames for every set; the ASR training data in pseudo-speakers of 2 utterances
-# (Kaldi's utils/data/modify_speaker_info.sh --utts-per-spk-max 2), the others per speaker.
+# (Kaldi's utils/data/modify_speaker_info.sh --utts-per-spk-max 2), the others per speaker; IEMOCAP also
+# per utterance (--utts-per-spk-max 1 -> exp/nnet3/ivectors_iemocap_all_utt, stage 7).
 #
 # Results, conf/mini.yaml on the embedded corpora (2 CPU cores, stage 4 in 1 min 51 s):
 #   PCA              153,989 frames, kept 40 of 280 dims, 89.4% of the variance
@@ -48,3 +49,11 @@ for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
   fi
   echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
 done
+# IEMOCAP once more with one utterance per pseudo-speaker: the i-vector a single recording gets, with no
+# carry-over from the speaker's other turns (stage 7's tdnn_l12_uttivec)
+iv=exp/nnet3/ivectors_iemocap_all_utt
+if [ ! -f $iv/ivector_online.scp ] || [ data/iemocap_all/feats.scp -nt $iv/ivector_online.scp ]; then
+  $train_cmd exp/nnet3/log/ivectors_iemocap_all_utt.log steps/online/extract_ivectors_online.sh --nj "$nj" \
+    --device "$device" --utts-per-spk-max 1 data/iemocap_all $ie $iv
+fi
+echo "$iv: $(wc -l < $iv/ivector_online.scp) utterances"

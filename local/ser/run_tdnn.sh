@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Paper 1 (Zhou & Beigi), stage 7: emotion recognition by transfer from the LF-MMI-pretrained TDNN-F.
 #
-#   local/ser/run_tdnn.sh [--config conf/mini.yaml] [--nj N] [--device auto|cpu|cuda]
-#
-# Reads the ser: section of the recipe config.  Systems (exp/ser/<system>/):
+#   local/ser/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 1-6)
+# Config: ser.* (every choice below), nj (trainings at once), device.  Systems (exp/ser/<system>/):
 #   tdnn_l12          head on $ser_layer (tdnnf12), per-speaker online i-vectors, every fold   (Table 3)
 #   tdnn_l13          head on tdnnf13, the layer-selection folds (Ses05)                         (Table 2)
 #   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-l), the layer-selection folds        (Table 2)
@@ -16,24 +15,13 @@
 # Resumable: a fold whose results were made by the same commands is skipped, an unfinished training
 # resumes from its checkpoint; outputs are written atomically.
 set -euo pipefail
-
 config=conf/mini.yaml
-cli_nj=
-cli_device=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config) config=$2; shift 2 ;;
-    --nj) cli_nj=$2; shift 2 ;;
-    --device) cli_device=$2; shift 2 ;;
-    *) echo "usage: $0 [--config conf/X.yaml] [--nj N] [--device auto|cpu|cuda]" >&2; exit 1 ;;
-  esac
-done
 cd "$(dirname "$0")/../.."
 . ./path.sh
 . ./cmd.sh
-eval "$(python -m ser.config "$config")"
-nj=${cli_nj:-${nj:-2}}
-device=${cli_device:-${device:-auto}}
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
 
 data=data/$ser_set
 model=$ser_model
@@ -42,8 +30,10 @@ for f in $model $data/feats.scp $data/utt2emo $ser_ivector_dir/ivector_online.sc
   [ -f "$f" ] || { echo "$0: expected $f to exist (stages 1-6)" >&2; exit 1; }
 done
 
-steps/ser/make_folds.sh --protocol "$ser_protocol" --num-valid-speakers "$ser_num_valid_speakers" \
-  --seed "$ser_seed" $data
+mkdir -p exp/ser/log
+$train_cmd exp/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
+  --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
+grep '^data/' exp/ser/log/make_folds.log
 foldsdir=$data/folds/$ser_protocol
 all_folds=$(find $foldsdir -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')
 
@@ -78,8 +68,9 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
               --seed "$ser_seed"
               --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads 1)
 
-# one job per (system, fold) that has no results made by the same commands
-mkdir -p exp/ser/log
+# one job per (system, fold) that has no results made by the same commands; each of its two steps
+# runs through the local job runner into the fold's log/ (a failure names that log)
+step=(python -m ser.jobs --backend local)
 joblist=exp/ser/log/jobs.list
 : > $joblist.tmp
 for sys in $ser_systems; do
@@ -91,13 +82,10 @@ for sys in $ser_systems; do
     mkdir -p $d/log
     {
       echo "set -e"
-      printf '%q ' steps/ser/train.sh "${train_common[@]}" "${opts[@]}" $foldsdir/$fold $iv $model $d
-      printf '> %q 2>&1 || { tail -n 4 %q; echo "training failed, see %q"; exit 1; }\n' \
-        $d/log/train.log $d/log/train.log $d/log/train.log
-      printf '%q ' steps/ser/decode.sh --device "$device" \
-        $foldsdir/$fold/test $iv $d
-      printf '> %q 2>&1 || { tail -n 4 %q; echo "decoding failed, see %q"; exit 1; }\n' \
-        $d/log/decode.log $d/log/decode.log $d/log/decode.log
+      printf '%q ' "${step[@]}" $d/log/train.log steps/ser/train.sh "${train_common[@]}" "${opts[@]}" \
+        $foldsdir/$fold $iv $model $d; echo
+      printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" --num-threads 1 \
+        $foldsdir/$fold/test $iv $d; echo
     } > $d/cmd.sh
     if [ -f $d/test.json ] && [ -f $d/cmd.done ] && cmp -s $d/cmd.sh $d/cmd.done \
        && [ ! $model -nt $d/test.json ] && [ ! $foldsdir/folds.json -nt $d/test.json ]; then
@@ -110,23 +98,18 @@ mv $joblist.tmp $joblist
 njobs=$(wc -l < $joblist)
 echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
-  if ! $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
-      "d=\$(awk -v n=JOB 'NR == n' $joblist); bash \$d/cmd.sh && cp \$d/cmd.sh \$d/cmd.done"; then
-    grep -h "failed, see" exp/ser/log/job.*.log >&2 || true
-    exit 1
-  fi
+  $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
+    "d=\$(awk -v n=JOB 'NR == n' $joblist); bash \$d/cmd.sh && cp \$d/cmd.sh \$d/cmd.done"
 fi
 
 for sys in $ser_systems; do
   folds=$(system_folds $sys)
   newer=$(for f in $folds; do find exp/ser/$sys/$f/test.json -newer exp/ser/$sys/results.json; done 2>/dev/null || true)
   if [ -f exp/ser/$sys/results.json ] && [ -z "$newer" ]; then continue; fi
-  { steps/ser/write_meta.sh --set "$ser_set" --protocol "$ser_protocol" --folds "$folds" \
-      --description "$(system_description $sys)" exp/ser/$sys \
-    && steps/ser/score.sh $data exp/ser/$sys; } > exp/ser/log/score_$sys.log 2>&1 \
-    || { tail -n 3 exp/ser/log/score_$sys.log >&2; echo "$0: scoring failed, see exp/ser/log/score_$sys.log" >&2; exit 1; }
-  tail -n 1 exp/ser/log/score_$sys.log
+  $train_cmd exp/ser/log/write_meta_$sys.log steps/ser/write_meta.sh --set "$ser_set" \
+    --protocol "$ser_protocol" --folds "$folds" --description "$(system_description $sys)" exp/ser/$sys
+  $train_cmd exp/ser/log/score_$sys.log steps/ser/score.sh $data exp/ser/$sys   # also exp/results.md
+  grep "^$sys: UA" exp/ser/log/score_$sys.log
 done
-# exp/results.md is regenerated by each scoring
-python -m ser.bin.make_ser_tables --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
+$train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
 cat exp/ser/table3.md

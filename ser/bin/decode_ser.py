@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import torch
 
-from ser.device import resolve_device
+from ser.cli import add_device_argument, run_main, setup_logging
 from ser.emotion.folds import utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import GraftedModel
@@ -27,47 +26,40 @@ from ser.emotion.trainer import frame_logits, kill_point, score_frames
 from ser.emotion.voting import vote
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.datadir import DataDir
+from ser.io.torch_io import TorchFileError, load_torch
 
 log = logging.getLogger("decode_ser")
 
 
 def load_grafted(path: Path) -> tuple[GraftedModel, list[str]]:
     """The model and its class order from ``final.pt``."""
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- missing / truncated / foreign file
-        raise ValueError(f"{path}: cannot read the emotion model ({e})") from e
+    d = load_torch(path, what="emotion model (train_ser's final.pt)", expect_keys=("format", "labels"))
     model = GraftedModel.from_dict(d, str(path))
-    if not d.get("labels"):
-        raise ValueError(f"{path}: no class labels stored with the model")
+    if not d["labels"]:
+        raise TorchFileError(f"{path}: no class labels stored with the model")
     return model, list(d["labels"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="decode_ser", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunk-width", type=int, default=300, help="input frames per evaluation chunk")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("test_dir")
     p.add_argument("ivector_dir")
     p.add_argument("dir")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     torch.set_num_threads(a.num_threads)
-    try:
-        decode(a)
-    except (ValueError, OSError, RuntimeError) as e:  # TODO(interfaces): ser.cli.run_main
-        print(f"decode_ser: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    decode(a)
     return 0
 
 
 def decode(a: argparse.Namespace) -> None:
     out = Path(a.dir)
     model, classes = load_grafted(out / "final.pt")
-    device = resolve_device(a.device)
+    device = a.device
     model.to(device)
     test = DataDir.load(a.test_dir)
     fs = load_parts([test.path], a.ivector_dir)
@@ -92,4 +84,4 @@ def decode(a: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

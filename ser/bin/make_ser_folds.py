@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from ser.cli import run_main
 from ser.emotion.folds import PROTOCOLS, write_folds
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="make_ser_folds", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", choices=PROTOCOLS, default="session")
     p.add_argument("--num-valid-speakers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("data_dir")
     a = p.parse_args(argv)
-    try:  # TODO(interfaces): ser.cli.run_main
-        out = write_folds(a.data_dir, a.protocol, a.num_valid_speakers, a.seed)
-    except (ValueError, OSError) as e:
-        print(f"make_ser_folds: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    out = write_folds(a.data_dir, a.protocol, a.num_valid_speakers, a.seed)
     info = json.loads((out / "folds.json").read_text())
     counts = " ".join(f"{f}={c['train']}/{c['valid']}/{c['test']}" for f, c in info["folds"].items())
     print(f"{out}: {len(info['folds'])} folds, train/valid/test utterances {counts}")
@@ -37,4 +33,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

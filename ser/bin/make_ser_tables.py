@@ -9,25 +9,21 @@ the layer-selection test fold (paper 1: session 5).
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ser.cli import run_main
 from ser.emotion.tables import write_tables
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="make_ser_tables", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table2-fold", default="Ses05")
     p.add_argument("ser_dir", nargs="?", default="exp/ser")
     a = p.parse_args(argv)
-    try:
-        for path in write_tables(a.ser_dir, a.table2_fold):
-            print(f"wrote {path}")
-    except OSError as e:
-        print(f"make_ser_tables: {e}", file=sys.stderr)
-        return 1
+    for path in write_tables(a.ser_dir, a.table2_fold):
+        print(f"wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

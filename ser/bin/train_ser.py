@@ -15,35 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
-from ser.device import resolve_device
+from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.emotion.folds import utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import make_grafted_model
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir
-# TODO(interfaces): ser.nnet.model_io.load_chain_model once refactor-lib lands
-from ser.train.chain_trainer import load_chain_model
+from ser.nnet.model_io import load_chain_model
 
 log = logging.getLogger("train_ser")
 
 
-def str2bool(s: str) -> bool:  # TODO(interfaces): ser.cli.str2bool
-    if s.lower() in ("true", "1", "yes"):
-        return True
-    if s.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train_ser", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--labels", default="ang hap neu sad", help="class order (labels.txt)")
     p.add_argument("--layer", default="tdnnf12", help="Kaldi name of the layer the head reads")
@@ -56,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(SerTrainConfig):
         typ = str2bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
         p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=getattr(defaults, f.name))
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_device_argument(p)
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("fold_dir")
     p.add_argument("ivector_dir")
@@ -67,14 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     torch.set_num_threads(a.num_threads)
-    try:
-        return run(a)
-    except (ValueError, OSError, RuntimeError) as e:  # TODO(interfaces): ser.cli.run_main
-        print(f"train_ser: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    return run(a)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -93,7 +78,7 @@ def run(a: argparse.Namespace) -> int:
     valid_d = DataDir.load(Path(a.fold_dir) / "valid")
     labels = {**utt2class(train_d, classes), **utt2class(valid_d, classes)}
     fs = load_parts([train_d.path, valid_d.path], a.ivector_dir)
-    device = resolve_device(a.device)
+    device = a.device
     model = make_grafted_model(load_chain_model(a.model), a.layer, a.hidden_dim, len(classes),
                                a.primary_lr_factor, a.from_scratch, cfg.seed)
     log.info("%s: %s up to %s (%d parameters; factor %g%s) + head %d -> %d; %d train / %d valid "
@@ -134,4 +119,4 @@ def _check_options(out: Path, options: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

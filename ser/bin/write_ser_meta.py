@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from ser.cli import run_main
 from ser.io.atomic import atomic_write_text
 
 
@@ -52,7 +52,7 @@ def make_meta(system_dir: Path, set_name: str, protocol: str, folds: list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="write_ser_meta", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", required=True, help="name of the data set, e.g. iemocap_4cls_exc")
     p.add_argument("--protocol", required=True, help="session | speaker")
@@ -60,16 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--description", default="")
     p.add_argument("system_dir")
     a = p.parse_args(argv)
-    try:  # TODO(interfaces): ser.cli.run_main
-        d = Path(a.system_dir)
-        meta, labels = make_meta(d, a.set, a.protocol, a.folds.split(), a.description)
-        atomic_write_text(d / "labels.txt", "".join(f"{x}\n" for x in labels))
-        atomic_write_text(d / "meta.json", json.dumps(meta, indent=1) + "\n")
-    except (ValueError, OSError) as e:
-        print(f"write_ser_meta: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    d = Path(a.system_dir)
+    meta, labels = make_meta(d, a.set, a.protocol, a.folds.split(), a.description)
+    atomic_write_text(d / "labels.txt", "".join(f"{x}\n" for x in labels))
+    atomic_write_text(d / "meta.json", json.dumps(meta, indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -32,37 +32,15 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ser.io.batching import FeatureSet, MatrixTable, ModelContext, load_features, model_inputs
 from ser.io.datadir import DataDir
-
-# TODO(interfaces): switch to ser.io.batching (FeatureSet, gather_frames, ivectors_per_frame,
-# model_inputs) when it lands on main; these are stand-ins with the same semantics.
-from ser.train.egs import EgsData as FeatureSet, MatrixTable
-from ser.train.egs import load_egs_data as load_features
-
-
-def gather_frames(table: MatrixTable, utt_idx: torch.Tensor, first_frame: torch.Tensor,
-                  num_frames: int, step: int = 1) -> torch.Tensor:
-    """[B, num_frames, D]: rows ``first_frame + step * j`` of each utterance, indices clamped to
-    the utterance (Kaldi's ExtractRowRangeWithPadding)."""
-    rel = first_frame[:, None] + step * torch.arange(num_frames, dtype=torch.int64)[None, :]
-    last = (table.lengths[utt_idx] - 1)[:, None]
-    rows = table.offsets[utt_idx][:, None] + torch.minimum(rel.clamp(min=0), last)
-    return table.data[rows]
-
-
-def ivectors_per_frame(fs: FeatureSet, utt_idx: torch.Tensor, first_frame: torch.Tensor,
-                       num_frames: int) -> torch.Tensor:
-    """[B, num_frames, I]: for input frame t the online i-vector row ``t // period``, clamped."""
-    iv = fs.ivectors
-    assert iv is not None
-    t = (first_frame[:, None] + torch.arange(num_frames, dtype=torch.int64)[None, :]).clamp(min=0)
-    row = torch.minimum(t // fs.ivector_period, (iv.lengths[utt_idx] - 1)[:, None])
-    return iv.data[iv.offsets[utt_idx][:, None] + row]
 
 
 def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) -> FeatureSet:
     """Features (and i-vectors) of the utterances of several data dirs in one FeatureSet
-    (e.g. a fold's train and valid parts); an utterance without an i-vector is an error."""
+    (e.g. a fold's train and valid parts).  Unlike :func:`load_features`, which drops an
+    utterance without a usable i-vector with a warning, a lost utterance is an error here:
+    a fold must be trained and tested on all of its utterances."""
     parts = [load_features(d, ivector_dir) for d in data_dirs]
     for d, p in zip(data_dirs, parts):
         have = set(p.feats.keys)
@@ -70,6 +48,8 @@ def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) 
         if lost:
             raise ValueError(f"{d}: utterance {lost[0]!r} has no usable i-vector in {ivector_dir} "
                              f"({len(lost)} such)")
+    if len(parts) == 1:
+        return parts[0]
     keys = [k for p in parts for k in p.feats.keys]
     feats = MatrixTable.from_arrays(keys, [p.feats[k] for p in parts for k in p.feats.keys])
     ivecs = None
@@ -78,29 +58,11 @@ def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) 
     return FeatureSet(feats, ivecs, parts[0].ivector_period)
 
 
-@dataclass(frozen=True)
-class Context:
-    """What the network needs around its output frames (the FULL model's context)."""
-
-    left: int
-    right: int
-    fsf: int
-
-    @classmethod
-    def of(cls, model) -> "Context":
-        return cls(int(model.left_context), int(model.right_context),
-                   int(model.frame_subsampling_factor))
-
-
-def model_inputs(fs: FeatureSet, ctx: Context, utt_idx: torch.Tensor, first_frame: torch.Tensor,
-                 num_out: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x [B, T_in, F], ivector [B, T_in, I] or None) for ``num_out`` output frames whose first
-    sits on input frame ``first_frame``: T_in = fsf * num_out + left + right."""
-    t_in = ctx.fsf * num_out + ctx.left + ctx.right
-    start = first_frame - ctx.left
-    x = gather_frames(fs.feats, utt_idx, start, t_in)
-    iv = ivectors_per_frame(fs, utt_idx, start, t_in) if fs.ivectors is not None else None
-    return x, iv
+def context_of(model) -> ModelContext:
+    """The FULL model's context (a pruned body keeps it: padding with a layer's smaller context
+    would shift the output grid)."""
+    return ModelContext(int(model.left_context), int(model.right_context),
+                        int(model.frame_subsampling_factor))
 
 
 @dataclass
@@ -139,11 +101,12 @@ class FrameEgs:
     """Training chunks of the utterances ``utts`` with class indices ``labels[utt]``."""
 
     def __init__(self, fs: FeatureSet, utts: Sequence[str], labels: Mapping[str, int],
-                 ctx: Context, chunk_width: int = 150, minibatch_size: int = 64,
+                 ctx: ModelContext, chunk_width: int = 150, minibatch_size: int = 64,
                  seed: int = 0) -> None:
-        if chunk_width <= 0 or chunk_width % ctx.fsf:
+        fsf = ctx.frame_subsampling_factor
+        if chunk_width <= 0 or chunk_width % fsf:
             raise ValueError(f"chunk width {chunk_width} must be a positive multiple of the frame "
-                             f"subsampling factor {ctx.fsf}")
+                             f"subsampling factor {fsf}")
         if minibatch_size <= 0:
             raise ValueError(f"minibatch size must be positive, got {minibatch_size}")
         missing = [u for u in utts if u not in fs.feats]
@@ -152,7 +115,7 @@ class FrameEgs:
                              f"({len(missing)} missing)")
         self.fs, self.ctx, self.seed = fs, ctx, int(seed)
         self.width, self.minibatch_size = int(chunk_width), int(minibatch_size)
-        self.num_out = self.width // ctx.fsf
+        self.num_out = self.width // fsf
         self.utt_idx = torch.tensor([fs.feats.index[u] for u in utts], dtype=torch.int64)
         self.labels = torch.tensor([int(labels[u]) for u in utts], dtype=torch.int64)
         self.lengths = fs.feats.lengths[self.utt_idx]
@@ -175,28 +138,30 @@ class FrameEgs:
             sel = torch.from_numpy(order[k:k + self.minibatch_size])
             own = torch.from_numpy(owner_a)[sel]
             first = torch.from_numpy(starts_a)[sel]
-            target = frame_targets(first, self.num_out, self.ctx.fsf, self.lengths[own],
+            target = frame_targets(first, self.num_out, self.ctx.frame_subsampling_factor,
+                                   self.lengths[own],
                                    self.labels[own])
             yield FrameMinibatch(self.utt_idx[own], first, self.num_out, target)
 
     def inputs(self, mb: FrameMinibatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return model_inputs(self.fs, self.ctx, mb.utt_idx, mb.first_frame, mb.num_out)
+        return model_inputs(self.fs, mb.utt_idx, self.ctx, mb.first_frame, mb.num_out)
 
 
 def utterance_outputs(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
-                      fs: FeatureSet, utts: Sequence[str], ctx: Context, chunk_width: int = 300,
+                      fs: FeatureSet, utts: Sequence[str], ctx: ModelContext, chunk_width: int = 300,
                       batch_size: int = 32, phase: int = 0,
                       device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """``fn(x, ivector) -> [B, n, D]`` on every output frame of each utterance: a list of
     [ceil((T - phase) / fsf), D] tensors (CPU), output j at input frame ``phase + fsf * j``."""
-    if chunk_width <= 0 or chunk_width % ctx.fsf:
-        raise ValueError(f"chunk width {chunk_width} must be a positive multiple of {ctx.fsf}")
-    num_out = chunk_width // ctx.fsf
+    fsf = ctx.frame_subsampling_factor
+    if chunk_width <= 0 or chunk_width % fsf:
+        raise ValueError(f"chunk width {chunk_width} must be a positive multiple of {fsf}")
+    num_out = chunk_width // fsf
     pieces: list[tuple[int, int]] = []  # (utterance position, first frame)
     counts = []
     for i, u in enumerate(utts):
         t = fs.feats.num_rows(u)
-        n = max(1, math.ceil((t - phase) / ctx.fsf))
+        n = max(1, math.ceil((t - phase) / fsf))
         counts.append(n)
         pieces += [(i, phase + chunk_width * k) for k in range(math.ceil(n / num_out))]
     outs: list[list[torch.Tensor]] = [[] for _ in utts]
@@ -204,7 +169,7 @@ def utterance_outputs(fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Te
     for k in range(0, len(pieces), batch_size):
         pos = torch.tensor([p for p, _ in pieces[k:k + batch_size]], dtype=torch.int64)
         first = torch.tensor([f for _, f in pieces[k:k + batch_size]], dtype=torch.int64)
-        x, iv = model_inputs(fs, ctx, index[pos], first, num_out)
+        x, iv = model_inputs(fs, index[pos], ctx, first, num_out)
         y = fn(x.to(device), None if iv is None else iv.to(device)).float().cpu()
         for b, p in enumerate(pos.tolist()):
             outs[p].append(y[b])

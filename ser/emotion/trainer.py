@@ -49,12 +49,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ser.emotion.frames import Context, FeatureSet, FrameEgs, MatrixTable, gather_frames, \
-    utterance_outputs
+from ser.emotion.frames import FrameEgs, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
 from ser.emotion.voting import vote
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.batching import FeatureSet, MatrixTable, gather_frames
+from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,6 @@ class SerTrainConfig:
     eval_chunk_width: int = 300      # evaluation chunk, input frames (results do not depend on it)
     seed: int = 0
     cache_frozen_body: bool = True   # primary_lr_factor 0 only
-
-
-def _save(obj: Any, path: Path) -> None:
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
 
 
 @dataclass
@@ -122,7 +119,7 @@ def frame_logits(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk
     """Logits [ceil(T/3), K] of every utterance (eval mode; from the cache when given)."""
     model.eval()
     if cache is None:
-        return utterance_outputs(model, fs, utts, Context.of(model), chunk_width, device=device)
+        return utterance_outputs(model, fs, utts, context_of(model), chunk_width, device=device)
     fsf = model.frame_subsampling_factor
     return [model.head(cache[u][::fsf].to(device)).float().cpu() for u in utts]
 
@@ -132,7 +129,7 @@ def body_cache(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk_w
                device: torch.device) -> MatrixTable:
     """The frozen body's output at EVERY input frame of ``utts`` (phases 0, 1, 2 interleaved)."""
     model.eval()
-    ctx, fsf = Context.of(model), model.frame_subsampling_factor
+    ctx, fsf = context_of(model), model.frame_subsampling_factor
     phases = [utterance_outputs(model.embed, fs, utts, ctx, chunk_width, phase=s, device=device)
               for s in range(fsf)]
     mats = []
@@ -160,7 +157,7 @@ class SerTrainer:
         self.model.to(self.device)
         self.valid_utts, self.labels = list(valid_utts), dict(labels)
         self.out_dir = Path(out_dir)
-        self.egs = FrameEgs(fs, train_utts, labels, Context.of(model), cfg.chunk_width,
+        self.egs = FrameEgs(fs, train_utts, labels, context_of(model), cfg.chunk_width,
                             cfg.minibatch_size, cfg.seed)
         self.optimizer = torch.optim.Adam(model.param_groups(cfg.initial_lrate))
         self.ortho_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -179,7 +176,8 @@ class SerTrainer:
     def _embeddings(self, mb) -> torch.Tensor:
         if self.cache is not None:
             fsf = self.model.frame_subsampling_factor
-            return gather_frames(self.cache, mb.utt_idx, mb.first_frame, mb.num_out, fsf)
+            # rows first + fsf * j (clamped) of the per-input-frame table
+            return gather_frames(self.cache, mb.utt_idx, mb.first_frame, fsf * mb.num_out)[:, ::fsf]
         x, iv = self.egs.inputs(mb)
         return self.model.embed(x.to(self.device), None if iv is None else iv.to(self.device))
 
@@ -260,26 +258,25 @@ class SerTrainer:
 
     # -- files ------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
-        _save({"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
-               "best_epoch": self.best_epoch, "history": self.history,
-               "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-               "best_state": self.best_state, "ortho_gen": self.ortho_gen.get_state(),
-               "config": asdict(self.cfg)}, self.out_dir / "checkpoint.pt")
+        save_torch({"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
+                    "best_epoch": self.best_epoch, "history": self.history,
+                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "best_state": self.best_state, "ortho_gen": self.ortho_gen.get_state(),
+                    "rng": rng_state(), "config": asdict(self.cfg)}, self.out_dir / "checkpoint.pt")
 
     def _resume(self) -> None:
         path = self.out_dir / "checkpoint.pt"
         torch.manual_seed(self.cfg.seed)
         if not path.is_file():
             return
-        try:
-            d = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 -- a truncated file is reported, not trusted
-            raise ValueError(f"{path}: cannot read the checkpoint ({e}); delete it to restart") from e
-        if d.get("format") != CHECKPOINT_FORMAT or d.get("config") != asdict(self.cfg):
-            raise ValueError(f"{path}: made with other options; delete it to restart")
+        d = load_torch(path, what="emotion trainer checkpoint (delete it to restart)",
+                       expect_keys=("format", "config", "model", "optimizer", "rng"))
+        if d["format"] != CHECKPOINT_FORMAT or d["config"] != asdict(self.cfg):
+            raise TorchFileError(f"{path}: made with other options; delete it to restart")
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.ortho_gen.set_state(d["ortho_gen"])
+        set_rng_state(d["rng"])
         self.epoch, self.step, self.best_epoch = int(d["epoch"]), int(d["step"]), int(d["best_epoch"])
         self.history, self.best_state = list(d["history"]), d["best_state"]
         log.info("resuming from %s after epoch %d", path, self.epoch - 1)
@@ -293,8 +290,8 @@ class SerTrainer:
                                                         "valid_loss")}
         figures.update(epoch=self.best_epoch, epochs_trained=self.epoch,
                        num_valid_utts=len(self.valid_utts))
-        _save(dict(self.model.to_dict(), valid=figures, labels=self.class_names),
-              self.out_dir / "final.pt")
+        save_torch(dict(self.model.to_dict(), valid=figures, labels=self.class_names),
+                   self.out_dir / "final.pt")
         plot_curve(self.history, self.best_epoch, self.out_dir / "training_curve.png")
         atomic_write_text(self.out_dir / "valid.json",
                           json.dumps(dict(figures, history=self.history), indent=1) + "\n")
