@@ -43,9 +43,8 @@ def write_wav(path: Path, x: np.ndarray, fs: int = 16000) -> Path:
     return path
 
 
-def write_extractor(out: Path, signals: list[np.ndarray]) -> Path:
+def write_extractor(out: Path, signals: list[np.ndarray], opts: MfccOptions) -> Path:
     """An online i-vector extractor dir fitted (by initialisation only) to the signals' MFCC."""
-    opts = MfccOptions.from_conf(out.parent / "mfcc.conf")
     g = torch.Generator().manual_seed(0)
     feats = [compute_mfcc([torch.from_numpy(x * 32768)], opts, generator=g)[0] for x in signals]
     allf = torch.cat(feats).double()
@@ -88,7 +87,7 @@ def make_system(root: Path, num_wavs: int = 4) -> dict[str, Path]:
     signals = [voice(1.2 + 0.6 * i, seed=i) for i in range(num_wavs)]
     wavs = [write_wav(root / "wav" / f"rec{i}.wav", x) for i, x in enumerate(signals)]
     (root / "mfcc.conf").write_text(MFCC_CONF)
-    ext = write_extractor(root / "extractor", signals)
+    ext = write_extractor(root / "extractor", signals, MfccOptions.from_conf(root / "mfcc.conf"))
     final = write_final_pt(root / "exp" / "sys" / "all" / "final.pt")
     data = root / "data"
     data.mkdir()
