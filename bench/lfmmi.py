@@ -101,7 +101,7 @@ def time_it(fn, device: torch.device, repeats: int) -> float:
 
 
 def run(device: torch.device, graph: ChainGraph, args: argparse.Namespace) -> None:
-    P = max(args.pdfs, graph.num_pdfs_used)
+    P = max(args.pdfs or 0, graph.num_pdfs_used)
     den = DenominatorGraph(graph)
     gen = torch.Generator().manual_seed(1)
     y_full = (torch.randn(args.chunks, args.frames, P, generator=gen) * 2.0).to(device)
@@ -139,7 +139,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=20000)
     ap.add_argument("--arcs", type=int, default=150000)
-    ap.add_argument("--pdfs", type=int, default=3500)
+    ap.add_argument("--pdfs", type=int, default=None,
+                    help="nnet output columns (default: 3500 for the random graph, the den graph's pdf count for --den-graph)")
     ap.add_argument("--pdf-by-dst", action="store_true", help="random graph: arcs into a state share its pdf")
     ap.add_argument("--den-graph", default="", help="torch.save'd ChainGraph.state_dict() (overrides the random graph)")
     ap.add_argument("--chunks", type=int, default=64)
@@ -156,7 +157,7 @@ def main() -> None:
     if args.den_graph:
         graph = ChainGraph.from_state_dict(load_torch(args.den_graph, what="den graph"))
     else:
-        graph = random_den_graph(args.states, args.arcs, args.pdfs, seed=0, pdf_by_dst=args.pdf_by_dst)
+        graph = random_den_graph(args.states, args.arcs, args.pdfs or 3500, seed=0, pdf_by_dst=args.pdf_by_dst)
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))

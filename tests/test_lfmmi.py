@@ -107,17 +107,17 @@ def brute_force(g: ChainGraph, y: list[list[float]], leaky: float, den: bool) ->
 @pytest.mark.parametrize("leaky", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("mode", ["dst", "src"])
 @pytest.mark.parametrize("layout", ["grouped", "per-arc"])
-@pytest.mark.parametrize("prealloc", [False, True])
+@pytest.mark.parametrize("keep", [True, False])
 def test_denominator_matches_brute_force(
-    monkeypatch: pytest.MonkeyPatch, leaky: float, mode: str, layout: str, prealloc: bool
+    monkeypatch: pytest.MonkeyPatch, leaky: float, mode: str, layout: str, keep: bool
 ) -> None:
     import ser.chain.denominator as denmod
 
-    # both arc layouts (CSR products over (state, pdf) groups / one group per arc) and the
-    # preallocated-buffer path that large CPU problems take
+    # both arc layouts (CSR products over (state, pdf) groups / one group per arc); the backward with the
+    # forward's group products kept and recomputed
     monkeypatch.setattr(denmod, "_PER_ARC_FRACTION", 1.0 if layout == "grouped" else 0.0)
-    if prealloc:
-        monkeypatch.setattr(denmod, "_OUT_MIN_NUMEL", 0)
+    if not keep:
+        monkeypatch.setattr(denmod, "_KEEP_GROUP_PRODUCTS_BYTES", 0)
     g = random_graph(4, 9, 4, seed=1)
     B, T = 2, 3
     torch.manual_seed(0)

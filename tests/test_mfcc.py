@@ -190,6 +190,29 @@ def test_dither_is_random_but_seedable() -> None:
     assert torch.isfinite(silent).all() and silent[:, 0].std() > 0
 
 
+def test_dither_noise_statistics() -> None:
+    """The added noise is N(0, dither^2) per sample, fresh per frame, reproducible from the generator alone."""
+    from ser.features.mfcc import dither_noise
+
+    g = torch.Generator().manual_seed(3)
+    noise = dither_noise(20000, 400, g, torch.device("cpu")).double()
+    n = noise.numel()
+    assert abs(float(noise.mean())) < 4.0 / math.sqrt(n)  # 4 sigma of the sample mean
+    assert abs(float(noise.var()) - 1.0) < 4.0 * math.sqrt(2.0 / n)  # 4 sigma of the sample variance
+    # frames are not copies of each other: correlation of consecutive frames' noise ~ 0
+    a, b = noise[:-1].flatten(), noise[1:].flatten()
+    assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.01
+    # same generator state -> same noise (what makes compute_mfcc_feats independent of the job split)
+    again = dither_noise(20000, 400, torch.Generator().manual_seed(3), torch.device("cpu")).double()
+    assert torch.equal(noise, again)
+    # the dither option scales it: MFCC input noise of a silent signal has variance dither^2
+    opts = MfccOptions(**HIRES).replace(dither=2.0, remove_dc_offset=False, preemphasis_coefficient=0.0,
+                                        window_type="rectangular")
+    ext = Mfcc(opts)
+    x = ext._block([torch.zeros(5000, ext.opts.window_size)], torch.Generator().manual_seed(0)).double()
+    assert abs(float(x.var()) - 4.0) < 4.0 * 4.0 * math.sqrt(2.0 / x.numel())
+
+
 def test_vtln_warp_function() -> None:
     low, high, vlow, vhigh = 20.0, 7600.0, 100.0, 7100.0
     for warp in (0.85, 1.0, 1.15):

@@ -59,15 +59,18 @@ __all__ = [
 ]
 
 
+# The per-frame products below are CSR x dense; torch warns once that CSR support is "beta".  Filtered here,
+# once, rather than by a catch_warnings() around each product (which cost ~10% of the whole computation).
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
 def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """A coalesced (duplicates summed) CSR matrix from COO triplets."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=False).coalesce()
-        csr = coo.to_sparse_csr()
-        return torch.sparse_csr_tensor(
-            csr.crow_indices(), csr.col_indices(), csr.values(), shape, check_invariants=False
-        )
+    """A coalesced (duplicates summed) CSR matrix from COO triplets, with int32 indices (int64 ones are
+    converted on every CPU product: ~25% slower, measured)."""
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=False).coalesce()
+    csr = coo.to_sparse_csr()
+    return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), shape,
+                                   check_invariants=False)
 
 
 @dataclass
@@ -180,19 +183,13 @@ def _check_leaky(leaky_hmm_coefficient: float) -> None:
         raise ValueError(f"leaky_hmm_coefficient must be in [0, 1), got {leaky_hmm_coefficient}")
 
 
-_OUT_MIN_NUMEL = 65536  # use torch.mm(..., out=) from this size on (its out= path is slow for tiny shapes)
-
-
 def _mm(m: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = m @ v for a CSR m.  For large CPU tensors directly into the preallocated
-    ``out`` (fresh large allocations cost page faults on every frame); on CUDA the
-    caching allocator makes the temporary cheap."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        if v.device.type == "cpu" and out.numel() >= _OUT_MIN_NUMEL:
-            return torch.mm(m, v, out=out)
-        out.copy_(m @ v)
-        return out
+    """out = m @ v for a CSR m.  On the CPU directly into the preallocated ``out`` (fresh allocations
+    cost page faults on every frame); on CUDA the caching allocator makes the temporary cheap."""
+    if v.device.type == "cpu":
+        return torch.mm(m, v, out=out)
+    out.copy_(m @ v)
+    return out
 
 
 def _gather(v: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -255,8 +252,9 @@ def denominator_forward_backward(
     y = nnet_output.detach()
     dt = den.tensors(y.device, y.dtype, P)
     # exp of the clamped output, transposed to [T, P, B] like Kaldi's exp_nnet_output_transposed_.
-    x = y.clamp(-30.0, 30.0).exp().permute(1, 2, 0).contiguous()
-    alpha, tot = _den_alpha(x, dt, c)
+    # one copy (never a view of the output: .contiguous() may return one), then in place
+    x = y.new_empty(T, P, B).copy_(y.permute(1, 2, 0)).clamp_(-30.0, 30.0).exp_()
+    alpha, tot, groups = _den_alpha(x, dt, c, keep=compute_deriv)
     if lens is None:
         tot_prob = alpha[T].sum(0)
         logprob = tot_prob.log() + tot[:T].log().sum(0)
@@ -269,7 +267,7 @@ def denominator_forward_backward(
     ok = bool(torch.isfinite(logprob).all())
     if not compute_deriv:
         return logprob, None, ok
-    deriv, ok_t0 = _den_beta(x, dt, c, alpha, tot, tot_prob, lens)
+    deriv, ok_t0 = _den_beta(x, dt, c, alpha, tot, groups, tot_prob, lens)
     out = deriv.permute(2, 0, 1)
     mask = valid_frame_mask(lens, B, T, y.device)
     if mask is not None:  # padded frames: exactly zero (even if their alpha was not finite)
@@ -277,9 +275,18 @@ def denominator_forward_backward(
     return logprob, out, ok and ok_t0
 
 
-def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+_KEEP_GROUP_PRODUCTS_BYTES = 1 << 30  # the forward keeps its per-group products for the backward up to this size
+
+
+def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
+               keep: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The forward pass over x [T, P, B]: (alpha' [T+1, S, B] after the leak step,
-    tot_alpha [T+1, B])."""
+    tot_alpha [T+1, B], and -- "dst" mode, ``keep`` -- the group products
+    W(t, k) = x(t, pdf_k) sum_{arcs of k} p alpha'(t, src) [T, K, B]).
+
+    The backward's occupations are W(t, k) beta(t+1, dst_k) / tot_alpha(t): kept, W saves the
+    backward one of its three large sparse products per frame (Kaldi recomputes; memory: T K B
+    floats, kept only below _KEEP_GROUP_PRODUCTS_BYTES)."""
     T, B = x.shape[0], x.shape[2]
     S, K = dt.init.numel(), dt.group_pdf.numel()
     init = dt.init
@@ -287,6 +294,8 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float) -> tuple[torch.Tensor
     tot = x.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
     xk = x.new_empty(K, B)  # x of each group's pdf
     work = x.new_empty(K, B)
+    keep = keep and dt.mode == "dst" and T * K * B * x.element_size() <= _KEEP_GROUP_PRODUCTS_BYTES
+    groups = x.new_empty(T, K, B) if keep else None
     alpha[0] = init[:, None]
     for t in range(T + 1):
         a = alpha[t]
@@ -297,16 +306,19 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float) -> tuple[torch.Tensor
             break
         _gather(x[t], dt.group_pdf, xk)
         if dt.mode == "dst":
-            _mm(dt.state_scatter, _group_sum(dt, a, work).mul_(xk), alpha[t + 1])
+            w = _group_sum(dt, a, groups[t] if groups is not None else work).mul_(xk)
+            _mm(dt.state_scatter, w, alpha[t + 1])
         else:
             _mm(dt.scatter_mat, _gather(a, dt.group_state, work).mul_(xk), alpha[t + 1])
         alpha[t + 1].div_(tot[t])
-    return alpha, tot
+    return alpha, tot, groups
 
 
 def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, tot: torch.Tensor,
-              tot_prob: torch.Tensor, lens: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
-    """The backward pass: (occupations [T, P, B] of the valid frames, the t = 0 check)."""
+              groups: torch.Tensor | None, tot_prob: torch.Tensor,
+              lens: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """The backward pass: (occupations [T, P, B] of the valid frames, the t = 0 check).
+    ``groups``: the forward's kept group products (consumed), or None."""
     T, P, B = x.shape
     S, K = dt.init.numel(), dt.group_pdf.numel()
     init = dt.init
@@ -334,7 +346,11 @@ def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, t
         a = alpha[t]
         inv = 1.0 / tot[t]
         _gather(x[t], dt.group_pdf, xk)
-        if dt.mode == "dst":
+        if dt.mode == "dst" and groups is not None:
+            g = _gather(beta, dt.group_state, work)  # beta(t+1, dst)
+            _mm(dt.scatter_mat, torch.mul(g, xk, out=work2), beta_dash)
+            occ = groups[t].mul_(g)
+        elif dt.mode == "dst":
             z = _gather(beta, dt.group_state, work).mul_(xk)  # x * beta(t+1, dst)
             _mm(dt.scatter_mat, z, beta_dash)
             occ = _group_sum(dt, a, work2).mul_(z)

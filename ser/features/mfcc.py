@@ -15,8 +15,12 @@ Input waveforms are in int16 scale (Kaldi's wave reader does not scale to [-1, 1
 
 Deviations from Kaldi:
 
-* dither noise comes from ``torch.randn`` (optionally a seeded ``torch.Generator``), not Kaldi's
-  ``RandGauss``; the noise is independent per frame and sample exactly as in Kaldi, but the numbers differ;
+* dither noise is not drawn afresh per sample (Kaldi's ``RandGauss``): each frame adds a window of a fixed
+  pool of 2^18 standard-normal samples (:func:`dither_pool`, seeded once) at a uniformly random offset drawn
+  from the caller's ``torch.Generator`` (per utterance in ``compute_mfcc_feats``). Within a frame the noise
+  is i.i.d. N(0, dither^2) as in Kaldi; two frames share noise only where their windows of the pool overlap
+  (chance ~0.3% per pair). Drawing 400 Gaussians per frame cost more than the MFCC itself (``bench/mfcc.py``);
+  a row gather costs ~1/7 of it;
 * everything is computed in float32 with ``torch.fft.rfft`` (Kaldi: float32 split-radix FFT); the mel,
   window and DCT tables are built in float64 and rounded to float32; results agree with
   kaldi-native-fbank to ~1e-3;
@@ -364,6 +368,28 @@ def lifter_coeffs(num_ceps: int, cepstral_lifter: float) -> torch.Tensor:
 # The extractor
 
 
+DITHER_POOL_SIZE = 1 << 18
+
+
+@functools.lru_cache(maxsize=None)
+def dither_pool(device: torch.device) -> torch.Tensor:
+    """The fixed pool of standard-normal samples the dither windows are cut from (same on every device),
+    standardised to mean 0 and variance 1 exactly, so that no pool-wide offset biases every frame."""
+    pool = torch.randn(DITHER_POOL_SIZE, generator=torch.Generator().manual_seed(0x5EED), dtype=torch.float64)
+    return ((pool - pool.mean()) / pool.std()).to(device, torch.float32)
+
+
+def dither_noise(num_frames: int, frame_length: int, generator: torch.Generator | None,
+                 device: torch.device) -> torch.Tensor:
+    """(num_frames, frame_length) standard-normal noise: one pool window per frame at a random offset."""
+    pool = dither_pool(torch.device(device))
+    if frame_length > pool.numel():
+        raise ValueError(f"frame length {frame_length} exceeds the dither pool ({pool.numel()} samples)")
+    offsets = torch.randint(0, pool.numel() - frame_length + 1, (num_frames,), generator=generator,
+                            device=pool.device)
+    return pool.unfold(0, frame_length, 1).index_select(0, offsets)
+
+
 class Mfcc:
     """MFCC extractor holding its window, mel-bank and (liftered) DCT tables on ``device``.
 
@@ -531,9 +557,15 @@ class Mfcc:
         """Copy frame views into one contiguous block and add the dither (Dither in feature-window.cc)."""
         x = torch.cat(pieces) if len(pieces) > 1 else pieces[0].clone()
         if self.opts.dither != 0.0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x.add_(noise, alpha=self.opts.dither)
+            x.add_(dither_noise(x.shape[0], x.shape[1], generator, x.device), alpha=self.opts.dither)
         return x
+
+    def _padded_buffer(self, n: int, device: torch.device) -> torch.Tensor:
+        """A reused (n, padded_window_size) block whose zero padding is written once, not per block."""
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape[0] < n or buf.device != device:
+            buf = self._buf = torch.zeros(max(n, self.chunk_frames), self.opts.padded_window_size, device=device)
+        return buf[:n]
 
     def _process(self, x: torch.Tensor) -> torch.Tensor:
         """ProcessWindow + MfccComputer::Compute for a (n, frame_length) block of (dithered) frames."""
@@ -544,7 +576,7 @@ class Mfcc:
         energy = None
         if o.use_energy and o.raw_energy:
             energy = (x * x).sum(dim=1).clamp_min(FLT_EPSILON).log()
-        buf = x.new_zeros(n, o.padded_window_size)
+        buf = self._padded_buffer(n, x.device)
         c = o.preemphasis_coefficient
         if c != 0.0:
             torch.add(x[:, 1:], x[:, :-1], alpha=-c, out=buf[:, 1:length])
@@ -555,7 +587,7 @@ class Mfcc:
         if o.use_energy and not o.raw_energy:
             energy = (buf * buf).sum(dim=1).clamp_min(FLT_EPSILON).log()
         spec = torch.fft.rfft(buf, dim=1)
-        power = spec.real.square() + spec.imag.square()  # (n, N/2 + 1); the Nyquist row of self.mel is zero
+        power = spec.real.square().addcmul_(spec.imag, spec.imag)  # (n, N/2 + 1); Nyquist row of self.mel is 0
         mel = (power @ self.mel).clamp_min_(FLT_EPSILON).log_()
         ceps = mel @ self.dct
         if energy is not None:
