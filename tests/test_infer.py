@@ -330,3 +330,22 @@ def test_block_layout_frees_its_input_without_the_cyclic_gc():
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_cli_data_dir_with_segments(recognizer, system, tmp_path):
+    """A data dir whose utterances are segments of one recording: each is cut as stage 3 cuts it."""
+    x = np.concatenate([voice(1.5, seed=7), voice(2.0, seed=8)])
+    wav = write_wav(tmp_path / "reco.wav", x)
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"reco {wav}\n")
+    (d / "segments").write_text("reco-a reco 0.00 1.50\nreco-b reco 1.50 3.50\n")
+    (d / "utt2spk").write_text("reco-a reco\nreco-b reco\n")
+    out = tmp_path / "k"
+    assert run_program(ser_infer.main, ["--model", str(system["export"]), "--format", "kaldi", "--output", str(out),
+                                        str(d)]) == 0
+    got = read_table(out / "utt2post")
+    pcm = sf.read(wav, dtype="int16")[0]
+    for u, (a, b) in {"reco-a": (0, 24000), "reco-b": (24000, 56000)}.items():
+        ref = recognizer.classify_signal(pcm[a:b], 16000, name=u)
+        np.testing.assert_allclose(np.array(got[u], float), ref.posteriors, atol=2e-6)

@@ -32,7 +32,6 @@ import torch
 from tqdm import tqdm
 
 from ser.cli import add_device_argument, run_main, setup_logging
-from ser.emotion.voting import decide
 from ser.infer.audio import list_recordings
 from ser.infer.recognizer import Classification, EmotionRecognizer
 from ser.infer.timeline import Timeline
@@ -103,8 +102,7 @@ def classify(rec: EmotionRecognizer, r, a: argparse.Namespace) -> Classification
     out = Path(a.timeline) / timeline_name(r.id)
     tl.write_png(out.with_name(out.name + ".png"))
     tl.write_csv(out.with_name(out.name + ".csv"))
-    post = fp.posteriors.double().mean(0)
-    return Classification(r.id, rec.labels[decide(post)], rec.labels, post.tolist(), fp.duration)
+    return Classification.of(r.id, rec.labels, fp.posteriors.double().mean(0), fp.duration)
 
 
 def main(argv: list[str] | None = None) -> int:

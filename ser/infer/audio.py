@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 import soundfile as sf
 
-from ser.io.audio import AudioError, AudioStats, iter_utterance_audio
+from ser.io.audio import AudioError, AudioStats, RecordingCache, cut_segment
 from ser.io.datadir import DataDir, read_kv
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,20 @@ def signal_blocks(signal: np.ndarray, sample_rate: int, name: str) -> Iterator[n
 
 
 def _data_dir_recordings(d: DataDir) -> Iterator[Recording]:
-    """The utterances of a data dir, read as stage 3 reads them (ser.io.audio)."""
+    """The utterances of a data dir, read as stage 3 reads them (ser.io.audio: channel 0,
+    ``segments`` cut as extract-segments does); each recording is read once for its segments."""
     stats = AudioStats()
+    cache = RecordingCache(d.wav, SAMPLE_RATE, stats)
     for u in d.utts:
         def read(u: str = u) -> Iterator[np.ndarray]:
-            got = list(iter_utterance_audio(d, SAMPLE_RATE, stats, utts=[u]))
-            if not got:
-                raise AudioError(f"{d.path}: utterance {u}: no audio (segment skipped or empty, see the log)")
-            yield got[0][1]
+            if d.segments is None:
+                yield cache.get(u)
+                return
+            seg = d.segments[u]
+            y = cut_segment(cache.get(seg.reco), SAMPLE_RATE, seg.start, seg.end, f"utterance {u}", stats)
+            if y is None:
+                raise AudioError(f"{d.path}: utterance {u}: segment skipped (see the warning above)")
+            yield y
         yield Recording(u, read, f"{d.path}: utterance {u}")
 
 

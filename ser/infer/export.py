@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import ser
 from ser.emotion.graft import GraftedModel
 from ser.features.mfcc import MfccOptions
@@ -63,7 +61,9 @@ def _git_commit() -> str | None:
                            cwd=Path(ser.__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    return p.stdout.strip() or None if p.returncode == 0 else None
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip() or None
 
 
 def _sha256(path: Path) -> str:
@@ -163,6 +163,3 @@ def read_export(path: str | Path) -> tuple[dict, list[str]]:
         raise ValueError(f"{p}/labels.txt: {labels} differ from model.json's {doc.get('labels')}")
     return doc, labels
 
-
-def num_parameters(model: torch.nn.Module) -> int:
-    return sum(int(x.numel()) for x in model.parameters())

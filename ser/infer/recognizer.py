@@ -42,6 +42,7 @@ from ser.emotion.voting import decide
 from ser.features.mfcc import MfccOptions, compute_mfcc, num_frames
 from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
 from ser.infer.export import load_grafted, read_export
+from ser.infer.timeline import Timeline
 from ser.io.audio import AudioError
 from ser.io.batching import FeatureSet, MatrixTable, model_inputs
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
@@ -61,6 +62,11 @@ class Classification:
     labels: list[str]
     posteriors: list[float]
     duration: float  # seconds of 16 kHz audio
+
+    @classmethod
+    def of(cls, rec_id: str, labels: list[str], posterior: torch.Tensor, duration: float) -> "Classification":
+        """From the mean frame softmax [K] (float64): the argmax, ties to the first label."""
+        return cls(rec_id, labels[decide(posterior)], list(labels), posterior.tolist(), duration)
 
     def __str__(self) -> str:
         post = " ".join(f"{k} {p:.3f}" for k, p in zip(self.labels, self.posteriors))
@@ -208,9 +214,7 @@ class EmotionRecognizer:
         for p in self._stream(blocks, rec_id, check):
             total += p.sum(0)
             count += p.shape[0]
-        post = total / count
-        return Classification(rec_id, self.labels[decide(post)], self.labels, post.tolist(),
-                              check.count / SAMPLE_RATE)
+        return Classification.of(rec_id, self.labels, total / count, check.count / SAMPLE_RATE)
 
     def frame_posteriors(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
                          ) -> FramePosteriors:
@@ -231,8 +235,6 @@ class EmotionRecognizer:
     def timeline(self, source: str | Path | np.ndarray, sample_rate: int | None = None,
                  window: float = 2.0, shift: float = 0.5, name: str | None = None):
         """:class:`ser.infer.timeline.Timeline` of a file or a signal: sliding-window posteriors."""
-        from ser.infer.timeline import Timeline
-
         if isinstance(source, (str, Path)):
             fp = self.frame_posteriors(file_blocks(source), name or str(source), str(source))
         else:
