@@ -121,31 +121,6 @@ def test_run_sh_usage():
     assert r.returncode == 1 and "Usage:" in r.stderr
 
 
-def test_jobs_slurm_script_with_fake_sbatch(tmp_path):
-    """The slurm backend's array script, run by a stand-in sbatch that executes each task locally."""
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        "for a in \"$@\"; do case $a in --array=*) r=${a#--array=};; esac; script=$a; done\n"
-        "echo \"$@\" > \"$(dirname \"$0\")/args\"\n"
-        "for i in $(seq ${r%-*} ${r#*-}); do SLURM_ARRAY_TASK_ID=$i bash \"$script\"; done\n"
-    )
-    fake.chmod(0o755)
-    env = {**__import__("os").environ, "PATH": f"{fake.parent}:{__import__('os').environ['PATH']}"}
-    log = tmp_path / "log" / "s.JOB.log"
-    r = subprocess.run([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "--slurm-opts", "-p cpu",
-                        "JOB=1:2", str(log), f"echo task JOB > {tmp_path}/o.JOB"], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "o.2").read_text().strip() == "task 2"
-    assert "--wait --array=1-2" in (fake.parent / "args").read_text() and "-p cpu" in (fake.parent / "args").read_text()
-    assert "# Ended (code 0)" in (tmp_path / "log" / "s.1.log").read_text()
-    r = subprocess.run([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "JOB=1:2", str(log), "test JOB = 1"],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and "s.2.log" in r.stderr
-
-
 def test_modify_speaker_info():
     """utils/data/modify_speaker_info.sh: by utterance count, by duration, both; worked by hand."""
     u2s = {f"s1-u{i}": "s1" for i in range(5)} | {"s2-u0": "s2"}
