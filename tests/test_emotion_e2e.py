@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from emotion_data import CLASSES, save_tiny_model, write_tiny_set
+from infer_data import MFCC_CONF, voice, write_extractor
+from ser.features.mfcc import MfccOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec"]
@@ -50,6 +52,8 @@ def recipe_dir(root: Path, systems: list[str] = SYSTEMS) -> Path:
     write_tiny_set(root, sessions=2, utts_per_speaker=6)
     (root / "exp/chain/tdnn").mkdir(parents=True)
     save_tiny_model(root / "exp/chain/tdnn/final.pt")
+    (root / "conf/mfcc_hires.conf").write_text(MFCC_CONF)  # what the export step copies (13 dims here)
+    write_extractor(root / "exp/nnet3/extractor", [voice(2.0, seed=0)], MfccOptions.from_conf(root / "conf/mfcc_hires.conf"))
     return root
 
 
@@ -96,6 +100,10 @@ def test_stage7_end_to_end_killed_and_rerun(tmp_path):
                 assert CLASSES[p.index(max(p))] == pred[line.split()[0]]
     for t in ("table2.md", "table3.md"):
         assert "not run" not in (ser / t).read_text()
+    info = json.loads((ser / "tdnn_l12_uttivec/export/model.json").read_text())  # the deployed model
+    cv = json.loads((ser / "tdnn_l12_uttivec/results.json").read_text())["mean"]
+    assert info["cross_validation"]["mean"]["ua"] == cv["ua"] and info["set"] == "iemocap_tiny"
+    assert (ser / "tdnn_l12_uttivec/final/final.pt").is_file()
     assert "Transfer minus scratch" in (ser / "table3.md").read_text()
     assert "| 13th TDNN | tdnnf13 |" in (ser / "table2.md").read_text()
 

@@ -124,3 +124,8 @@ for sys in $ser_systems; do
 done
 $train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
 cat exp/ser/table3.md
+# the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
+case " $ser_systems " in *" tdnn_l12_uttivec "*)
+  local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \
+    "${train_common[@]}" $(system_opts tdnn_l12_uttivec) ;;
+esac
