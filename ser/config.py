@@ -57,6 +57,7 @@ class FeaturesConfig:
     mfcc_config: str = "conf/mfcc_hires.conf"
     speed_perturb: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     volume_perturb: bool = True
+    min_seg_len: float = 1.55  # combine_short_segments.sh on the ASR training data (seconds)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,33 @@ class ChainConfig:
     num_chunk_per_minibatch: int = 64
     type: Literal["biphone", "mono"] = "biphone"
     num_extra_lm_states: int = 2000
+
+
+@dataclass(frozen=True)
+class SerConfig:
+    """Stage 7, paper 1: emotion recognition by transfer from the TDNN-F (local/ser/run_tdnn.sh)."""
+    set: str = "iemocap_4cls_exc"                  # ang, exc->hap, neu, sad: 4936 turns (paper 1, Table 1)
+    labels: list[str] = field(default_factory=lambda: ["ang", "hap", "neu", "sad"])  # labels.txt order
+    protocol: Literal["session", "speaker"] = "session"   # leave one session (paper 1) / speaker out
+    num_valid_speakers: int = 1                    # whole speakers of the training sessions, model selection
+    model: str = "exp/chain/tdnn/final.pt"         # the LF-MMI-pretrained TDNN-F of stage 6
+    ivector_dir: str = "exp/nnet3/ivectors_iemocap_all"          # per-speaker online i-vectors
+    utt_ivector_dir: str = "exp/nnet3/ivectors_iemocap_all_utt"  # per-utterance (tdnn_l12_uttivec)
+    systems: list[str] = field(default_factory=lambda: ["tdnn_l12", "tdnn_l13", "tdnn_prefinal",
+                                                        "tdnn_scratch", "tdnn_l12_uttivec"])
+    layer: str = "tdnnf12"                         # paper 1's 12th TDNN layer (Kaldi's name)
+    prefinal_layer: str = "prefinal-l"             # the linear prefinal layer (Table 2)
+    layer_selection_folds: list[str] = field(default_factory=lambda: ["Ses05"])  # Table 2: test on session 5
+    hidden_dim: int = 1024                         # the head's dense layer (paper: not given; layer width)
+    primary_lr_factor: float = 0.25                # transferred layers' rate factor (Kaldi; 0 = frozen)
+    num_epochs: int = 8                            # at most; the epoch is selected on validation
+    patience: int = 3                              # early stop: epochs without a better validation UA
+    initial_lrate: float = 0.001                   # Adam step size of the head, decayed exponentially ...
+    final_lrate: float = 0.0001                    # ... to this at the last epoch
+    chunk_width: int = 150                         # training chunk, input frames (tdnn_1g's)
+    minibatch_size: int = 64                       # chunks per minibatch
+    cache_frozen_body: bool = True                 # factor 0: compute the body's outputs once per fold
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +154,7 @@ class RecipeConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ivector: IvectorConfig = field(default_factory=IvectorConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    ser: SerConfig = field(default_factory=SerConfig)
     ctc: CtcConfig = field(default_factory=CtcConfig)
     paper2: Paper2Config = field(default_factory=Paper2Config)
 

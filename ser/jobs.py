@@ -8,12 +8,13 @@ backend; the stages only ever see the ``$train_cmd`` string, so a new backend ne
 A single step runs the same way with one log: ``$train_cmd exp/log/step.log <command...>``.
 
 Backends: ``local`` (a pool of subprocesses, at most ``--max-jobs-run`` at once,
-default the number of CPUs) and ``slurm`` (one ``sbatch --wait --array`` job array).
+default the number of CPUs) and ``slurm`` (one job array, see ``ser.slurm``; resource
+options such as ``--mem 4G --num-threads 2 --gpu 1`` are mapped onto sbatch options by a
+cluster config in the format of Kaldi's conf/slurm.conf).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -22,6 +23,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ser.slurm import SlurmError, run_slurm
 
 _RANGE = re.compile(r"^([A-Za-z_]+)=(\d+)(?::(\d+))?$")
 
@@ -70,67 +73,74 @@ def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: in
         return list(ex.map(one, range(lo, hi + 1)))
 
 
-def run_slurm(var: str, lo: int, hi: int, log: str, cmd: list[str], extra: list[str]) -> list[int]:
-    """One job array; each task runs the command with $SLURM_ARRAY_TASK_ID as the job index."""
-    logdir = Path(_subst(log, var, lo)).parent
-    logdir.mkdir(parents=True, exist_ok=True)
-    script = logdir / f"q_{Path(log).name.replace(var, 'array')}.sh"
-    body = shlex.join(cmd) if len(cmd) > 1 else cmd[0]
-    body = re.sub(rf"\b{var}\b", "${SLURM_ARRAY_TASK_ID}", body)
-    logt = re.sub(rf"\b{var}\b", "${SLURM_ARRAY_TASK_ID}", log)
-    script.write_text(
-        "#!/bin/bash\n"
-        f"cd {shlex.quote(os.getcwd())}\n"
-        f"export {var}=${{SLURM_ARRAY_TASK_ID}}\n"
-        f'( echo "# {body}"; echo "# Started at $(date)"; {body}; rc=$?; echo "# Ended (code $rc) at $(date)"; exit $rc ) > "{logt}" 2>&1\n'
-    )
-    # sbatch --wait exits non-zero when any task failed: the task logs tell which
-    rc = subprocess.call(["sbatch", "--wait", f"--array={lo}-{hi}", "-o", "/dev/null", *extra, str(script)])
-    codes = []
-    for i in range(lo, hi + 1):
-        text = Path(_subst(log, var, i)).read_text() if Path(_subst(log, var, i)).exists() else ""
-        m = re.search(r"# Ended \(code (\d+)\)", text)
-        codes.append(int(m.group(1)) if m else 1)
-    if rc != 0 and not any(codes):
-        raise JobError(f"sbatch failed with code {rc} although every task log reports success; see {logdir}")
-    return codes
+USAGE = """Usage: python -m ser.jobs [options] JOB=1:N <log> <command...>
+   or: python -m ser.jobs [options] <log> <command...>
+ e.g.: python -m ser.jobs --backend slurm --mem 2G JOB=1:4 exp/log/x.JOB.log echo JOB
+Options:
+  --backend local|slurm      local: a process pool; slurm: one sbatch job array (default local)
+  --max-jobs-run N           at most N jobs at once (local default: the CPUs; slurm: --array=1-M%N)
+  --config FILE              slurm: cluster config in Kaldi's format (default conf/slurm.conf)
+  --mem M, --num-threads N, --gpu N, --time T, or any option the cluster config describes:
+                             slurm: mapped onto sbatch options by the config; local: ignored (as run.pl)
+  -x VALUE                   slurm: passed to sbatch as it is (e.g. -p gpu)"""
+
+
+def parse_args(argv: list[str]) -> tuple[dict, list[str], str, int, int, str, list[str]]:
+    """Kaldi's option loop: ``--name value`` pairs and ``-x value`` pairs before the job spec.
+    Returns (options by name with '_', raw sbatch options, var, lo, hi, log, command)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        raise JobError(USAGE)
+    opts: dict[str, str] = {}
+    raw: list[str] = []
+    while len(argv) >= 2 and argv[0].startswith("-") and not _RANGE.match(argv[0]):
+        if argv[0].startswith("--"):
+            opts[argv[0][2:].replace("-", "_")] = argv[1]
+        else:
+            raw += argv[:2]
+        argv = argv[2:]
+    m = _RANGE.match(argv[0]) if argv else None
+    var, lo, hi = (m.group(1), int(m.group(2)), int(m.group(3) or m.group(2))) if m else ("JOB", 1, 1)
+    rest = argv[1:] if m else argv
+    if len(rest) < 2:
+        raise JobError(f"missing {'log file' if not rest else 'command'}\n{USAGE}")
+    if lo < 1 or hi < lo:
+        raise JobError(f"invalid job range {argv[0]} (first job must be >= 1 and <= last)")
+    if hi > lo and not re.search(rf"\b{var}\b", rest[0]):
+        raise JobError(f"{hi - lo + 1} jobs would write to one log file {rest[0]} (put {var} in its name)")
+    return opts, raw, var, lo, hi, rest[0], rest[1:]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ser.jobs", description=__doc__.splitlines()[0])
-    p.add_argument("--backend", choices=["local", "slurm"], default="local")
-    p.add_argument("--max-jobs-run", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--slurm-opts", default="", help="extra sbatch options, e.g. '-p cpu --mem 4G'")
-    p.add_argument("spec", help="JOB=1:N (or a log file for a single job)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    a = p.parse_args(argv)
-    m = _RANGE.match(a.spec)
-    if m:
-        var, lo, hi = m.group(1), int(m.group(2)), int(m.group(3) or m.group(2))
-        if not a.rest:
-            p.error("missing log file")
-        log, cmd = a.rest[0], a.rest[1:]
-    else:
-        var, lo, hi, log, cmd = "JOB", 1, 1, a.spec, a.rest
-    if not cmd:
-        p.error("missing command")
-    if a.backend == "local":
-        codes = run_local(var, lo, hi, log, cmd, a.max_jobs_run)
-    else:
-        try:
-            codes = run_slurm(var, lo, hi, log, cmd, shlex.split(a.slurm_opts))
-        except (JobError, OSError) as e:
-            print(f"ser.jobs: {e}", file=sys.stderr)
-            return 1
-    failed = [i for i, c in zip(range(lo, hi + 1), codes) if c != 0]
+    try:
+        opts, raw, var, lo, hi, log, cmd = parse_args(list(sys.argv[1:] if argv is None else argv))
+        backend = opts.pop("backend", "local")
+        max_jobs = int(opts.pop("max_jobs_run")) if "max_jobs_run" in opts else None
+        if backend == "local":
+            codes = run_local(var, lo, hi, log, cmd, max_jobs or os.cpu_count() or 1)
+            results = [(c, "COMPLETED" if c == 0 else "FAILED") for c in codes]
+        elif backend == "slurm":
+            config = opts.pop("config", None)
+            job_id, results = run_slurm(var, lo, hi, log, cmd, config=config, options=opts, max_jobs=max_jobs,
+                                        raw=raw)
+        else:
+            raise JobError(f"unknown --backend {backend} (local or slurm)")
+    except (JobError, SlurmError, OSError, ValueError) as e:
+        print(f"ser.jobs: {e}", file=sys.stderr)
+        return 1
+    n = hi - lo + 1
+    bad = [(i, c, st) for i, (c, st) in zip(range(lo, hi + 1), results) if c != 0 or st != "COMPLETED"]
+    cancelled = [i for i, _, st in bad if st == "CANCELLED"]
+    failed = [(i, st) for i, _, st in bad if st != "CANCELLED"]
+    if cancelled:
+        print(f"ser.jobs: slurm job {job_id} was cancelled: {len(cancelled)} / {n} cancelled, "
+              f"log is in {_subst(log, var, cancelled[0])}", file=sys.stderr)
     if failed:
-        n = hi - lo + 1
-        first = _subst(log, var, failed[0])
-        print(f"ser.jobs: {len(failed)} / {n} failed, log is in {first}", file=sys.stderr)
+        how = "" if failed[0][1] == "FAILED" else f" ({failed[0][1]})"
+        first = _subst(log, var, failed[0][0])
+        print(f"ser.jobs: {len(failed)} / {n} failed{how}, log is in {first}", file=sys.stderr)
         for line in log_tail(first):
             print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

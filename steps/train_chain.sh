@@ -8,9 +8,8 @@
 # --num-chunk-per-minibatch --chunk-width --egs-type e2e|chunk --xent-regularize
 # --leaky-hmm-coefficient --dropout-schedule --max-param-change --net mini|tdnn_1g
 # --device auto|cpu|cuda --bf16 true|false --resume true|false --srand N  (--help for all).
-# Multi-GPU: NPROC=4 steps/train_chain.sh ...   (runs torchrun --nproc-per-node $NPROC, DDP)
+# DDP (utils/torchrun.sh): NPROC=4 steps/train_chain.sh ...  runs 4 ranks on this machine (torchrun);
+# in a Slurm job, srun steps/train_chain.sh ... runs one torchrun agent per task (c10d rendezvous), e.g.
+#   sbatch --nodes 2 --ntasks-per-node 1 --gres gpu:4 --wrap "NPROC=4 srun steps/train_chain.sh ..."
 . "$(dirname "$0")/../path.sh"
-if [ "${NPROC:-1}" -gt 1 ]; then
-  exec torchrun --standalone --nproc-per-node "$NPROC" -m ser.bin.train_chain "$@"
-fi
-exec python -m ser.bin.train_chain "$@"
+exec torchrun.sh python -m ser.bin.train_chain "$@"

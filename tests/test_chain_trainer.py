@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -364,14 +365,21 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     loss, _ = loss_fn(out["output"], mb.num_graphs, out["output-xent"])
     loss.backward()
     groups = ref.component_groups()
+    mpc = 2.0
+    if optimizer == "adam":  # Kaldi's xent rates x xent_regularize, max-change x 2 (written out by hand)
+        for g in groups:
+            if g["name"].startswith(("prefinal-xent.", "output-xent.")):
+                g["learning_rate_factor"] *= 0.1
+            g["max_change"] *= 2.0
+        mpc = 4.0
     eta = lr0 * math.exp(0.25 * math.log(0.1))
     nj = trainer.schedule.num_jobs(0.25)
     params, grads = [g["params"] for g in groups], [[p.grad for p in g["params"]] for g in groups]
     if optimizer == "kaldi-sgd":
-        want = reference_update(params, grads, groups, eta, nj, 4, 2.0)
+        want = reference_update(params, grads, groups, eta, nj, 4, mpc)
     else:
         moments = [[(torch.zeros(p.shape, dtype=torch.float64),) * 2 for p in g["params"]] for g in groups]
-        want = reference_adam(params, grads, groups, eta, nj, 4, 2.0, moments, 1)
+        want = reference_adam(params, grads, groups, eta, nj, 4, mpc, moments, 1)
     with torch.no_grad():
         for g, w in zip(groups, want):
             for p, wp in zip(g["params"], w):
@@ -380,8 +388,36 @@ def test_train_step_equals_reference(tiny, tmp_path, optimizer):
     apply_orthonormal_constraint(ref, torch.Generator().manual_seed(cfg.seed + 1))
     for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
-    # the output layer moved (zero init) and the xent layer got 5x its learning rate
+    # the output layer moved (zero init)
     assert float(model.layers["output"].affine.weight.detach().abs().max()) > 0
+
+
+@pytest.mark.parametrize("optimizer", ["kaldi-sgd", "adam"])
+def test_xent_branch_relative_rates_are_kaldis(tiny, tmp_path, optimizer):
+    """With the xent gradient scaled by xent_regularize (as the loss does) and an otherwise constant
+    gradient, the xent branch steps 0.5x (output-xent) and 0.1x (prefinal-xent) the chain branch's
+    per-element step, under both optimizers (Kaldi: factor 5 = 0.5 / xent_regularize under NG-SGD)."""
+    model = new_model(tiny)
+    cfg = ChainTrainerConfig(optimizer=optimizer, max_param_change=0.0)
+    trainer = ChainTrainer(model, tiny.den_graph, cfg, tmp_path)
+    opt = trainer.optimizer
+    for g in opt.param_groups:
+        g["max_change"] = 0.0
+    for step in range(3):
+        steps = {}
+        with torch.no_grad():
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    p.zero_()  # no l2 term
+                    p.grad = torch.full_like(p, 0.1 * 0.3 if "xent" in g["name"] else 0.3)
+        opt.step(effective_lrate=1e-3, num_jobs=1, num_sequences=1)
+        for g in opt.param_groups:
+            steps[g["name"]] = float(torch.cat([p.detach().abs().flatten() for p in g["params"]]).mean())
+        assert steps["output-xent.affine"] / steps["output.affine"] == pytest.approx(0.5, rel=1e-4)
+        for part in ("affine", "linear"):
+            ratio = steps[f"prefinal-xent.{part}"] / steps[f"prefinal-chain.{part}"]
+            assert ratio == pytest.approx(0.1, rel=1e-4)
+        assert steps["tdnn1.affine"] == pytest.approx(steps["output.affine"], rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------------
@@ -420,6 +456,10 @@ def test_training_run_writes_logs_curve_and_final_model(tiny, tmp_path):
     assert hist[-1]["train_objf"] > hist[0]["train_objf"]
     log0 = (exp / "log" / "train.0.log").read_text()
     assert "Overall average objective function for 'output' is" in log0
+    assert re.search(r"max-change: per-component limit active on \d+/\d+ updates, max-param-change on", log0)
+    last_log = (exp / "log" / f"train.{len(hist) - 1}.log").read_text()
+    # one pass of 4 minibatches of 3 at each of the 3 frame shifts
+    assert "batchnorm stats recomputed over 36 training sequences" in last_log
     cp = (exp / "log" / "compute_prob_valid.0.log").read_text().splitlines()
     assert cp[1].startswith("Overall log-probability for 'output' is ")
     assert cp[1].endswith(f"per frame, over {3 * 8} frames.")
@@ -493,5 +533,6 @@ def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer,
     mb = tiny.minibatch(3, 4, 8, model)
     trainer.train_step(mb, 0.0, 0)
     trainer.train_step(mb, 0.5, 1)
-    assert seen[0] == (2, pytest.approx(2.0 / math.sqrt(2))) and seen[1][0] == 2
-    assert seen[2] == (4, 2.0)
+    mpc = 2.0 if optimizer == "kaldi-sgd" else 4.0  # Kaldi's max-param-change, x 2 under Adam
+    assert seen[0] == (2, pytest.approx(mpc / math.sqrt(2))) and seen[1][0] == 2
+    assert seen[2] == (4, mpc)

@@ -91,6 +91,8 @@ def test_speed_and_volume_perturbation_dirs():
     assert sp.wav["sp1.1-spk0-reco"] == "sph2pipe -f wav -p /x/0.sph | sox -t wav - -t wav - speed 1.1 |"
     assert sp.segments["sp0.9-spk0-utt1"].start == pytest.approx(round(1.0 / 0.9, 2))
     assert sp.segments["spk0-utt1"].start == 1.0
+    assert sp.extra("utt2uniq")["sp0.9-spk0-utt1"] == sp.extra("utt2uniq")["spk0-utt1"] == "spk0-utt1"
+    assert set(sp.extra("utt2uniq")) == set(sp.utts)
     sp.validate()
     v = volume_perturb_dir(sp)
     import random
@@ -119,31 +121,6 @@ def test_run_sh_usage():
     assert r.returncode == 1 and "unknown option --bogus" in r.stderr and "Usage:" in r.stderr
     r = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage"], capture_output=True, text=True)
     assert r.returncode == 1 and "Usage:" in r.stderr
-
-
-def test_jobs_slurm_script_with_fake_sbatch(tmp_path):
-    """The slurm backend's array script, run by a stand-in sbatch that executes each task locally."""
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        "for a in \"$@\"; do case $a in --array=*) r=${a#--array=};; esac; script=$a; done\n"
-        "echo \"$@\" > \"$(dirname \"$0\")/args\"\n"
-        "for i in $(seq ${r%-*} ${r#*-}); do SLURM_ARRAY_TASK_ID=$i bash \"$script\"; done\n"
-    )
-    fake.chmod(0o755)
-    env = {**__import__("os").environ, "PATH": f"{fake.parent}:{__import__('os').environ['PATH']}"}
-    log = tmp_path / "log" / "s.JOB.log"
-    r = subprocess.run([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "--slurm-opts", "-p cpu",
-                        "JOB=1:2", str(log), f"echo task JOB > {tmp_path}/o.JOB"], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "o.2").read_text().strip() == "task 2"
-    assert "--wait --array=1-2" in (fake.parent / "args").read_text() and "-p cpu" in (fake.parent / "args").read_text()
-    assert "# Ended (code 0)" in (tmp_path / "log" / "s.1.log").read_text()
-    r = subprocess.run([sys.executable, "-m", "ser.jobs", "--backend", "slurm", "JOB=1:2", str(log), "test JOB = 1"],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and "s.2.log" in r.stderr
 
 
 def test_modify_speaker_info():

@@ -30,7 +30,7 @@ from conftest import TINY_TEXTS
 from ser.train.egs import (E2eEgs, ChunkEgs, UtteranceSplitter, input_offset, kaldi_frame_shift,
                            parse_minibatch_size, round_chunk_widths, split_valid)
 
-TEXTS = TINY_TEXTS[:7]  # the utterances' words (the tiny chain's LM saw these and two more)
+TEXTS = TINY_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +345,7 @@ def test_e2e_egs(setup):
     lc, rc = 4, 5
     egs = E2eEgs(data, graphs, nof, lc, rc, minibatch_size="30=8,4/60=4,2/90=3", seed=7)
     assert set(egs.utts) == set(graphs)
+    assert egs.num_frames == sum(lengths[u] for u in graphs)  # Kaldi's num_frames (sets num_archives)
     seen = Counter()
     for epoch in range(3):
         assert egs.epoch == epoch
@@ -359,6 +360,9 @@ def test_e2e_egs(setup):
             eg = 3 * int(n.max()) + lc + rc
             size = {30: 8, 60: 4, 90: 3}[min((30, 60, 90), key=lambda s: abs(s - eg))]
             assert mb.batch_size <= size
+            # ... and every example of the minibatch has that rule (Kaldi merges equal-sized egs)
+            assert {min((30, 60, 90), key=lambda s: abs(s - 3 * int(k) - lc - rc)) for k in n} == \
+                {min((30, 60, 90), key=lambda s: abs(s - eg))}
             _check_inputs(data, mb, [0] * mb.batch_size, lc, rc, input_offset(epoch % 3))
             assert mb.num_graphs.num_sequences == mb.batch_size
     assert set(seen.values()) == {len(graphs)}
@@ -410,6 +414,9 @@ def test_chunk_egs_and_alignment_roundtrip(setup, tmp_path):
     egs = ChunkEgs(data, ali, pm, norm, lc, rc, chunk_width="30,24", num_chunk_per_minibatch=4,
                    optional_silence=lang.sil_id, seed=3)
     assert not egs.skipped
+    assert egs.num_frames == sum(lengths.values())
+    assert egs.summary().startswith(f"{len(lengths)} utterances ({sum(lengths.values())} frames), "
+                                    f"{len(egs.chunks)} chunks covering {sum(c.num_frames for c in egs.chunks)} frames")
     counts = Counter(c.num_frames for c in egs.chunks)
     assert set(counts) <= {30, 24}
     graph_of = dict(zip(egs.keys, egs.graphs))

@@ -13,7 +13,7 @@ from ser.emotion.ds_heads import (HEADS, HeadOptions, ReluLSTM, Utterances, segm
                                   train_head, utterance_posterior)
 from ser.emotion.paper2 import run_system, system_options
 from ser.emotion.paper2_tables import table1, write_tables
-from ser.emotion.speaker_folds import make_folds, write_folds
+from ser.emotion.folds import write_folds
 from ser.eval.scoring import score_system
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
@@ -120,28 +120,6 @@ def _iemocap_set(root: Path, dim: int) -> tuple[Path, Path]:
         for u, m in mats.items():
             w.write(u, m)
     return d, f
-
-
-def test_speaker_folds_disjoint_and_complete(tmp_path) -> None:
-    d, _ = _iemocap_set(tmp_path, 4)
-    data = DataDir.load(d)
-    folds = make_folds(data, "speaker", seed=0)
-    assert sorted(folds) == sorted(set(data.utt2spk.values())) and len(folds) == 10
-    tested = []
-    for name, f in folds.items():
-        sets = [set(f[p]) for p in ("train", "valid", "test")]
-        assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
-        assert set().union(*sets) == set(data.utts)                  # every utterance in one part
-        assert {data.utt2spk[u] for u in f["test"]} == {name}
-        valid_spk = {data.utt2spk[u] for u in f["valid"]}
-        assert len(valid_spk) == 1 and not valid_spk & {data.utt2spk[u] for u in f["train"]}
-        assert valid_spk.pop()[:5] != name[:5]                       # never the test speaker's session
-        tested += f["test"]
-    assert sorted(tested) == sorted(data.utts)                       # each utterance tested once
-    out = write_folds(d, "speaker")
-    assert DataDir.load(out / "Ses03M" / "test").utts == folds["Ses03M"]["test"]
-    session = make_folds(data, "session")
-    assert sorted(session) == ["Ses01", "Ses02", "Ses03", "Ses04", "Ses05"]
 
 
 def test_paper2_systems_write_the_layout_and_score(tmp_path) -> None:

@@ -362,6 +362,92 @@ def test_model_scale_batchnorm_stats():
     assert "layers.tdnnf7.batchnorm.stats_count" in state and "layers.lda.weight" in state
 
 
+def _bn_inputs(model: TdnnfModel) -> tuple[dict[str, list[torch.Tensor]], list]:
+    """Forward hooks recording the input of every BatchNorm (by Kaldi name)."""
+    seen: dict[str, list[torch.Tensor]] = {bn.component_name: [] for bn in model.batchnorms()}
+    hooks = [bn.register_forward_hook(lambda m, a, out: seen[m.component_name].append(a[0].detach()))
+             for bn in model.batchnorms()]
+    return seen, hooks
+
+
+def _direct_mean_var(xs: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-channel mean and biased variance over every frame of [B, C, T] inputs (numpy, float64)."""
+    flat = np.concatenate([x.double().numpy().transpose(0, 2, 1).reshape(-1, x.shape[1]) for x in xs])
+    return flat.mean(0), flat.var(0), len(flat)
+
+
+def test_recompute_batchnorm_stats_equal_a_direct_pass():
+    """Kaldi's RecomputeStats: the stored stats become those of the given sequences alone (no decay,
+    nothing of the earlier sums), accumulated in training mode with dropout off."""
+    import copy
+
+    model = _trained_model(_small_cfg())      # decayed stats, dropout 0.3
+    ref = copy.deepcopy(model)
+    ctx = model.left_context + model.right_context
+    g = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(b, w + ctx, 40, generator=g, dtype=torch.float64),
+                torch.randn(b, 6, generator=g, dtype=torch.float64)) for b, w in ((2, 21), (3, 27), (1, 33))]
+    assert model.recompute_batchnorm_stats(iter(batches)) == 6
+    assert not model.training and all(d.dropout_proportion == 0.3 for d in model.dropouts())
+    seen, hooks = _bn_inputs(ref)             # the direct pass: training mode, dropout off
+    ref.train()
+    ref.set_dropout(0.0)
+    with torch.no_grad():
+        for x, iv in batches:
+            ref(x, iv)
+    for h in hooks:
+        h.remove()
+    for bn in model.batchnorms():
+        mean, var, n = _direct_mean_var(seen[bn.component_name])
+        assert float(bn.stats_count) == n
+        got_mean, got_var = bn.stored_mean_var()
+        np.testing.assert_allclose(got_mean.numpy(), mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got_var.numpy(), var, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="no input"):
+        model.recompute_batchnorm_stats(iter([]))
+
+
+def _check_bf16_policy(device: str) -> None:
+    """Under bf16 autocast the body's affine/linear components run in bfloat16, the BatchNorms and
+    the two output layers in float32, and the BatchNorm statistics are those of their (float32)
+    input computed in float64."""
+    model = TdnnfModel(_small_cfg()).to(device).train()
+    with torch.no_grad():
+        for name in ("output", "output-xent"):
+            model.layers[name].affine.weight.normal_(0, 0.3)
+    ctx = model.left_context + model.right_context
+    x = torch.randn(3, 30 + ctx, 40, device=device)
+    iv = torch.randn(3, 6, device=device)
+    seen, hooks = _bn_inputs(model)
+    dtypes = {}
+    hooks.append(model.layers["tdnn1"].affine.register_forward_hook(
+        lambda m, a, out: dtypes.__setitem__("tdnn1.affine", out.dtype)))
+    hooks.append(model.layers["tdnnf7"].batchnorm.register_forward_hook(
+        lambda m, a, out: dtypes.__setitem__("tdnnf7.batchnorm", out.dtype)))
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        out = model(x, iv)
+    for h in hooks:
+        h.remove()
+    assert dtypes == {"tdnn1.affine": torch.bfloat16, "tdnnf7.batchnorm": torch.float32}
+    assert out["output"].dtype == out["output-xent"].dtype == torch.float32
+    torch.testing.assert_close(out["output-xent"].exp().sum(-1), torch.ones(3, 10, device=device))
+    for bn in model.batchnorms():
+        mean, var, n = _direct_mean_var([t.cpu() for t in seen[bn.component_name]])
+        got_mean, got_var = bn.stored_mean_var()
+        assert float(bn.stats_count) == n
+        np.testing.assert_allclose(got_mean.cpu().numpy(), mean, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_var.cpu().numpy(), var, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_policy_cpu():
+    _check_bf16_policy("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_autocast_policy_cuda():
+    _check_bf16_policy("cuda")
+
+
 # ------------------------------------------------------------------ dropout
 
 def test_continuous_dropout_mask_shared_over_time():

@@ -10,12 +10,14 @@
 #           from the alignment; starts from the pass-1 model (same pdfs; Kaldi builds a tree and starts afresh)
 #   decode  best path through the den graph -> phones; PER on dev/test       -> exp/chain/tdnn/decode_{dev,test}
 #
-# Results, conf/mini.yaml on the embedded corpora (mini network: 637,732 parameters, 914 pdfs, context 28/28; CPU):
-#   pass 1   618 minibatches, 7 iterations; final train/valid log-prob -0.0845/-0.0987, xent -2.194/-2.244
-#   align    3036 utterances, 423,284 output frames, average best-path log-score 1.187 per frame
-#   pass 2   284 minibatches, 8 iterations; final train/valid log-prob -0.0277/-0.0403, xent -1.307/-1.396
-#   %PER     dev 36.51 [ 1092 / 2991, 147 ins, 177 del, 768 sub ]   test 38.02 [ 1047 / 2754, 158 ins, 119 del, 770 sub ]
+# Results, conf/mini.yaml on the embedded corpora (mini network: 636,692 parameters, 906 pdfs, context 28/28; CPU;
+# short segments combined, Kaldi's xent rates and max-change x2 under Adam, BatchNorm stats recomputed):
+#   pass 1   606 minibatches, 5 iterations; final train/valid log-prob -0.0907/-0.1066, xent -2.946/-3.036
+#   align    2841 utterances, 423,220 output frames, average best-path log-score 1.370 per frame
+#   pass 2   280 minibatches, 5 iterations; final train/valid log-prob -0.0310/-0.0526, xent -1.734/-1.861
+#   %PER     dev 37.55 [ 1123 / 2991, 163 ins, 147 del, 813 sub ]   test 37.47 [ 1032 / 2754, 195 ins, 95 del, 742 sub ]
 #   without acoustics: phone LM alone dev 96.39 / test 96.48; most frequent phone dev 91.94 / test 92.30
+#   (before those changes: dev 36.51 / test 38.02; pass 2 final -0.0277/-0.0403, xent -1.307/-1.396, README)
 # conf/paper.yaml (tdnn_1g: 9,431,072 parameters with 3600 pdfs, as Kaldi's; 2 + 6 epochs) on the real TED-LIUM:
 # unmeasured.
 set -euo pipefail
@@ -32,25 +34,26 @@ train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_fram
             --dropout-schedule "$chain_dropout_schedule"
             --initial-effective-lrate "$chain_initial_effective_lrate"
             --final-effective-lrate "$chain_final_effective_lrate")
-ivdir=exp/nnet3/ivectors_tedlium_train_sp
+train_data=data/tedlium_train_sp_comb   # short segments combined (run.sh stage 3)
+ivdir=exp/nnet3/ivectors_tedlium_train_sp_comb
 mkdir -p exp/chain/log
 
 # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
 $cuda_cmd exp/chain/log/train_e2e.log steps/train_chain.sh "${train_opts[@]}" --egs-type e2e \
   --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size" \
-  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn_e2e
+  $train_data $ivdir exp/chain exp/chain/tdnn_e2e
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
 $cuda_cmd exp/chain/log/align.log steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir \
-  data/tedlium_train_sp exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
+  $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
 grep '^chain_align:' exp/chain/log/align.log
 
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
 $cuda_cmd exp/chain/log/train.log steps/train_chain.sh "${train_opts[@]}" --egs-type chunk \
   --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt \
   --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
-  data/tedlium_train_sp $ivdir exp/chain exp/chain/tdnn
+  $train_data $ivdir exp/chain exp/chain/tdnn
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do

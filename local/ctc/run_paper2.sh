@@ -36,7 +36,6 @@ head_opts=(--epochs "$paper2_head_epochs" --learning-rate "$paper2_head_learning
            --segment-frames "$paper2_segment_frames" --seed "$paper2_seed")
 rf_opts=(--rf-trees "$paper2_rf_trees" --rf-max-depth "$paper2_rf_max_depth" --seed "$paper2_seed")
 
-# TODO(interfaces): steps/ser/make_folds.sh of stage 7 once it lands on main
 train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
   local system=$1 set=$2 protocol=$3 dir=$4; shift 4
   local feats=$frame_feats; case $system in rf|majority) feats=$utt_feats;; esac
@@ -46,14 +45,16 @@ train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
   grep -v '^#' $dir/log/score.log | tail -n 1
 }
 
-steps/ser/make_speaker_folds.sh --protocol "$paper2_protocol" --seed "$paper2_seed" data/$paper2_set
+$train_cmd exp/ser/log/make_folds_paper2.log steps/ser/make_folds.sh --protocol "$paper2_protocol" \
+  --seed "$paper2_seed" data/$paper2_set
 for system in majority rf ds_dense ds_lstm ds_dense_dense ds_dense_lstm; do
   opts=("${head_opts[@]}"); case $system in rf|majority) opts=("${rf_opts[@]}");; esac
   train_and_score $system $paper2_set $paper2_protocol exp/ser/$system "${opts[@]}"
 done
 
 # cross-protocol rows: paper 2's best head and its baseline under paper 1's protocol
-steps/ser/make_speaker_folds.sh --protocol session --seed "$paper2_seed" data/iemocap_4cls_exc
+$train_cmd exp/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --protocol session \
+  --seed "$paper2_seed" data/iemocap_4cls_exc
 train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
 train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
 

@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "l2 (as decoupled weight decay) and max-change; kaldi-sgd: plain SGD as Kaldi without NG")
     p.add_argument("--adam-betas", default=f"{d.adam_beta1},{d.adam_beta2}", help="Adam beta1,beta2")
     p.add_argument("--adam-epsilon", type=float, default=d.adam_epsilon)
+    p.add_argument("--adam-max-change-scale", type=float, default=d.adam_max_change_scale,
+                   help="under Adam, Kaldi's max-change thresholds (0.75/1.5, --max-param-change) times this")
+    p.add_argument("--batchnorm-recompute-sequences", type=int, default=d.batchnorm_recompute_sequences,
+                   help="training sequences over which final.pt's BatchNorm stats are recomputed "
+                   "(nnet3-chain-combine's RecomputeStats); 0: keep the decayed sums")
     p.add_argument("--batchnorm-stats-scale", type=float, default=d.batchnorm_stats_scale)
     p.add_argument("--num-valid-utts", type=int, default=300, help="Kaldi num_utts_subset")
     p.add_argument("--lda-minibatches", type=int, default=d.lda_minibatches)
@@ -123,6 +128,11 @@ class RankShard:
 
     def __len__(self) -> int:
         return len(self.egs)
+
+    @property
+    def num_frames(self) -> float:
+        """This rank's share of the training frames (the trainer sums them over the ranks)."""
+        return self.egs.num_frames / self.world
 
     def set_epoch(self, epoch: int) -> None:
         self.egs.set_epoch(epoch)
@@ -214,9 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         out_of_range_regularize=a.out_of_range_regularize,
         dropout_schedule=a.dropout_schedule or None, max_param_change=a.max_param_change,
         optimizer=a.optimizer, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=a.adam_epsilon,
-        batchnorm_stats_scale=a.batchnorm_stats_scale, lda_minibatches=a.lda_minibatches,
+        adam_max_change_scale=a.adam_max_change_scale, batchnorm_stats_scale=a.batchnorm_stats_scale,
+        batchnorm_recompute_sequences=a.batchnorm_recompute_sequences, lda_minibatches=a.lda_minibatches,
         checkpoint_interval=a.checkpoint_interval, seed=a.srand, bf16=a.bf16)
     train, valid, diag = build_egs(a, model, rank, world)
+    if rank == 0:
+        log.info("%s egs: %s", a.egs_type, train.egs.summary())
     trainer = ChainTrainer(model, den, tcfg, exp, device)
     if rank == 0:
         n = sum(p.numel() for p in model.parameters())

@@ -83,6 +83,23 @@ logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------
+# mixed precision
+
+
+def full_precision(x: torch.Tensor) -> torch.autocast:
+    """Autocast switched off on ``x``'s device: the precision policy of the network under bf16
+    autocast (the trainer's on CUDA) keeps the output layers (chain and xent, whose values reach
+    +-30 and feed the objectives) and the BatchNorm statistics and normalisation in float32; the
+    TDNN-F body's affine and linear components run in bfloat16."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 unless it is float32 or float64 already."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+# ----------------------------------------------------------------------------------------
 # configuration
 
 
@@ -247,6 +264,10 @@ class KaldiBatchNorm(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.dim:
             raise ValueError(f"{self.component_name}: expected [B, {self.dim}, T], got "
                              f"{tuple(x.shape)}")
+        with full_precision(x):  # statistics and normalisation in float32 under bf16 autocast
+            return self._forward(_fp32(x))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training and float(self.stats_count) <= 0.0:
             if not self._warned:
                 logger.warning("%s: eval mode but no stored batchnorm stats; using minibatch "
@@ -443,9 +464,10 @@ class OutputLayer(_Layer):
         self.output_dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.affine.weight[:, :, 0]
-        y = F.linear(x.transpose(1, 2), w, self.affine.bias)
-        return F.log_softmax(y, dim=-1) if self.include_log_softmax else y
+        with full_precision(x):  # outputs reach +-30: float32 under bf16 autocast
+            w = self.affine.weight[:, :, 0]
+            y = F.linear(_fp32(x.transpose(1, 2)), _fp32(w), _fp32(self.affine.bias))
+            return F.log_softmax(y, dim=-1) if self.include_log_softmax else y
 
 
 # ----------------------------------------------------------------------------------------
@@ -691,6 +713,30 @@ class TdnnfModel(nn.Module):
             return
         for bn in self.batchnorms():
             bn.scale_stats(scale)
+
+    @torch.no_grad()
+    def recompute_batchnorm_stats(self, inputs: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> int:
+        """Kaldi's RecomputeStats (``nnet3-chain-combine``, src/nnet3/nnet-chain-diagnostics.cc):
+        zero every BatchNorm's stored stats, accumulate them afresh (no 0.8 decay) over the
+        ``(x, ivector)`` batches in training mode with dropout off, and leave the model in eval
+        mode.  Returns the number of sequences seen."""
+        saved = [(d, d.dropout_proportion) for d in self.dropouts()]
+        for bn in self.batchnorms():
+            bn.scale_stats(0.0)
+        self.train()
+        self.set_dropout(0.0)
+        n = 0
+        try:
+            for x, ivector in inputs:
+                self.forward(x, ivector)
+                n += x.shape[0]
+        finally:
+            for d, p in saved:
+                d.dropout_proportion = p
+            self.eval()
+        if n == 0:
+            raise ValueError("recompute_batchnorm_stats: no input")
+        return n
 
     def dropouts(self) -> list[GeneralDropout]:
         return [m for m in self.modules() if isinstance(m, GeneralDropout)]

@@ -15,6 +15,8 @@ and utils/data/perturb_data_dir_volume.sh (+ internal/perturb_volume.py):
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+
 from ser.features.perturb import draw_volume_factors
 from ser.io.datadir import DataDir, DataDirError, Segment
 
@@ -91,6 +93,11 @@ def combine(dirs: list[DataDir]) -> DataDir:
 
 
 def speed_perturb_3way(d: DataDir, factors=(0.9, 1.0, 1.1)) -> DataDir:
+    """utils/data/perturb_data_dir_speed_3way.sh.  utt2uniq maps every copy to its source utterance
+    (Kaldi's perturb_data_dir_speed.sh writes it): held-out validation data and combined short
+    segments keep the copies of one recording together."""
+    if not d.has("utt2uniq"):
+        d = replace(d, extras={**d.extras, "utt2uniq": {u: u for u in d.utt2spk}})
     return combine([speed_perturb_dir(d, f) for f in factors])
 
 

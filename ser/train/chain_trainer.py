@@ -43,8 +43,8 @@ Deviations from Kaldi (documented in the README):
   1e-3) rather than Kaldi's 0.00025 -> 0.000025; the mini recipe uses 0.005 -> 0.0005.
 * **No model averaging / no final combination**: one model is trained sequentially (or
   synchronously with DDP); ``nnet3-chain-combine`` over the last models is not done, the
-  final model is the last one.  On iteration 0 Kaldi keeps the best job model; here there
-  is only one.
+  final model is the last one (with recomputed BatchNorm statistics, see below).  On
+  iteration 0 Kaldi keeps the best job model; here there is only one.
 * The effective learning rate and the dropout proportion are evaluated before every
   minibatch at the data fraction (Kaldi: once per iteration); see ser.train.schedule.
 * Iteration 0 (Kaldi: minibatch halved to 32, max-param-change / sqrt 2) is done by
@@ -57,7 +57,14 @@ Deviations from Kaldi (documented in the README):
   job does); after every update the stored statistics are averaged over the ranks
   (all-reduce of count, sum and sum of squares, divided by ``W``), which is what
   ``nnet3-average`` does to the BatchNorm stats of the job models, then scaled by 0.8.
-* bf16 autocast for the network on CUDA (the objective is computed in float32).
+* bf16 autocast for the network on CUDA: the TDNN-F body in bfloat16, the output layers, the
+  BatchNorm statistics and the objective in float32 (ser.nnet.tdnnf.full_precision).
+* Under Adam the xent branch's learning-rate factors and the max-change thresholds are
+  translated (ser.train.optimizer.adam_component_groups); each iteration logs how often
+  max-change bound.
+* The final model's BatchNorm statistics are recomputed over ``batchnorm_recompute_sequences``
+  training sequences at every frame shift (``nnet3-chain-combine``'s RecomputeStats; there is no
+  model combination otherwise); the last iteration's diagnostics are computed with them.
 """
 
 from __future__ import annotations
@@ -86,7 +93,8 @@ from ser.nnet.preconditioning import LdaStats, splice_input
 from ser.nnet.tdnnf import TdnnfModel
 from ser.train.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, rng_state, set_rng_state
 from ser.train.minibatch import ChainMinibatch, split_minibatch
-from ser.train.optimizer import ADAM_BETAS, ADAM_EPSILON, MAX_PARAM_CHANGE, make_optimizer
+from ser.train.optimizer import (ADAM_BETAS, ADAM_EPSILON, ADAM_MAX_CHANGE_SCALE, MAX_PARAM_CHANGE,
+                                 adam_component_groups, make_optimizer)
 from ser.train.report import compute_prob_text, objective_lines, write_report
 from ser.train.schedule import KaldiSchedule
 
@@ -101,7 +109,9 @@ class EgsSource(Protocol):
     ``__iter__`` yields the ChainMinibatches of one pass, starting where ``load_state_dict``
     left it; ``__len__`` = minibatches per pass; ``set_epoch(k)`` selects the shuffling (and
     frame shift) of pass k; ``state_dict``/``load_state_dict`` save/restore the position
-    within the pass (for exact resumption).  Optional ``num_frames``: input frames per pass.
+    within the pass (for exact resumption).  Optional ``num_frames``: the frames of the training
+    utterances (Kaldi's ``num_frames``, which sets ``num_archives``); without it the pass is
+    estimated from its first minibatch.
     """
 
     def __iter__(self) -> Iterator[ChainMinibatch]: ...
@@ -133,7 +143,9 @@ class ChainTrainerConfig:
     adam_beta1: float = ADAM_BETAS[0]
     adam_beta2: float = ADAM_BETAS[1]
     adam_epsilon: float = ADAM_EPSILON
+    adam_max_change_scale: float = ADAM_MAX_CHANGE_SCALE  # Kaldi's max-change x this under Adam
     batchnorm_stats_scale: float = 0.8
+    batchnorm_recompute_sequences: int = 300  # final model's BatchNorm stats (0: keep the decayed sums)
     iter0_special: bool = True  # iteration 0: halved minibatch, max-param-change / sqrt(2)
     lda_minibatches: int = 20  # minibatches of lda_egs for the preconditioning matrix
     checkpoint_interval: int = 0  # also checkpoint every N minibatches (0: iteration ends only)
@@ -181,8 +193,12 @@ class ChainTrainer:
                                  config.xent_regularize, config.out_of_range_regularize,
                                  config.chain_l2_regularize,
                                  generator=torch.Generator().manual_seed(config.seed + 7919 * self.rank))
-        self.optimizer = make_optimizer(config.optimizer, model.component_groups(),
-                                        config.max_param_change,
+        groups, self.max_param_change = model.component_groups(), config.max_param_change
+        if config.optimizer == "adam":  # Kaldi's xent rates and max-change translated (ser.train.optimizer)
+            xent = {f"{name}.": config.xent_regularize for name in model.branch_names["output-xent"]}
+            groups = adam_component_groups(groups, xent, config.adam_max_change_scale)
+            self.max_param_change *= config.adam_max_change_scale
+        self.optimizer = make_optimizer(config.optimizer, groups, self.max_param_change,
                                         (config.adam_beta1, config.adam_beta2), config.adam_epsilon)
         # same seed on every rank: the orthonormal-constraint draws keep the ranks identical
         self.ortho_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -263,12 +279,12 @@ class ChainTrainer:
             self.model.set_dropout(proportion, pattern)
         nj = sched.num_jobs(fraction)
         eta = sched.effective_lrate(fraction)
-        mpc = self.cfg.max_param_change
+        mpc = self.max_param_change
         parts = [mb]
         if iteration == 0 and self.cfg.iter0_special:
             parts = split_minibatch(mb)
             mpc = mpc / math.sqrt(2.0)
-        sums = {"objf": 0.0, "xent": 0.0, "frames": 0.0}
+        sums = {"objf": 0.0, "xent": 0.0, "frames": 0.0, "updates": 0.0, "mc_component": 0.0, "mc_global": 0.0}
         for part in parts:
             self.optimizer.zero_grad(set_to_none=True)
             loss, info = self._objective(self.ddp_model, part)
@@ -283,6 +299,9 @@ class ChainTrainer:
             sums["objf"] += info.objf
             sums["xent"] += info.xent_objf or 0.0
             sums["frames"] += info.num_frames
+            sums["updates"] += 1
+            sums["mc_component"] += float(stats.num_limited > 0)
+            sums["mc_global"] += float(stats.global_scale < 1.0)
             if stats.num_limited or stats.global_scale < 1.0 or not stats.applied:
                 self._log(f"  step {self.state.step}: {stats}")
         return sums
@@ -304,6 +323,33 @@ class ChainTrainer:
                 k = buf.numel()
                 buf.copy_(flat[off:off + k].view_as(buf))
                 off += k
+
+    def _recompute_inputs(self, egs: EgsSource) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """About ``batchnorm_recompute_sequences`` training sequences, an equal share from passes
+        with each frame shift (shuffled minibatches of every chunk width)."""
+        fsf = self.model.frame_subsampling_factor
+        share = math.ceil(self.cfg.batchnorm_recompute_sequences / fsf)
+        for k in range(fsf):
+            egs.set_epoch(self.state.epoch + 1 + k)
+            seen = 0
+            for mb in egs:
+                if seen >= share:
+                    break
+                mb = mb.to(self.device)
+                seen += mb.batch_size
+                yield mb.feats, mb.ivector
+
+    def recompute_batchnorm_stats(self, egs: EgsSource) -> None:
+        """The final model's BatchNorm statistics from a pass over training sequences, as
+        ``nnet3-chain-combine`` (RecomputeStats) gives Kaldi's final.mdl, instead of the decayed
+        sums of the last minibatches; averaged over the ranks under DDP."""
+        if self.cfg.batchnorm_recompute_sequences <= 0 or not self.model.batchnorms():
+            return
+        with self._autocast():
+            n = self.model.recompute_batchnorm_stats(self._recompute_inputs(egs))
+        self._sync_batchnorm_stats()
+        egs.set_epoch(self.state.epoch)
+        self._log(f"batchnorm stats recomputed over {n} training sequences (RecomputeStats)")
 
     # -- diagnostics ----------------------------------------------------------------------
     @torch.no_grad()
@@ -450,6 +496,7 @@ class ChainTrainer:
             done += self._train_pass(egs, valid_egs, train_diag_egs,
                                      None if max_steps is None else max_steps - done)
         if st.step >= st.total_steps:
+            self.recompute_batchnorm_stats(egs)
             self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
             if self.is_main:
                 save_chain_model(self.out_dir / "final.pt", self.model,
@@ -492,7 +539,7 @@ class ChainTrainer:
                 broadcast_buffers=False)
 
     def _measure_egs(self, egs: EgsSource) -> None:
-        """Minibatches and input frames per pass (the smallest / the sum over the ranks)."""
+        """Minibatches and frames per pass (the smallest / the sum over the ranks)."""
         steps = torch.tensor([float(len(egs))])
         steps = self._all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
         self.state.steps_per_epoch = int(steps.item())
@@ -568,6 +615,7 @@ class ChainTrainer:
             self._log(line)
         entry: dict[str, float] = {"iter": float(it), "step": float(self.state.step),
                                    "fraction": self.state.step / self.state.total_steps}
+        entry.update({k: self.state.iter_sums.get(k, 0.0) for k in ("updates", "mc_component", "mc_global")})
         if self.is_main:
             for name, e in (("train", train_diag_egs), ("valid", valid_egs)):
                 if e is not None:

@@ -32,8 +32,9 @@ Deviations (also in the class docstrings): no compression of the features; e2e m
 hold utterances of different lengths (Kaldi speed-perturbs them to a few allowed lengths so
 that a minibatch has one length) -- inputs are padded by repeating the last frame and
 ``ChainMinibatch.num_output_frames`` tells the objective which output frames are real;
-the minibatch-size rule is applied to utterances sorted by length and the last, smaller
-minibatch of each group is kept; partial chunk minibatches are dropped as Kaldi's merger does
+the utterances, sorted by length, are grouped by the rule closest to their size (Kaldi groups
+equal-sized examples), each group is cut into minibatches of its rule's size and its last, smaller
+minibatch is kept; partial chunk minibatches are dropped as Kaldi's merger does
 at the end of an archive, but a different random subset each epoch; shuffling is a full
 per-epoch permutation of the minibatches (Kaldi: a 5000-eg shuffle buffer).
 """
@@ -155,10 +156,9 @@ def parse_minibatch_size(spec: str | int) -> list[tuple[int, list[int]]]:
     return rules
 
 
-def minibatch_size_for(rules: list[tuple[int, list[int]]], eg_size: int) -> int:
-    """The largest size of the rule whose example size is closest (ExampleMergingConfig::MinibatchSize)."""
-    best = min(rules, key=lambda r: abs(r[0] - eg_size))
-    return max(best[1])
+def closest_rule(rules: list[tuple[int, list[int]]], eg_size: int) -> int:
+    """Index of the rule whose example size is closest (ExampleMergingConfig::MinibatchSize)."""
+    return min(range(len(rules)), key=lambda k: abs(rules[k][0] - eg_size))
 
 
 def _ivector_frames(rng: np.random.Generator, first_frame: np.ndarray, utt_frames: np.ndarray,
@@ -253,8 +253,9 @@ class E2eEgs(_EpochIterator):
     ``graphs``/``num_output_frames``: ``ChainDir.num_graphs`` (utterances without a graph
     are skipped).  ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
     i-vector frame uses the egs context ``left_context + fsf // 2`` as Kaldi.  Each epoch the
-    utterances are sorted by length (random tie order), cut into minibatches by
-    ``minibatch_size`` and the minibatches shuffled.
+    utterances are sorted by length (random tie order), grouped by the ``minibatch_size`` rule
+    closest to their input size, each group cut into minibatches of that rule's size, and the
+    minibatches shuffled.
     """
 
     def __init__(self, data: FeatureSet, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
@@ -287,16 +288,27 @@ class E2eEgs(_EpochIterator):
                                  f"(ceil(T/{self.fsf}) = {n} output frames) but its numerator graph was made "
                                  f"for {num_output_frames[u]}")
         self.eg_size = self.fsf * self.num_out + self.left_context + self.right_context
+        self.num_frames = int(frames.sum())  # Kaldi's num_frames (utt2num_frames), which sets num_archives
         self._init_ivector_frames(np.zeros(len(self.utts), np.int64))
+
+    def summary(self) -> str:
+        """What one pass uses (for the training log)."""
+        return (f"{len(self.utts)} utterances, {self.num_frames} frames (whole utterances), "
+                f"{len(self)} minibatches per pass")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         tie = rng.permutation(len(self.utts)) if self.shuffle else np.arange(len(self.utts))
         order = np.lexsort((tie, self.num_out))
-        batches, cur = [], []
+        batches, cur, cur_rule = [], [], -1
         for i in order.tolist():
+            rule = closest_rule(self.rules, int(self.eg_size[i]))
+            if cur and rule != cur_rule:  # a group's last, smaller minibatch
+                batches.append(np.array(cur))
+                cur = []
+            cur_rule = rule
             cur.append(i)
-            if len(cur) >= minibatch_size_for(self.rules, int(self.eg_size[i])):
+            if len(cur) >= max(self.rules[rule][1]):
                 batches.append(np.array(cur))
                 cur = []
         if cur:
@@ -460,6 +472,7 @@ class ChunkEgs(_EpochIterator):
         cand = [u for u in cand if u in alignment.phones]
         if not cand:
             raise ValueError("ChunkEgs: no utterance has both features and an alignment")
+        self.num_frames = sum(data.num_frames(u) for u in cand)  # Kaldi's num_frames: sets num_archives
         splitter = UtteranceSplitter(self.widths, self.fsf)
         rng = random.Random(self.seed)
         self.chunks: list[Chunk] = []
@@ -500,6 +513,15 @@ class ChunkEgs(_EpochIterator):
     @property
     def keys(self) -> list[str]:
         return [f"{c.utt}-{c.first_frame}" for c in self.chunks]
+
+    def summary(self) -> str:
+        """What one pass uses (for the training log): the utterances with chunks, the frames their
+        chunks cover (chunks of an utterance may overlap or leave gaps, as Kaldi's splitter does)
+        and the skips."""
+        used = len({c.utt for c in self.chunks})
+        skipped = "; ".join(f"{n} skipped: {why}" for why, n in self.skipped.items()) or "none skipped"
+        return (f"{used} utterances ({self.num_frames} frames), {len(self.chunks)} chunks covering "
+                f"{int(self.width.sum())} frames, {len(self)} minibatches per pass; {skipped}")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])

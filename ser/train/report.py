@@ -16,9 +16,10 @@ from typing import Sequence
 
 from ser.io.atomic import atomic_open, atomic_write_text
 
-__all__ = ["compute_prob_text", "objective_lines", "write_report", "plot_training_curve"]
+__all__ = ["compute_prob_text", "objective_lines", "max_change_lines", "write_report", "plot_training_curve"]
 
-PROGRESS_KEYS = ("iter", "step", "fraction", "train_objf", "valid_objf", "train_xent", "valid_xent")
+PROGRESS_KEYS = ("iter", "step", "fraction", "train_objf", "valid_objf", "train_xent", "valid_xent",
+                 "updates", "mc_component", "mc_global")
 
 
 def compute_prob_text(res: dict[str, float]) -> str:
@@ -35,7 +36,18 @@ def objective_lines(sums: dict[str, float]) -> list[str]:
         return []
     n = sums["frames"]
     return [f"Overall average objective function for 'output' is {sums['objf'] / n:.6g} over {int(n)} frames.",
-            f"Overall average objective function for 'output-xent' is {sums['xent'] / n:.6g} over {int(n)} frames."]
+            f"Overall average objective function for 'output-xent' is {sums['xent'] / n:.6g} over {int(n)} frames."] \
+        + max_change_lines(sums)
+
+
+def max_change_lines(sums: dict[str, float]) -> list[str]:
+    """How often max-change bound in one iteration (``updates``, ``mc_component``: updates where
+    some component's max-change was active, ``mc_global``: where max-param-change was)."""
+    n = int(sums.get("updates", 0))
+    if n <= 0:
+        return []
+    return [f"max-change: per-component limit active on {int(sums['mc_component'])}/{n} updates, "
+            f"max-param-change on {int(sums['mc_global'])}/{n} updates."]
 
 
 def write_report(history: Sequence[dict[str, float]], report_dir: str | os.PathLike) -> None:

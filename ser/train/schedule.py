@@ -44,9 +44,9 @@ __all__ = ["KaldiSchedule"]
 
 @dataclass
 class KaldiSchedule:
-    """The schedule of one training run; ``frames_per_epoch`` = input frames of one pass.  No
-    defaults: a run's values come from ser.train.chain_trainer.ChainTrainerConfig
-    (``ChainTrainer.make_schedule``)."""
+    """The schedule of one training run; ``frames_per_epoch`` = frames of the training data
+    (get_egs.sh's num_frames).  No defaults: a run's values come from
+    ser.train.chain_trainer.ChainTrainerConfig (``ChainTrainer.make_schedule``)."""
 
     num_epochs: float
     frames_per_epoch: int
