@@ -20,6 +20,10 @@
 #   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
 #      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
 #      (local/ser/run_tdnn.sh)
+#   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
+#      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
+#   9  paper 2: the model's layer_1 features and openSMILE functionals of the emotion sets, the four heads and
+#      the RandomForest / majority baselines per speaker fold, scored (local/ctc/run_paper2.sh)
 #
 # Each step runs as Kaldi's do, through the job runner of cmd.sh with one log:
 #   $train_cmd <log> <command...>   (a failure prints the log's path and its last lines, and run.sh stops)
@@ -129,6 +133,16 @@ fi
 if run_stage 7; then
   banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
   local/ser/run_tdnn.sh --config "$config"
+fi
+
+if run_stage 8; then
+  banner 8 "paper 2: ${ctc_net} DeepSpeech-style model, CTC on TED-LIUM"
+  local/ctc/run_deepspeech.sh --config "$config"
+fi
+
+if run_stage 9; then
+  banner 9 "paper 2: ${ctc_layer} and openSMILE ${paper2_opensmile_feature_set} features, heads and baselines on ${paper2_set}"
+  local/ctc/run_paper2.sh --config "$config"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

@@ -115,6 +115,37 @@ class SerConfig:
 
 
 @dataclass(frozen=True)
+class CtcConfig:
+    """Stage 8: paper 2's DeepSpeech-style acoustic model, CTC on TED-LIUM (local/ctc/run_deepspeech.sh;
+    DeepSpeech v0.9 values)."""
+    net: Literal["mini", "paper"] = "paper"        # paper: DeepSpeech's 2048 widths (same DeepSpeechModel)
+    mfcc_config: str = "conf/mfcc_deepspeech.conf"  # 26 MFCC, 32 ms window, 20 ms step
+    train_set: str = "tedlium_train"               # not _sp: DeepSpeech trains without speed perturbation
+    epochs: int = 75                               # DeepSpeech v0.9 --epochs
+    learning_rate: float = 0.001                   # Adam, DeepSpeech v0.9 --learning_rate
+    max_frames: int = 20000                        # padded frames per minibatch
+    num_valid_utts: int = 300                      # training utterances held out for the training curve
+    valid_interval: int = 0                        # minibatches between held-out evaluations (0: once a pass)
+    dropout_rate: float = 0.05                     # DeepSpeech --dropout_rate
+    layer: str = "layer_1"                         # features for the emotion sets (paper 2: the first layer)
+
+
+@dataclass(frozen=True)
+class Paper2Config:
+    """Stage 9: paper 2's features, heads and baselines (local/ctc/run_paper2.sh; paper 2 §4)."""
+    opensmile_feature_set: Literal["eGeMAPSv02", "IS09_emotion"] = "eGeMAPSv02"  # paper 2 names no set
+    set: str = "iemocap_impro_agree"               # paper 2: improvised turns every annotator agrees on
+    protocol: Literal["session", "speaker"] = "speaker"   # paper 2: leave one speaker out
+    head_epochs: int = 30                          # passes over the training part (best on validation kept)
+    head_learning_rate: float = 0.001              # Adam
+    segment_frames: int = 20                       # two-half heads: frames averaged per segment (paper 2)
+    fig3_segment_frames: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 40, 80])
+    rf_trees: int = 1000                           # paper 2 §4.1
+    rf_max_depth: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     """The whole YAML file: top-level options, then one field per section."""
     nj: int = 4                                    # parallel jobs (Kaldi's --nj), split by speaker
@@ -124,6 +155,8 @@ class RecipeConfig:
     ivector: IvectorConfig = field(default_factory=IvectorConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
     ser: SerConfig = field(default_factory=SerConfig)
+    ctc: CtcConfig = field(default_factory=CtcConfig)
+    paper2: Paper2Config = field(default_factory=Paper2Config)
 
 
 def _type_name(tp: Any) -> str:
