@@ -17,6 +17,13 @@
 #   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
+#   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
+#      (local/ser/run_tdnn.sh)
+#   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
+#      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
+#   9  paper 2: the model's layer_1 features and openSMILE functionals of the emotion sets, the four heads and
+#      the RandomForest / majority baselines per speaker fold, scored (local/ctc/run_paper2.sh)
 #
 # Each step runs as Kaldi's do, through the job runner of cmd.sh with one log:
 #   $train_cmd <log> <command...>   (a failure prints the log's path and its last lines, and run.sh stops)
@@ -121,6 +128,21 @@ fi
 if run_stage 6; then
   banner 6 "LF-MMI pretraining of the ${chain_net} TDNN-F (flat start, alignment, chunk training)"
   local/chain/run_tdnn.sh --config "$config"
+fi
+
+if run_stage 7; then
+  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
+  local/ser/run_tdnn.sh --config "$config"
+fi
+
+if run_stage 8; then
+  banner 8 "paper 2: ${ctc_net} DeepSpeech-style model, CTC on TED-LIUM"
+  local/ctc/run_deepspeech.sh --config "$config"
+fi
+
+if run_stage 9; then
+  banner 9 "paper 2: ${ctc_layer} and openSMILE ${paper2_opensmile_feature_set} features, heads and baselines on ${paper2_set}"
+  local/ctc/run_paper2.sh --config "$config"
 fi
 
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

@@ -89,6 +89,64 @@ class ChainConfig:
 
 
 @dataclass(frozen=True)
+class SerConfig:
+    """Stage 7, paper 1: emotion recognition by transfer from the TDNN-F (local/ser/run_tdnn.sh)."""
+    set: str = "iemocap_4cls_exc"                  # ang, exc->hap, neu, sad: 4936 turns (paper 1, Table 1)
+    labels: list[str] = field(default_factory=lambda: ["ang", "hap", "neu", "sad"])  # labels.txt order
+    protocol: Literal["session", "speaker"] = "session"   # leave one session (paper 1) / speaker out
+    num_valid_speakers: int = 1                    # whole speakers of the training sessions, model selection
+    model: str = "exp/chain/tdnn/final.pt"         # the LF-MMI-pretrained TDNN-F of stage 6
+    ivector_dir: str = "exp/nnet3/ivectors_iemocap_all"          # per-speaker online i-vectors
+    utt_ivector_dir: str = "exp/nnet3/ivectors_iemocap_all_utt"  # per-utterance (tdnn_l12_uttivec)
+    systems: list[str] = field(default_factory=lambda: ["tdnn_l12", "tdnn_l13", "tdnn_prefinal",
+                                                        "tdnn_scratch", "tdnn_l12_uttivec"])
+    layer: str = "tdnnf12"                         # paper 1's 12th TDNN layer (Kaldi's name)
+    prefinal_layer: str = "prefinal-l"             # the linear prefinal layer (Table 2)
+    layer_selection_folds: list[str] = field(default_factory=lambda: ["Ses05"])  # Table 2: test on session 5
+    hidden_dim: int = 1024                         # the head's dense layer (paper: not given; layer width)
+    primary_lr_factor: float = 0.25                # transferred layers' rate factor (Kaldi; 0 = frozen)
+    num_epochs: int = 8                            # at most; the epoch is selected on validation
+    patience: int = 3                              # early stop: epochs without a better validation UA
+    initial_lrate: float = 0.001                   # Adam step size of the head, decayed exponentially ...
+    final_lrate: float = 0.0001                    # ... to this at the last epoch
+    chunk_width: int = 150                         # training chunk, input frames (tdnn_1g's)
+    minibatch_size: int = 64                       # chunks per minibatch
+    cache_frozen_body: bool = True                 # factor 0: compute the body's outputs once per fold
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CtcConfig:
+    """Stage 8: paper 2's DeepSpeech-style acoustic model, CTC on TED-LIUM (local/ctc/run_deepspeech.sh;
+    DeepSpeech v0.9 values)."""
+    net: Literal["mini", "paper"] = "paper"        # paper: DeepSpeech's 2048 widths (same DeepSpeechModel)
+    mfcc_config: str = "conf/mfcc_deepspeech.conf"  # 26 MFCC, 32 ms window, 20 ms step
+    train_set: str = "tedlium_train"               # not _sp: DeepSpeech trains without speed perturbation
+    epochs: int = 75                               # DeepSpeech v0.9 --epochs
+    learning_rate: float = 0.001                   # Adam, DeepSpeech v0.9 --learning_rate
+    max_frames: int = 20000                        # padded frames per minibatch
+    num_valid_utts: int = 300                      # training utterances held out for the training curve
+    valid_interval: int = 0                        # minibatches between held-out evaluations (0: once a pass)
+    dropout_rate: float = 0.05                     # DeepSpeech --dropout_rate
+    layer: str = "layer_1"                         # features for the emotion sets (paper 2: the first layer)
+
+
+@dataclass(frozen=True)
+class Paper2Config:
+    """Stage 9: paper 2's features, heads and baselines (local/ctc/run_paper2.sh; paper 2 §4)."""
+    opensmile_feature_set: Literal["eGeMAPSv02", "IS09_emotion"] = "eGeMAPSv02"  # paper 2 names no set
+    set: str = "iemocap_impro_agree"               # paper 2: improvised turns every annotator agrees on
+    protocol: Literal["session", "speaker"] = "speaker"   # paper 2: leave one speaker out
+    head_epochs: int = 30                          # passes over the training part (best on validation kept)
+    head_learning_rate: float = 0.001              # Adam
+    segment_frames: int = 20                       # two-half heads: frames averaged per segment (paper 2)
+    fig3_segment_frames: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 40, 80])
+    rf_trees: int = 1000                           # paper 2 §4.1
+    rf_max_depth: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     """The whole YAML file: top-level options, then one field per section."""
     nj: int = 4                                    # parallel jobs (Kaldi's --nj), split by speaker
@@ -97,6 +155,9 @@ class RecipeConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ivector: IvectorConfig = field(default_factory=IvectorConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    ser: SerConfig = field(default_factory=SerConfig)
+    ctc: CtcConfig = field(default_factory=CtcConfig)
+    paper2: Paper2Config = field(default_factory=Paper2Config)
 
 
 def _type_name(tp: Any) -> str:

@@ -100,7 +100,9 @@ class BlockLayout:
             n1 = _split_point(n)
             left = build(n1)
             return left, next(it), build(n - n1)
-        return build(self.n)
+        out = build(self.n)
+        del build  # the closure refers to itself: a cycle that kept ``flat`` alive until the cyclic GC ran
+        return out
 
 
 def _factor(A: Blocks, info: list[torch.Tensor]) -> Factor:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# First part of stage 9 of run.sh (local/ctc/run_paper2.sh): paper 2's features of the emotion sets (data/iemocap_all covers them).
+#   local/ctc/make_emotion_features.sh [--config conf/mini.yaml]   (needs stages 1 and 8)
+# Config: ctc.* (net, MFCC options, layer), paper2.opensmile_feature_set, nj.
+#
+#   data/iemocap_all_mfcc26              26 MFCC with DeepSpeech's framing (the CTC model's input)
+#   data/iemocap_all_ds_<net>_<layer>    the model's <layer> output per 20 ms frame (paper 2: layer_1, 2048 dims
+#                                        at paper size), Kaldi ark + scp (steps/ctc/make_bottleneck_features.sh)
+#   data/iemocap_all_<feature set>       openSMILE functionals, one row per utterance (steps/make_opensmile.sh)
+# The emotion sets (iemocap_impro_agree, iemocap_4cls_exc, ...) are subsets: utils/copy_feats_from.sh gives them
+# these features.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+model=exp/ctc/ds_$ctc_net/final.pt
+[ -f $model ] || { echo "$0: no $model; run stage 8 first" >&2; exit 1; }
+utils/copy_data_dir.sh data/iemocap_all data/iemocap_all_mfcc26
+steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" \
+  data/iemocap_all_mfcc26 exp/make_mfcc/iemocap_all_mfcc26 mfcc
+steps/ctc/make_bottleneck_features.sh --nj "$nj" --cmd "$train_cmd" "$ctc_layer" data/iemocap_all_mfcc26 \
+  data/iemocap_all_ds_${ctc_net}_$ctc_layer $model exp/make_bnf/iemocap_all_ds_${ctc_net}_$ctc_layer \
+  mfcc/ds_${ctc_net}_$ctc_layer
+steps/make_opensmile.sh --nj "$nj" --cmd "$train_cmd" --feature-set "$paper2_opensmile_feature_set" \
+  data/iemocap_all data/iemocap_all_$paper2_opensmile_feature_set exp/make_opensmile/iemocap_all mfcc/opensmile

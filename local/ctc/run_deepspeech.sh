@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Stage 8 of run.sh: paper 2's DeepSpeech-style acoustic model, trained with CTC on the TED-LIUM training data.
+#   local/ctc/run_deepspeech.sh [--config conf/mini.yaml]     (from the recipe directory; needs stage 1)
+# Config: ctc.* (net, MFCC options, training set, epochs, learning rate, minibatch frames, held-out utterances),
+# nj, device.
+#
+#   features  26 MFCC with DeepSpeech's 32 ms / 20 ms framing (ctc.mfcc_config) of tedlium_{train,dev,test}
+#             -> data/tedlium_*_mfcc26 (copies of the data dirs with these features)
+#   train     CTC, Adam 1e-3 (DeepSpeech v0.9), ctc.num_valid_utts training utterances held out for the curve
+#             -> exp/ctc/ds_<net>/{final.pt,log/train.log,report/training_curve.png}
+#   decode    greedy CTC decoding, CER / WER against the all-blank output -> exp/ctc/ds_<net>/decode_{dev,test}
+#
+# The training set is ctc.train_set (tedlium_train: DeepSpeech trains without speed perturbation by default,
+# and the 3x perturbed copies would triple the time of a pass).
+#
+# Results, conf/mini.yaml on the embedded TED-LIUM (857,885 parameters, 6 passes, 654 minibatches): held-out CTC
+# loss 0.322 per frame; greedy %CER dev 42.84 / test 46.73, %WER dev 103.03 / test 102.40 (all blank: 100 / 100;
+# no language model, so most words carry a character error).  Training 1554 s wall under load (~190 ms CPU per
+# 1704-frame step, bench/ctc_train.py: ~2.5 CPU-minutes for the 1.2M frames).  conf/paper.yaml: unmeasured.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+dir=exp/ctc/ds_$ctc_net
+mkdir -p $dir/log
+for x in $ctc_train_set tedlium_dev tedlium_test; do
+  utils/copy_data_dir.sh data/$x data/${x}_mfcc26
+  steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" \
+    data/${x}_mfcc26 exp/make_mfcc/${x}_mfcc26 mfcc
+done
+
+$cuda_cmd $dir/log/train_ctc.log steps/ctc/train.sh --net "$ctc_net" --device "$device" \
+  --epochs "$ctc_epochs" --learning-rate "$ctc_learning_rate" --max-frames "$ctc_max_frames" \
+  --num-valid-utts "$ctc_num_valid_utts" --valid-interval "$ctc_valid_interval" --dropout-rate "$ctc_dropout_rate" \
+  data/${ctc_train_set}_mfcc26 $dir
+grep '^train_ctc:' $dir/log/train_ctc.log
+
+for x in dev test; do
+  $decode_cmd $dir/log/decode_$x.log steps/ctc/decode.sh --device "$device" $dir/final.pt \
+    data/tedlium_${x}_mfcc26 $dir/decode_$x
+  grep '^decode_ctc:' $dir/log/decode_$x.log
+done

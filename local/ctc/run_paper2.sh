@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Stage 9 of run.sh: paper 2 (Andova et al.) on the emotion sets.
+#   local/ctc/run_paper2.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 1 and 8)
+# Config: ctc.net / ctc.layer (the features), paper2.* (set, protocol, heads, RandomForest), nj.
+#
+#   features  layer_1 of exp/ctc/ds_<net> and openSMILE functionals of data/iemocap_all
+#             (local/ctc/make_emotion_features.sh)
+#   folds     data/<set>/folds/<protocol>/<fold>/{train,valid,test} (leave one speaker out, 10 folds)
+#   systems   exp/ser/{ds_dense,ds_lstm,ds_dense_dense,ds_dense_lstm,rf,majority}/ per fold, scored
+#             (steps/ser/score.sh: results.json, results.md, confusion.png; exp/results.md regenerated)
+#   cross     paper 2's best head (ds_dense_lstm) and rf under paper 1's protocol (iemocap_4cls_exc,
+#             session folds): exp/ser/{ds_dense_lstm,rf}_4cls_session
+#   tables    exp/ser/paper2_table1.md (class counts), paper2_table2.md, paper2_fig3.png (ds_dense_lstm
+#             accuracy against segment length; runs under exp/paper2_fig3/seg<L>, and exp/ser/ds_dense_lstm)
+#
+# Results, conf/mini.yaml on the embedded corpora (165 turns, 10 speaker folds; accuracy pooled over folds, the
+# paper's figure in brackets, real IEMOCAP): majority 41.2 [34], rf 51.5 [67], ds_dense 38.8 [58], ds_lstm 30.3
+# [7], ds_dense_dense 34.5 [26], ds_dense_lstm 23.6 [66]; Fig. 3 (ds_dense_lstm, 1/5/10/20/40/80 frames):
+# 20.6/24.2/23.0/23.6/22.4/20.6.  Paper 1's protocol (iemocap_4cls_exc, 5 session folds, pooled UA / WA):
+# rf_4cls_session 53.4 / 55.2, ds_dense_lstm_4cls_session 35.0 / 35.2.  CPU: 23 min wall under a load of ~10 on
+# 2 cores, of which ~6 min user time (heads, Fig. 3 and the cross-protocol runs; openSMILE 1 min more).
+# conf/paper.yaml on the real corpora: unmeasured.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+local/ctc/make_emotion_features.sh --config "$config"
+frame_feats=data/iemocap_all_ds_${ctc_net}_$ctc_layer
+utt_feats=data/iemocap_all_$paper2_opensmile_feature_set
+head_opts=(--epochs "$paper2_head_epochs" --learning-rate "$paper2_head_learning_rate"
+           --segment-frames "$paper2_segment_frames" --seed "$paper2_seed")
+rf_opts=(--rf-trees "$paper2_rf_trees" --rf-max-depth "$paper2_rf_max_depth" --seed "$paper2_seed")
+
+train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
+  local system=$1 set=$2 protocol=$3 dir=$4; shift 4
+  local feats=$frame_feats; case $system in rf|majority) feats=$utt_feats;; esac
+  $train_cmd $dir/log/train.log steps/ser/train_paper2.sh --system $system "$@" \
+    $feats data/$set/folds/$protocol $dir
+  $train_cmd $dir/log/score.log steps/ser/score.sh --set $set --protocol $protocol data/$set $dir
+  grep -v '^#' $dir/log/score.log | tail -n 1
+}
+
+$train_cmd exp/ser/log/make_folds_paper2.log steps/ser/make_folds.sh --protocol "$paper2_protocol" \
+  --seed "$paper2_seed" data/$paper2_set
+for system in majority rf ds_dense ds_lstm ds_dense_dense ds_dense_lstm; do
+  opts=("${head_opts[@]}"); case $system in rf|majority) opts=("${rf_opts[@]}");; esac
+  train_and_score $system $paper2_set $paper2_protocol exp/ser/$system "${opts[@]}"
+done
+
+# cross-protocol rows: paper 2's best head and its baseline under paper 1's protocol
+$train_cmd exp/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --protocol session \
+  --seed "$paper2_seed" data/iemocap_4cls_exc
+train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
+train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
+
+# Fig. 3: ds_dense_lstm against segment length
+for n in $paper2_fig3_segment_frames; do
+  [ "$n" = "$paper2_segment_frames" ] && continue  # that point is exp/ser/ds_dense_lstm
+  dir=exp/paper2_fig3/seg$n
+  $train_cmd $dir/log/train.log steps/ser/train_paper2.sh --system ds_dense_lstm "${head_opts[@]}" \
+    --segment-frames $n $frame_feats data/$paper2_set/folds/$paper2_protocol $dir
+done
+$train_cmd exp/ser/log/paper2_tables.log steps/ser/make_paper2_tables.sh data/$paper2_set exp
+cat exp/ser/paper2_table2.md

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Stage 7, last step (issue 14): train <system> once more on every session and export it.
+#
+#   local/ser/export_tdnn.sh [--config conf/mini.yaml] <system> <ivector-dir> [train_ser options]
+#
+# Called at the end of local/ser/run_tdnn.sh with the system's i-vector dir and the training options its
+# folds were trained with (train_common + system_opts there):
+#   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \
+#     "${train_common[@]}" $(system_opts tdnn_l12_uttivec)
+# Steps: data/<set>/folds/final/all/{train,valid} (steps/ser/make_final_fold.sh: every session, whole
+# validation speakers held out, drawn as for the folds); steps/ser/train.sh into exp/ser/<system>/final
+# (epoch selected on the validation speakers; no test data: the system's figures are its cross-validated
+# ones); steps/ser/export.sh into exp/ser/<system>/export (model.pt, labels.txt, mfcc.conf,
+# ivector_extractor/, model.json with the cross-validated results of exp/ser/<system>/results.json).
+# Classify recordings with: ser-infer --model exp/ser/<system>/export <files>.
+# Resumable: a finished training made with the same options is kept; the export is redone when its inputs
+# are newer.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if [ $# -lt 2 ]; then
+  echo "usage: $0 [--config conf/X.yaml] <system> <ivector-dir> [train_ser options]" >&2
+  exit 1
+fi
+sys=$1; iv=$2; shift 2
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+data=data/$ser_set
+extractor=exp/nnet3/extractor
+d=exp/ser/$sys/final
+out=exp/ser/$sys/export
+mkdir -p $d/log
+$train_cmd $d/log/make_final_fold.log steps/ser/make_final_fold.sh \
+  --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
+$train_cmd $d/log/train.log steps/ser/train.sh "$@" $data/folds/final/all $iv $ser_model $d
+corpus="IEMOCAP"
+[ "$corpora_synthesize" = true ] && corpus="IEMOCAP layout, embedded synthetic corpus (stage 0)"
+if [ -f $out/model.json ] && [ ! $d/final.pt -nt $out/model.json ] \
+   && { [ ! -f exp/ser/$sys/results.json ] || [ ! exp/ser/$sys/results.json -nt $out/model.json ]; }; then
+  echo "$out: up to date"
+  exit 0
+fi
+$train_cmd $d/log/export.log steps/ser/export.sh --system $sys --system-dir exp/ser/$sys --corpus "$corpus" \
+  --set "$ser_set" --protocol "$ser_protocol" $d/final.pt "$features_mfcc_config" $extractor $out
+echo "$out: exported (ser-infer --model $out <recordings>)"

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Paper 1 (Zhou & Beigi), stage 7: emotion recognition by transfer from the LF-MMI-pretrained TDNN-F.
+#
+#   local/ser/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 1-6)
+# Config: ser.* (every choice below), nj (trainings at once), device.  Systems (exp/ser/<system>/):
+#   tdnn_l12          head on $ser_layer (tdnnf12), per-speaker online i-vectors, every fold   (Table 3)
+#   tdnn_l13          head on tdnnf13, the layer-selection folds (Ses05)                         (Table 2)
+#   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-l), the layer-selection folds        (Table 2)
+#   tdnn_scratch      the same network from random initialisation, every layer at the full rate (Table 3)
+#   tdnn_l12_uttivec  as tdnn_l12 with per-utterance online i-vectors (what one recording gets)
+# Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $train_cmd:
+# steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
+# steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
+# exp/ser/table2.md, table3.md.
+# Resumable: a fold whose results were made by the same commands is skipped, an unfinished training
+# resumes from its checkpoint; outputs are written atomically.
+#
+# Results, conf/mini.yaml on the embedded corpus (iemocap_4cls_exc, 510 turns; folds train/valid/test
+# 351-357 / 50-56 / 99-109 turns; mini network, head 256, factor 0.25, at most 6 epochs, patience 2):
+#   UA % per test session Ses01..Ses05                 mean UA ± std   mean WA   test frame acc
+#   tdnn_l12          41.2  50.0  40.8  43.9  44.7        44.1 ± 3.7      44.7       44.4
+#   tdnn_l12_uttivec  56.0  47.8  54.5  43.9  43.1        49.1 ± 6.0      50.4       47.3
+#   tdnn_scratch      40.3  36.1  27.1  24.4  36.8        32.9 ± 6.8      32.1       29.4
+#   transfer - scratch 0.8  13.9  13.7  19.6   7.9        11.2
+#   Table 2 (Ses05): test UA / valid UA  prefinal-l 44.2 / 42.2, tdnnf13 45.5 / 48.2, tdnnf12 44.7 / 36.8
+# Stage 7: 862 CPU seconds (770 user + 92 sys), 30 min 26 s wall on the shared 2 cores at load 8-10
+# (CPU time / 2 = 7.2 min: the estimate for 2 idle cores, not measured).  conf/paper.yaml: unmeasured.
+set -euo pipefail
+config=conf/mini.yaml
+cd "$(dirname "$0")/../.."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+cfg=$(python -m ser.config "$config") || exit 1
+eval "$cfg"
+
+data=data/$ser_set
+model=$ser_model
+for f in $model $data/feats.scp $data/utt2emo $ser_ivector_dir/ivector_online.scp \
+         $ser_utt_ivector_dir/ivector_online.scp; do
+  [ -f "$f" ] || { echo "$0: expected $f to exist (stages 1-6)" >&2; exit 1; }
+done
+
+mkdir -p exp/ser/log
+$train_cmd exp/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
+  --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
+grep '^data/' exp/ser/log/make_folds.log
+foldsdir=$data/folds/$ser_protocol
+all_folds=$(find $foldsdir -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')
+
+# per-system options
+system_folds() {
+  case $1 in tdnn_l13|tdnn_prefinal) echo "$ser_layer_selection_folds" ;; *) echo "$all_folds" ;; esac
+}
+system_ivectors() {
+  case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *) echo "$ser_ivector_dir" ;; esac
+}
+system_opts() {
+  case $1 in
+    tdnn_l12|tdnn_l12_uttivec) echo "--layer $ser_layer --primary-lr-factor $ser_primary_lr_factor" ;;
+    tdnn_l13) echo "--layer tdnnf13 --primary-lr-factor $ser_primary_lr_factor" ;;
+    tdnn_prefinal) echo "--layer $ser_prefinal_layer --primary-lr-factor $ser_primary_lr_factor" ;;
+    tdnn_scratch) echo "--layer $ser_layer --primary-lr-factor 1.0 --from-scratch true" ;;
+    *) echo "$0: unknown system $1" >&2; return 1 ;;
+  esac
+}
+system_description() {
+  case $1 in
+    tdnn_l12) echo "pretrained TDNN-F up to $ser_layer + dense head, body at lr factor $ser_primary_lr_factor, per-speaker i-vectors" ;;
+    tdnn_l13) echo "as tdnn_l12 on tdnnf13 (layer selection, paper 1 Table 2)" ;;
+    tdnn_prefinal) echo "as tdnn_l12 on $ser_prefinal_layer (layer selection, paper 1 Table 2)" ;;
+    tdnn_scratch) echo "the tdnn_l12 network from random initialisation, every layer at the full rate (no pretraining)" ;;
+    tdnn_l12_uttivec) echo "as tdnn_l12 with per-utterance online i-vectors" ;;
+  esac
+}
+train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs "$ser_num_epochs"
+              --patience "$ser_patience" --initial-lrate "$ser_initial_lrate" --final-lrate "$ser_final_lrate"
+              --chunk-width "$ser_chunk_width" --minibatch-size "$ser_minibatch_size"
+              --seed "$ser_seed"
+              --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads 1)
+
+# one job per (system, fold) that has no results made by the same commands; each of its two steps
+# runs through the local job runner into the fold's log/ (a failure names that log)
+step=(python -m ser.jobs --backend local)
+joblist=exp/ser/log/jobs.list
+: > $joblist.tmp
+for sys in $ser_systems; do
+  iv=$(system_ivectors $sys)
+  read -r -a opts <<< "$(system_opts $sys)"
+  for fold in $(system_folds $sys); do
+    [ -d $foldsdir/$fold ] || { echo "$0: no fold $fold in $foldsdir" >&2; exit 1; }
+    d=exp/ser/$sys/$fold
+    mkdir -p $d/log
+    {
+      echo "set -e"
+      printf '%q ' "${step[@]}" $d/log/train.log steps/ser/train.sh "${train_common[@]}" "${opts[@]}" \
+        $foldsdir/$fold $iv $model $d; echo
+      printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" --num-threads 1 \
+        $foldsdir/$fold/test $iv $d; echo
+    } > $d/cmd.sh
+    if [ -f $d/test.json ] && [ -f $d/cmd.done ] && cmp -s $d/cmd.sh $d/cmd.done \
+       && [ ! $model -nt $d/test.json ] && [ ! $foldsdir/folds.json -nt $d/test.json ]; then
+      continue
+    fi
+    echo "$d" >> $joblist.tmp
+  done
+done
+mv $joblist.tmp $joblist
+njobs=$(wc -l < $joblist)
+echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
+if [ "$njobs" -gt 0 ]; then
+  $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
+    "d=\$(awk -v n=JOB 'NR == n' $joblist); bash \$d/cmd.sh && cp \$d/cmd.sh \$d/cmd.done"
+fi
+
+for sys in $ser_systems; do
+  folds=$(system_folds $sys)
+  newer=$(for f in $folds; do find exp/ser/$sys/$f/test.json -newer exp/ser/$sys/results.json; done 2>/dev/null || true)
+  if [ -f exp/ser/$sys/results.json ] && [ -z "$newer" ]; then continue; fi
+  $train_cmd exp/ser/log/write_meta_$sys.log steps/ser/write_meta.sh --set "$ser_set" \
+    --protocol "$ser_protocol" --folds "$folds" --description "$(system_description $sys)" exp/ser/$sys
+  $train_cmd exp/ser/log/score_$sys.log steps/ser/score.sh $data exp/ser/$sys   # also exp/results.md
+  grep "^$sys: UA" exp/ser/log/score_$sys.log
+done
+$train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
+cat exp/ser/table3.md
+# the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
+case " $ser_systems " in *" tdnn_l12_uttivec "*)
+  local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \
+    "${train_common[@]}" $(system_opts tdnn_l12_uttivec) ;;
+esac

@@ -1,0 +1,87 @@
+"""Decode a fold's test utterances with a trained emotion network (steps/ser/decode.sh).
+
+    python -m ser.bin.decode_ser [options] <test-dir> <ivector-dir> <dir>
+
+Reads ``<dir>/final.pt`` (ser.bin.train_ser) and writes, atomically, ``<dir>/utt2post``
+(``<utt> p_1 ... p_K``: the normalised sum of the frame softmaxes, in the class order stored
+with the model = ``labels.txt``), ``<dir>/utt2pred`` (``<utt> <label>``) and ``<dir>/test.json``
+(frame accuracy and counts, when ``<test-dir>/utt2emo`` has the labels).  Every utterance of
+``<test-dir>`` is decoded; one without features or i-vectors is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ser.cli import add_device_argument, run_main, setup_logging
+from ser.emotion.folds import utt2class
+from ser.emotion.frames import load_parts
+from ser.emotion.graft import GraftedModel
+from ser.emotion.trainer import frame_logits, kill_point, score_frames
+from ser.emotion.voting import vote
+from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.datadir import DataDir
+from ser.io.torch_io import TorchFileError, load_torch
+
+log = logging.getLogger("decode_ser")
+
+
+def load_grafted(path: Path) -> tuple[GraftedModel, list[str]]:
+    """The model and its class order from ``final.pt``."""
+    d = load_torch(path, what="emotion model (train_ser's final.pt)", expect_keys=("format", "labels"))
+    model = GraftedModel.from_dict(d, str(path))
+    if not d["labels"]:
+        raise TorchFileError(f"{path}: no class labels stored with the model")
+    return model, list(d["labels"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chunk-width", type=int, default=300, help="input frames per evaluation chunk")
+    add_device_argument(p)
+    p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("test_dir")
+    p.add_argument("ivector_dir")
+    p.add_argument("dir")
+    a = p.parse_args(argv)
+    setup_logging()
+    torch.set_num_threads(a.num_threads)
+    decode(a)
+    return 0
+
+
+def decode(a: argparse.Namespace) -> None:
+    out = Path(a.dir)
+    model, classes = load_grafted(out / "final.pt")
+    device = a.device
+    model.to(device)
+    test = DataDir.load(a.test_dir)
+    fs = load_parts([test.path], a.ivector_dir)
+    logits = frame_logits(model, fs, test.utts, a.chunk_width, device)
+    info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
+    if test.has("utt2emo"):  # frame accuracy and loss for the report; UA / WA are the scorer's
+        res = score_frames(logits, list(utt2class(test, classes).values()))
+        post, dec = res.posteriors, res.decisions
+        info.update(frame_acc=res.frame_acc, frame_loss=res.loss)
+    else:
+        post, dec = vote(logits)
+    kill_point(f"{out}:decoded")
+    with atomic_open(out / "utt2post") as f:
+        for u, row in zip(test.utts, post.tolist()):
+            f.write(u + " " + " ".join(f"{x:.6f}" for x in row) + "\n")
+    with atomic_open(out / "utt2pred") as f:
+        for u, k in zip(test.utts, dec):
+            f.write(f"{u} {classes[k]}\n")
+    atomic_write_text(out / "test.json", json.dumps(info, indent=1) + "\n")
+    log.info("%s: decoded %d utterances (%d frames)%s", out, info["num_utts"], info["num_frames"],
+             f", frame accuracy {info['frame_acc']:.4f}" if "frame_acc" in info else "")
+
+
+if __name__ == "__main__":
+    run_main(main)

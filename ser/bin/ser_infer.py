@@ -1,0 +1,142 @@
+"""Classify the emotion of recordings with an exported model (also the ``ser-infer`` command).
+
+    ser-infer --model exp/ser/tdnn_l12_uttivec/export [options] <input> [<input> ...]
+    python -m ser.bin.ser_infer --model DIR [options] <input> ...
+
+Inputs: audio files (any format libsndfile reads, any rate and channel count; converted to
+16 kHz mono), directories (every audio file below them), Kaldi data dirs or ``wav.scp`` files
+(ids = utterance ids).  One output line per recording:
+
+    --format tsv     id, label, p_<label> per class, duration (s), with a header (default)
+    --format jsonl   {"id", "label", "posteriors": {label: p}, "duration"}
+    --format kaldi   --output is a directory: utt2emo (<id> <label>) and utt2post
+                     (<id> p_1 ... p_K in labels.txt order); ids must not contain whitespace
+
+``--timeline DIR`` also writes ``DIR/<id>.png`` (posteriors of sliding windows over time, the
+decided class shaded) and ``DIR/<id>.csv`` (segments) for each recording (``/`` in ids
+becomes ``__``).  A bad recording (unreadable, empty, all zeros, NaN, shorter than the model
+context) is reported in one line naming it and skipped; the others are processed and the exit
+status is 1 if any failed.  Outputs are written atomically when all recordings are done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ser.cli import add_device_argument, run_main, setup_logging
+from ser.infer.audio import list_recordings
+from ser.infer.recognizer import Classification, EmotionRecognizer
+from ser.infer.timeline import Timeline
+from ser.io.atomic import atomic_open
+
+log = logging.getLogger("ser_infer")
+FORMATS = ("tsv", "jsonl", "kaldi")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="exported model dir (steps/ser/export.sh)")
+    p.add_argument("--format", choices=FORMATS, default="tsv")
+    p.add_argument("--output", default="-", help="output file, - for stdout (kaldi: a directory)")
+    p.add_argument("--timeline", default=None, help="write <id>.png and <id>.csv timelines here")
+    p.add_argument("--window", type=float, default=2.0, help="timeline window (s)")
+    p.add_argument("--shift", type=float, default=0.5, help="timeline window shift (s)")
+    add_device_argument(p)
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings only, 1: info")
+    p.add_argument("inputs", nargs="+", help="audio files, directories, data dirs or wav.scp files")
+    return p
+
+
+def format_lines(results: list[Classification], fmt: str, labels: list[str]) -> str:
+    """The tsv or jsonl text of the results."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(r.as_dict()) + "\n" for r in results)
+    head = "\t".join(["id", "label"] + [f"p_{x}" for x in labels] + ["duration"]) + "\n"
+    return head + "".join("\t".join([r.id, r.label] + [f"{p:.6f}" for p in r.posteriors]
+                                    + [f"{r.duration:.3f}"]) + "\n" for r in results)
+
+
+def write_outputs(results: list[Classification], fmt: str, output: str, labels: list[str]) -> None:
+    if fmt == "kaldi":
+        if output == "-":
+            raise ValueError("--format kaldi writes utt2emo and utt2post into a directory: give --output DIR")
+        bad = [r.id for r in results if len(r.id.split()) != 1]
+        if bad:
+            raise ValueError(f"id {bad[0]!r} has whitespace; Kaldi tables need ids without it (use tsv/jsonl)")
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        rs = sorted(results, key=lambda r: r.id)
+        with atomic_open(out / "utt2emo") as f:
+            f.writelines(f"{r.id} {r.label}\n" for r in rs)
+        with atomic_open(out / "utt2post") as f:
+            f.writelines(r.id + " " + " ".join(f"{p:.6f}" for p in r.posteriors) + "\n" for r in rs)
+        return
+    text = format_lines(results, fmt, labels)
+    if output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with atomic_open(output) as f:
+            f.write(text)
+
+
+def timeline_name(rec_id: str) -> str:
+    return rec_id.strip("/").replace("/", "__").replace(" ", "_")
+
+
+def classify(rec: EmotionRecognizer, r, a: argparse.Namespace) -> Classification:
+    """One recording: its decision (and its timeline files with --timeline)."""
+    if a.timeline is None:
+        return rec.classify_blocks(r.blocks(), r.id, r.where)
+    fp = rec.frame_posteriors(r.blocks(), r.id, r.where)
+    tl = Timeline.from_frames(fp, rec.labels, a.window, a.shift)
+    out = Path(a.timeline) / timeline_name(r.id)
+    tl.write_png(out.with_name(out.name + ".png"))
+    tl.write_csv(out.with_name(out.name + ".csv"))
+    return Classification.of(r.id, rec.labels, fp.posteriors.double().mean(0), fp.duration)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    setup_logging(a.verbose)
+    torch.set_num_threads(a.num_threads)
+    rec = EmotionRecognizer.from_dir(a.model, a.device)
+    if a.timeline is not None:
+        Path(a.timeline).mkdir(parents=True, exist_ok=True)
+    results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
+    recordings = list(list_recordings(a.inputs))
+    for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
+        try:
+            res = classify(rec, r, a)
+        except (ValueError, OSError, RuntimeError) as e:
+            tqdm.write(f"ser_infer: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            failed += 1
+            continue
+        results.append(res)
+        seconds += res.duration
+    write_outputs(results, a.format, a.output, rec.labels)
+    el = time.perf_counter() - t0
+    log.info("%d of %d recordings classified (%.1f s of audio in %.1f s, %.0fx real time; device %s)%s",
+             len(results), len(recordings), seconds, el, seconds / max(el, 1e-9), rec.device,
+             f"; {failed} failed" if failed else "")
+    if failed:
+        print(f"ser_infer: {failed} of {len(recordings)} recordings failed (reported above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def console_main() -> None:
+    """The ``ser-infer`` console script (pyproject.toml)."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run_main(main)

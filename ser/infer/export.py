@@ -1,0 +1,165 @@
+"""A trained emotion system as a self-contained model directory (issue 14, item 1).
+
+Layout of ``<export-dir>`` (nothing outside it is read at inference time)::
+
+    model.pt                   the grafted network: weights + graft/head config + labels
+                               (ser.emotion.graft's dict; tensors and plain values only, so
+                               it loads with ``weights_only=True``)
+    labels.txt                 class order, one label per line
+    mfcc.conf                  the Kaldi MFCC options the network was trained on
+    ivector_extractor/         online i-vector extractor: final.ie.pt, final.dubm.pt, the
+                               splice + PCA transform final.mat.pt, global_cmvn.stats.pt,
+                               online_cmvn.conf, splice_opts (ser.ivector's extractor dir)
+    model.json                 provenance and inference settings (below)
+
+``model.json``: ``format``, ``system``, ``corpus``, ``set``, ``protocol``, the graft config,
+``cross_validation`` (mean / std / pooled UA, WA, macro-F1 of the system's folds from
+``results.json``, when the system was scored), ``final_training`` (the validation figures of
+the model exported), ``ivector`` (mode ``utterance``: each recording gets its own online
+i-vectors, no speaker carry-over; ``period``), ``sample_rate``, ``toolkit`` (name, version,
+git commit), ``created`` and the sha256 of every file.  The directory is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ser
+from ser.emotion.graft import GraftedModel
+from ser.features.mfcc import MfccOptions
+from ser.io.atomic import atomic_dir
+from ser.io.torch_io import load_torch, save_torch
+
+EXPORT_FORMAT = "ser.export.v1"
+EXTRACTOR_FILES = ("final.ie.pt", "final.dubm.pt", "final.mat.pt", "global_cmvn.stats.pt",
+                   "online_cmvn.conf", "splice_opts")
+MODEL_KEYS = ("format", "body_config", "layer", "hidden_dim", "num_classes", "state", "labels")
+
+
+def load_grafted(path: str | Path) -> tuple[GraftedModel, list[str], dict]:
+    """The network, its class order and the file's dict from a stage-7 ``final.pt`` (or an
+    export's ``model.pt``); eval mode."""
+    d = load_torch(path, what="grafted emotion model", expect_keys=MODEL_KEYS)
+    if not d.get("labels") or len(d["labels"]) != int(d["num_classes"]):
+        raise ValueError(f"{path}: the class labels stored with the model do not match its "
+                         f"{d['num_classes']} outputs")
+    model = GraftedModel.from_dict(d, str(path))
+    model.eval()
+    return model, [str(x) for x in d["labels"]], d
+
+
+def _git_commit() -> str | None:
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                           cwd=Path(ser.__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip() or None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cross_validation(system_dir: Path | None) -> tuple[dict, dict | None]:
+    """(meta.json, the figures of results.json) of a scored system dir (empty / None if absent)."""
+    if system_dir is None:
+        return {}, None
+    meta = json.loads((system_dir / "meta.json").read_text()) if (system_dir / "meta.json").is_file() else {}
+    res_path = system_dir / "results.json"
+    if not res_path.is_file():
+        return meta, None
+    res = json.loads(res_path.read_text())
+    keep = {k: res[k] for k in ("mean", "std") if k in res}
+    if "pooled" in res:
+        keep["pooled"] = {k: res["pooled"][k] for k in ("n", "ua", "wa", "macro_f1", "ua_ci95")
+                          if k in res["pooled"]}
+    keep["folds"] = [f.get("fold") for f in res.get("folds", [])]
+    return meta, keep
+
+
+@dataclass
+class ExportInfo:
+    """Provenance the caller knows (the rest is read from the files)."""
+
+    system: str
+    corpus: str = "unknown"
+    set: str = "unknown"
+    protocol: str = "unknown"
+    description: str = ""
+    ivector_period: int = 10
+
+
+def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir: str | Path,
+                 out_dir: str | Path, info: ExportInfo, system_dir: str | Path | None = None) -> Path:
+    """Write the export dir (see the module docstring); returns it."""
+    model, labels, d = load_grafted(model_path)
+    MfccOptions.from_conf(mfcc_config)  # a bad option file fails here, not at inference time
+    ext = Path(extractor_dir)
+    missing = [f for f in EXTRACTOR_FILES if not (ext / f).is_file()]
+    if missing:
+        raise ValueError(f"{ext}: not an i-vector extractor dir (no {missing[0]})")
+    meta, cv = _cross_validation(Path(system_dir) if system_dir else None)
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        save_torch({k: d[k] for k in d if k != "valid"}, tmp / "model.pt")
+        (tmp / "labels.txt").write_text("".join(x + "\n" for x in labels))
+        shutil.copyfile(mfcc_config, tmp / "mfcc.conf")
+        (tmp / "ivector_extractor").mkdir()
+        for f in EXTRACTOR_FILES:
+            shutil.copyfile(ext / f, tmp / "ivector_extractor" / f)
+        doc: dict[str, Any] = {
+            "format": EXPORT_FORMAT, "system": info.system,
+            "description": info.description or meta.get("description", ""),
+            "corpus": info.corpus, "set": meta.get("set", info.set),
+            "protocol": meta.get("protocol", info.protocol), "labels": labels,
+            "graft": {k: d[k] for k in ("layer", "hidden_dim", "num_classes", "primary_lr_factor",
+                                        "from_scratch", "body_config")},
+            "context": {"left": model.left_context, "right": model.right_context,
+                        "frame_subsampling_factor": model.frame_subsampling_factor},
+            "cross_validation": cv, "final_training": d.get("valid"),
+            "ivector": {"mode": "utterance", "period": int(info.ivector_period)},
+            "sample_rate": 16000,
+            "toolkit": {"name": "ser", "version": ser.__version__, "git_commit": _git_commit()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": {"model": str(model_path), "mfcc_config": str(mfcc_config),
+                       "extractor_dir": str(extractor_dir),
+                       "system_dir": str(system_dir) if system_dir else None},
+        }
+        doc["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "model.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return out
+
+
+def read_export(path: str | Path) -> tuple[dict, list[str]]:
+    """``model.json`` and ``labels.txt`` of an export dir, checked (format, files, labels)."""
+    p = Path(path)
+    if not (p / "model.json").is_file():
+        raise ValueError(f"{p}: not an exported emotion model (no model.json; made by steps/ser/export.sh)")
+    try:
+        doc = json.loads((p / "model.json").read_text())
+    except ValueError as e:
+        raise ValueError(f"{p / 'model.json'}: not JSON ({e})") from e
+    if doc.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{p / 'model.json'}: format {doc.get('format')!r}, expected {EXPORT_FORMAT}")
+    for f in ["model.pt", "labels.txt", "mfcc.conf"] + [f"ivector_extractor/{x}" for x in EXTRACTOR_FILES]:
+        if not (p / f).is_file():
+            raise ValueError(f"{p}: incomplete export, no {f}")
+    labels = (p / "labels.txt").read_text().split()
+    if labels != doc.get("labels"):
+        raise ValueError(f"{p}/labels.txt: {labels} differ from model.json's {doc.get('labels')}")
+    return doc, labels
+

@@ -1,0 +1,245 @@
+"""Emotion recognition of recordings with an exported model (issue 14, items 2-6).
+
+    from ser import EmotionRecognizer
+    rec = EmotionRecognizer.from_dir("exp/ser/tdnn_l12_uttivec/export")
+    print(rec.classify_file("my.wav"))                  # label, posteriors, duration
+    tl = rec.timeline("dialog.wav"); tl.write_png("dialog.png"); tl.write_csv("dialog.csv")
+
+The pipeline is stage 3 + 4 + 7 on one recording: 16 kHz mono samples -> MFCC (the export's
+``mfcc.conf``, dither seeded from the recording id as ser.bin.compute_mfcc_feats seeds it
+from the utterance id) -> online i-vectors of the recording on its own (per-utterance mode,
+as ``exp/nnet3/ivectors_<set>_utt``) -> the grafted network on the whole padded recording ->
+frame softmaxes -> their mean, argmax (ser.emotion.voting).
+
+Streaming (bounded memory).  MFCC frames are computed in blocks of ``block_frames`` (6144 =
+61.44 s; a multiple of the MFCC extractor's 1024-frame dither block on CPU and of the frame
+subsampling factor 3, so the features and the output frame grid are those of the whole
+recording).  Each block goes through the network with the model's full context taken from
+its neighbours (one block of lookahead), so frame outputs equal one pass over the whole
+recording.  Deviation: the online i-vector restarts at every block (the block with its context
+is one utterance of the i-vector extractor); recordings up to one block long are exactly the
+per-utterance computation of the recipe (tested against stage 7's decoding).
+
+Bad input raises :class:`ser.io.audio.AudioError` with one line naming the recording: no
+samples, NaN/infinite samples, all samples zero, shorter than the model context (the message
+gives the minimum duration).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ser.device import resolve_device
+from ser.emotion.graft import GraftedModel
+from ser.emotion.voting import decide
+from ser.features.mfcc import MfccOptions, compute_mfcc, num_frames
+from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
+from ser.infer.export import load_grafted, read_export
+from ser.infer.timeline import Timeline
+from ser.io.audio import AudioError
+from ser.io.batching import FeatureSet, MatrixTable, model_inputs
+from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
+from ser.ivector.extractor import IvectorExtractor
+from ser.ivector.features import UttBatch
+from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions
+
+BLOCK_FRAMES = 6144
+
+
+@dataclass
+class Classification:
+    """The decision for one recording: ``posteriors`` in ``labels`` order (mean frame softmax)."""
+
+    id: str
+    label: str
+    labels: list[str]
+    posteriors: list[float]
+    duration: float  # seconds of 16 kHz audio
+
+    @classmethod
+    def of(cls, rec_id: str, labels: list[str], posterior: torch.Tensor, duration: float) -> "Classification":
+        """From the mean frame softmax [K] (float64): the argmax, ties to the first label."""
+        return cls(rec_id, labels[decide(posterior)], list(labels), posterior.tolist(), duration)
+
+    def __str__(self) -> str:
+        post = " ".join(f"{k} {p:.3f}" for k, p in zip(self.labels, self.posteriors))
+        return f"{self.id}: {self.label} ({post}; {self.duration:.2f} s)"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "label": self.label,
+                "posteriors": dict(zip(self.labels, self.posteriors)), "duration": self.duration}
+
+
+@dataclass
+class FramePosteriors:
+    """Frame softmaxes [n, K] (float32) of a recording, one every ``frame_period`` seconds."""
+
+    id: str
+    posteriors: torch.Tensor
+    frame_period: float
+    duration: float
+
+
+class _SampleCheck:
+    """Passes sample blocks through, failing on non-finite samples; counts samples and peak."""
+
+    def __init__(self, where: str) -> None:
+        self.where, self.count, self.peak = where, 0, 0.0
+
+    def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for x in blocks:
+            if x.size and not bool(np.isfinite(x).all()):
+                raise AudioError(f"{self.where}: audio has NaN or infinite samples")
+            self.count += x.size
+            self.peak = max(self.peak, float(np.abs(x).max()) if x.size else 0.0)
+            yield x
+
+
+def mfcc_blocks(samples: Iterable[np.ndarray], opts: MfccOptions, generator: torch.Generator,
+                block_frames: int = BLOCK_FRAMES) -> Iterator[torch.Tensor]:
+    """The MFCC frames of the concatenated samples in blocks of ``block_frames`` (the last one
+    shorter): frame t reads samples ``[shift t, shift t + size)`` (``--snip-edges=true``)."""
+    if not opts.snip_edges:
+        raise ValueError("streamed MFCC needs --snip-edges=true in the model's mfcc.conf")
+    size, shift = opts.window_size, opts.window_shift
+    need = (block_frames - 1) * shift + size
+    buf = np.zeros(0, np.float32)
+    for x in samples:
+        buf = np.concatenate([buf, x]) if buf.size else x
+        while buf.size >= need:
+            yield compute_mfcc([torch.from_numpy(buf[:need])], opts, generator=generator)[0]
+            buf = buf[block_frames * shift:]
+    if num_frames(buf.size, opts) > 0:
+        yield compute_mfcc([torch.from_numpy(np.ascontiguousarray(buf))], opts, generator=generator)[0]
+
+
+def with_context(blocks: Iterable[torch.Tensor], left: int, right: int
+                 ) -> Iterator[tuple[torch.Tensor, int, int]]:
+    """(block with up to ``left`` frames before and ``right`` after it, offset of its first
+    frame, its length), one block of lookahead."""
+    it = iter(blocks)
+    cur = next(it, None)
+    tail: torch.Tensor | None = None
+    while cur is not None:
+        nxt = next(it, None)
+        parts = ([tail] if tail is not None else []) + [cur] + ([nxt[:right]] if nxt is not None else [])
+        a = 0 if tail is None else tail.shape[0]
+        yield torch.cat(parts), a, cur.shape[0]
+        tail = (cur if tail is None else torch.cat([tail, cur]))[-left:] if left else cur[:0]
+        cur = nxt
+
+
+class EmotionRecognizer:
+    """An exported emotion model, ready to classify recordings (see the module docstring)."""
+
+    def __init__(self, model: GraftedModel, labels: list[str], mfcc_opts: MfccOptions,
+                 ivectors: OnlineIvectorExtractor, info: dict | None = None,
+                 device: str | torch.device = "cpu", block_frames: int = BLOCK_FRAMES) -> None:
+        fsf = model.frame_subsampling_factor
+        if block_frames <= 0 or block_frames % fsf:
+            raise ValueError(f"block_frames {block_frames} must be a positive multiple of {fsf}")
+        if int(mfcc_opts.sample_frequency) != SAMPLE_RATE:
+            raise ValueError(f"the model's MFCC options are for {mfcc_opts.sample_frequency:g} Hz, "
+                             f"inference reads {SAMPLE_RATE} Hz")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.labels, self.mfcc_opts, self.ivectors = list(labels), mfcc_opts, ivectors
+        self.info, self.block_frames = dict(info or {}), int(block_frames)
+        shift = mfcc_opts.frame_shift / 1000.0
+        self.frame_period = shift * fsf
+        self.min_frames = model.left_context + model.right_context + 1
+        self.min_duration = ((self.min_frames - 1) * mfcc_opts.window_shift + mfcc_opts.window_size) / SAMPLE_RATE
+
+    @classmethod
+    def from_dir(cls, path: str | Path, device: str | torch.device = "auto",
+                 block_frames: int = BLOCK_FRAMES) -> "EmotionRecognizer":
+        """Load an export dir (ser.infer.export); only files inside it are read."""
+        p = Path(path)
+        info, labels = read_export(p)
+        model, stored, _ = load_grafted(p / "model.pt")
+        if stored != labels:
+            raise ValueError(f"{p}: model.pt's labels {stored} differ from labels.txt {labels}")
+        dev = resolve_device(device)
+        e = p / "ivector_extractor"
+        opts = OnlineIvectorOptions(ivector_period=int(info.get("ivector", {}).get("period", 10)))
+        ivectors = OnlineIvectorExtractor(IvectorExtractor.load(e / "final.ie.pt"), DiagGmm.load(e / "final.dubm.pt"),
+                                          UbmFeatures.from_dir(e), opts, dev)
+        return cls(model, labels, MfccOptions.from_conf(p / "mfcc.conf"), ivectors, info, dev, block_frames)
+
+    # -- the pipeline ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _block_posteriors(self, ext: torch.Tensor, first: int, n: int) -> torch.Tensor:
+        """Frame softmaxes [ceil(n / fsf), K] (float64) of frames ``first .. first + n - 1`` of
+        ``ext``, the block's i-vectors extracted online over ``ext``."""
+        ext = ext.to(self.device)
+        batch = UttBatch(["rec"], ["rec"], ext, torch.tensor([ext.shape[0]], device=self.device))
+        rows = torch.from_numpy(self.ivectors.extract(batch)[0])
+        fs = FeatureSet(MatrixTable.from_arrays(["rec"], [ext.cpu()]), MatrixTable.from_arrays(["rec"], [rows]),
+                        self.ivectors.opts.ivector_period)
+        fsf = self.model.frame_subsampling_factor
+        x, iv = model_inputs(fs, ["rec"], self.model, first_frame=first, num_output_frames=math.ceil(n / fsf))
+        logits = self.model(x.to(self.device), iv.to(self.device))[0]
+        return torch.softmax(logits.double(), dim=-1).cpu()
+
+    def _stream(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"
+                ) -> Iterator[torch.Tensor]:
+        """Frame softmax blocks of a recording; the input checks run when the stream ends."""
+        where = check.where
+        g = torch.Generator().manual_seed(zlib.crc32(rec_id.encode()))
+        frames = 0
+        feats = mfcc_blocks(check(blocks), self.mfcc_opts, g, self.block_frames)
+        for ext, first, n in with_context(feats, self.model.left_context, self.model.right_context):
+            frames += n
+            yield self._block_posteriors(ext, first, n)
+        if check.count == 0:
+            raise AudioError(f"{where}: no audio samples")
+        if check.peak == 0.0:
+            raise AudioError(f"{where}: all samples are zero")
+        if frames < self.min_frames:
+            raise AudioError(f"{where}: too short ({check.count / SAMPLE_RATE:.3f} s); the model needs at "
+                             f"least {self.min_duration:.3f} s ({self.min_frames} frames of context)")
+
+    def classify_blocks(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
+                        ) -> Classification:
+        """Classify a recording given as 16 kHz mono sample blocks (int16 units)."""
+        total, count = torch.zeros(len(self.labels), dtype=torch.float64), 0
+        check = _SampleCheck(where or rec_id)
+        for p in self._stream(blocks, rec_id, check):
+            total += p.sum(0)
+            count += p.shape[0]
+        return Classification.of(rec_id, self.labels, total / count, check.count / SAMPLE_RATE)
+
+    def frame_posteriors(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
+                         ) -> FramePosteriors:
+        """Every frame's softmax of a recording (float32; 120,000 x K numbers per hour)."""
+        check = _SampleCheck(where or rec_id)
+        post = torch.cat([p.float() for p in self._stream(blocks, rec_id, check)])
+        return FramePosteriors(rec_id, post, self.frame_period, check.count / SAMPLE_RATE)
+
+    # -- the API -------------------------------------------------------------------------------
+    def classify_file(self, path: str | Path) -> Classification:
+        """Label and posteriors of an audio file (any format / rate / channels libsndfile reads)."""
+        return self.classify_blocks(file_blocks(path), str(path))
+
+    def classify_signal(self, signal: np.ndarray, sample_rate: int, name: str = "signal") -> Classification:
+        """Label and posteriors of samples in memory (float in [-1, 1] or int16; [n] or [n, channels])."""
+        return self.classify_blocks(signal_blocks(signal, sample_rate, name), name)
+
+    def timeline(self, source: str | Path | np.ndarray, sample_rate: int | None = None,
+                 window: float = 2.0, shift: float = 0.5, name: str | None = None):
+        """:class:`ser.infer.timeline.Timeline` of a file or a signal: sliding-window posteriors."""
+        if isinstance(source, (str, Path)):
+            fp = self.frame_posteriors(file_blocks(source), name or str(source), str(source))
+        else:
+            if sample_rate is None:
+                raise ValueError("timeline of a signal needs its sample_rate")
+            fp = self.frame_posteriors(signal_blocks(source, sample_rate, name or "signal"), name or "signal")
+        return Timeline.from_frames(fp, self.labels, window, shift)
+

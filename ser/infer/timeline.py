@@ -1,0 +1,120 @@
+"""Emotion over time: class posteriors in sliding windows, and the segments they decide.
+
+Window ``w`` covers ``[w * shift, w * shift + window)`` seconds; its posterior is the mean of
+the softmaxes of the network's output frames inside it (paper 1's utterance decision applied
+to the window; one output frame every 30 ms) and its class the argmax (ties to the first
+label).  The windows are computed from one pass of the network over the recording
+(ser.infer.recognizer), not one pass per window, so every frame has the context of the whole
+recording around it.  A recording shorter than one window has one window over all of it.
+
+Segments: each window stands for the ``shift`` seconds around its centre (the first one from
+0, the last one to the end of the recording); consecutive windows with the same class make one
+segment (``start``, ``end``, ``label`` and the mean posterior of each class over its windows).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ser.io.atomic import atomic_open
+
+
+def window_posteriors(post: torch.Tensor, frame_period: float, window: float, shift: float,
+                      duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """(starts [W] seconds, mean frame posterior [W, K]) of the sliding windows."""
+    if window <= 0 or shift <= 0:
+        raise ValueError(f"window ({window}) and shift ({shift}) must be positive")
+    n = post.shape[0]
+    num = max(1, int(np.floor((duration - window) / shift + 1e-9)) + 1)
+    starts = shift * np.arange(num)
+    t = frame_period * np.arange(n)  # time of output frame j
+    lo = np.searchsorted(t, starts - 1e-9)
+    hi = np.maximum(np.searchsorted(t, starts + window - 1e-9), lo + 1).clip(max=n)
+    lo = np.minimum(lo, hi - 1)
+    csum = np.concatenate([np.zeros((1, post.shape[1])), np.cumsum(post.double().numpy(), 0)])
+    return starts, (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    label: str
+    posteriors: list[float]
+
+
+@dataclass
+class Timeline:
+    """Sliding-window posteriors of one recording and the segments they decide."""
+
+    id: str
+    labels: list[str]
+    starts: np.ndarray       # [W] seconds
+    posteriors: np.ndarray   # [W, K]
+    window: float
+    shift: float
+    duration: float
+
+    @classmethod
+    def from_frames(cls, fp, labels: list[str], window: float = 2.0, shift: float = 0.5) -> "Timeline":
+        """From :class:`ser.infer.recognizer.FramePosteriors`."""
+        starts, post = window_posteriors(fp.posteriors, fp.frame_period, window, shift, fp.duration)
+        return cls(fp.id, list(labels), starts, post, window, shift, fp.duration)
+
+    @property
+    def decisions(self) -> np.ndarray:
+        """Class index of every window (argmax; numpy's ties go to the first label)."""
+        return self.posteriors.argmax(1)
+
+    def segments(self) -> list[Segment]:
+        w = len(self.starts)
+        mid = self.starts + min(self.window, self.duration) / 2
+        bounds = np.concatenate([[0.0], np.clip(mid[1:] - self.shift / 2, 0, None), [self.duration]])
+        dec, out, a = self.decisions, [], 0
+        for b in range(1, w + 1):
+            if b == w or dec[b] != dec[a]:
+                out.append(Segment(float(bounds[a]), float(bounds[b]), self.labels[dec[a]],
+                                   self.posteriors[a:b].mean(0).tolist()))
+                a = b
+        return out
+
+    def write_csv(self, path) -> None:
+        """``start,end,label,p_<label>...`` one row per segment (seconds, 3 decimals)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["start", "end", "label"] + [f"p_{x}" for x in self.labels])
+        for s in self.segments():
+            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label] + [f"{p:.4f}" for p in s.posteriors])
+        with atomic_open(path) as f:
+            f.write(buf.getvalue())
+
+    def write_png(self, path) -> None:
+        """Posterior of each class over the window centres; the decided class shaded."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        colours = plt.get_cmap("tab10").colors
+        minutes = self.duration > 600
+        scale = 60.0 if minutes else 1.0
+        t = (self.starts + min(self.window, self.duration) / 2) / scale
+        fig, ax = plt.subplots(figsize=(12, 3.5))
+        for s in self.segments():
+            ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
+                       alpha=0.15, lw=0)
+        for k, lab in enumerate(self.labels):
+            ax.plot(t, self.posteriors[:, k], color=colours[k % 10], lw=1, label=lab)
+        ax.set(xlim=(0, self.duration / scale), ylim=(0, 1), ylabel="posterior",
+               xlabel="time (min)" if minutes else "time (s)",
+               title=f"{self.id}: {self.window:g} s windows every {self.shift:g} s (shaded: decided class)")
+        ax.legend(loc="upper right", ncol=len(self.labels), fontsize=8)
+        fig.tight_layout()
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=90)
+        plt.close(fig)

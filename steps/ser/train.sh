@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Usage: steps/ser/train.sh [opts] <fold-dir> <ivector-dir> <pretrained-model> <dir>
+#   e.g. steps/ser/train.sh --layer tdnnf12 --primary-lr-factor 0.25 data/iemocap_4cls_exc/folds/session/Ses05 \
+#          exp/nnet3/ivectors_iemocap_all exp/chain/tdnn/final.pt exp/ser/tdnn_l12/Ses05
+# One fold of a grafted emotion network: trains on <fold-dir>/train, selects the epoch on <fold-dir>/valid,
+# writes <dir>/{final.pt,valid.json,training_curve.png}; resumes from <dir>/checkpoint.pt.
+# Options: --labels --layer --hidden-dim --primary-lr-factor --from-scratch --num-epochs --patience
+# --initial-lrate --final-lrate --chunk-width --minibatch-size --eval-chunk-width --seed
+# --cache-frozen-body --device --num-threads (--help for all).  See ser/bin/train_ser.py.
+. "$(dirname "$0")/../../path.sh"
+exec python -m ser.bin.train_ser "$@"

@@ -1,0 +1,124 @@
+"""Stage 7 end to end: local/ser/run_tdnn.sh on a tiny set, killed and re-run, every output checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from emotion_data import CLASSES, save_tiny_model, write_tiny_set
+from infer_data import MFCC_CONF, voice, write_extractor
+from ser.features.mfcc import MfccOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = ["tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec"]
+CONFIG = """nj: 2
+device: cpu
+ser:
+  set: iemocap_tiny
+  labels: [ang, hap, neu, sad]
+  protocol: session
+  num_valid_speakers: 1
+  model: exp/chain/tdnn/final.pt
+  ivector_dir: exp/nnet3/iv_spk
+  utt_ivector_dir: exp/nnet3/iv_utt
+  systems: [tdnn_l12, tdnn_l13, tdnn_prefinal, tdnn_scratch, tdnn_l12_uttivec]
+  layer: tdnnf12
+  prefinal_layer: prefinal-l
+  layer_selection_folds: [Ses02]
+  hidden_dim: 16
+  primary_lr_factor: 0.25
+  num_epochs: 2
+  patience: 0
+  initial_lrate: 0.01
+  final_lrate: 0.001
+  chunk_width: 45
+  minibatch_size: 8
+  cache_frozen_body: true
+  seed: 0
+"""
+
+
+def recipe_dir(root: Path, systems: list[str] = SYSTEMS) -> Path:
+    """A recipe directory with the repository's scripts and package linked in, and tiny data."""
+    root.mkdir()
+    for name in ("path.sh", "cmd.sh", "steps", "local", "utils", "ser", ".venv"):
+        (root / name).symlink_to(ROOT / name)
+    (root / "conf").mkdir()
+    (root / "conf/tiny.yaml").write_text(CONFIG.replace(", ".join(SYSTEMS), ", ".join(systems)))
+    write_tiny_set(root, sessions=2, utts_per_speaker=6)
+    (root / "exp/chain/tdnn").mkdir(parents=True)
+    save_tiny_model(root / "exp/chain/tdnn/final.pt")
+    (root / "conf/mfcc_hires.conf").write_text(MFCC_CONF)  # what the export step copies (13 dims here)
+    write_extractor(root / "exp/nnet3/extractor", [voice(2.0, seed=0)], MfccOptions.from_conf(root / "conf/mfcc_hires.conf"))
+    return root
+
+
+def run_stage7(root: Path, kill: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("SER_KILL_AT", "PYTHONPATH")}
+    if kill:
+        env["SER_KILL_AT"] = kill
+    return subprocess.run(["bash", str(root / "local/ser/run_tdnn.sh"), "--config", "conf/tiny.yaml"],
+                          cwd=root, env=env, capture_output=True, text=True)
+
+
+def fold_uas(root: Path, systems: list[str]) -> dict:
+    return {s: [(f["fold"], f["ua"], f["wa"]) for f in
+                json.loads((root / f"exp/ser/{s}/results.json").read_text())["folds"]] for s in systems}
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="needs the recipe's .venv")
+def test_stage7_end_to_end_killed_and_rerun(tmp_path):
+    ref = recipe_dir(tmp_path / "ref")
+    r = run_stage7(ref)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ser = ref / "exp/ser"
+    for s in SYSTEMS:
+        d = ser / s
+        folds = ["Ses02"] if s in ("tdnn_l13", "tdnn_prefinal") else ["Ses01", "Ses02"]
+        assert (d / "labels.txt").read_text().split() == CLASSES
+        for name in ("results.json", "results.md", "confusion.png", "meta.json"):
+            assert (d / name).stat().st_size > 0, d / name
+        meta = json.loads((d / "meta.json").read_text())
+        assert meta["folds"] == folds and set(meta["valid"]) == set(folds)
+        assert all(0 <= meta["valid"][f]["ua"] <= 1 for f in folds)
+        for f in folds:
+            fd = d / f
+            for name in ("final.pt", "valid.json", "test.json", "training_curve.png",
+                         "log/train.log", "log/decode.log", "utt2pred", "utt2post"):
+                assert (fd / name).stat().st_size > 0, fd / name
+            test = (ref / f"data/iemocap_tiny/folds/session/{f}/test/utt2spk").read_text().split("\n")
+            pred = dict(line.split() for line in (fd / "utt2pred").read_text().splitlines())
+            assert sorted(pred) == sorted(line.split()[0] for line in test if line)
+            assert set(pred.values()) <= set(CLASSES)
+            for line in (fd / "utt2post").read_text().splitlines():
+                p = [float(x) for x in line.split()[1:]]
+                assert len(p) == 4 and abs(sum(p) - 1) < 1e-4
+                assert CLASSES[p.index(max(p))] == pred[line.split()[0]]
+    for t in ("table2.md", "table3.md"):
+        assert "not run" not in (ser / t).read_text()
+    info = json.loads((ser / "tdnn_l12_uttivec/export/model.json").read_text())  # the deployed model
+    cv = json.loads((ser / "tdnn_l12_uttivec/results.json").read_text())["mean"]
+    assert info["cross_validation"]["mean"]["ua"] == cv["ua"] and info["set"] == "iemocap_tiny"
+    assert (ser / "tdnn_l12_uttivec/final/final.pt").is_file()
+    assert "Transfer minus scratch" in (ser / "table3.md").read_text()
+    assert "| 13th TDNN | tdnnf13 |" in (ser / "table2.md").read_text()
+
+    # a re-run has nothing to do
+    r = run_stage7(ref)
+    assert r.returncode == 0 and "0 of the (system, fold) trainings to run" in r.stdout
+
+    # killed inside a training and inside a decoding, then re-run: the same numbers
+    killed = ["tdnn_scratch"]
+    run = recipe_dir(tmp_path / "run", killed)
+    r = run_stage7(run, kill="*tdnn_scratch/Ses02:epoch0:step1")
+    assert r.returncode != 0
+    assert "exp/ser/tdnn_scratch/Ses02/log/train.log" in r.stderr  # the failure names its log
+    r = run_stage7(run, kill="*tdnn_scratch/Ses02:decoded")
+    assert r.returncode != 0 and "exp/ser/tdnn_scratch/Ses02/log/decode.log" in r.stderr
+    r = run_stage7(run)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert fold_uas(run, killed) == fold_uas(ref, killed)

@@ -1,0 +1,89 @@
+"""Cross-validation folds (ser.emotion.folds): disjoint speakers, exact test folds, complete coverage."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+from emotion_data import write_tiny_set
+from ser.emotion.folds import make_folds, read_fold_names, write_folds
+from ser.io.datadir import DataDir
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    data, _, _ = write_tiny_set(tmp_path_factory.mktemp("folds"), sessions=5, utts_per_speaker=6)
+    return data
+
+
+@pytest.mark.parametrize("protocol", ["session", "speaker"])
+def test_folds_disjoint_exact_and_complete(tiny, protocol):
+    d = DataDir.load(tiny)
+    sess, spk = d.extra("utt2session"), d.utt2spk
+    folds = make_folds(d, protocol, num_valid_speakers=1, seed=3)
+    assert len(folds) == (5 if protocol == "session" else 10)
+    tested = Counter()
+    for f in folds:
+        speakers = {p: {spk[u] for u in f.part(p)} for p in ("train", "valid", "test")}
+        assert not speakers["train"] & speakers["valid"]
+        assert not speakers["train"] & speakers["test"]
+        assert not speakers["valid"] & speakers["test"]
+        key = sess if protocol == "session" else spk
+        assert f.test == sorted(u for u in d.utts if key[u] == f.name)  # exactly its session / speaker
+        test_sessions = {sess[u] for u in f.test}
+        assert not {sess[u] for u in f.valid} & test_sessions       # validation from other sessions
+        assert len(speakers["valid"]) == 1
+        assert sorted(f.train + f.valid + f.test) == d.utts           # every utterance used once
+        tested.update(f.test)
+    assert tested == Counter(d.utts)  # each utterance tested exactly once per protocol
+
+
+def test_folds_seeded_and_written(tiny):
+    d = DataDir.load(tiny)
+    assert make_folds(d, "session", 1, 0) == make_folds(d, "session", 1, 0)
+    assert any(a.valid != b.valid for a, b in zip(make_folds(d, "session", 1, 0),
+                                                  make_folds(d, "session", 1, 1)))
+    out = write_folds(tiny, "session", 1, 0)
+    assert read_fold_names(out) == ["Ses01", "Ses02", "Ses03", "Ses04", "Ses05"]
+    for f in make_folds(d, "session", 1, 0):
+        for part in ("train", "valid", "test"):
+            sub = DataDir.load(out / f.name / part)
+            assert sub.utts == f.part(part)
+            assert sub.feats == {u: d.feats[u] for u in f.part(part)}
+            assert sub.extra("utt2emo") == {u: d.extra("utt2emo")[u] for u in f.part(part)}
+    stamp = (out / "folds.json").stat().st_mtime_ns
+    write_folds(tiny, "session", 1, 0)            # same options: kept
+    assert (out / "folds.json").stat().st_mtime_ns == stamp
+    write_folds(tiny, "session", 1, 1)            # other seed: rewritten
+    assert (out / "folds.json").stat().st_mtime_ns != stamp
+
+
+def test_folds_need_sessions(tmp_path, tiny):
+    d = DataDir.load(tiny)
+    del d.extras["utt2session"]
+    with pytest.raises(ValueError, match="utt2session"):
+        make_folds(d)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        make_folds(DataDir.load(tiny), "dialog")
+
+
+REAL_IEMOCAP = os.environ.get("SER_IEMOCAP")
+
+
+@pytest.mark.skipif(not REAL_IEMOCAP, reason="set SER_IEMOCAP=/path/to/IEMOCAP_full_release")
+def test_real_iemocap_session_folds_have_table1_counts(tmp_path):
+    from ser.prep.iemocap import prepare_iemocap
+
+    prepare_iemocap(REAL_IEMOCAP, tmp_path)
+    d = DataDir.load(tmp_path / "iemocap_4cls_exc")
+    emo = d.extra("utt2emo")
+    table1 = {"Ses01": (229, 143, 384, 194), "Ses02": (137, 210, 362, 197), "Ses03": (240, 151, 320, 305),
+              "Ses04": (327, 238, 258, 143), "Ses05": (170, 299, 384, 245)}  # ang exc neu sad
+    folds = make_folds(d, "session")
+    assert [f.name for f in folds] == list(table1)
+    for f in folds:
+        c = Counter(emo[u] for u in f.test)
+        assert (c["ang"], c["hap"], c["neu"], c["sad"]) == table1[f.name]
+        assert len(f.train) + len(f.valid) == 4936 - sum(table1[f.name])

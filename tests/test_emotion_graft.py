@@ -1,0 +1,105 @@
+"""Grafting (ser.emotion.graft) and the learning-rate factor of the transferred layers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from emotion_data import CLASSES, FEAT_DIM, IVEC_DIM, save_tiny_model, tiny_model, write_tiny_set
+from ser.emotion.frames import load_parts
+from ser.emotion.graft import GraftedModel, body_layers, make_grafted_model
+from ser.emotion.trainer import SerTrainConfig, SerTrainer
+from ser.io.datadir import DataDir
+from ser.nnet.model_io import load_chain_model
+
+
+@pytest.mark.parametrize("layer", ["tdnnf12", "tdnnf13", "prefinal-l", "prefinal-chain", "tdnn1"])
+def test_body_output_equals_embed_of_loaded_model(tmp_path, layer):
+    path = save_tiny_model(tmp_path / "final.pt")
+    ref = load_chain_model(path).eval()
+    g = make_grafted_model(load_chain_model(path), layer, 16, 4, 0.25, False)
+    x = torch.randn(3, 150 + 56, FEAT_DIM)
+    for iv in (torch.randn(3, IVEC_DIM), torch.randn(3, 150 + 56, IVEC_DIM)):
+        g.train()  # a transferred body stays in eval mode
+        assert not g.body.training and g.head.training
+        assert torch.equal(g.embed(x, iv), ref.embed(x, iv, upto=layer))
+    assert list(g.body.layers) == body_layers(ref, layer)
+    assert (g.left_context, g.right_context) == (ref.left_context, ref.right_context) == (28, 28)
+
+
+def test_scratch_body_is_random_and_in_train_mode():
+    pre = tiny_model()
+    g = make_grafted_model(copy.deepcopy(pre), "tdnnf12", 16, 4, 1.0, True, seed=5)
+    g.train()
+    assert g.body.training
+    a = dict(g.body.named_parameters())
+    assert not any(torch.equal(a[n], p) for n, p in pre.named_parameters() if n in a)
+    assert all(float(bn.stats_count) == 0 for bn in g.body.batchnorms())
+    lda, lda0 = g.body.layers["lda"], pre.layers["lda"]  # the fixed input transform is shared
+    assert torch.equal(lda.weight, lda0.weight) and torch.equal(lda.bias, lda0.bias)
+
+
+def test_param_groups_follow_primary_lr_factor():
+    g = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.25, False)
+    groups = g.param_groups(1e-3)
+    assert [gr["name"] for gr in groups] == ["head", "body"]
+    assert groups[1]["lr"] == pytest.approx(0.25e-3)
+    assert sum(p.numel() for gr in groups for p in gr["params"]) == sum(p.numel() for p in g.parameters())
+    frozen = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.0, False)
+    assert [gr["name"] for gr in frozen.param_groups(1e-3)] == ["head"]
+    assert not any(p.requires_grad for p in frozen.body.parameters())
+    with pytest.raises(ValueError, match="unknown layer"):
+        make_grafted_model(tiny_model(), "tdnnf99", 16, 4, 0.25, False)
+
+
+def test_saved_graft_round_trip():
+    g = make_grafted_model(tiny_model(), "tdnnf13", 16, 4, 0.25, False)
+    h = GraftedModel.from_dict(g.to_dict())
+    x, iv = torch.randn(2, 120, FEAT_DIM), torch.randn(2, IVEC_DIM)
+    assert torch.equal(g.eval()(x, iv), h.eval()(x, iv))
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    root = tmp_path_factory.mktemp("graft")
+    data, ivs, _ = write_tiny_set(root, sessions=2, utts_per_speaker=6)
+    d = DataDir.load(data)
+    train = [u for u in d.utts if not u.startswith("Ses02M")]
+    valid = [u for u in d.utts if u.startswith("Ses02M")]
+    labels = {u: CLASSES.index(d.extra("utt2emo")[u]) for u in d.utts}
+    return load_parts([data], ivs), train, valid, labels
+
+
+def _train(fold, tmp_path, factor, cache=True, scratch=False):
+    fs, train, valid, labels = fold
+    model = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, factor, scratch)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = SerTrainConfig(num_epochs=2, patience=0, chunk_width=60, minibatch_size=8,
+                         cache_frozen_body=cache, initial_lrate=0.01, final_lrate=0.001)
+    SerTrainer(model, cfg, fs, train, valid, labels, tmp_path, class_names=CLASSES).run()
+    return before, model.state_dict()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_factor_zero_keeps_the_body_bit_identical(fold, tmp_path, cache):
+    before, after = _train(fold, tmp_path, 0.0, cache)
+    body = [k for k in before if k.startswith("body.")]
+    assert body and all(torch.equal(before[k], after[k]) for k in body)  # weights and BN stats
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+
+
+def test_positive_factor_changes_the_body_but_not_its_stats(fold, tmp_path):
+    before, after = _train(fold, tmp_path, 0.25)
+    weights = [k for k in before if k.startswith("body.") and "stats_" not in k and "lda" not in k]
+    stats = [k for k in before if k.startswith("body.") and "stats_" in k]
+    assert all(not torch.equal(before[k], after[k]) for k in weights)
+    assert all(torch.equal(before[k], after[k]) for k in stats)  # eval mode: stored statistics kept
+
+
+def test_frozen_body_cache_gives_the_uncached_training(fold, tmp_path):
+    _, cached = _train(fold, tmp_path / "a", 0.0, cache=True)
+    _, plain = _train(fold, tmp_path / "b", 0.0, cache=False)
+    for k in cached:
+        torch.testing.assert_close(cached[k], plain[k], rtol=1e-4, atol=1e-5)
