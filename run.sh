@@ -33,15 +33,12 @@ stage=0
 stop_stage=100
 config=conf/mini.yaml
 
-usage() {
-  cat >&2 <<EOF
-Usage: $0 [--stage N] [--stop-stage M] [--config conf/X.yaml]
+# the usage text is made before the options are read, so it shows the defaults
+usage_text="Usage: $0 [--stage N] [--stop-stage M] [--config conf/X.yaml]
   --stage N         first stage to run (default $stage)
   --stop-stage M    last stage to run (default: all)
-  --config FILE     recipe configuration (default $config)
-EOF
-  exit 1
-}
+  --config FILE     recipe configuration (default $config)"
+usage() { echo "$usage_text" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +50,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ $stage =~ ^[0-9]+$ && $stop_stage =~ ^[0-9]+$ ]] || { echo "$0: --stage/--stop-stage must be integers" >&2; usage; }
+last_stage=$(sed -n 's/^if run_stage \([0-9]*\).*/\1/p' "$0" | tail -n 1)
+[ "$stage" -le "$stop_stage" ] || { echo "$0: --stage $stage is after --stop-stage $stop_stage: no stage to run" >&2; exit 1; }
+[ "$stage" -le "$last_stage" ] || { echo "$0: --stage $stage: the last stage is $last_stage" >&2; exit 1; }
 
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || { echo "$0: no .venv; run tools/install.sh first" >&2; exit 1; }
@@ -81,7 +81,7 @@ if run_stage 1; then
   banner 1 "data preparation"
   $train_cmd exp/log/prepare_tedlium.log local/prepare_tedlium.sh "$corpora_tedlium" data
   grep '^tedlium_' exp/log/prepare_tedlium.log
-  $train_cmd exp/log/prepare_iemocap.log local/prepare_iemocap.sh "$corpora_iemocap" data
+  $train_cmd exp/log/prepare_iemocap.log local/prepare_iemocap.sh --sessions "$corpora_iemocap_sessions" "$corpora_iemocap" data
   grep '^iemocap_' exp/log/prepare_iemocap.log
 fi
 

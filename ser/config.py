@@ -46,6 +46,7 @@ class CorporaConfig:
     root: str = "corpora"
     tedlium: str = "corpora/TEDLIUM_release2"      # or TEDLIUM_release-3 (its legacy/ split is used)
     iemocap: str = "corpora/IEMOCAP_full_release"
+    iemocap_sessions: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # each must be there
     seed: int = 0
     tedlium_train_minutes: float = 60.0
     iemocap_turns: int = 1000
@@ -72,7 +73,7 @@ class IvectorConfig:
 @dataclass(frozen=True)
 class ChainConfig:
     """Stages 5-6: flat-start graphs and the two LF-MMI passes (local/chain/run_tdnn.sh; tdnn_1g values)."""
-    net: Literal["mini", "tdnn_1g"] = "tdnn_1g"
+    net: Literal["tiny", "mini", "tdnn_1g"] = "tdnn_1g"
     e2e_num_epochs: float = 2                      # pass 1: flat start on whole utterances
     num_epochs: float = 6                          # pass 2: tdnn_1g chunk egs
     optimizer: Literal["adam", "kaldi-sgd"] = "adam"

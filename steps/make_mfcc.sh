@@ -8,14 +8,16 @@
 #   --device <cpu|cuda>       where to compute (default cpu)
 # Writes <mfcc-dir>/raw_mfcc_<name>.JOB.{ark,scp}, <data-dir>/feats.scp and utt2num_frames.
 # As Kaldi's steps/make_mfcc.sh; utterances the jobs had to skip are removed with fix_data_dir
-# (counted in the logs).  Re-running is a no-op while feats.scp is newer than the audio lists.
+# (counted in the logs).  Done = features for every utterance, validated, and <data-dir>/.feats.stamp
+# written last (ser.io.stamp: MFCC options, wav.scp, segments, utt2spk, the dir's own stamp); a re-run
+# with the same stamp is a no-op, anything else (a kill, other options or audio lists) recomputes.
 set -euo pipefail
 nj=4
 cmd="python -m ser.jobs"
 mfcc_config=conf/mfcc.conf
 device=cpu
 write_utt2num_frames=true
-help_message=$(sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//')
 . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
@@ -26,12 +28,16 @@ mfccdir=${3:-$data/data}
 [ -f "$data/utt2spk" ] || { echo "$0: no such data dir: $data" >&2; exit 1; }
 [ -f "$mfcc_config" ] || { echo "$0: no such file: $mfcc_config" >&2; exit 1; }
 
-if [ -f "$data/feats.scp" ] && [ "$data/feats.scp" -nt "$data/wav.scp" ] && [ "$data/feats.scp" -nt "$mfcc_config" ] \
-   && { [ ! -f "$data/segments" ] || [ "$data/feats.scp" -nt "$data/segments" ]; }; then
+stamp=(python -m ser.bin.stamp)
+stamp_args=("$data/.feats.stamp" "$mfcc_config" "$data/wav.scp" "$data/segments" "$data/utt2spk" "$data/.stamp")
+if "${stamp[@]}" check "${stamp_args[@]}" && utils/validate_data_dir.sh --no-text "$data" > /dev/null 2>&1; then
   echo "$0: $data/feats.scp is up to date; not recomputing"
   exit 0
 fi
+"${stamp[@]}" clear "${stamp_args[@]}"
+rm -f "$data/feats.scp" "$data/utt2num_frames"   # an interrupted run's, possibly not fixed yet
 mkdir -p "$logdir" "$mfccdir"
+rm -f "$mfccdir/raw_mfcc_${name}".*.tmp           # left by a killed run with another --nj
 utils/validate_data_dir.sh --no-text --no-feats "$data" > /dev/null
 nspk=$(wc -l < "$data/spk2utt")
 [ "$nj" -gt "$nspk" ] && nj=$nspk
@@ -52,9 +58,12 @@ nf=$(wc -l < "$data/feats.scp.tmp"); nu=$(wc -l < "$data/utt2spk")
 if [ "$nf" -ne "$nu" ]; then
   echo "$0: $((nu - nf)) of $nu utterances got no features (see $logdir/make_mfcc_${name}.*.log); fixing $data"
   mv "$data/feats.scp.tmp" "$data/feats.scp"
+  ser_kill_point make_mfcc:before_fix
   utils/fix_data_dir.sh "$data"
 else
   mv "$data/feats.scp.tmp" "$data/feats.scp"
 fi
+utils/validate_data_dir.sh --no-text "$data" > /dev/null
+"${stamp[@]}" write "${stamp_args[@]}"
 grep -h "^compute_mfcc_feats:" "$logdir"/make_mfcc_${name}.*.log | head -n "$nj" | sed "s:^:$name :" || true
 echo "$0: succeeded for $data ($nf utterances)"

@@ -6,7 +6,7 @@
 # and ser/train/chain_trainer.py.  Options: --num-epochs --initial-effective-lrate
 # --final-effective-lrate --num-jobs-initial --num-jobs-final --frames-per-iter
 # --num-chunk-per-minibatch --chunk-width --egs-type e2e|chunk --xent-regularize
-# --leaky-hmm-coefficient --dropout-schedule --max-param-change --net mini|tdnn_1g
+# --leaky-hmm-coefficient --dropout-schedule --max-param-change --net tiny|mini|tdnn_1g
 # --device auto|cpu|cuda --bf16 true|false --resume true|false --srand N  (--help for all).
 # DDP (utils/torchrun.sh): NPROC=4 steps/train_chain.sh ...  runs 4 ranks on this machine (torchrun);
 # in a Slurm job, srun steps/train_chain.sh ... runs one torchrun agent per task (c10d rendezvous), e.g.

@@ -20,6 +20,7 @@ from ser.chain.lang import Lang, prepare_dict, prepare_lang, text_to_phones
 from ser.chain.phone_lm import estimate_phone_lm
 from ser.chain.supervision import Normalizer, make_supervision, numerator_pdf_fsa
 from ser.chain.topo import PdfMap, biphone_stats, expand_to_pdfs
+from ser.io.datadir import DataDir
 
 DIC = """<s> SIL
 </s> SIL
@@ -370,6 +371,32 @@ def test_numerator_normalised_le_den(lang, den_setup):
     short = make_supervision(words, 12, lang, pm, norm)
     assert short.graph is None and short.reason == "too short"
     assert make_supervision(words, 13, lang, pm, norm).graph is not None
+
+
+def test_prepare_e2e_resumed_after_den_graph(lang, tmp_path, tmp_path_factory):
+    """Killed after den.pt, before num.pt: the re-run reuses den.pt and must write the numerators of an
+    uninterrupted run (they were normalised with the in-memory float64 den graph, the reused den.pt has
+    float32 weights: 1 ulp apart)."""
+    from ser.bin.prepare_e2e import main
+
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "a", "dog", "hello"]
+    utts = {f"s{i % 4}-u{i:02d}": " ".join(rng.choice(words, rng.integers(1, 6))) for i in range(60)}
+    data = tmp_path / "data"
+    DataDir(utt2spk={u: u.split("-")[0] for u in utts}, text=utts,
+            extras={"utt2num_frames": {u: "120" for u in utts}}).write(data)
+    out = tmp_path / "e2e"
+    args = ["--num-extra-lm-states", "20", "--min-biphone-count", "2", "--min-monophone-count", "1",
+            str(data), str(Path(tmp_path_factory.getbasetemp()) / "lang0" / "lang"), str(out)]
+    assert main(args) == 0
+    want = torch.load(out / "num.pt", weights_only=True)["graphs"]
+    (out / "num.pt").unlink()
+    assert main(args) == 0
+    got = torch.load(out / "num.pt", weights_only=True)["graphs"]
+    assert sorted(got) == sorted(want)
+    for u, g in want.items():
+        for k, v in g.items():
+            assert torch.equal(v, got[u][k]) if isinstance(v, torch.Tensor) else v == got[u][k], (u, k)
 
 
 def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):

@@ -515,6 +515,23 @@ def test_resume_is_exact(tiny, tmp_path, optimizer):
     assert h1 == h3
 
 
+def test_kill_between_last_checkpoint_and_final_model(tiny, tmp_path):
+    """Killed after the last checkpoint, before final.pt was renamed into place (its .tmp left): the re-run
+    found the training finished and wrote no final.pt.  It must write the same final.pt."""
+    torch.set_num_threads(1)
+    cfg = run_cfg(num_epochs=1.0)
+    m1 = new_model(tiny)
+    ChainTrainer(m1, tiny.den_graph, cfg, tmp_path).train(make_egs(tiny, m1), resume=False)
+    want = torch.load(tmp_path / "final.pt", weights_only=True)
+    (tmp_path / "final.pt").rename(tmp_path / "final.pt.tmp")
+    m2 = new_model(tiny, seed=99)
+    ChainTrainer(m2, tiny.den_graph, cfg, tmp_path).train(make_egs(tiny, m2), resume=True)
+    got = torch.load(tmp_path / "final.pt", weights_only=True)
+    assert got["history"] == want["history"] and not (tmp_path / "final.pt.tmp").exists()
+    for k, v in want["model"].items():
+        assert torch.equal(got["model"][k], v), k
+
+
 @pytest.mark.parametrize("optimizer,cls", [("kaldi-sgd", KaldiSgd), ("adam", KaldiAdam)])
 def test_iteration0_halves_the_minibatch(tiny, tmp_path, monkeypatch, optimizer, cls):
     model = new_model(tiny)

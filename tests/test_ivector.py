@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from ser.io.tables import load_scp_matrices
+from ser.io.tables import ArkScpWriter, TableError, load_scp_matrices
 from ser.ivector.batched_cholesky import BlockLayout, spd_solve, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
-from ser.ivector.features import OnlineCmvnOptions, SpliceOptions
+from ser.ivector.features import OnlineCmvnOptions, SpliceOptions, online_cmn
 from ser.io.torch_io import save_torch
 from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions, extract_ivectors_online
 from ser.ivector.pca import get_pca_transform
@@ -277,10 +277,7 @@ def test_online_speaker_carry_over(online_setup):
     np.testing.assert_allclose(got[6], base[6], rtol=0, atol=1e-6)
 
 
-def test_online_rows_on_disk(tmp_path: Path, online_setup):
-    ie, ubm, ff, opts, _, _ = online_setup
-    d = make_synthetic_datadir(tmp_path / "data", num_spk=2, utts_per_spk=3, dim=RAW, min_frames=5, max_frames=41)
-    exdir = tmp_path / "ie"
+def _write_extractor_dir(exdir: Path, ie: IvectorExtractor, ubm: DiagGmm, ff: UbmFeatures) -> Path:
     exdir.mkdir()
     ie.save(exdir / "final.ie.pt")
     ubm.save(exdir / "final.dubm.pt")
@@ -288,6 +285,42 @@ def test_online_rows_on_disk(tmp_path: Path, online_setup):
     save_torch({"stats": ff.gstats}, exdir / "global_cmvn.stats.pt")
     (exdir / "splice_opts").write_text(ff.splice_opts.to_conf())
     (exdir / "online_cmvn.conf").write_text(ff.cmvn_opts.to_conf())
+    return exdir
+
+
+def test_non_finite_frames_stay_in_their_utterance(online_setup):
+    """A NaN or Inf frame reaches no other speaker's online CMN (a prefix sum over the whole batch carried
+    it into every later utterance) and no earlier utterance."""
+    _, _, ff, _, utts, spks = online_setup
+    base = _batch(utts, spks).split(online_cmn(_batch(utts, spks), ff.gstats, ff.cmvn_opts, carry_speaker=True))
+    mod = [x.copy() for x in utts]
+    mod[1][2, 0] = np.inf   # speaker a
+    mod[4][3, 1] = np.nan   # speaker b
+    got = _batch(mod, spks).split(online_cmn(_batch(mod, spks), ff.gstats, ff.cmvn_opts, carry_speaker=True))
+    for u in (0, 6):        # a's utterance before the Inf; speaker c
+        torch.testing.assert_close(got[u], base[u], rtol=0, atol=1e-6)
+    assert not torch.isfinite(got[4]).all()
+
+
+def test_non_finite_features_are_an_error_naming_the_utterance(tmp_path: Path, online_setup):
+    """ivector extraction used to return 0 with other speakers' i-vectors changed."""
+    ie, ubm, ff, opts, _, _ = online_setup
+    d = make_synthetic_datadir(tmp_path / "data", num_spk=2, utts_per_spk=3, dim=RAW, min_frames=5, max_frames=41)
+    feats = {u: m.copy() for u, m in load_scp_matrices(d.path / "feats.scp").items()}
+    feats["spk01-utt01"][4, 2] = np.nan
+    with ArkScpWriter(d.path / "feats.ark", d.path / "feats.scp") as w:
+        for u, m in feats.items():
+            w.write(u, m)
+    exdir = _write_extractor_dir(tmp_path / "ie", ie, ubm, ff)
+    with pytest.raises(TableError, match=r"utterance spk01-utt01: .*feats\.ark:\d+: 1 non-finite values"):
+        extract_ivectors_online(d.path, exdir, tmp_path / "iv", opts, device="cpu")
+    assert not (tmp_path / "iv" / "ivector_online.scp").exists()
+
+
+def test_online_rows_on_disk(tmp_path: Path, online_setup):
+    ie, ubm, ff, opts, _, _ = online_setup
+    d = make_synthetic_datadir(tmp_path / "data", num_spk=2, utts_per_spk=3, dim=RAW, min_frames=5, max_frames=41)
+    exdir = _write_extractor_dir(tmp_path / "ie", ie, ubm, ff)
     extract_ivectors_online(d.path, exdir, tmp_path / "iv", opts, device="cpu")
     got = load_scp_matrices(tmp_path / "iv" / "ivector_online.scp")
     assert (tmp_path / "iv" / "ivector_period").read_text().strip() == "10"

@@ -74,3 +74,22 @@ def test_make_mfcc_usage_and_failure(tmp_path):
     log = (tmp_path / "log" / "make_mfcc_d.1.log").read_text()
     assert "recording a-1: audio file not found" in log
     assert not (d / "feats.scp").exists()
+
+
+def test_paths_with_spaces(tmp_path):
+    """A TED-LIUM copy, data dir, logs and arks under paths with spaces: prep, speed + volume perturbation, MFCC."""
+    from conftest import write_tedlium
+
+    corpus = write_tedlium(tmp_path / "my corpus")
+    data = tmp_path / "data dir"
+    prepare_tedlium(corpus, data, sets=["dev"])
+    sp = data / "tedlium_dev_sp"
+    for cmd in (["utils/perturb_data_dir_speed_3way.sh", str(data / "tedlium_dev"), str(sp)],
+                ["utils/perturb_data_dir_volume.sh", str(sp)],
+                ["steps/make_mfcc.sh", "--nj", "1", "--mfcc-config", "conf/mfcc_hires.conf", str(sp),
+                 str(tmp_path / "log dir"), str(tmp_path / "mfcc dir")]):
+        r = subprocess.run(["bash", *cmd], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 of 6 utterances" in r.stdout
+    feats = kaldiio.load_scp(str(sp / "feats.scp"))
+    assert len(feats) == 6 and all(m.shape[1] == 40 for m in feats.values())

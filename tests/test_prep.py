@@ -1,4 +1,5 @@
-"""Stage 1 data prep on hand-written corpora; real-corpus counts when SER_IEMOCAP / SER_TEDLIUM point at copies."""
+"""Stage 1 data prep on hand-written corpora; real-corpus counts when SER_IEMOCAP / SER_TEDLIUM point at copies.
+Bad corpus files are in test_bad_input.py."""
 
 from __future__ import annotations
 
@@ -59,25 +60,6 @@ def test_tedlium_release3_legacy(tedlium, tmp_path):
     assert len(DataDir.load(tmp_path / "d3" / "tedlium_train").utts) == 5
 
 
-def test_tedlium_bad_input(tedlium, tmp_path):
-    stm = tedlium / "train" / "stm" / "JaneDoe_2010.stm"
-    good = stm.read_bytes()
-    stm.write_bytes(good + b"JaneDoe_2010 1 JaneDoe_2010 7.00 8.00 <o,f0,female> caf\xe9\n")
-    with pytest.raises(DataDirError, match=r"JaneDoe_2010\.stm.*UTF-8"):
-        prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
-    stm.write_bytes(good + good.splitlines(keepends=True)[-1])
-    with pytest.raises(DataDirError, match="duplicate utterance id JaneDoe_2010-0000300-0000600"):
-        prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
-    stm.write_bytes(good + b"JaneDoe_2010 1 JaneDoe_2010 7.00 8.00 <o,f0,female> <sil>\n")
-    stats = prepare_tedlium(tedlium, tmp_path / "x", sets=["train"])
-    assert stats["train"]["empty_transcript_skipped"] == 1
-    stm.write_bytes(good)
-    (tedlium / "train" / "sph" / "JaneDoe_2010.sph").unlink()
-    with pytest.raises(DataDirError, match=r"JaneDoe_2010\.sph: missing audio for talk JaneDoe_2010"):
-        prepare_tedlium(tedlium, tmp_path / "y", sets=["train"])
-    assert not (tmp_path / "y" / "tedlium_train").exists()  # nothing half-written
-
-
 def test_speaker_parsing():
     assert speaker_of("Ses01F_impro01_F000") == "Ses01F"
     assert speaker_of("Ses01F_impro01_M013") == "Ses01M"
@@ -89,7 +71,7 @@ def test_speaker_parsing():
 
 def test_iemocap_sets(iemocap, tmp_path):
     data = tmp_path / "data"
-    prepare_iemocap(iemocap, data)
+    prepare_iemocap(iemocap, data, sessions=[1, 3])
     a = DataDir.load(data / "iemocap_all")
     assert len(a.utts) == 9
     assert a.utt2spk["Ses03F-Ses03M_impro05a_F000"] == "Ses03F"
@@ -111,32 +93,6 @@ def test_iemocap_sets(iemocap, tmp_path):
     # M000 is out: one evaluator also voted Frustration
     assert agree == {"Ses01F-Ses01F_impro01_F000": "neu", "Ses03F-Ses03M_impro05a_F000": "hap",
                      "Ses03M-Ses03M_impro05a_M000": "sad"}
-
-
-def test_iemocap_bad_input(iemocap, tmp_path):
-    ev = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
-    good = ev.read_text()
-    ev.write_text(good.replace("\tneu\t", "\tzzz\t"))
-    with pytest.raises(DataDirError, match=r"Ses01F_impro01\.txt:\d+: unknown label 'zzz' for Ses01F_impro01_F000"):
-        prepare_iemocap(iemocap, tmp_path / "a")
-    ev.write_text(good.replace("C-E1:\tNeutral;", "C-E1:\tBoredom;"))
-    with pytest.raises(DataDirError, match=r"Ses01F_impro01_F000.*unknown emotion category 'Boredom'"):
-        prepare_iemocap(iemocap, tmp_path / "a")
-    ev.write_text(good)
-    dup = iemocap / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro99.txt"
-    dup.write_text(good)
-    with pytest.raises(DataDirError, match="duplicate turn id Ses01F_impro01_F000"):
-        prepare_iemocap(iemocap, tmp_path / "a")
-    dup.unlink()
-    tr = iemocap / "Session3" / "dialog" / "transcriptions" / "Ses03M_impro05a.txt"
-    tr.write_bytes(tr.read_bytes() + b"Ses03M_impro05a_F009 [001.0000-002.0000]: \xff\xfe\n")
-    with pytest.raises(DataDirError, match=r"Ses03M_impro05a\.txt:\d+: not valid UTF-8"):
-        prepare_iemocap(iemocap, tmp_path / "a")
-    tr.write_text(tr.read_bytes().decode("utf-8", "replace").replace("\ufffd", ""))
-    (iemocap / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F000.wav").unlink()
-    stats = prepare_iemocap(iemocap, tmp_path / "b")
-    assert stats["iemocap_all"]["no_audio_skipped"] == 1
-    assert "Ses01F-Ses01F_impro01_F000" not in DataDir.load(tmp_path / "b" / "iemocap_all").utt2spk
 
 
 # ---- real corpora (skipped unless the environment points at them) --------------------------

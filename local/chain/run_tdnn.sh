@@ -37,28 +37,44 @@ train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_fram
 train_data=data/tedlium_train_sp_comb   # short segments combined (run.sh stage 3)
 ivdir=exp/nnet3/ivectors_tedlium_train_sp_comb
 mkdir -p exp/chain/log
+# Each step is redone unless its stamp (ser.io.stamp, written when it succeeds) records the same command
+# line and inputs, upstream stamps included.  A training run killed with the same options resumes from
+# its checkpoint; with other options its checkpoint is dropped (--stale) and it starts again.
+stamp=(python -m ser.bin.stamp)
+train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk data/tedlium_train_sp/.feats.stamp $ivdir/.stamp
+          exp/chain/den.stamp exp/chain/num.stamp)
 
 # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
-$cuda_cmd exp/chain/log/train_e2e.log steps/train_chain.sh "${train_opts[@]}" --egs-type e2e \
-  --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size" \
-  $train_data $ivdir exp/chain exp/chain/tdnn_e2e
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e
+      --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size"
+      $train_data $ivdir exp/chain exp/chain/tdnn_e2e)
+"${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" \
+  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd exp/chain/log/train_e2e.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
-$cuda_cmd exp/chain/log/align.log steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir \
-  $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e
+step=(steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir
+      $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e)
+"${stamp[@]}" run exp/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/tdnn_e2e/.stamp \
+  -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
 grep '^chain_align:' exp/chain/log/align.log
 
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
-$cuda_cmd exp/chain/log/train.log steps/train_chain.sh "${train_opts[@]}" --egs-type chunk \
-  --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt \
-  --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch" \
-  $train_data $ivdir exp/chain exp/chain/tdnn
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk
+      --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt
+      --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch"
+      $train_data $ivdir exp/chain exp/chain/tdnn)
+"${stamp[@]}" run exp/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
+  --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd exp/chain/log/train.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do
-  $decode_cmd exp/chain/tdnn/log/decode_$x.log steps/chain/decode_per.sh --device "$device" \
-    --online-ivector-dir exp/nnet3/ivectors_tedlium_$x --train-text data/tedlium_train/text \
-    exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain exp/chain/tdnn/decode_$x
+  step=(steps/chain/decode_per.sh --device "$device"
+        --online-ivector-dir exp/nnet3/ivectors_tedlium_$x --train-text data/tedlium_train/text
+        exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain exp/chain/tdnn/decode_$x)
+  "${stamp[@]}" run exp/chain/tdnn/decode_$x/.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp \
+    data/tedlium_$x/.feats.stamp data/tedlium_$x/text exp/nnet3/ivectors_tedlium_$x/.stamp data/tedlium_train/text \
+    exp/chain/den.stamp data/lang_chain/phones.txt data/lang_chain/lexiconp.txt \
+    -- $decode_cmd exp/chain/tdnn/log/decode_$x.log "${step[@]}"
   echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
 done

@@ -29,32 +29,42 @@ cd "$(dirname "$0")/../.."
 cfg=$(python -m ser.config "$config") || exit 1
 eval "$cfg"
 
+# each output is redone unless its stamp (ser.io.stamp, written last) records the same options and inputs
+stamp=(python -m ser.bin.stamp)
 ie=exp/nnet3/extractor
+train=data/tedlium_train_sp
+ie_stamp=($ie/.stamp --opt "num_gauss=$ivector_num_gauss" --opt "dim=$ivector_dim" --opt "num_iters=$ivector_num_iters"
+          --opt "ubm_num_frames=$ivector_ubm_num_frames" $train/feats.scp $train/utt2spk $train/.feats.stamp)
 mkdir -p exp/nnet3/log
-if [ ! -f $ie/final.ie.pt ]; then
-  awk 'NR % 4 == 1' data/tedlium_train_sp/utt2spk > exp/nnet3/train_subset.list
-  utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list data/tedlium_train_sp data/tedlium_train_sp_subset
+if ! "${stamp[@]}" check "${ie_stamp[@]}"; then
+  "${stamp[@]}" clear "${ie_stamp[@]}"
+  awk 'NR % 4 == 1' $train/utt2spk > exp/nnet3/train_subset.list
+  utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list $train ${train}_subset
   $train_cmd exp/nnet3/log/pca.log steps/online/get_pca_transform.sh --num-threads 1 --device "$device" \
-    data/tedlium_train_sp_subset exp/nnet3/pca
+    ${train}_subset exp/nnet3/pca
   $train_cmd exp/nnet3/log/diag_ubm.log steps/online/train_diag_ubm.sh --num-threads 1 --device "$device" \
-    --num-frames "$ivector_ubm_num_frames" data/tedlium_train_sp_subset "$ivector_num_gauss" exp/nnet3/pca \
+    --num-frames "$ivector_ubm_num_frames" ${train}_subset "$ivector_num_gauss" exp/nnet3/pca \
     exp/nnet3/diag_ubm
   $train_cmd exp/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh --num-threads 1 --device "$device" \
-    --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" data/tedlium_train_sp exp/nnet3/diag_ubm $ie
+    --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" $train exp/nnet3/diag_ubm $ie
+  "${stamp[@]}" write "${ie_stamp[@]}"
 fi
-for x in tedlium_train_sp_comb tedlium_dev tedlium_test iemocap_all; do
-  opts=""; [ $x = tedlium_train_sp_comb ] && opts="--utts-per-spk-max 2"   # pseudo-speakers of 2 utterances
-  if [ ! -f exp/nnet3/ivectors_$x/ivector_online.scp ] || [ data/$x/feats.scp -nt exp/nnet3/ivectors_$x/ivector_online.scp ]; then
-    $train_cmd exp/nnet3/log/ivectors_$x.log steps/online/extract_ivectors_online.sh --nj "$nj" --device "$device" \
-      $opts data/$x $ie exp/nnet3/ivectors_$x
+# extract <data-dir> <ivector-dir> <utts-per-spk-max>: online i-vectors, redone when the extractor, the
+# features, the speakers or the option change
+extract() {
+  local iv_stamp=($2/.stamp --opt "utts_per_spk_max=$3" $ie/.stamp $1/feats.scp $1/utt2spk $1/.feats.stamp)
+  if ! "${stamp[@]}" check "${iv_stamp[@]}"; then
+    "${stamp[@]}" clear "${iv_stamp[@]}"
+    $train_cmd exp/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh --nj "$nj" --device "$device" \
+      --utts-per-spk-max $3 $1 $ie $2
+    "${stamp[@]}" write "${iv_stamp[@]}"
   fi
-  echo "exp/nnet3/ivectors_$x: $(wc -l < exp/nnet3/ivectors_$x/ivector_online.scp) utterances"
+  echo "$2: $(wc -l < $2/ivector_online.scp) utterances"
+}
+for x in tedlium_train_sp_comb tedlium_dev tedlium_test iemocap_all; do
+  upsm=-1; [ $x = tedlium_train_sp_comb ] && upsm=2   # pseudo-speakers of 2 utterances
+  extract data/$x exp/nnet3/ivectors_$x $upsm
 done
 # IEMOCAP both ways: per speaker with carry-over across the speaker's turns (above, as Kaldi's decoding) and
 # per utterance (--utts-per-spk-max 1: what one recording gets at inference; no turn borrows from another)
-if [ ! -f exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp ] || \
-   [ data/iemocap_all/feats.scp -nt exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp ]; then
-  $train_cmd exp/nnet3/log/ivectors_iemocap_all_utt.log steps/online/extract_ivectors_online.sh --nj "$nj" \
-    --device "$device" --utts-per-spk-max 1 data/iemocap_all $ie exp/nnet3/ivectors_iemocap_all_utt
-fi
-echo "exp/nnet3/ivectors_iemocap_all_utt: $(wc -l < exp/nnet3/ivectors_iemocap_all_utt/ivector_online.scp) utterances"
+extract data/iemocap_all exp/nnet3/ivectors_iemocap_all_utt 1

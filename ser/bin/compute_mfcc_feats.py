@@ -5,7 +5,8 @@ per job; this program does the same three steps: segments are cut with
 extract-segments semantics (ser.io.audio), features computed by ser.features.mfcc
 with the options of ``--mfcc-config`` (a Kaldi .conf file), and written as a binary ark
 with its scp, atomically.  Utterances Kaldi would skip (segment past the end,
-empty or too short for one frame) are skipped, counted and logged.
+empty or too short for one frame) and utterances with non-finite audio or features are skipped,
+counted and logged.
 
 Dither (Kaldi default 1.0) uses a generator seeded from the utterance id, so the
 features do not depend on how the data was split into jobs.
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             if feats.shape[0] == 0:
                 log.warning("utterance %s: %d samples, too short for one frame; skipped", utt, wave.shape[0])
                 stats.add("too_short_for_a_frame_skipped")
+                continue
+            if not bool(torch.isfinite(feats).all()):  # e.g. float audio too loud for float32 power
+                log.warning("utterance %s: non-finite features; skipped", utt)
+                stats.add("non_finite_features_skipped")
                 continue
             w.write(utt, feats.cpu().numpy())
             frames[utt] = feats.shape[0]

@@ -1,25 +1,17 @@
 """utils/perturb_data_dir_speed_3way.sh [--factors '0.9 1.0 1.1'] <src-dir> <dest-dir>
 
 Speed-perturbed copies of a data dir (Kaldi's utils/data/perturb_data_dir_speed_3way.sh): sox speed
-pipes in wav.scp, utterance/speaker ids prefixed sp<factor>-.  A no-op while <dest-dir>/utt2spk is newer
-than every file of <src-dir>.
+pipes in wav.scp, utterance/speaker ids prefixed sp<factor>-.  <dest-dir> is made in one atomic step
+with a stamp of the factors and of every file of <src-dir>; a re-run with the same stamp is a no-op,
+other factors or a changed <src-dir> rebuild it.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ser.cli import run_main, setup_logging
-from ser.io.datadir import DataDir
-from ser.prep.perturb import speed_perturb_3way
-
-
-def _newer(dst: Path, src: Path) -> bool:
-    if not (dst / "utt2spk").exists():
-        return False
-    newest_src = max(f.stat().st_mtime for f in src.iterdir() if f.is_file())
-    return (dst / "utt2spk").stat().st_mtime >= newest_src
+from ser.prep.perturb import speed_perturb_3way_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst")
     a = p.parse_args(argv)
     setup_logging()
-    src, dst = Path(a.src), Path(a.dst)
-    if _newer(dst, src):
-        print(f"{dst} is up to date; not perturbing again")
-        return 0
     factors = [float(x) for x in a.factors.split()]
-    d = speed_perturb_3way(DataDir.load(src), factors)
-    d.validate()
-    d.write(dst, replace=True)
-    print(f"speed perturbation {factors}: {dst} has {len(d.utt2spk)} utterances")
+    d, made = speed_perturb_3way_dir(a.src, a.dst, factors)
+    if made:
+        print(f"speed perturbation {factors}: {a.dst} has {len(d.utt2spk)} utterances")
+    else:
+        print(f"{a.dst} is up to date (speed factors {factors}, same {a.src}); not perturbing again")
     return 0
 
 

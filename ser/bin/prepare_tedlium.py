@@ -22,9 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     stats = prepare_tedlium(a.corpus, a.data_root, a.sets.split(","), a.seconds_per_spk_max)
     for name, s in stats.items():
+        if s["up_to_date"]:
+            print(f"tedlium_{name}: up to date: {s['utterances']} utterances, {s['speakers']} speakers, "
+                  f"{s['recordings']} talks")
+            continue
         print(f"tedlium_{name}: {s['utterances']} utterances, {s['speakers']} speakers, {s['recordings']} talks; "
               f"skipped: {s['ignore_time_segment_in_scoring']} ignore_time_segment_in_scoring, "
-              f"{s['empty_transcript_skipped']} empty transcripts")
+              f"{s['empty_transcript_skipped']} empty transcripts, {s['empty_stm_talks_dropped']} talks with an empty stm")
     return 0
 
 

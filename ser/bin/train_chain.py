@@ -31,7 +31,7 @@ import torch
 from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.device import resolve_device
-from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
+from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
 from ser.train.minibatch import subset_minibatch
@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d = ChainTrainerConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--net", choices=["mini", "tdnn_1g"], default="tdnn_1g",
-                   help="network size (ser.nnet.tdnnf.TdnnfConfig.mini / .tdnn_1g)")
+    p.add_argument("--net", choices=list(NET_PRESETS), default="tdnn_1g",
+                   help="network size (ser.nnet.tdnnf.TdnnfConfig.tiny / .mini / .tdnn_1g)")
     p.add_argument("--num-epochs", type=float, default=d.num_epochs)
     p.add_argument("--initial-effective-lrate", type=float, default=d.initial_effective_lrate)
     p.add_argument("--final-effective-lrate", type=float, default=d.final_effective_lrate)
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     chain = ChainDir.load(chain_dir)
     den, num_pdfs = chain.den_graph, chain.num_pdfs
     ivector_dim = 0 if a.ivector_dir == "none" else _ivector_dim(a.ivector_dir)
-    cfg = (TdnnfConfig.mini(num_pdfs, ivector_dim=ivector_dim) if a.net == "mini"
-           else TdnnfConfig.tdnn_1g(num_pdfs, ivector_dim=ivector_dim))
+    cfg = TdnnfConfig.preset(a.net, num_pdfs, ivector_dim=ivector_dim)
     model = TdnnfModel(cfg, generator=torch.Generator().manual_seed(a.srand))
     if a.input_model:
         init = load_chain_model(a.input_model)

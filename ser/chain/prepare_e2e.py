@@ -23,7 +23,6 @@ reuses them):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -41,6 +40,7 @@ from ser.chain.phone_lm import PhoneLmEstimator
 from ser.chain.supervision import Normalizer, make_supervision
 from ser.chain.topo import PdfMap, biphone_stats
 from ser.io.atomic import atomic_write_text
+from ser.io.stamp import digest, file_digest
 from ser.io.torch_io import save_torch
 
 log = logging.getLogger(__name__)
@@ -63,18 +63,6 @@ def _load_data(data_dir: str | Path) -> tuple[dict[str, str], dict[str, int]]:
     return d.text, frames
 
 
-def _stamp(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(repr(p).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, type: str = "biphone",
                 tie: bool = True, min_biphone_count: int = 100, min_monophone_count: int = 20,
                 ngram_order: int = 4, no_prune_ngram_order: int = 3, num_extra_lm_states: int = 2000,
@@ -88,11 +76,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     text, frames = _load_data(data_dir)
     utts = sorted(text)
     words = {u: text[u].split() for u in utts}
-    lang_hash = _file_hash(Path(lang_dir) / "lexiconp.txt") + _file_hash(Path(lang_dir) / "phones.txt")
-    den_stamp = _stamp("den", lang_hash, sorted(words.items()), type, tie, min_biphone_count, min_monophone_count,
-                       ngram_order, no_prune_ngram_order, num_extra_lm_states, edge_silprob, between_silprob, seed,
-                       lang.sil_prob)
-    num_stamp = _stamp("num", den_stamp, sorted(frames.items()), frame_subsampling_factor)
+    lang_hash = file_digest(Path(lang_dir) / "lexiconp.txt") + file_digest(Path(lang_dir) / "phones.txt")
+    den_stamp = digest("den", lang_hash, sorted(words.items()), type, tie, min_biphone_count, min_monophone_count,
+                        ngram_order, no_prune_ngram_order, num_extra_lm_states, edge_silprob, between_silprob, seed,
+                        lang.sil_prob)
+    num_stamp = digest("num", den_stamp, sorted(frames.items()), frame_subsampling_factor)
     stamp_file = out / "den.stamp"
     if stamp_file.is_file() and stamp_file.read_text().strip() == den_stamp and (out / "den.pt").is_file() \
             and (out / "pdf_map.pt").is_file():
@@ -105,8 +93,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         rng = random.Random(seed)
         seqs = [text_to_phones(words[u], lang, rng, edge_silprob, between_silprob) for u in utts]
         pdf_map = _make_pdf_map(seqs, lang, out, type, tie, min_biphone_count, min_monophone_count)
-        den, info = _make_den_graph(seqs, pdf_map, lang, out, ngram_order, no_prune_ngram_order,
-                                    num_extra_lm_states)
+        _, info = _make_den_graph(seqs, pdf_map, lang, out, ngram_order, no_prune_ngram_order,
+                                  num_extra_lm_states)
+        # the numerators are normalised with den.pt as written (float32 weights), as when it is reused:
+        # a run resumed after den.pt gives the numerators of an uninterrupted run
+        den = ChainDir.load(out).den_fst
         atomic_write_text(stamp_file, den_stamp + "\n")
     log.info("phone LM %s states / %s arcs (train perplexity %s); %d pdfs (%s); den graph %d states, %d arcs",
              info.get("phone_lm_states"), info.get("phone_lm_arcs"), info.get("phone_lm_perplexity"),

@@ -20,7 +20,7 @@ def build_once(final: Path, conf: dict, build: Callable[[Path], dict]) -> dict:
     A complete corpus carries a marker with the config it was made with: the same config is
     reused (returns its summary with ``skipped: True``); another config is an error.
     """
-    from ser.io.atomic import atomic_dir
+    from ser.io.atomic import atomic_dir, atomic_write_text
 
     marker = final / MARKER
     if final.exists():
@@ -30,5 +30,5 @@ def build_once(final: Path, conf: dict, build: Callable[[Path], dict]) -> dict:
     final.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(final) as tmp:
         summary = build(tmp)
-        (tmp / MARKER).write_text(json.dumps({"config": conf, "summary": summary}, indent=1, sort_keys=True))
+        atomic_write_text(tmp / MARKER, json.dumps({"config": conf, "summary": summary}, indent=1, sort_keys=True))
     return summary | {"skipped": False}

@@ -3,6 +3,11 @@
 Every stage writes through these helpers so that a killed job never leaves a
 half-written file under its final name, and re-running the stage is safe.
 (Kaldi gets the same effect by writing ``.tmp`` files and ``mv``-ing them.)
+
+The temporary name is fixed (``<path>.tmp``, a directory's ``<path>.tmp``), as Kaldi's:
+what a killed writer left behind is replaced by the next writer of the same output, so
+interrupted runs do not pile up temp files.  Files are created with mode 0666 minus the
+user's umask, like any other file (``mkstemp`` would make them 0600).
 """
 
 from __future__ import annotations
@@ -10,23 +15,33 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+from ser.io.faults import kill_point
+
+
+def tmp_path(path: str | os.PathLike) -> Path:
+    """The temporary sibling an atomic writer of ``path`` uses."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open ``path`` for writing via ``<path>.tmp.XXXX``; rename on success, delete on error."""
+    """Open ``path`` for writing via ``<path>.tmp``; rename on success, delete on error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = tmp_path(path)
+    tmp.unlink(missing_ok=True)  # a killed writer's leftover (its mode must not carry over)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        kill_point(f"rename:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -39,25 +54,58 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds."""
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # no hard links on this file system
+        shutil.copy2(src, dst)
+
+
+def finish_swap(path: str | os.PathLike) -> None:
+    """Complete the swap of a writer killed between :func:`atomic_dir`'s two renames: ``path`` is then
+    missing, ``<path>.old`` is the previous and ``<path>.tmp`` the complete new directory."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp, old = tmp_path(path), path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir() and tmp.is_dir():
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+
+
+def recover_dir(path: str | os.PathLike) -> None:
+    """Deal with what a killed :func:`atomic_dir` left before writing ``path`` again: a finished build is
+    swapped in (:func:`finish_swap`); a partial ``<path>.tmp`` or a leftover ``<path>.old`` is removed."""
+    path = Path(path)
+    finish_swap(path)
+    for leftover in (tmp_path(path), path.with_name(path.name + ".old")):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, update: bool = False) -> Iterator[Path]:
+    """Build a directory under ``<path>.tmp``; it replaces ``path`` only when the block succeeds.
+
+    ``update=True``: the new directory starts as a copy of the current ``path`` (files hard-linked, so
+    it costs little), so a block that changes a few files changes the whole directory at once.
+    Leftovers of a killed run are dealt with first (:func:`recover_dir`).
+    """
+    path = Path(path)
+    recover_dir(path)
+    tmp, old = tmp_path(path), path.with_name(path.name + ".old")
+    if update and path.is_dir():
+        shutil.copytree(path, tmp, symlinks=True, copy_function=_link_or_copy)
+    else:
+        tmp.mkdir(parents=True)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
         os.replace(path, old)
+        kill_point(f"swap:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
         shutil.rmtree(old)
     else:
+        kill_point(f"rename:{path.parent.name}/{path.name}")
         os.replace(tmp, path)

@@ -16,11 +16,13 @@ stdout read as a wav file.  Samples are returned as float32 in int16 units
 
 Deviations, all logged: a file at another sample rate is resampled (Kaldi would
 refuse unless --allow-downsample/upsample); multi-channel audio uses channel 0
-(as compute-mfcc-feats with --channel=-1 does, with a warning).
+(as compute-mfcc-feats with --channel=-1 does, with a warning); a file whose format is not its
+extension's (MP3 bytes in a ``.wav``) is decoded as what it is, with a warning.
 Segment cutting follows src/featbin/extract-segments.cc: sample indices
 int(t*fs + 0.5), segments ending past the file by more than ``max_overshoot``
 (0.5 s) or shorter than ``min_segment_length`` (0.1 s) are skipped with a warning,
-smaller overshoots are truncated.
+smaller overshoots are truncated.  An utterance whose samples include NaN or Inf (possible in
+float wavs only) is skipped and counted, as compute-mfcc-feats skips an utterance it cannot process.
 """
 
 from __future__ import annotations
@@ -79,7 +81,12 @@ def _declared_frames(path: str, channels: int) -> int | None:
     return None
 
 
-def _read_file(path: str, who: str) -> tuple[np.ndarray, int]:
+# libsndfile's major format names for the extensions corpora use
+_EXT_FORMATS = {".wav": ("WAV", "WAVEX", "RF64"), ".sph": ("NIST",), ".flac": ("FLAC",), ".mp3": ("MP3",),
+                ".ogg": ("OGG",)}
+
+
+def _read_file(path: str, who: str, stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
     if not os.path.exists(path):
         raise AudioError(f"{who}: audio file not found: {path}")
     try:
@@ -87,6 +94,12 @@ def _read_file(path: str, who: str) -> tuple[np.ndarray, int]:
         data, fs = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile errors are RuntimeError/LibsndfileError
         raise AudioError(f"{who}: cannot read audio {path}: {str(e).splitlines()[0]}") from e
+    expected = _EXT_FORMATS.get(os.path.splitext(path)[1].lower())
+    if expected and info.format not in expected:  # e.g. MP3 bytes in a .wav: decoded, but say so
+        log.warning("%s: %s holds %s audio (%s), not what its extension says; decoded as %s",
+                    who, path, info.format, info.subtype, info.format)
+        if stats:
+            stats.add("format_not_the_extensions")
     declared = _declared_frames(path, info.channels)
     if data.shape[0] < max(info.frames, declared or 0):
         raise AudioError(f"{who}: audio file {path} is truncated ({data.shape[0]} of {max(info.frames, declared)} samples)")
@@ -149,17 +162,17 @@ def _parse_sox(cmd: list[str], who: str) -> tuple[str | None, list[str]]:
     return (None if files[0] == "-" else files[0]), effects
 
 
-def read_rxfile(rx: str, who: str = "") -> tuple[np.ndarray, int]:
+def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
     """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate)."""
     who = who or rx
     rx = rx.strip()
     if not rx.endswith("|"):
-        return _read_file(rx, who)
+        return _read_file(rx, who, stats)
     stages = [shlex.split(s) for s in rx[:-1].split("|")]
     if any(not s for s in stages):
         raise AudioError(f"{who}: empty command in pipeline {rx!r}")
     try:
-        x, fs = _run_known(stages, who)
+        x, fs = _run_known(stages, who, stats)
     except _Unknown:
         return _run_shell(rx, stages[0][0], who)
     return x, fs
@@ -169,14 +182,14 @@ class _Unknown(Exception):
     pass
 
 
-def _run_known(stages: list[list[str]], who: str) -> tuple[np.ndarray, int]:
+def _run_known(stages: list[list[str]], who: str, stats: AudioStats | None) -> tuple[np.ndarray, int]:
     first = stages[0]
     if first[0] == "sph2pipe":
         args = [a for a in first[1:]]
         paths = [a for j, a in enumerate(args) if not a.startswith("-") and (j == 0 or args[j - 1] not in ("-f", "-c", "-t"))]
         if len(paths) != 1:
             raise AudioError(f"{who}: cannot find the file in {' '.join(first)!r}")
-        x, fs = _read_file(paths[0], who)
+        x, fs = _read_file(paths[0], who, stats)
         if "-c" in args:
             c = int(args[args.index("-c") + 1]) - 1
             x = x[:, c : c + 1]
@@ -184,10 +197,10 @@ def _run_known(stages: list[list[str]], who: str) -> tuple[np.ndarray, int]:
         src, effects = _parse_sox(first, who)
         if src is None:
             raise AudioError(f"{who}: sox reads stdin at the start of a pipeline")
-        x, fs = _read_file(src, who)
+        x, fs = _read_file(src, who, stats)
         x = _apply_sox_effects(x, fs, effects, who)
     elif first[0] == "cat" and len(first) == 2:
-        x, fs = _read_file(first[1], who)
+        x, fs = _read_file(first[1], who, stats)
     else:
         raise _Unknown
     for st in stages[1:]:
@@ -240,7 +253,7 @@ class RecordingCache:
         if reco != self._key:
             if reco not in self.wav:
                 raise AudioError(f"recording {reco!r} not in wav.scp")
-            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}")
+            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats)
             self._val = to_mono_rate(x, fs, self.fs, f"recording {reco}", self.stats)
             self._key = reco
         return self._val
@@ -284,5 +297,10 @@ def iter_utterance_audio(data, fs: int = 16000, stats: AudioStats | None = None,
         if y.size == 0:
             log.warning("utterance %s: empty audio; skipped", u)
             stats.add("empty_audio_skipped")
+            continue
+        bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+        if bad:  # float wavs can hold NaN/Inf; their frames would spread through every later sum
+            log.warning("utterance %s: %d non-finite (NaN/Inf) audio samples; skipped", u, bad)
+            stats.add("non_finite_audio_skipped")
             continue
         yield u, y

@@ -25,7 +25,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser.io.atomic import atomic_dir, atomic_open
+from ser.io.atomic import atomic_dir, atomic_open, finish_swap
+from ser.io.stamp import Stamp
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +44,19 @@ def read_kv(path: str | os.PathLike, *, allow_empty_value: bool = False) -> dict
     """``<key> <rest of line>`` → dict; errors name the file and line."""
     out: dict[str, str] = {}
     try:
-        f = open(path, encoding="utf-8")
+        lines = read_lines(path, DataDirError)
     except OSError as e:
         raise DataDirError(f"cannot read {path}: {e.strerror}") from e
-    with f:
-        try:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                parts = line.split(maxsplit=1)
-                if len(parts) == 1 and not allow_empty_value:
-                    raise DataDirError(f"{path}:{n}: line has a key but no value: {line!r}")
-                key, val = parts[0], (parts[1].strip() if len(parts) == 2 else "")
-                if key in out:
-                    raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
-                out[key] = val
-        except UnicodeDecodeError as e:
-            raise DataDirError(f"{path}: not valid UTF-8 (line {n + 1 if 'n' in locals() else 1}): {e.reason}") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) == 1 and not allow_empty_value:
+            raise DataDirError(f"{path}:{n}: line has a key but no value: {line!r}")
+        key, val = parts[0], (parts[1].strip() if len(parts) == 2 else "")
+        if key in out:
+            raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
+        out[key] = val
     return out
 
 
@@ -158,6 +155,7 @@ class DataDir:
     @classmethod
     def load(cls, path: str | os.PathLike, validate: bool = True) -> "DataDir":
         p = Path(path)
+        finish_swap(p)  # a writer killed while swapping the directory in
         if not (p / "utt2spk").is_file():
             raise DataDirError(f"{p}: not a data dir (no utt2spk)")
         d = cls(utt2spk=read_kv(p / "utt2spk"), path=p)
@@ -185,16 +183,17 @@ class DataDir:
             d.validate()
         return d
 
-    def write(self, path: str | os.PathLike, replace: bool = False) -> Path:
-        """Write the tables.  ``replace=True``: build a fresh directory and swap it in atomically
-        (data prep); otherwise update an existing directory file by file (each file atomic),
-        keeping anything else in it (stm, logs, ark files)."""
+    def write(self, path: str | os.PathLike, replace: bool = False, files: dict[str, str] | None = None) -> Path:
+        """Write the tables, and ``files`` (name -> text: stm, a stamp ...), as ONE atomic change of the
+        directory: a killed writer leaves the old directory or the new one, never a mix.
+        ``replace=True``: a fresh directory (data prep); otherwise anything else already in it (stm,
+        logs, ark files, stamps) is kept."""
         path = Path(path)
-        if replace or not path.exists():
-            with atomic_dir(path) as tmp:
-                self._write_tables(tmp)
-        else:
-            self._write_tables(path)
+        with atomic_dir(path, update=not replace) as tmp:
+            self._write_tables(tmp)
+            for name, text in (files or {}).items():
+                (tmp / name).unlink(missing_ok=True)  # a hard link to the old dir's file (update=True)
+                (tmp / name).write_text(text, encoding="utf-8")
         self.path = path
         return path
 
@@ -345,3 +344,17 @@ def _diff(a, b) -> str:
     if only_b:
         msg.append(f"{len(only_b)} missing, e.g. {only_b[0]!r}")
     return "; ".join(msg)
+
+
+STAMP = ".stamp"  # the stamp of the step that made a data dir (ser.io.stamp)
+
+
+def up_to_date(stamp: "Stamp") -> bool:
+    """The data dir holding ``stamp`` was made with the stamp's options and inputs and validates."""
+    if not stamp.current():
+        return False
+    try:
+        DataDir.load(stamp.path.parent)
+    except DataDirError:
+        return False
+    return True

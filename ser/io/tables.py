@@ -47,13 +47,22 @@ def read_scp(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def read_matrix(rxspec: str) -> np.ndarray:
-    """Read one matrix from ``ark:offset`` / a single-matrix file; returns float32."""
+def read_matrix(rxspec: str, key: str | None = None) -> np.ndarray:
+    """Read one matrix from ``ark:offset`` / a single-matrix file; returns float32.
+
+    A matrix holding NaN or Inf is an error naming ``key`` (the utterance, when the caller knows it)
+    and the rxspecifier: features and i-vectors are never non-finite, and one such value would spread
+    through every sum it enters.
+    """
     try:
-        m = kaldi_io.read_mat(rxspec)
+        m = np.asarray(kaldi_io.read_mat(rxspec), dtype=np.float32)
     except Exception as e:  # kaldi-io raises assorted types
         raise TableError(f"cannot read matrix {rxspec!r}: {e}") from e
-    return np.asarray(m, dtype=np.float32)
+    if not np.isfinite(m).all():
+        bad = int(m.size - np.count_nonzero(np.isfinite(m)))
+        who = f"utterance {key}: " if key else ""
+        raise TableError(f"{who}{rxspec}: {bad} non-finite values (NaN/Inf) in a {'x'.join(map(str, m.shape))} matrix")
+    return m
 
 
 def iter_scp_matrices(scp: str | os.PathLike, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
@@ -61,7 +70,7 @@ def iter_scp_matrices(scp: str | os.PathLike, keys: Iterable[str] | None = None)
     for k in keys if keys is not None else table:
         if k not in table:
             raise TableError(f"{scp}: no entry for {k!r}")
-        yield k, read_matrix(table[k])
+        yield k, read_matrix(table[k], key=k)
 
 
 def load_scp_matrices(scp: str | os.PathLike) -> dict[str, np.ndarray]:

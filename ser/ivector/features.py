@@ -14,7 +14,7 @@ Online CMN is computed exactly as Kaldi's defaults (``conf/online_cmvn.conf`` em
 ``t`` the window is frames ``max(0, t-599) .. t`` of the current utterance; when it holds fewer than 600
 frames it is topped up with up to 600 frames' worth of the speaker's mean (all frames of the speaker's
 earlier utterances, only when speaker carry-over is on) and then up to 200 frames of the global mean.
-It is vectorised with cumulative sums over frames (float64, like Kaldi's double stats); Kaldi's
+It is vectorised with cumulative sums over each utterance's frames (float64, like Kaldi's double stats); Kaldi's
 ``modulus`` only changes how Kaldi caches stats, not the result.  Variance normalisation is not
 implemented (Kaldi's online i-vector recipes never use it).
 """
@@ -144,7 +144,7 @@ def speaker_order(d: DataDir, utts: Sequence[str] | None = None) -> list[tuple[s
 def read_feats(d: DataDir, utt: str) -> np.ndarray:
     if utt not in d.feats:
         raise ValueError(f"{d.path}/feats.scp: no entry for utterance {utt!r}")
-    m = read_matrix(d.feats[utt])
+    m = read_matrix(d.feats[utt], key=utt)
     if m.ndim != 2 or m.shape[0] == 0:
         raise ValueError(f"{d.path}: utterance {utt!r} has empty or malformed features {m.shape}")
     return m
@@ -213,34 +213,34 @@ def online_cmn(batch: UttBatch, global_stats: torch.Tensor, opts: OnlineCmvnOpti
     """
     x = batch.feats
     dev = x.device
-    N, dim = x.shape
+    dim = x.shape[1]
     gs = global_stats.to(dev, torch.float64)
     gcount = float(gs[0, dim])
     if gcount <= 0:
         raise ValueError("global CMVN stats have zero count")
     gmean = gs[0, :dim] / gcount
     xd = x.double()
-    cs = torch.cat([torch.zeros(1, dim, dtype=torch.float64, device=dev), torch.cumsum(xd, 0)])  # cs[k] = sum x[:k]
+    # Prefix sums restart at every utterance (utterance u's block of length+1 rows starts at row
+    # starts[u] + u): a sum over the whole batch would carry one utterance's rounding, or a NaN,
+    # into every later utterance of the batch.
+    zero = torch.zeros(1, dim, dtype=torch.float64, device=dev)
+    cs = torch.cat([torch.cumsum(torch.cat([zero, xu]), 0) for xu in batch.split(xd)])
+    base = batch.starts + torch.arange(len(batch.utts), device=dev)    # row of each utterance's zero
     uidx = batch.utt_index()
     t = batch.frame_in_utt()
-    start = batch.starts[uidx]
-    g = torch.arange(N, device=dev)
-    lo = torch.maximum(g - opts.cmn_window + 1, start)
-    wsum = cs[g + 1] - cs[lo]
-    wcount = (g + 1 - lo).double()
+    b = base[uidx]
+    lo = torch.clamp(t - opts.cmn_window + 1, min=0)
+    wsum = cs[b + t + 1] - cs[b + lo]
+    wcount = (t + 1 - lo).double()
 
     need = (opts.cmn_window - wcount).clamp(min=0)
     if carry_speaker:
         # speaker stats before utterance u: sums over earlier utterances of the same speaker
-        ends = batch.starts + batch.lengths
-        usum = cs[ends] - cs[batch.starts]                               # (U, dim)
-        ucount = batch.lengths.double()
-        spk_ids = _group_ids(batch.spks, dev)
-        csum = torch.cumsum(usum, 0) - usum                             # exclusive prefix over utterances
-        ccount = torch.cumsum(ucount, 0) - ucount
-        first = _first_of_group(spk_ids)                                # index of the speaker's first utterance
-        ssum = csum - csum[first]
-        scount = ccount - ccount[first]
+        usum = cs[base + batch.lengths]                                  # (U, dim)
+        ucount = batch.lengths.double()[:, None]
+        sizes = torch.bincount(_group_ids(batch.spks, dev)).tolist()     # utterances per speaker, in order
+        ssum = _exclusive_cumsum(usum, sizes)                            # restarts at every speaker
+        scount = _exclusive_cumsum(ucount, sizes)[:, 0]
         sc = scount[uidx]
         from_spk = torch.minimum(torch.minimum(need, torch.full_like(need, float(opts.speaker_frames))), sc)
         smean = ssum / scount.clamp(min=1.0)[:, None]
@@ -250,7 +250,6 @@ def online_cmn(batch: UttBatch, global_stats: torch.Tensor, opts: OnlineCmvnOpti
     from_glob = need.clamp(max=float(opts.global_frames))
     wsum = wsum + from_glob[:, None] * gmean[None, :]
     wcount = wcount + from_glob
-    del t
     return (xd - wsum / wcount[:, None]).to(x.dtype)
 
 
@@ -264,13 +263,9 @@ def _group_ids(keys: Sequence[str], device: torch.device) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.int64, device=device)
 
 
-def _first_of_group(ids: torch.Tensor) -> torch.Tensor:
-    """For consecutive group ids, the index of the first element of each element's group."""
-    n = ids.shape[0]
-    is_first = torch.ones(n, dtype=torch.bool, device=ids.device)
-    is_first[1:] = ids[1:] != ids[:-1]
-    pos = torch.where(is_first, torch.arange(n, device=ids.device), torch.zeros_like(ids))
-    return torch.cummax(pos, 0).values
+def _exclusive_cumsum(v: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Row i: the sum of the rows before i within its group (consecutive groups of ``sizes`` rows)."""
+    return torch.cat([torch.cumsum(torch.cat([torch.zeros_like(g[:1]), g[:-1]]), 0) for g in torch.split(v, sizes)])
 
 
 # ---------------------------------------------------------------------------------------------

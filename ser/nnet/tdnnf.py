@@ -152,6 +152,20 @@ class TdnnfConfig:
         base.update(overrides)
         return cls(num_pdfs=num_pdfs, **base)
 
+    @classmethod
+    def tiny(cls, num_pdfs: int, **overrides: Any) -> "TdnnfConfig":
+        """Same 13-layer architecture, widths 32 / bottleneck 8 / prefinal 32->16: for the interruption
+        tests of the whole recipe (it learns little; the code paths are the paper network's)."""
+        return cls.mini(num_pdfs, **{**dict(tdnn_dim=32, tdnnf_dim=32, bottleneck_dim=8, prefinal_l_dim=16,
+                                          prefinal_big_dim=32, prefinal_small_dim=16), **overrides})
+
+    @classmethod
+    def preset(cls, name: str, num_pdfs: int, **overrides: Any) -> "TdnnfConfig":
+        """``tiny`` | ``mini`` | ``tdnn_1g`` (the ``--net`` / ``chain.net`` values)."""
+        if name not in NET_PRESETS:
+            raise ValueError(f"unknown network {name!r} (known: {', '.join(NET_PRESETS)})")
+        return getattr(cls, name)(num_pdfs, **overrides)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["splice_offsets"] = list(self.splice_offsets)
@@ -165,6 +179,9 @@ class TdnnfConfig:
         if unknown:
             raise ValueError(f"unknown TdnnfConfig option(s): {sorted(unknown)}")
         return cls(**d)
+
+
+NET_PRESETS = ("tiny", "mini", "tdnn_1g")
 
 
 # ----------------------------------------------------------------------------------------

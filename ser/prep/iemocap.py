@@ -32,8 +32,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from ser.io.datadir import DataDir, DataDirError
+from ser.io.datadir import STAMP, DataDir, DataDirError, up_to_date
+from ser.io.stamp import Stamp, listing
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +88,7 @@ def speaker_of(turn: str) -> str:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataDirError(f"{path}:{line}: not valid UTF-8") from e
+    return read_lines(path, DataDirError)
 
 
 def _category(name: str, where: str) -> str:
@@ -112,6 +111,9 @@ def parse_emo_evaluation(path: Path) -> list[Turn]:
                 raise DataDirError(f"{where}: unknown label {emo!r} for {turn}")
             turns.append(Turn(turn, path.stem, turn[:5], speaker_of(turn), emo, t0, t1))
             continue
+        if line.startswith("["):  # dropping it would give its annotator lines to the previous turn
+            raise DataDirError(f"{where}: malformed turn line (expected '[start - end] turn label [v, a, d]'): "
+                               f"{line.strip()!r}")
         m = _CAT.match(line)
         if m:
             if not turns:
@@ -132,13 +134,30 @@ def parse_transcriptions(path: Path, stats: Counter) -> dict[str, str]:
     return out
 
 
-def read_corpus(corpus: Path, stats: Counter) -> list[Turn]:
-    sessions = sorted(p for p in corpus.glob("Session[1-5]") if p.is_dir())
-    if not sessions:
+SESSIONS = (1, 2, 3, 4, 5)
+
+
+def session_dirs(corpus: Path, sessions: Sequence[int] | None = None) -> list[Path]:
+    """``Session<n>`` folders of ``sessions`` (default all five).  A missing one is an error: silently
+    preparing four sessions would make leave-one-session-out run four folds."""
+    present = sorted(p.name for p in corpus.glob("Session[1-5]") if p.is_dir())
+    if not present:
         raise DataDirError(f"{corpus}: no Session1..5 folders — is this IEMOCAP_full_release?")
+    want = SESSIONS if sessions is None else tuple(sessions)
+    if not want or len(set(want)) != len(want) or not set(want) <= set(SESSIONS):
+        raise DataDirError(f"IEMOCAP sessions must be distinct numbers 1..5, got {list(want)}")
+    missing = [f"Session{n}" for n in want if f"Session{n}" not in present]
+    if missing:
+        hint = "" if sessions is not None else " (to use fewer, name them: corpora.iemocap_sessions / --sessions)"
+        raise DataDirError(f"{corpus}: {', '.join(missing)} missing (found {', '.join(present)}){hint}")
+    return [corpus / f"Session{n}" for n in sorted(want)]
+
+
+def read_corpus(corpus: Path, stats: Counter, sessions: Sequence[int] | None = None) -> list[Turn]:
     seen: dict[str, Path] = {}
     turns: list[Turn] = []
-    for s in sessions:
+    for s in session_dirs(corpus, sessions):
+        n_before = len(turns)
         evdir = s / "dialog" / "EmoEvaluation"
         files = sorted(f for f in evdir.glob("*.txt") if f.is_file() and not f.name.startswith("."))
         if not files:
@@ -163,6 +182,8 @@ def read_corpus(corpus: Path, stats: Counter) -> list[Turn]:
                 if not t.text:
                     stats["empty_text"] += 1
                 turns.append(t)
+        if len(turns) == n_before:
+            raise DataDirError(f"{s}: no turns with audio")
     return turns
 
 
@@ -189,27 +210,37 @@ SUBSETS = {
 }
 
 
-def prepare_iemocap(corpus: str | Path, data_root: str | Path) -> dict[str, Counter]:
+def prepare_iemocap(corpus: str | Path, data_root: str | Path, sessions: Sequence[int] | None = None) -> dict[str, Counter]:
+    """Write the four data dirs from ``sessions`` (default: all five, each must be there).
+
+    All four are built before any is written; dirs stamped with the same corpus files (EmoEvaluation
+    and transcription contents, wav names, sizes and times) and sessions are not prepared again."""
     corpus, data_root = Path(corpus), Path(data_root)
     if not corpus.is_dir():
         raise DataDirError(f"IEMOCAP directory not found: {corpus}")
+    sdirs = session_dirs(corpus, sessions)
+    texts = [f for s in sdirs for sub in ("EmoEvaluation", "transcriptions") for f in sorted((s / "dialog" / sub).glob("*.txt"))]
+    stamp_of = lambda name: Stamp(data_root / name / STAMP, {
+        "prepare": "iemocap", "corpus": str(corpus.resolve()), "sessions": [s.name for s in sdirs],
+        "wav": [listing(s / "sentences" / "wav", "*/*.wav") for s in sdirs]}, texts)
+    names = ["iemocap_all", *SUBSETS]
+    if all(up_to_date(stamp_of(n)) for n in names):
+        log.info("%s: up to date (same corpus files and sessions); not preparing again", ", ".join(names))
+        return {n: Counter(DataDir.load(data_root / n).extra("utt2emo").values()) + Counter(up_to_date=1)
+                for n in names}
     stats: Counter = Counter()
-    turns = read_corpus(corpus, stats)
-    if not turns:
-        raise DataDirError(f"{corpus}: no turns with audio")
-    out = {}
-    d = _datadir(turns)
-    d.validate()
-    d.write(data_root / "iemocap_all", replace=True)
-    out["iemocap_all"] = Counter(d.extras["utt2emo"].values()) + stats
+    turns = read_corpus(corpus, stats, sessions)
+    dirs = {"iemocap_all": _datadir(turns)}
     for name, (keep, label) in SUBSETS.items():
         sel = [t for t in turns if keep(t)]
         if not sel:
             raise DataDirError(f"{corpus}: {name} would be empty")
-        sd = _datadir(sel, label)
-        sd.validate()
-        sd.write(data_root / name, replace=True)
-        out[name] = Counter(sd.extras["utt2emo"].values())
+        dirs[name] = _datadir(sel, label)
+    out = {}
+    for name, d in dirs.items():
+        d.validate()
+        d.write(data_root / name, replace=True, files={STAMP: stamp_of(name).text()})
+        out[name] = Counter(d.extras["utt2emo"].values()) + (stats if name == "iemocap_all" else Counter())
     for k, v in out.items():
         log.info("%s: %d utterances %s", k, sum(c for l, c in v.items() if l in LABELS), dict(v))
     return out

@@ -9,24 +9,31 @@ and utils/data/perturb_data_dir_volume.sh (+ internal/perturb_volume.py):
   ``f`` and printed with 2 decimals, segments with end ≤ start + 0.01 are dropped;
 * volume: each recording's entry gets ``sox --vol <v> -t wav - -t wav - |`` with
   ``v ~ U(0.125, 2)`` drawn after ``random.seed(0)`` in wav.scp order; ``reco2vol``
-  records the factors, and a dir that already has it is left alone (as Kaldi).
+  records the factors, and a dir that already has it is left alone (as Kaldi); the dir changes in
+  one atomic step (DataDir.write), so a kill cannot leave ``--vol`` pipes without ``reco2vol``.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import replace
 
 from ser.features.perturb import draw_volume_factors
-from ser.io.datadir import DataDir, DataDirError, Segment
+from pathlib import Path
+
+from ser.io.datadir import STAMP, DataDir, DataDirError, Segment, up_to_date
+from ser.io.stamp import Stamp, dir_files
 
 log = logging.getLogger(__name__)
 
 
 def _pipe(rx: str, effect: str) -> str:
+    """``rx`` (a path or a pipeline) piped through sox ``effect``; a path is shell-quoted (it may hold spaces)."""
     rx = rx.strip()
     if rx.endswith("|"):
         return f"{rx} sox {effect} -t wav - -t wav - |" if effect.startswith("--") else f"{rx} sox -t wav - -t wav - {effect} |"
+    rx = shlex.quote(rx)
     if effect.startswith("--"):
         return f"sox {effect} -t wav {rx} -t wav - |"
     return f"sox -t wav {rx} -t wav - {effect} |"
@@ -99,6 +106,21 @@ def speed_perturb_3way(d: DataDir, factors=(0.9, 1.0, 1.1)) -> DataDir:
     if not d.has("utt2uniq"):
         d = replace(d, extras={**d.extras, "utt2uniq": {u: u for u in d.utt2spk}})
     return combine([speed_perturb_dir(d, f) for f in factors])
+
+
+def speed_perturb_3way_dir(src: str | Path, dst: str | Path, factors=(0.9, 1.0, 1.1)) -> tuple[DataDir, bool]:
+    """``perturb_data_dir_speed_3way.sh <src> <dst>``: returns (dst, whether it was made now).
+
+    ``dst`` is made in one atomic step with a stamp of the factors and of every file of ``src``; a dst
+    with the same stamp is kept (other factors, or a changed src, rebuild it)."""
+    src, dst = Path(src), Path(dst)
+    stamp = Stamp(dst / STAMP, {"speed_factors": [float(f) for f in factors]}, dir_files(src))
+    if up_to_date(stamp):
+        return DataDir.load(dst), False
+    d = speed_perturb_3way(DataDir.load(src), factors)
+    d.validate()
+    d.write(dst, replace=True, files={STAMP: stamp.text()})
+    return d, True
 
 
 def volume_perturb_dir(d: DataDir, low: float = 0.125, high: float = 2.0) -> DataDir:

@@ -18,19 +18,25 @@ Mirrors egs/tedlium/s5_r2/local/prepare_data.sh and its helpers:
 * run.sh's ``utils/data/modify_speaker_info.sh --seconds-per-spk-max 180``:
   pseudo-speakers ``<talk>-<k>`` of consecutive utterances totalling ≤ 180 s.
 
+A set whose data dir carries a stamp of the same corpus files (stm contents, sph names, sizes and
+times) and options is not prepared again (ser.io.stamp).
+
 Deviation: utterances whose transcript is empty after normalisation are skipped
-(counted and logged); they carry nothing for LF-MMI training or scoring.
+(counted and logged); they carry nothing for LF-MMI training or scoring.  A talk whose
+stm has no segments is dropped, counted and logged.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections import Counter
 from pathlib import Path
 
-from ser.io.atomic import atomic_write_text
-from ser.io.datadir import DataDir, DataDirError, Segment, modify_speaker_info
+from ser.io.datadir import STAMP, DataDir, DataDirError, Segment, modify_speaker_info, up_to_date
+from ser.io.stamp import Stamp, listing
+from ser.io.text import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +75,8 @@ def read_stm(sdir: Path, stats: Counter) -> list[list[str]]:
     if not files:
         raise DataDirError(f"{sdir}: no .stm files")
     for f in files:
-        try:
-            lines = f.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise DataDirError(f"{f}: not valid UTF-8 (byte {e.start})") from e
-        for n, line in enumerate(lines, 1):
+        n_before = len(recs)
+        for n, line in enumerate(read_lines(f, DataDirError), 1):
             if not line.strip() or line.startswith(";;"):
                 continue
             line = line.replace("<F0_M>", "<o,f0,male>").replace("<F0_F>", "<o,f0,female>")
@@ -91,6 +94,9 @@ def read_stm(sdir: Path, stats: Counter) -> list[list[str]]:
             fields[1] = "A"
             rec = fields[:6] + _join_suffix(fields[6:])
             recs.append(((fields[0], fields[1], t0), rec))
+        if len(recs) == n_before:
+            log.warning("%s: no segments; talk %s dropped", f, f.stem)
+            stats["empty_stm_talks_dropped"] += 1
     recs.sort(key=lambda r: r[0])
     return [r for _, r in recs]
 
@@ -117,7 +123,7 @@ def stm_to_datadir(recs: list[list[str]], sph_dir: Path, stats: Counter) -> Data
         sph = sph_dir / f"{r[0]}.sph"
         if not sph.is_file():
             raise DataDirError(f"{sph}: missing audio for talk {r[0]} (utterance {utt})")
-        wav[r[0]] = f"sph2pipe -f wav -p {sph.resolve()} |"
+        wav[r[0]] = f"sph2pipe -f wav -p {shlex.quote(str(sph.resolve()))} |"  # quoted: paths may hold spaces
         text[utt] = " ".join(words)
         segs[utt] = Segment(r[0], a / 100, b / 100)
         utt2spk[utt] = r[0]
@@ -155,6 +161,15 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
     for name in sets:
         stats: Counter = Counter()
         sdir = set_dir(corpus, name)
+        dst = data_root / f"tedlium_{name}"
+        stamp = Stamp(dst / STAMP, {"prepare": "tedlium", "corpus": str(sdir.resolve()),
+                                    "seconds_per_spk_max": seconds_per_spk_max, "sph": listing(sdir / "sph", "*.sph")},
+                      sorted((sdir / "stm").glob("*.stm")))
+        if up_to_date(stamp):
+            d = DataDir.load(dst)
+            out[name] = Counter(up_to_date=1, utterances=len(d.utts), speakers=len(d.spk2utt), recordings=len(d.wav))
+            log.info("%s is up to date (same corpus files and options); not preparing it again", dst)
+            continue
         recs = read_stm(sdir / "stm", stats)
         d = stm_to_datadir(recs, sdir / "sph", stats)
         if name == "train":
@@ -164,11 +179,11 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
         d.utt2spk = modify_speaker_info(d.utt2spk, seconds_per_spk_max=seconds_per_spk_max,
                                         utt2dur={u: seg.end - seg.start for u, seg in d.segments.items()})
         d.extras["reco2file_and_channel"] = {r: f"{r} A" for r in d.wav}
-        dst = data_root / f"tedlium_{name}"
         d.validate(need_text=True)
-        d.write(dst, replace=True)
-        atomic_write_text(dst / "stm", STM_HEADER + "".join(" ".join(r) + "\n" for r in recs))
-        atomic_write_text(dst / "glm", ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n")
+        d.write(dst, replace=True, files={
+            "stm": STM_HEADER + "".join(" ".join(r) + "\n" for r in recs),
+            "glm": ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n",
+            STAMP: stamp.text()})
         stats["utterances"] = len(d.utts)
         stats["speakers"] = len(d.spk2utt)
         stats["recordings"] = len(d.wav)

@@ -488,6 +488,8 @@ class ChainTrainer:
         st = self.state
         if st.step >= st.total_steps and st.history:
             logger.info("%s: training already finished (%d minibatches)", self.out_dir, st.step)
+            if self.is_main and not (self.out_dir / "final.pt").is_file():  # killed before it was written
+                self._write_final_model()
             return st.history[-1]
         self._open_iter_log(st.iteration)
         self._t_print = time.time()
@@ -499,13 +501,16 @@ class ChainTrainer:
             self.recompute_batchnorm_stats(egs)
             self._end_iteration(st.iteration, egs, valid_egs, train_diag_egs)
             if self.is_main:
-                save_chain_model(self.out_dir / "final.pt", self.model,
-                                 {"history": st.history, "schedule": self.schedule.describe()})
+                self._write_final_model()
                 self._log(f"training done: {st.step} minibatches; wrote {self.out_dir}/final.pt")
         else:
             self.save_checkpoint(egs)
         self._close_log()
         return st.history[-1] if st.history else {}
+
+    def _write_final_model(self) -> None:
+        save_chain_model(self.out_dir / "final.pt", self.model,
+                         {"history": self.state.history, "schedule": self.schedule.describe()})
 
     def _prepare(self, egs: EgsSource, lda_egs: Iterable[ChainMinibatch] | None, resume: bool) -> None:
         """Resume from the checkpoint, or start: seeds, pass size, preconditioning matrix; then
