@@ -18,8 +18,8 @@ from ser.device import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = sorted(p.stem for p in (ROOT / "ser" / "bin").glob("*.py") if not p.stem.startswith("_"))
-SCRIPTS = sorted(p for d in ("steps", "local", "utils") for p in (ROOT / d).rglob("*.sh")
-                 if p.name != "parse_options.sh")
+SOURCED = ("parse_options.sh", "recipe_config.sh")  # sourced by scripts, not run
+SCRIPTS = sorted(p for d in ("steps", "local", "utils") for p in (ROOT / d).rglob("*.sh") if p.name not in SOURCED)
 
 
 @pytest.mark.parametrize("text,value", [("true", True), ("false", False), ("True", True), ("FALSE", False),
@@ -76,7 +76,8 @@ def test_every_script_has_the_wrapper_shape_and_every_program_a_wrapper():
         rel = script.relative_to(ROOT)
         assert text.startswith("#!/usr/bin/env bash\n"), rel
         assert re.search(r'^\. "\$\(dirname "\$0"\)/(\.\./)+path\.sh"$', text, re.M) or \
-            (re.search(r'^cd "\$\(dirname "\$0"\)(/\.\.)+"$', text, re.M) and "\n. ./path.sh\n" in text), rel
+            (re.search(r'^cd "\$\(dirname "\$0"\)(/\.\.)+"$', text, re.M)
+             and re.search(r"^\. (\./path\.sh|utils/recipe_config\.sh)$", text, re.M)), rel
         assert not re.search(r"\bpython3\b", text), rel
         for module in re.findall(r"\bpython -m ([\w.]+)", text) + re.findall(r"torchrun .* -m ([\w.]+)", text):
             assert module in ("ser.config", "ser.jobs") or module.removeprefix("ser.bin.") in PROGRAMS, (rel, module)

@@ -23,11 +23,7 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
+. utils/recipe_config.sh
 
 train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_frames_per_iter"
             --num-valid-utts "$chain_num_valid_utts" --optimizer "$chain_optimizer"

@@ -12,11 +12,7 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
+. utils/recipe_config.sh
 
 model=exp/ctc/ds_$ctc_net/final.pt
 [ -f $model ] || { echo "$0: no $model; run stage 8 first" >&2; exit 1; }

@@ -23,11 +23,7 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
+. utils/recipe_config.sh
 
 local/ctc/make_emotion_features.sh --config "$config"
 frame_feats=data/iemocap_all_ds_${ctc_net}_$ctc_layer

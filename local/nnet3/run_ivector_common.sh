@@ -23,11 +23,7 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
+. utils/recipe_config.sh
 
 # each output is redone unless its stamp (ser.io.stamp, written last) records the same options and inputs
 stamp=(python -m ser.bin.stamp)

@@ -18,16 +18,12 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
+. utils/recipe_config.sh
 if [ $# -lt 2 ]; then
   echo "usage: $0 [--config conf/X.yaml] <system> <ivector-dir> [train_ser options]" >&2
   exit 1
 fi
 sys=$1; iv=$2; shift 2
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
 
 data=data/$ser_set
 extractor=exp/nnet3/extractor

@@ -28,11 +28,7 @@
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
-. ./path.sh
-. ./cmd.sh
-. utils/parse_options.sh
-cfg=$(python -m ser.config "$config") || exit 1
-eval "$cfg"
+. utils/recipe_config.sh
 
 data=data/$ser_set
 model=$ser_model
