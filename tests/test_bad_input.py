@@ -8,7 +8,7 @@ Rows carry the issue-12 defect they check (``defect``); the others are the kinds
 found handled well and that must stay so.  Interruptions (kills) are in test_resume.py and
 test_fault_injection.py.
 
-The emotion stages (7+: folds, labels, inference inputs) add their rows to EMOTION_CASES at the end.
+The emotion stages (7+: folds, labels, inference inputs) have their rows in EMOTION_CASES at the end.
 """
 
 from __future__ import annotations
@@ -316,8 +316,63 @@ CASES = [
     Case("--stage not a number", _run_sh("--stage", "x"), error=r"--stage/--stop-stage must be integers", defect=12),
 ]
 
-# ---- stages 7+ (emotion folds and labels, inference inputs): rows added by their owners -------------
-EMOTION_CASES: list[Case] = []
+# ---- stages 7+ (emotion folds and labels, inference inputs) ---------------------------------------------
+def _folds(files: dict[str, str], protocol: str = "session"):
+    """An emotion set's data dir with these files; the step makes its folds (steps/ser/make_folds.sh)."""
+    from ser.emotion.folds import write_folds
+
+    def build(tmp: Path):
+        _datadir(files)(tmp)
+        return lambda: write_folds(tmp / "d", protocol) and None
+    return build
+
+
+def _labels(utt2emo: str):
+    """The class indices of an emotion set's utterances (what stage 7's trainer reads)."""
+    from ser.emotion.folds import utt2class
+
+    def build(tmp: Path):
+        _datadir({"utt2spk": "Ses01F-1 Ses01F\nSes01F-2 Ses01F\n", "utt2emo": utt2emo})(tmp)
+        return lambda: utt2class(DataDir.load(tmp / "d"), ["ang", "hap", "neu", "sad"]) and None
+    return build
+
+
+def _infer_inputs(make: Callable[[Path], str]):
+    """ser-infer's inputs (files, directories, data dirs) listed and read (ser.infer.audio)."""
+    from ser.infer.audio import list_recordings
+
+    def build(tmp: Path):
+        inp = make(tmp)
+        return lambda: [sum(len(b) for b in r.blocks()) for r in list_recordings([inp])] and None
+    return build
+
+
+def _infer_file(name: str, data: bytes) -> Callable[[Path], str]:
+    def make(tmp: Path) -> str:
+        (tmp / name).write_bytes(data)
+        return str(tmp / name)
+    return make
+
+
+_SPK = "".join(f"Ses0{s}{g}-{i} Ses0{s}{g}\n" for s in (1, 2, 3) for g in "FM" for i in (1, 2))
+_SESS = "".join(f"Ses0{s}{g}-{i} Ses0{s}\n" for s in (1, 2, 3) for g in "FM" for i in (1, 2))
+EMOTION_CASES: list[Case] = [
+    Case("emotion set without utt2session", _folds({"utt2spk": _SPK}), error=r"d: no utt2session"),
+    Case("emotion set: a speaker in two sessions",
+         _folds({"utt2spk": _SPK, "utt2session": _SESS.replace("Ses01M-2 Ses01", "Ses01M-2 Ses02")}),
+         error=r"speaker 'Ses01M' appears in sessions Ses01 and Ses02"),
+    Case("emotion set: too few speakers to validate",
+         _folds({"utt2spk": "Ses01F-1 Ses01F\nSes02F-1 Ses02F\n", "utt2session": "Ses01F-1 Ses01\nSes02F-1 Ses02\n"}),
+         error=r"fold Ses01 has 1 speakers outside the test session\(s\); cannot hold out 1 for validation"),
+    Case("emotion label outside the classes", _labels("Ses01F-1 ang\nSes01F-2 fru\n"),
+         error=r"d/utt2emo: utterance 'Ses01F-2' has label 'fru', not one of ang hap neu sad"),
+    Case("emotion label missing", _labels("Ses01F-1 ang\n"), error=r"utterance 'Ses01F-2' has label None"),
+    Case("ser-infer input missing", _infer_inputs(lambda t: str(t / "gone.wav")), error=r"gone\.wav: no such file"),
+    Case("ser-infer unreadable file", _infer_inputs(_infer_file("junk.wav", b"RIFF....not audio")),
+         error=r"junk\.wav: cannot (read|decode) audio"),
+    Case("ser-infer directory without audio", _infer_inputs(lambda t: (t / "empty").mkdir() or str(t / "empty")),
+         error=r"empty: no audio files"),
+]
 
 
 @pytest.mark.parametrize("case", CASES + EMOTION_CASES, ids=lambda c: c.id)
