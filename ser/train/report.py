@@ -78,7 +78,8 @@ def plot_training_curve(history: Sequence[dict[str, float]], path: str | os.Path
         ax.set_ylabel("per frame")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a run killed before its first diagnostics has none
+            ax.legend()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
