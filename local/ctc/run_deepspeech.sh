@@ -13,10 +13,10 @@
 # The training set is ctc.train_set (tedlium_train: DeepSpeech trains without speed perturbation by default,
 # and the 3x perturbed copies would triple the time of a pass).
 #
-# Results, conf/mini.yaml on the embedded TED-LIUM (857,885 parameters, 6 passes, 654 minibatches): held-out CTC
-# loss 0.322 per frame; greedy %CER dev 42.84 / test 46.73, %WER dev 103.03 / test 102.40 (all blank: 100 / 100;
-# no language model, so most words carry a character error).  Training 1554 s wall under load (~190 ms CPU per
-# 1704-frame step, bench/ctc_train.py: ~2.5 CPU-minutes for the 1.2M frames).  conf/paper.yaml: unmeasured.
+# Results, conf/mini.yaml on the embedded TED-LIUM, ./run.sh from a fresh clone (857,885 parameters, 6 passes,
+# 654 minibatches): held-out CTC loss 0.312 per frame; greedy %CER dev 42.23 / test 47.46, %WER dev 104.29 /
+# test 106.53 (all blank: 100 / 100; no language model, so most words carry a character error).  Stage 8 took
+# 2 min 9 s on 2 idle cores.  conf/paper.yaml: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."

@@ -13,12 +13,11 @@
 #   tables    exp/ser/paper2_table1.md (class counts), paper2_table2.md, paper2_fig3.png (ds_dense_lstm
 #             accuracy against segment length; runs under exp/paper2_fig3/seg<L>, and exp/ser/ds_dense_lstm)
 #
-# Results, conf/mini.yaml on the embedded corpora (165 turns, 10 speaker folds; accuracy pooled over folds, the
-# paper's figure in brackets, real IEMOCAP): majority 41.2 [34], rf 51.5 [67], ds_dense 38.8 [58], ds_lstm 30.3
-# [7], ds_dense_dense 34.5 [26], ds_dense_lstm 23.6 [66]; Fig. 3 (ds_dense_lstm, 1/5/10/20/40/80 frames):
-# 20.6/24.2/23.0/23.6/22.4/20.6.  Paper 1's protocol (iemocap_4cls_exc, 5 session folds, pooled UA / WA):
-# rf_4cls_session 53.4 / 55.2, ds_dense_lstm_4cls_session 35.0 / 35.2.  CPU: 23 min wall under a load of ~10 on
-# 2 cores, of which ~6 min user time (heads, Fig. 3 and the cross-protocol runs; openSMILE 1 min more).
+# Results, conf/mini.yaml on the embedded corpora, ./run.sh from a fresh clone (165 turns, 10 speaker folds;
+# accuracy pooled over folds, the paper's figure in brackets, real IEMOCAP): majority 41.2 [34], rf 51.5 [67],
+# ds_dense 38.2 [58], ds_lstm 38.2 [7], ds_dense_dense 38.8 [26], ds_dense_lstm 21.2 [66]; Fig. 3 (ds_dense_lstm,
+# 5/20/80 frames): 21.8/21.2/20.6.  Paper 1's protocol (iemocap_4cls_exc, 5 session folds, pooled UA / WA):
+# rf_4cls_session 53.4 / 55.2, ds_dense_lstm_4cls_session 29.9 / 25.8.  Stage 9 took 3 min on 2 idle cores.
 # conf/paper.yaml on the real corpora: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml

@@ -15,16 +15,19 @@
 # Resumable: a fold whose results were made by the same commands is skipped, an unfinished training
 # resumes from its checkpoint; outputs are written atomically.
 #
-# Results, conf/mini.yaml on the embedded corpus (iemocap_4cls_exc, 510 turns; folds train/valid/test
-# 351-357 / 50-56 / 99-109 turns; mini network, head 256, factor 0.25, at most 6 epochs, patience 2):
+# Results, conf/mini.yaml on the embedded corpus (iemocap_4cls_exc, 554 turns; folds train/valid/test
+# 373-397 / 49-57 / 104-124 turns; mini network, head 256, factor 0.25, at most 4 epochs, patience 2), stages 0-6
+# of a fresh clone:
 #   UA % per test session Ses01..Ses05                 mean UA ± std   mean WA   test frame acc
-#   tdnn_l12          41.2  50.0  40.8  43.9  44.7        44.1 ± 3.7      44.7       44.4
-#   tdnn_l12_uttivec  56.0  47.8  54.5  43.9  43.1        49.1 ± 6.0      50.4       47.3
-#   tdnn_scratch      40.3  36.1  27.1  24.4  36.8        32.9 ± 6.8      32.1       29.4
-#   transfer - scratch 0.8  13.9  13.7  19.6   7.9        11.2
-#   Table 2 (Ses05): test UA / valid UA  prefinal-l 44.2 / 42.2, tdnnf13 45.5 / 48.2, tdnnf12 44.7 / 36.8
-# Stage 7: 862 CPU seconds (770 user + 92 sys), 30 min 26 s wall on the shared 2 cores at load 8-10
-# (CPU time / 2 = 7.2 min: the estimate for 2 idle cores, not measured).  conf/paper.yaml: unmeasured.
+#   tdnn_l12          36.7  38.8  30.2  26.6  44.9        35.4 ± 7.2      32.2       35.7
+#   tdnn_l12_uttivec  38.4  48.8  50.0  38.5  40.9        43.3 ± 5.7      39.3       38.8
+#   tdnn_scratch      27.0  39.0  42.0  24.2  21.3        30.7 ± 9.2      29.7       29.8
+#   transfer - scratch 9.7  -0.2 -11.8   2.4  23.6         4.8
+#   Table 2 (Ses05): test UA / valid UA  prefinal-l 49.1 / 60.9, tdnnf13 44.9 / 50.8, tdnnf12 44.9 / 61.9
+#   (validation picks tdnnf12, as paper 1)
+# Stage 7 took 6 min 4 s on 2 idle cores (578 s user + 72 s sys).  With at most 6 epochs it took 7 min 48 s and
+# gave tdnn_l12 38.8 ± 8.4, tdnn_l12_uttivec 43.5 ± 5.9, tdnn_scratch 31.8 ± 9.1: 4 keeps the whole ./run.sh
+# under 25 minutes.  conf/paper.yaml: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
