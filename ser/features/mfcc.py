@@ -418,6 +418,7 @@ class Mfcc:
         dct = dct_matrix(o.num_ceps, o.num_mel_bins) * lifter_coeffs(o.num_ceps, o.cepstral_lifter)[:, None]
         self.dct = dct.t().contiguous().to(self.device, torch.float32)  # (num_mel_bins, num_ceps), liftered
         self.log_energy_floor = math.log(o.energy_floor) if o.energy_floor > 0.0 else None
+        self._buf: torch.Tensor | None = None  # the reused zero-padded FFT block (see _padded_buffer)
 
     @property
     def dim(self) -> int:
@@ -562,7 +563,7 @@ class Mfcc:
 
     def _padded_buffer(self, n: int, device: torch.device) -> torch.Tensor:
         """A reused (n, padded_window_size) block whose zero padding is written once, not per block."""
-        buf = getattr(self, "_buf", None)
+        buf = self._buf
         if buf is None or buf.shape[0] < n or buf.device != device:
             buf = self._buf = torch.zeros(max(n, self.chunk_frames), self.opts.padded_window_size, device=device)
         return buf[:n]
