@@ -57,11 +57,11 @@ def recipe_dir(root: Path, systems: list[str] = SYSTEMS) -> Path:
     return root
 
 
-def run_stage7(root: Path, kill: str | None = None) -> subprocess.CompletedProcess:
+def run_stage7(root: Path, kill: str | None = None, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("SER_KILL_AT", "PYTHONPATH")}
     if kill:
         env["SER_KILL_AT"] = kill
-    return subprocess.run(["bash", str(root / "local/ser/run_tdnn.sh"), "--config", "conf/tiny.yaml"],
+    return subprocess.run(["bash", str(root / "local/ser/run_tdnn.sh"), "--config", "conf/tiny.yaml", *args],
                           cwd=root, env=env, capture_output=True, text=True)
 
 
@@ -110,6 +110,20 @@ def test_stage7_end_to_end_killed_and_rerun(tmp_path):
     # a re-run has nothing to do
     r = run_stage7(ref)
     assert r.returncode == 0 and "0 of the (system, fold) trainings to run" in r.stdout
+
+    # the same driver on another protocol's folds, as stage 9 runs tdnn_l12 under paper 2's protocol
+    subprocess.run(["bash", "steps/ser/make_folds.sh", "--protocol", "speaker", "data/iemocap_tiny"], cwd=ref,
+                   check=True, capture_output=True)
+    speakers = sorted(p.name for p in (ref / "data/iemocap_tiny/folds/speaker").iterdir() if p.is_dir())
+    table3 = (ser / "table3.md").stat().st_mtime_ns
+    r = run_stage7(ref, None, "--folds", "data/iemocap_tiny/folds/speaker", "--systems", "tdnn_l12",
+                   "--suffix", "_tiny_speaker")
+    assert r.returncode == 0, r.stdout + r.stderr
+    meta = json.loads((ser / "tdnn_l12_tiny_speaker/meta.json").read_text())
+    assert meta["protocol"] == "speaker" and meta["set"] == "iemocap_tiny" and meta["folds"] == speakers
+    assert (ser / "table3.md").stat().st_mtime_ns == table3       # paper 1's tables are not its business
+    row = next(x for x in (ref / "exp/results.md").read_text().splitlines() if x.startswith("| tdnn_l12_tiny_"))
+    assert "| speaker | 4 |" in row and "(reference)" in row
 
     # killed inside a training and inside a decoding, then re-run: the same numbers
     killed = ["tdnn_scratch"]

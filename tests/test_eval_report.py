@@ -82,6 +82,23 @@ def test_report_rows_tests_and_links(scored_exp):
     assert (exp / "ser" / "tdnn_l12" / "Ses01" / "training_curve.png").is_file()
 
 
+def test_reference_of_another_protocol_is_tdnn_l12_run_there(exp_copy):
+    """Under paper 2's set and protocol the paired tests compare with tdnn_l12_impro_agree_speaker (paper 1's
+    tdnn_l12 run there), not with the session-fold tdnn_l12; paper 1's rows keep tdnn_l12."""
+    root = exp_copy.parent
+    other = {f"Ses01F-u{i:03d}": LABELS[i % 4] for i in range(20)}
+    d, _ = write_system(root, "tdnn_l12_impro_agree_speaker", {"Ses01F": 20}, seed=5, ref=other,
+                        set_name="iemocap_impro_agree")
+    assert score_ser.main(["--protocol", "speaker", str(root / "data" / "iemocap_impro_agree"), str(d)]) == 0
+    r = rows((exp_copy / "results.md").read_text())
+    assert r["tdnn_l12_impro_agree_speaker"][11] == "(reference)" and r["tdnn_l12"][11] == "(reference)"
+    a, b = (json.loads((exp_copy / "ser" / n / "results.json").read_text())
+            for n in ("dense", "tdnn_l12_impro_agree_speaker"))
+    t, note = compare(a, b)
+    assert note == "" and r["dense"][11] == f"{100 * t.diff:+.1f} vs tdnn_l12_impro_agree_speaker"
+    assert r["tdnn_scratch"][11].startswith("+") and "vs" not in r["tdnn_scratch"][11]
+
+
 def test_published_figures_section(tmp_path):
     (tmp_path / "exp").mkdir()
     write_results_report(tmp_path / "exp")

@@ -9,7 +9,8 @@
 #   systems   exp/ser/{ds_dense,ds_lstm,ds_dense_dense,ds_dense_lstm,rf,majority}/ per fold, scored
 #             (steps/ser/score.sh: results.json, results.md, confusion.png; exp/results.md regenerated)
 #   cross     paper 2's best head (ds_dense_lstm) and rf under paper 1's protocol (iemocap_4cls_exc,
-#             session folds): exp/ser/{ds_dense_lstm,rf}_4cls_session
+#             session folds): exp/ser/{ds_dense_lstm,rf}_4cls_session; paper 1's tdnn_l12 under paper 2's
+#             protocol (stage 7's driver on this stage's folds): exp/ser/tdnn_l12_impro_agree_speaker
 #   tables    exp/ser/paper2_table1.md (class counts), paper2_table2.md, paper2_fig3.png (ds_dense_lstm
 #             accuracy against segment length; runs under exp/paper2_fig3/seg<L>, and exp/ser/ds_dense_lstm)
 #
@@ -52,6 +53,8 @@ $train_cmd exp/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --pro
   --seed "$paper2_seed" data/iemocap_4cls_exc
 train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
 train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
+local/ser/run_tdnn.sh --config "$config" --folds data/$paper2_set/folds/$paper2_protocol --systems tdnn_l12 \
+  --suffix "_${paper2_set#iemocap_}_$paper2_protocol"
 
 # Fig. 3: ds_dense_lstm against segment length
 for n in $paper2_fig3_segment_frames; do

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Paper 1 (Zhou & Beigi), stage 7: emotion recognition by transfer from the LF-MMI-pretrained TDNN-F.
 #
-#   local/ser/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 1-6)
+#   local/ser/run_tdnn.sh [--config conf/mini.yaml] [--folds DIR --systems "S ..." --suffix _X]
+#                                                         (from the recipe directory; needs stages 1-6)
+#   --folds DIR       run on the folds of another set and protocol, made by another stage (stage 9 runs
+#                     tdnn_l12 on paper 2's data/iemocap_impro_agree/folds/speaker); default: make
+#                     data/$ser_set/folds/$ser_protocol here
+#   --systems "S ..." the systems to run (default: ser.systems)
+#   --suffix _X       system directories exp/ser/<system>_X (default: none); the tables and the export are
+#                     paper 1's and run only without --folds
 # Config: ser.* (every choice below), nj (trainings at once), device.  Systems (exp/ser/<system>/):
 #   tdnn_l12          head on $ser_layer (tdnnf12), per-speaker online i-vectors, every fold   (Table 3)
 #   tdnn_l13          head on tdnnf13, the layer-selection folds (Ses05)                         (Table 2)
@@ -30,10 +37,22 @@
 # under 25 minutes.  conf/paper.yaml: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml
+folds=
+systems=
+suffix=
 cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
-data=data/$ser_set
+[ -n "$systems" ] || systems=$ser_systems
+if [ -n "$folds" ]; then
+  data=${folds%/folds/*}
+  protocol=$(basename "$folds")
+  [ -f "$folds/folds.json" ] && [ "$data" != "$folds" ] || { echo "$0: --folds $folds: expected <data-dir>/folds/<protocol> with folds.json" >&2; exit 1; }
+else
+  data=data/$ser_set
+  protocol=$ser_protocol
+fi
+set=$(basename "$data")
 model=$ser_model
 for f in $model $data/feats.scp $data/utt2emo $ser_ivector_dir/ivector_online.scp \
          $ser_utt_ivector_dir/ivector_online.scp; do
@@ -41,15 +60,18 @@ for f in $model $data/feats.scp $data/utt2emo $ser_ivector_dir/ivector_online.sc
 done
 
 mkdir -p exp/ser/log
-$train_cmd exp/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
-  --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
-grep '^data/' exp/ser/log/make_folds.log
-foldsdir=$data/folds/$ser_protocol
+if [ -z "$folds" ]; then
+  $train_cmd exp/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
+    --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
+  grep '^data/' exp/ser/log/make_folds.log
+fi
+foldsdir=$data/folds/$protocol
 all_folds=$(find $foldsdir -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')
 
 # per-system options
-system_folds() {
-  case $1 in tdnn_l13|tdnn_prefinal) echo "$ser_layer_selection_folds" ;; *) echo "$all_folds" ;; esac
+system_folds() {  # Table 2's systems on paper 1's layer-selection folds, every other on all folds
+  case $1 in tdnn_l13|tdnn_prefinal) [ -z "$folds" ] && echo "$ser_layer_selection_folds" && return ;; esac
+  echo "$all_folds"
 }
 system_ivectors() {
   case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *) echo "$ser_ivector_dir" ;; esac
@@ -83,12 +105,12 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
 step=(python -m ser.jobs --backend local)
 joblist=exp/ser/log/jobs.list
 : > $joblist.tmp
-for sys in $ser_systems; do
+for sys in $systems; do
   iv=$(system_ivectors $sys)
   read -r -a opts <<< "$(system_opts $sys)"
   for fold in $(system_folds $sys); do
     [ -d $foldsdir/$fold ] || { echo "$0: no fold $fold in $foldsdir" >&2; exit 1; }
-    d=exp/ser/$sys/$fold
+    d=exp/ser/$sys$suffix/$fold
     mkdir -p $d/log
     {
       echo "set -e"
@@ -112,19 +134,21 @@ if [ "$njobs" -gt 0 ]; then
     "d=\$(awk -v n=JOB 'NR == n' $joblist); bash \$d/cmd.sh && cp \$d/cmd.sh \$d/cmd.done"
 fi
 
-for sys in $ser_systems; do
-  folds=$(system_folds $sys)
-  newer=$(for f in $folds; do find exp/ser/$sys/$f/test.json -newer exp/ser/$sys/results.json; done 2>/dev/null || true)
-  if [ -f exp/ser/$sys/results.json ] && [ -z "$newer" ]; then continue; fi
-  $train_cmd exp/ser/log/write_meta_$sys.log steps/ser/write_meta.sh --set "$ser_set" \
-    --protocol "$ser_protocol" --folds "$folds" --description "$(system_description $sys)" exp/ser/$sys
-  $train_cmd exp/ser/log/score_$sys.log steps/ser/score.sh $data exp/ser/$sys   # also exp/results.md
-  grep "^$sys: UA" exp/ser/log/score_$sys.log
+for sys in $systems; do
+  dir=exp/ser/$sys$suffix
+  sys_folds=$(system_folds $sys)
+  newer=$(for f in $sys_folds; do find $dir/$f/test.json -newer $dir/results.json; done 2>/dev/null || true)
+  if [ -f $dir/results.json ] && [ -z "$newer" ]; then continue; fi
+  $train_cmd exp/ser/log/write_meta_$sys$suffix.log steps/ser/write_meta.sh --set "$set" \
+    --protocol "$protocol" --folds "$sys_folds" --description "$(system_description $sys)" $dir
+  $train_cmd exp/ser/log/score_$sys$suffix.log steps/ser/score.sh $data $dir   # also exp/results.md
+  grep "^$sys$suffix: UA" exp/ser/log/score_$sys$suffix.log
 done
+[ -z "$folds" ] || exit 0
 $train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
 cat exp/ser/table3.md
 # the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
-case " $ser_systems " in *" tdnn_l12_uttivec "*)
+case " $systems " in *" tdnn_l12_uttivec "*)
   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \
     "${train_common[@]}" $(system_opts tdnn_l12_uttivec) ;;
 esac
