@@ -18,6 +18,9 @@ the real corpus, inside the 10-20% the SUPERB / emotion2vec recipes hold out).  
 protocol the test speaker's session partner stays in training; SpeechBrain instead uses the
 partner as the validation speaker -- here the partner's session is the test fold's session,
 which the validation rule excludes.
+
+The ``final`` split (:func:`write_final_fold`) is the training data of a deployed model: every
+session, ``num_valid_speakers`` seeded validation speakers, no test part (issue 14).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def make_folds(d: DataDir, protocol: str = "session", num_valid_speakers: int = 
 
 
 def _options(d: DataDir, protocol: str, num_valid_speakers: int, seed: int) -> dict:
+    """What a written split depends on (kept in its folds.json)."""
     digest = hashlib.sha256("".join(f"{u} {s}\n" for u, s in sorted(d.utt2spk.items()))
                             .encode()).hexdigest()[:16]
     return {"protocol": protocol, "num_valid_speakers": num_valid_speakers, "seed": seed,
@@ -116,7 +120,7 @@ def write_folds(data_dir: str | Path, protocol: str = "session", num_valid_speak
     return out
 
 
-def folds_up_to_date(out: Path, opts: dict) -> bool:
+def folds_up_to_date(out: Path, opts: dict, parts: tuple[str, ...] = PARTS) -> bool:
     """Complete (every part of every listed fold present) and made with ``opts``."""
     try:
         info = json.loads((out / "folds.json").read_text())
@@ -124,7 +128,31 @@ def folds_up_to_date(out: Path, opts: dict) -> bool:
         return False
     if any(info.get(k) != v for k, v in opts.items()):
         return False
-    return all((out / f / p / "utt2spk").is_file() for f in info.get("folds", {}) for p in PARTS)
+    return all((out / f / p / "utt2spk").is_file() for f in info.get("folds", {}) for p in parts)
+
+
+def write_final_fold(data_dir: str | Path, num_valid_speakers: int = 1, seed: int = 0) -> Path:
+    """Write ``<data_dir>/folds/final/all/{train,valid}`` and ``folds.json`` (with the validation
+    speakers): every utterance, ``num_valid_speakers`` whole speakers drawn seeded for validation;
+    an existing copy made from the same data and options is kept."""
+    d = DataDir.load(data_dir)
+    out = Path(data_dir) / "folds" / "final"
+    opts = _options(d, "final", num_valid_speakers, seed)
+    speakers = sorted(set(d.utt2spk.values()))
+    if len(speakers) <= num_valid_speakers:
+        raise ValueError(f"{data_dir}: {len(speakers)} speakers; cannot hold out {num_valid_speakers} for validation")
+    if folds_up_to_date(out, opts, ("train", "valid")):
+        return out
+    valid_spk = set(random.Random(f"{seed}:final").sample(speakers, num_valid_speakers))
+    parts = {"train": [u for u in d.utts if d.utt2spk[u] not in valid_spk],
+             "valid": [u for u in d.utts if d.utt2spk[u] in valid_spk]}
+    with atomic_dir(out) as tmp:
+        for name, utts in parts.items():
+            d.subset(utts).write(tmp / "all" / name, replace=True)
+        info = dict(opts, folds={"all": {k: len(v) for k, v in parts.items()}},
+                    valid_speakers=sorted(valid_spk))
+        (tmp / "folds.json").write_text(json.dumps(info, indent=1) + "\n")
+    return out
 
 
 def read_fold_names(folds_dir: str | Path) -> list[str]:

@@ -21,6 +21,7 @@ import torch
 
 from ser.emotion import baselines
 from ser.emotion.ds_heads import HEADS, HeadOptions, Utterances, train_head
+from ser.emotion.folds import read_fold_names
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_write_text
 from ser.io.batching import MatrixTable
@@ -35,13 +36,6 @@ SYSTEMS = HEADS + BASELINES
 def set_labels(folds_dir: Path) -> list[str]:
     """Class order of a set: its ``utt2emo`` labels, sorted (``data/<set>/folds/<protocol>`` -> data/<set>)."""
     return sorted(set(DataDir.load(folds_dir.parents[1]).extra("utt2emo").values()))
-
-
-def fold_names(folds_dir: Path) -> list[str]:
-    names = sorted(p.name for p in folds_dir.iterdir() if (p / "test" / "utt2spk").is_file())
-    if not names:
-        raise ValueError(f"{folds_dir}: no folds (<fold>/test/utt2spk); make them first")
-    return names
 
 
 def _part(fold_dir: Path, part: str, feats: MatrixTable, labels: list[str]) -> tuple[list[str], Utterances, list[str]]:
@@ -116,7 +110,7 @@ def run_system(system: str, feats_dir: Path, folds_dir: Path, system_dir: Path, 
                set_name: str, description: str) -> dict:
     """Every fold of ``folds_dir``, then ``labels.txt`` and ``meta.json``."""
     labels = set_labels(folds_dir)
-    folds = fold_names(folds_dir)
+    folds = read_fold_names(folds_dir)
     feats = MatrixTable.from_scp(feats_dir / "feats.scp", keys=DataDir.load(folds_dir.parents[1]).utts)
     valid = {}
     for f in folds:
