@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser.ctc.decode import edit_counts, error_rate, greedy_decode
+from ser.ctc.decode import error_rate, greedy_decode
+from ser.eval.error_rate import ErrorCounts
 from ser.ctc.text import BLANK, TextStats, ctc_min_frames, decode_ids, encode, normalize_transcript
 from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel
 from ser.nnet.model_io import load_deepspeech_model
@@ -61,24 +62,26 @@ def test_edit_counts_against_brute_force() -> None:
     for _ in range(300):
         ref = tuple(rng.choice("abc") for _ in range(rng.randint(0, 7)))
         hyp = tuple(rng.choice("abcd") for _ in range(rng.randint(0, 7)))
-        c = edit_counts(list(ref), list(hyp))
-        assert c.errors == _brute(ref, hyp), (ref, hyp)
-        assert c.ref == len(ref) and c.sub + c.dels + 0 <= len(ref) and len(ref) - c.dels + c.ins == len(hyp)
-    c = edit_counts(list("kitten"), list("sitting"))
-    assert (c.sub, c.ins, c.dels) == (2, 1, 0)
+        c = ErrorCounts()
+        c.add(list(ref), list(hyp))
+        assert c.errors == _brute(ref, hyp) == c.subs + c.ins + c.dels, (ref, hyp)
+        assert c.ref_len == len(ref) and c.subs + c.dels <= len(ref) and len(ref) - c.dels + c.ins == len(hyp)
+    c = ErrorCounts()
+    c.add(list("kitten"), list("sitting"))
+    assert (c.subs, c.ins, c.dels) == (2, 1, 0)
 
 
 def test_error_rates_and_all_blank_baseline() -> None:
     refs = {"u1": "the cat sat", "u2": "a dog"}
     hyps = {"u1": "the bat sat down", "u2": "a dog"}
     wer = error_rate(refs, hyps, "WER")
-    assert (wer.counts.sub, wer.counts.ins, wer.counts.dels, wer.counts.ref) == (1, 1, 0, 5)
+    assert (wer.subs, wer.ins, wer.dels, wer.ref_len) == (1, 1, 0, 5)
     assert math.isclose(wer.rate, 40.0)
     cer = error_rate(refs, hyps, "CER")
-    assert cer.counts.ref == 16 and cer.counts.errors == 1 + 5  # c->b, " down"
+    assert cer.ref_len == 16 and cer.errors == 1 + 5  # c->b, " down"
     assert str(wer).startswith("%WER 40.00 [ 2 / 5, 1 ins, 0 del, 1 sub ]")
     blank = error_rate(refs, {}, "CER")  # an all-blank output decodes to nothing: every character deleted
-    assert blank.rate == 100.0 and blank.counts.dels == 16
+    assert blank.rate == 100.0 and blank.dels == 16
 
 
 def _toy_data(n: int = 24, seed: int = 0) -> CtcData:

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from ser.chain.chain_dir import ChainDir
-from ser.chain.decode import PerStats, align_counts, decode_data_dir, pdf_phone_tables, pdfs_to_phones, reference_phones
+from ser.chain.decode import decode_data_dir, pdf_phone_tables, pdfs_to_phones, reference_phones
 from ser.chain.graph import ChainGraph
 from ser.chain.viterbi import viterbi
+from ser.eval.error_rate import ErrorCounts, align_counts
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.model_io import save_chain_model
@@ -107,7 +108,7 @@ def test_per_counts_hand_examples():
     assert align_counts([], [1, 2]) == (2, 2, 0, 0)
     assert align_counts([1, 2], []) == (2, 0, 2, 0)
     assert align_counts(list("kitten"), list("sitting")) == (3, 1, 0, 2)
-    st = PerStats()
+    st = ErrorCounts("PER")
     st.add(list("abcd"), list("axcde"))
     st.add(list("abcd"), list("bd"))
     assert st.line() == "%PER 50.00 [ 4 / 8, 1 ins, 2 del, 1 sub ]"
@@ -151,7 +152,7 @@ def test_decode_data_dir_end_to_end(tiny_chain, tmp_path):
     graph = ChainDir.load(chain_dir).decoding_graph
     phone_of, class_of = pdf_phone_tables(pm)
     drop = {lang.phone_id["SIL"], lang.phone_id["NSN"]}
-    want, hyp_lines = PerStats(), []
+    want, hyp_lines = ErrorCounts("PER"), []
     lc, rc = model.left_context, model.right_context
     for u in sorted(utts):
         T = feats[u].shape[0]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -43,13 +42,13 @@ from ser.chain.chain_dir import ChainDir
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
 from ser.chain.viterbi import viterbi
+from ser.eval.error_rate import ErrorCounts
 from ser.io.atomic import atomic_write_text
 from ser.io.batching import FeatureSet, load_features, model_inputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pdf_phone_tables", "pdfs_to_phones", "reference_phones",
-           "align_counts", "PerStats"]
+__all__ = ["pdf_phone_tables", "pdfs_to_phones", "reference_phones", "decode_data_dir"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -100,58 +99,6 @@ def reference_phones(words: Sequence[str], lang: Lang, drop: set[int] = frozense
     return [p for p in out if p not in drop]
 
 
-def align_counts(ref: Sequence, hyp: Sequence) -> tuple[int, int, int, int]:
-    """(errors, insertions, deletions, substitutions) of a minimum edit-distance (Levenshtein)
-    alignment; among alignments with equal errors, substitution/match is preferred, then
-    deletion, then insertion."""
-    n, m = len(ref), len(hyp)
-    # cost[i][j] = (errors, ins, del, sub) for ref[:i] vs hyp[:j]
-    prev = [(j, j, 0, 0) for j in range(m + 1)]
-    for i in range(1, n + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            e, ins, de, sub = prev[j - 1]
-            if ref[i - 1] == hyp[j - 1]:
-                diag = (e, ins, de, sub)
-            else:
-                diag = (e + 1, ins, de, sub + 1)
-            e, ins, de, sub = prev[j]
-            up = (e + 1, ins, de + 1, sub)
-            e, ins, de, sub = cur[j - 1]
-            left = (e + 1, ins + 1, de, sub)
-            cur.append(min((diag, up, left), key=lambda x: x[0]))
-        prev = cur
-    return prev[m]
-
-
-@dataclass
-class PerStats:
-    errors: int = 0
-    ins: int = 0
-    dels: int = 0
-    subs: int = 0
-    ref_len: int = 0
-    num_utts: int = 0
-
-    def add(self, ref: Sequence, hyp: Sequence) -> tuple[int, int, int, int]:
-        e, i, d, s = align_counts(ref, hyp)
-        self.errors += e
-        self.ins += i
-        self.dels += d
-        self.subs += s
-        self.ref_len += len(ref)
-        self.num_utts += 1
-        return e, i, d, s
-
-    @property
-    def per(self) -> float:
-        return 100.0 * self.errors / self.ref_len if self.ref_len else 0.0
-
-    def line(self, name: str = "PER") -> str:
-        return (f"%{name} {self.per:.2f} [ {self.errors} / {self.ref_len}, {self.ins} ins, "
-                f"{self.dels} del, {self.subs} sub ]")
-
-
 # ----------------------------------------------------------------------------------------
 # decoding a data dir
 
@@ -183,7 +130,7 @@ def _features(data_dir: str | Path, utts: list[str], ivector_dir: str | Path | N
 @torch.no_grad()
 def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
                     chain_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
-                    train_text: str | Path | None = None, device: str = "cpu") -> dict[str, PerStats]:
+                    train_text: str | Path | None = None, device: str = "cpu") -> dict[str, ErrorCounts]:
     """Decode every utterance of ``data_dir`` with text and features (see the module
     docstring); writes hyp.txt, ref.txt, per.txt, per_lm_only.txt, per_most_frequent.txt."""
     from ser.io.datadir import DataDir
@@ -204,7 +151,7 @@ def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: s
         raise ValueError(f"{data_dir}: no utterance with both text and features")
     fs = _features(data_dir, utts, ivector_dir, model)
     top = _most_frequent_phone(data.text if train_text is None else _read_text(train_text), lang, drop)
-    stats = {"model": PerStats(), "lm_only": PerStats(), "most_frequent": PerStats()}
+    stats = {name: ErrorCounts("PER") for name in ("model", "lm_only", "most_frequent")}
     hyp_lines, ref_lines = [], []
     for utt in utts:
         x, iv = model_inputs(fs, [utt], model)  # the whole utterance, i-vector of every frame
