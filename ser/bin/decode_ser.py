@@ -21,23 +21,13 @@ import torch
 from ser.cli import add_device_argument, run_main, setup_logging
 from ser.emotion.folds import utt2class
 from ser.emotion.frames import load_parts
-from ser.emotion.graft import GraftedModel
+from ser.emotion.graft import load_grafted
 from ser.emotion.trainer import frame_logits, kill_point, score_frames
 from ser.emotion.voting import vote
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.datadir import DataDir
-from ser.io.torch_io import TorchFileError, load_torch
 
 log = logging.getLogger("decode_ser")
-
-
-def load_grafted(path: Path) -> tuple[GraftedModel, list[str]]:
-    """The model and its class order from ``final.pt``."""
-    d = load_torch(path, what="emotion model (train_ser's final.pt)", expect_keys=("format", "labels"))
-    model = GraftedModel.from_dict(d, str(path))
-    if not d["labels"]:
-        raise TorchFileError(f"{path}: no class labels stored with the model")
-    return model, list(d["labels"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def decode(a: argparse.Namespace) -> None:
     out = Path(a.dir)
-    model, classes = load_grafted(out / "final.pt")
+    model, classes, _ = load_grafted(out / "final.pt")
     device = a.device
     model.to(device)
     test = DataDir.load(a.test_dir)

@@ -22,10 +22,13 @@ body stays bit-identical.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ser.io.torch_io import load_torch
 from ser.nnet.orthonormal import apply_orthonormal_constraint
 from ser.nnet.tdnnf import KaldiBatchNorm, TdnnfConfig, TdnnfModel
 
@@ -152,6 +155,21 @@ class GraftedModel(nn.Module):
                 float(d["primary_lr_factor"]), bool(d["from_scratch"]))
         m.load_state_dict(d["state"])
         return m
+
+
+MODEL_KEYS = ("format", "body_config", "layer", "hidden_dim", "num_classes", "state", "labels")
+
+
+def load_grafted(path: str | Path) -> tuple[GraftedModel, list[str], dict]:
+    """The network (eval mode), its class order and the file's dict from a stage-7 ``final.pt`` (or
+    an export's ``model.pt``), loaded with ``weights_only=True``."""
+    d = load_torch(path, what="grafted emotion model", expect_keys=MODEL_KEYS)
+    if not d.get("labels") or len(d["labels"]) != int(d["num_classes"]):
+        raise ValueError(f"{path}: the class labels stored with the model do not match its "
+                         f"{d['num_classes']} outputs")
+    model = GraftedModel.from_dict(d, str(path))
+    model.eval()
+    return model, [str(x) for x in d["labels"]], d
 
 
 def make_grafted_model(pretrained: TdnnfModel, layer: str, hidden_dim: int, num_classes: int,

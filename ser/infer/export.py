@@ -32,27 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import ser
-from ser.emotion.graft import GraftedModel
+from ser.emotion.graft import load_grafted
 from ser.features.mfcc import MfccOptions
 from ser.io.atomic import atomic_dir
-from ser.io.torch_io import load_torch, save_torch
+from ser.io.torch_io import save_torch
 
 EXPORT_FORMAT = "ser.export.v1"
 EXTRACTOR_FILES = ("final.ie.pt", "final.dubm.pt", "final.mat.pt", "global_cmvn.stats.pt",
                    "online_cmvn.conf", "splice_opts")
-MODEL_KEYS = ("format", "body_config", "layer", "hidden_dim", "num_classes", "state", "labels")
-
-
-def load_grafted(path: str | Path) -> tuple[GraftedModel, list[str], dict]:
-    """The network, its class order and the file's dict from a stage-7 ``final.pt`` (or an
-    export's ``model.pt``); eval mode."""
-    d = load_torch(path, what="grafted emotion model", expect_keys=MODEL_KEYS)
-    if not d.get("labels") or len(d["labels"]) != int(d["num_classes"]):
-        raise ValueError(f"{path}: the class labels stored with the model do not match its "
-                         f"{d['num_classes']} outputs")
-    model = GraftedModel.from_dict(d, str(path))
-    model.eval()
-    return model, [str(x) for x in d["labels"]], d
 
 
 def _git_commit() -> str | None:

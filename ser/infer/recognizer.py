@@ -41,7 +41,8 @@ from ser.emotion.graft import GraftedModel
 from ser.emotion.voting import decide
 from ser.features.mfcc import MfccOptions, compute_mfcc, num_frames
 from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
-from ser.infer.export import load_grafted, read_export
+from ser.emotion.graft import load_grafted
+from ser.infer.export import read_export
 from ser.infer.timeline import Timeline
 from ser.io.audio import AudioError
 from ser.io.batching import FeatureSet, MatrixTable, model_inputs
