@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shlex
 import sys
 import typing
@@ -88,6 +89,10 @@ class ChainConfig:
     num_extra_lm_states: int = 2000
 
 
+FOLD_NAME = {"session": r"Ses\d\d", "speaker": r"Ses\d\d[FM]"}   # ser.emotion.folds' fold names
+FOLD_EXAMPLE = {"session": "Ses05", "speaker": "Ses05F"}
+
+
 @dataclass(frozen=True)
 class SerConfig:
     """Stage 7, paper 1: emotion recognition by transfer from the TDNN-F (local/ser/run_tdnn.sh)."""
@@ -113,6 +118,14 @@ class SerConfig:
     minibatch_size: int = 64                       # chunks per minibatch
     cache_frozen_body: bool = True                 # factor 0: compute the body's outputs once per fold
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Table 2's folds must be folds of the protocol (Ses05 is a session, not a speaker)."""
+        pattern = FOLD_NAME[self.protocol]
+        bad = [f for f in self.layer_selection_folds if not re.fullmatch(pattern, f)]
+        if bad:
+            raise ValueError(f"layer_selection_folds: {bad[0]!r} is not a {self.protocol} fold of IEMOCAP "
+                             f"(protocol {self.protocol}: names like {FOLD_EXAMPLE[self.protocol]})")
 
 
 @dataclass(frozen=True)
@@ -211,7 +224,10 @@ def _build(cls: type, values: Any, where: str, path: Path) -> Any:
             kwargs[key] = _check_value(tp, v)
         except TypeError as e:
             raise ConfigError(f"{path}: {name}: {e}") from None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a rule between options (__post_init__)
+        raise ConfigError(f"{path}: {where + '.' if where else ''}{e}") from None
 
 
 def load(path: str | Path) -> RecipeConfig:

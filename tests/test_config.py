@@ -39,6 +39,10 @@ BAD = [
     ("top level not a mapping", "- nj\n- 2\n", "top level: expected a mapping of options"),
     ("shadows a run.sh variable", "stop_stage: 3\n", "stop_stage: would overwrite run.sh's variable"),
     ("invalid YAML", "nj: [2\n", "invalid YAML"),
+    ("a session as a speaker fold", "ser:\n  protocol: speaker\n",
+     "ser.layer_selection_folds: 'Ses05' is not a speaker fold of IEMOCAP (protocol speaker: names like Ses05F)"),
+    ("a speaker as a session fold", "ser:\n  layer_selection_folds: [Ses05M]\n",
+     "ser.layer_selection_folds: 'Ses05M' is not a session fold"),
 ]
 
 
