@@ -2,7 +2,7 @@
 """Benchmark: inference with an exported model (ser-infer's path) against MFCC extraction alone.
 
 For a mini-size and a tdnn_1g-size grafted network (head on tdnnf12; weights random, which does
-not change the work) with the recipe's i-vector extractor (``exp/nnet3/extractor`` when present,
+not change the work, with BatchNorm statistics of a few random minibatches, as a trained model has) with the recipe's i-vector extractor (``exp/nnet3/extractor`` when present,
 else a random one of the same size: 128 Gaussians, 40-dim PCA features, 100-dim i-vectors) and
 ``conf/mfcc_hires.conf``, it writes speech-like recordings of the given lengths (and, with
 ``--dialog``, an IEMOCAP dialog assembled from its turns at their transcription times, stereo,
@@ -108,10 +108,14 @@ def extractor_dir(tmp: Path, src: Path) -> Path:
 
 def make_export(tmp: Path, net: str, ext: Path, mfcc_conf: Path) -> Path:
     make_cfg, hidden = NETS[net]
-    torch.manual_seed(0)
-    body = TdnnfModel(make_cfg(num_pdfs=914 if net == "mini" else 3600, feat_dim=40, ivector_dim=100))
-    body.eval()
+    g = torch.Generator().manual_seed(0)
+    body = TdnnfModel(make_cfg(num_pdfs=914 if net == "mini" else 3600, feat_dim=40, ivector_dim=100), generator=g)
     m = make_grafted_model(body, "tdnnf12", hidden, 4, 0.25, False)
+    with torch.no_grad():  # BatchNorm statistics, as a trained model has (eval mode then uses them)
+        body.train()
+        h = body.embed(torch.randn(4, 300, 40, generator=g), torch.randn(4, 100, generator=g))
+        m.head.train()
+        m.head(h.reshape(-1, h.shape[-1]))
     m.eval()
     save_torch(dict(m.to_dict(), labels=["ang", "hap", "neu", "sad"]), tmp / f"{net}.pt")
     return export_model(tmp / f"{net}.pt", mfcc_conf, ext, tmp / f"export_{net}", ExportInfo(f"bench_{net}"))

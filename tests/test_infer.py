@@ -349,3 +349,38 @@ def test_cli_data_dir_with_segments(recognizer, system, tmp_path):
     for u, (a, b) in {"reco-a": (0, 24000), "reco-b": (24000, 56000)}.items():
         ref = recognizer.classify_signal(pcm[a:b], 16000, name=u)
         np.testing.assert_allclose(np.array(got[u], float), ref.posteriors, atol=2e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# the network as time-major GEMMs
+@pytest.mark.parametrize("layer", ["tdnnf12", "tdnnf13", "prefinal-l", "prefinal-chain"])
+def test_frame_net_equals_the_model(layer):
+    """FrameNet (folded BatchNorms, one GEMM per time offset, in place) gives the model's logits up
+    to float32 rounding: its distance to a float64 evaluation is that of the model's forward."""
+    from emotion_data import FEAT_DIM, IVEC_DIM, tiny_model
+    from ser.emotion.graft import make_grafted_model
+    from ser.infer.frame_net import FrameNet
+
+    m = make_grafted_model(tiny_model(1), layer, 16, 4, 0.25, False, seed=1)
+    g = torch.Generator().manual_seed(2)
+    m.head.train()
+    with torch.no_grad():
+        m.head(torch.randn(300, m.head.affine.in_features, generator=g))
+    m.eval()
+    x, iv = torch.randn(1, 301, FEAT_DIM, generator=g), torch.randn(1, 301, IVEC_DIM, generator=g)
+    with torch.no_grad():
+        ref, ref64 = m(x, iv)[0], m.double()(x.double(), iv.double())[0]
+    got = FrameNet(m.float())(x[0], iv[0])
+    assert got.shape == ref.shape == (-(-(301 - m.left_context - m.right_context) // 3), 4)
+    err, ref_err = (got.double() - ref64).abs().max(), (ref.double() - ref64).abs().max()
+    assert err <= 4 * ref_err + 1e-6 * ref64.abs().max(), (err, ref_err)
+
+
+def test_frame_net_needs_batchnorm_statistics():
+    from emotion_data import tiny_config
+    from ser.emotion.graft import make_grafted_model
+    from ser.infer.frame_net import FrameNet
+    from ser.nnet.tdnnf import TdnnfModel
+
+    with pytest.raises(ValueError, match="tdnn1.batchnorm: no stored BatchNorm statistics"):
+        FrameNet(make_grafted_model(TdnnfModel(tiny_config()), "tdnnf12", 16, 4, 0.25, False).eval())

@@ -27,6 +27,7 @@ gives the minimum duration).
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from ser.features.mfcc import MfccOptions, compute_mfcc, num_frames
 from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
 from ser.emotion.graft import load_grafted
 from ser.infer.export import read_export
+from ser.infer.frame_net import FrameNet
 from ser.infer.timeline import Timeline
 from ser.io.audio import AudioError
 from ser.io.batching import FeatureSet, MatrixTable, model_inputs
@@ -50,6 +52,8 @@ from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
 from ser.ivector.extractor import IvectorExtractor
 from ser.ivector.features import UttBatch
 from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions
+
+log = logging.getLogger(__name__)
 
 BLOCK_FRAMES = 6144
 
@@ -151,6 +155,11 @@ class EmotionRecognizer:
                              f"inference reads {SAMPLE_RATE} Hz")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        try:
+            self.net = FrameNet(self.model)
+        except ValueError as e:  # e.g. an untrained model without BatchNorm statistics
+            log.info("running the network as trained (%s)", e)
+            self.net = lambda x, iv: self.model(x[None], iv[None] if iv is not None else None)[0]
         self.labels, self.mfcc_opts, self.ivectors = list(labels), mfcc_opts, ivectors
         self.info, self.block_frames = dict(info or {}), int(block_frames)
         shift = mfcc_opts.frame_shift / 1000.0
@@ -186,7 +195,7 @@ class EmotionRecognizer:
                         self.ivectors.opts.ivector_period)
         fsf = self.model.frame_subsampling_factor
         x, iv = model_inputs(fs, ["rec"], self.model, first_frame=first, num_output_frames=math.ceil(n / fsf))
-        logits = self.model(x.to(self.device), iv.to(self.device))[0]
+        logits = self.net(x[0].to(self.device), iv[0].to(self.device) if iv is not None else None)
         return torch.softmax(logits.double(), dim=-1).cpu()
 
     def _stream(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"

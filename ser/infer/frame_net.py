@@ -1,0 +1,186 @@
+"""The grafted emotion network, eval mode, as time-major matrix products (inference only).
+
+:class:`ser.emotion.graft.GraftedModel` (via :class:`ser.nnet.tdnnf.TdnnfModel`) runs its TDNN
+components as ``conv1d`` on ``[B, C, T]`` tensors, the layout training wants.  On one recording
+at inference time the same computation is faster as Kaldi's nnet3 does it: frames as rows
+(``[T, C]``), each time offset of a component one GEMM on a row slice of its input (a view, no
+copy; a stride-3 component reads every third row), and element-wise work done in place.  This
+module builds that from a loaded model, reading its frame plan (each component's offsets, input
+period and output step, set by ``TdnnfModel._plan_frames``), so it computes exactly the frames
+the model's forward computes, at the same rates: the layers up to ``tdnnf3`` at the full frame
+rate, ``tdnnf3.affine`` at stride 3 and every later layer on the 3x subsampled sequence.
+
+Eval-mode BatchNorm (stored statistics) is an affine map ``y = a * x + b`` per channel with
+``a = target_rms / sqrt(var + eps) > 0``.  After a ReLU it is folded into the affine component
+before it (``a * relu(z) = relu(a * z)`` for ``a > 0``), leaving one in-place add of ``b``;
+after a linear component (prefinal-layer's second BatchNorm) into that component; the head's
+BatchNorm offset ``b`` goes into the output layer's bias.  Dropout is the identity in eval mode.
+
+Results equal ``GraftedModel.forward`` up to float32 rounding (a different summation order of
+the same products; tests/test_infer.py compares the two).  Models it cannot run this way (a
+BatchNorm without stored statistics, which normalises with the minibatch's) are rejected with
+``ValueError``; the caller then uses the model itself.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ser.emotion.graft import EmotionHead, GraftedModel
+from ser.emotion.graft import body_layers
+from ser.nnet.preconditioning import FixedAffineSplice
+from ser.nnet.tdnnf import (KaldiBatchNorm, LinearLayer, PrefinalLayer, ReluBatchNormDropoutLayer,
+                            TdnnComponent, TdnnfLayer)
+
+
+def _bn_affine(bn: KaldiBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, offset) float64 of an eval-mode Kaldi BatchNorm: y = scale * x + offset."""
+    if float(bn.stats_count) <= 0.0:
+        raise ValueError(f"{bn.component_name}: no stored BatchNorm statistics")
+    mean, var = bn.stored_mean_var()
+    scale = bn.target_rms / torch.sqrt(var + bn.epsilon)
+    return scale, -mean * scale
+
+
+class _Tdnn:
+    """A TdnnComponent (or lda's MFCC part) on time-major input: ``y[j] = bias + sum_k
+    x[j * step + k * dilation] @ taps[k]`` (conv1d's output frames), optionally with its output
+    channels scaled by ``scale`` and ``shift`` added to the bias (a folded BatchNorm)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int, step: int,
+                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+        w = weight.detach().double()                                   # [out, in, K]
+        b = bias.detach().double() if bias is not None else None
+        if scale is not None:
+            w = w * scale[:, None, None]
+            b = b * scale if b is not None else None
+        if shift is not None:
+            b = shift if b is None else b + shift
+        self.taps = [w[:, :, k].T.float().contiguous() for k in range(w.shape[2])]
+        self.bias = b.float() if b is not None else None
+        self.dilation, self.step = dilation, step
+
+    @classmethod
+    def of(cls, c: TdnnComponent, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> "_Tdnn":
+        dil = c.spacing // c.input_period if len(c.time_offsets) > 1 else 1
+        return cls(c.weight, c.bias, dil, c.out_step, scale, shift)
+
+    def num_out(self, t: int) -> int:
+        return (t - (len(self.taps) - 1) * self.dilation - 1) // self.step + 1
+
+    def rows(self, x: torch.Tensor, k: int, n: int) -> torch.Tensor:
+        s = k * self.dilation
+        return x[s:s + self.step * (n - 1) + 1:self.step]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.num_out(x.shape[0])
+        if self.bias is None:
+            y = torch.mm(self.rows(x, 0, n), self.taps[0])
+        else:
+            y = torch.addmm(self.bias, self.rows(x, 0, n), self.taps[0])
+        for k in range(1, len(self.taps)):
+            y.addmm_(self.rows(x, k, n), self.taps[k])
+        return y
+
+
+
+class _Lda:
+    """lda: the MFCC taps plus the i-vector part, per frame."""
+
+    def __init__(self, m: FixedAffineSplice) -> None:
+        k, f = len(m.offsets), m.feat_dim
+        w = m.weight.detach()
+        self.mfcc = _Tdnn(w[:, :f * k].reshape(-1, k, f).transpose(1, 2), m.bias, m.spacing // m.input_period,
+                          m.out_step)
+        self.ivec = w[:, f * k:].T.float().contiguous() if m.ivector_dim else None
+        self.left = -min(m.offsets) // m.input_period
+
+    def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None) -> torch.Tensor:
+        y = self.mfcc(x)
+        if self.ivec is not None:
+            n, s = y.shape[0], self.mfcc.step
+            y.addmm_(ivector[self.left:self.left + s * (n - 1) + 1:s], self.ivec)
+        return y
+
+
+class _ReluBn:
+    """affine (BatchNorm scale folded in) -> ReLU -> + BatchNorm offset [-> + bypass * skip]."""
+
+    def __init__(self, affine: _Tdnn, offset: torch.Tensor) -> None:
+        self.affine, self.offset = affine, offset.float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.affine(x).relu_().add_(self.offset)
+
+
+class _Tdnnf:
+    def __init__(self, layer: TdnnfLayer) -> None:
+        scale, offset = _bn_affine(layer.batchnorm)
+        self.linear = _Tdnn.of(layer.linear)
+        self.affine = _Tdnn.of(layer.affine, scale)
+        self.offset = offset.float()
+        self.bypass = layer.bypass_scale
+        self.left, self.step = layer.time_stride // layer.input_period, layer.out_step
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.affine(self.linear(x)).relu_().add_(self.offset)
+        if self.bypass:
+            n = y.shape[0]
+            y.add_(x[self.left:self.left + self.step * (n - 1) + 1:self.step], alpha=self.bypass)
+        return y
+
+
+def _layer(layer) -> object:
+    if isinstance(layer, TdnnfLayer):
+        return _Tdnnf(layer)
+    if isinstance(layer, ReluBatchNormDropoutLayer):
+        scale, offset = _bn_affine(layer.batchnorm)
+        return _ReluBn(_Tdnn.of(layer.affine, scale), offset)
+    if isinstance(layer, LinearLayer):
+        return _Tdnn.of(layer.linear)
+    if isinstance(layer, PrefinalLayer):
+        s1, o1 = _bn_affine(layer.batchnorm1)
+        s2, o2 = _bn_affine(layer.batchnorm2)
+        first = _ReluBn(_Tdnn.of(layer.affine, s1), o1)
+        second = _Tdnn.of(layer.linear, s2, o2)
+        return lambda x: second(first(x))
+    raise ValueError(f"no time-major form for layer type {type(layer).__name__}")
+
+
+class FrameNet:
+    """``GraftedModel.forward`` for one sequence: ``(x [T_in, F], ivector [T_in, I] | None) ->
+    logits [n, K]`` (float32, eval mode, no autograd)."""
+
+    def __init__(self, model: GraftedModel) -> None:
+        if model.training or model.body.training:
+            raise ValueError("FrameNet runs models in eval mode only")
+        body = model.body
+        names = body_layers(body, model.layer)
+        self.lda = _Lda(body.layers[names[0]])
+        self.layers = [_layer(body.layers[n]) for n in names[1:]]
+        period = body._period[model.layer]
+        self.first = body._remaining_left[model.layer] // period
+        self.every = body.frame_subsampling_factor // period
+        self.fsf, self.left, self.right = body.frame_subsampling_factor, body.left_context, body.right_context
+        head: EmotionHead = model.head
+        scale, offset = _bn_affine(head.batchnorm)
+        aff = head.affine
+        self.head_hidden = _Tdnn(aff.weight[:, :, None], aff.bias, 1, 1, scale)
+        out = head.output
+        w = out.weight.detach().double()
+        self.head_out = _Tdnn(w[:, :, None], out.bias.detach().double() + w @ offset, 1, 1)
+        self.dtype = next(model.parameters()).dtype
+
+    def num_output_frames(self, t_in: int) -> int:
+        return -(-(t_in - self.left - self.right) // self.fsf)
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None) -> torch.Tensor:
+        n = self.num_output_frames(x.shape[0])
+        need = (n - 1) * self.fsf + 1 + self.left + self.right
+        x = x[:need].float().contiguous()
+        h = self.lda(x, ivector[:need].float().contiguous() if ivector is not None else None)
+        for layer in self.layers:
+            h = layer(h)
+        h = h[self.first:self.first + self.every * (n - 1) + 1:self.every]
+        return self.head_out(self.head_hidden(h).relu_())
