@@ -24,6 +24,7 @@ from ser.features.mfcc import MfccOptions, compute_mfcc
 from ser.infer.audio import file_blocks
 from ser.infer.recognizer import EmotionRecognizer, mfcc_blocks, with_context
 from ser.infer.timeline import Timeline, window_posteriors
+from ser.io.audio import AudioError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -384,3 +385,36 @@ def test_frame_net_needs_batchnorm_statistics():
 
     with pytest.raises(ValueError, match="tdnn1.batchnorm: no stored BatchNorm statistics"):
         FrameNet(make_grafted_model(TdnnfModel(tiny_config()), "tdnnf12", 16, 4, 0.25, False).eval())
+
+
+def test_prefetched_keeps_order_and_raises_where_the_items_are_used():
+    from ser.infer.recognizer import prefetched
+
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise ValueError("bad block")
+    it = prefetched(failing())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad block"):
+        next(it)
+
+
+def test_two_threads_give_the_one_thread_posteriors(recognizer, system, tmp_path):
+    """With two torch threads the features of the next block are computed on a worker thread."""
+    wav = write_wav(tmp_path / "long.wav", np.concatenate([voice(7.0, seed=s) for s in range(3)]))
+    rec = EmotionRecognizer.from_dir(system["export"], device="cpu", block_frames=600)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = rec.frame_posteriors(file_blocks(wav), "long")
+        torch.set_num_threads(2)
+        two = rec.frame_posteriors(file_blocks(wav), "long")
+        nan = voice(2.0, seed=4)
+        nan[20000] = np.nan
+        with pytest.raises(AudioError, match="NaN or infinite samples"):
+            rec.classify_signal(nan, 16000, name="nan")
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(two.posteriors, one.posteriors, atol=1e-6, rtol=0)

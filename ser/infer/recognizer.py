@@ -20,6 +20,12 @@ recording.  Deviation: the online i-vector restarts at every block (the block wi
 is one utterance of the i-vector extractor); recordings up to one block long are exactly the
 per-utterance computation of the recipe (tested against stage 7's decoding).
 
+Speed.  The network runs as :class:`ser.infer.frame_net.FrameNet` (time-major GEMMs, the
+model's frame plan: one pass per block, the layers after tdnnf3 at a third of the frame rate),
+equal to the model's forward up to float32 rounding.  With more than one torch thread on CPU,
+reading, MFCC and i-vectors of block k+1 run on a worker thread while the network runs block k.
+``bench/infer.py`` measures the whole path against MFCC extraction alone.
+
 Bad input raises :class:`ser.io.audio.AudioError` with one line naming the recording: no
 samples, NaN/infinite samples, all samples zero, shorter than the model context (the message
 gives the minimum duration).
@@ -32,7 +38,8 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +63,7 @@ from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions
 log = logging.getLogger(__name__)
 
 BLOCK_FRAMES = 6144
+T = TypeVar("T")
 
 
 @dataclass
@@ -141,6 +149,17 @@ def with_context(blocks: Iterable[torch.Tensor], left: int, right: int
         cur = nxt
 
 
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """The items of an iterator, each computed on a worker thread (one torch thread) while the
+    caller works on the one before: at most one item ahead."""
+    end = object()
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        ahead = pool.submit(next, items, end)
+        while (item := ahead.result()) is not end:
+            ahead = pool.submit(next, items, end)
+            yield item
+
+
 class EmotionRecognizer:
     """An exported emotion model, ready to classify recordings (see the module docstring)."""
 
@@ -159,7 +178,7 @@ class EmotionRecognizer:
             self.net = FrameNet(self.model)
         except ValueError as e:  # e.g. an untrained model without BatchNorm statistics
             log.info("running the network as trained (%s)", e)
-            self.net = lambda x, iv: self.model(x[None], iv[None] if iv is not None else None)[0]
+            self.net = lambda x, iv: self.model(x[None], None if iv is None else iv[None])[0]
         self.labels, self.mfcc_opts, self.ivectors = list(labels), mfcc_opts, ivectors
         self.info, self.block_frames = dict(info or {}), int(block_frames)
         shift = mfcc_opts.frame_shift / 1000.0
@@ -184,10 +203,10 @@ class EmotionRecognizer:
         return cls(model, labels, MfccOptions.from_conf(p / "mfcc.conf"), ivectors, info, dev, block_frames)
 
     # -- the pipeline ------------------------------------------------------------------------
-    @torch.no_grad()
-    def _block_posteriors(self, ext: torch.Tensor, first: int, n: int) -> torch.Tensor:
-        """Frame softmaxes [ceil(n / fsf), K] (float64) of frames ``first .. first + n - 1`` of
-        ``ext``, the block's i-vectors extracted online over ``ext``."""
+    @torch.inference_mode()
+    def _block_inputs(self, ext: torch.Tensor, first: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's input (MFCC [T_in, F], i-vector of every frame [T_in, I]) for frames
+        ``first .. first + n - 1`` of ``ext``, the block's i-vectors extracted online over ``ext``."""
         ext = ext.to(self.device)
         batch = UttBatch(["rec"], ["rec"], ext, torch.tensor([ext.shape[0]], device=self.device))
         rows = torch.from_numpy(self.ivectors.extract(batch)[0])
@@ -195,19 +214,31 @@ class EmotionRecognizer:
                         self.ivectors.opts.ivector_period)
         fsf = self.model.frame_subsampling_factor
         x, iv = model_inputs(fs, ["rec"], self.model, first_frame=first, num_output_frames=math.ceil(n / fsf))
-        logits = self.net(x[0].to(self.device), iv[0].to(self.device) if iv is not None else None)
-        return torch.softmax(logits.double(), dim=-1).cpu()
+        return x[0].to(self.device), iv[0].to(self.device) if iv is not None else None
+
+    def _inputs(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """(x, i-vectors, frames of the block) for each block of a recording."""
+        g = torch.Generator().manual_seed(zlib.crc32(rec_id.encode()))
+        feats = mfcc_blocks(check(blocks), self.mfcc_opts, g, self.block_frames)
+        for ext, first, n in with_context(feats, self.model.left_context, self.model.right_context):
+            yield *self._block_inputs(ext, first, n), n
 
     def _stream(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"
                 ) -> Iterator[torch.Tensor]:
-        """Frame softmax blocks of a recording; the input checks run when the stream ends."""
+        """Frame softmax blocks [ceil(n / fsf), K] (float64) of a recording; the input checks run
+        when the stream ends.  With more than one torch thread on CPU, the features of block k+1
+        (reading, MFCC, i-vectors) are computed on a worker thread while the network runs block k."""
         where = check.where
-        g = torch.Generator().manual_seed(zlib.crc32(rec_id.encode()))
         frames = 0
-        feats = mfcc_blocks(check(blocks), self.mfcc_opts, g, self.block_frames)
-        for ext, first, n in with_context(feats, self.model.left_context, self.model.right_context):
+        inputs = self._inputs(blocks, rec_id, check)
+        if self.device.type == "cpu" and torch.get_num_threads() > 1:
+            inputs = prefetched(inputs)
+        for x, iv, n in inputs:
             frames += n
-            yield self._block_posteriors(ext, first, n)
+            with torch.inference_mode():
+                p = torch.softmax(self.net(x, iv).double(), dim=-1).cpu()
+            yield p
         if check.count == 0:
             raise AudioError(f"{where}: no audio samples")
         if check.peak == 0.0:
