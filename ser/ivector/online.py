@@ -220,7 +220,7 @@ class OnlineIvectorExtractor:
             Q = _sparse_times(dG[s:e], self.Ublocks, Qbuf[:e - s])        # (rows, layout size) increments
             for u in range(u0, u1):
                 a, z = ends[u] - nr[u] - s, ends[u] - s
-                torch.cumsum(Q[a:z], 0, out=Q[a:z])
+                _cumsum_rows_(Q[a:z])
             self.layout.add_diagonal_(Q, ps[s:e])
             w[s:e], ok = spd_solve_blocks(self.layout.blocks(Q), L[s:e])
             if not bool(ok.all()):
@@ -254,6 +254,19 @@ class OnlineIvectorExtractor:
                     yield b0, f.result()
         finally:
             torch.set_num_threads(threads)
+
+
+def _cumsum_rows_(q: torch.Tensor) -> None:
+    """``torch.cumsum(q, 0, out=q)``, row by row on CPU: the same numbers (torch's CPU scan also adds
+    float32 rows into a float64 sum), but each step is one vectorised row, where torch's dim-0 scan
+    walks every column with a row-length stride (~1.7x slower on the 620 x 5626 precisions of 61 s)."""
+    if q.device.type != "cpu" or q.dtype != torch.float32 or q.shape[0] < 2:
+        torch.cumsum(q, 0, out=q)
+        return
+    acc = q[0].double()
+    for row in q[1:]:
+        acc += row
+        row.copy_(acc)
 
 
 def _sparse_times(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
