@@ -12,10 +12,15 @@ as the real ``dialog/wav`` files are) and measures, each in a fresh process:
   i-vectors, network, frame posteriors) -> seconds, x real time, peak RSS (ru_maxrss);
 * ``mfcc``: reading and MFCC alone on the same file (the reference measured in the same run).
 
-Memory is flat in length when the peak RSS does not grow with the recording's length.
+Memory is flat in length when the peak RSS does not grow with the recording's length.  The
+primary figure is CPU seconds of the measured process (``time.process_time``, all its threads),
+which other jobs on the machine disturb less than the wall clock (printed in brackets).  With
+``--threads 2`` the network runs on two torch threads and the next block's reading, MFCC and
+i-vectors on a worker thread (ser.infer.recognizer): compare its wall clock on an idle machine.
 
     .venv/bin/python bench/infer.py                               # 60 s and 600 s recordings
     .venv/bin/python bench/infer.py --seconds 60 3600 --dialog    # + a 1-hour file, a dialog
+    .venv/bin/python bench/infer.py --threads 2                   # both cores
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ before it (``a * relu(z) = relu(a * z)`` for ``a > 0``), leaving one in-place ad
 after a linear component (prefinal-layer's second BatchNorm) into that component; the head's
 BatchNorm offset ``b`` goes into the output layer's bias.  Dropout is the identity in eval mode.
 
+Activations live in three buffers kept across calls (the layers' outputs alternate between two,
+bottlenecks use the third): allocating fresh ``[6200, 1024]`` activations for every 61 s block
+fragmented glibc's heap, and the peak RSS of a 1-hour recording grew by ~5 MB a block.  Hence a
+FrameNet is for one thread at a time.
+
 Results equal ``GraftedModel.forward`` up to float32 rounding (a different summation order of
 the same products; tests/test_infer.py compares the two).  Models it cannot run this way (a
 BatchNorm without stored statistics, which normalises with the minibatch's) are rejected with
@@ -24,6 +29,8 @@ BatchNorm without stored statistics, which normalises with the minibatch's) are 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ser.emotion.graft import EmotionHead, GraftedModel
@@ -31,6 +38,9 @@ from ser.emotion.graft import body_layers
 from ser.nnet.preconditioning import FixedAffineSplice
 from ser.nnet.tdnnf import (KaldiBatchNorm, LinearLayer, PrefinalLayer, ReluBatchNormDropoutLayer,
                             TdnnComponent, TdnnfLayer)
+
+
+Out = Callable[[int, int], torch.Tensor]  # (rows, cols) -> a contiguous output buffer
 
 
 def _bn_affine(bn: KaldiBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +68,7 @@ class _Tdnn:
             b = shift if b is None else b + shift
         self.taps = [w[:, :, k].T.float().contiguous() for k in range(w.shape[2])]
         self.bias = b.float() if b is not None else None
-        self.dilation, self.step = dilation, step
+        self.dilation, self.step, self.dim = dilation, step, w.shape[0]
 
     @classmethod
     def of(cls, c: TdnnComponent, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> "_Tdnn":
@@ -72,12 +82,13 @@ class _Tdnn:
         s = k * self.dilation
         return x[s:s + self.step * (n - 1) + 1:self.step]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, out: Out) -> torch.Tensor:
         n = self.num_out(x.shape[0])
+        y = out(n, self.dim)
         if self.bias is None:
-            y = torch.mm(self.rows(x, 0, n), self.taps[0])
+            torch.mm(self.rows(x, 0, n), self.taps[0], out=y)
         else:
-            y = torch.addmm(self.bias, self.rows(x, 0, n), self.taps[0])
+            torch.addmm(self.bias, self.rows(x, 0, n), self.taps[0], out=y)
         for k in range(1, len(self.taps)):
             y.addmm_(self.rows(x, k, n), self.taps[k])
         return y
@@ -95,8 +106,8 @@ class _Lda:
         self.ivec = w[:, f * k:].T.float().contiguous() if m.ivector_dim else None
         self.left = -min(m.offsets) // m.input_period
 
-    def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None) -> torch.Tensor:
-        y = self.mfcc(x)
+    def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None, out: Out) -> torch.Tensor:
+        y = self.mfcc(x, out)
         if self.ivec is not None:
             n, s = y.shape[0], self.mfcc.step
             y.addmm_(ivector[self.left:self.left + s * (n - 1) + 1:s], self.ivec)
@@ -109,8 +120,8 @@ class _ReluBn:
     def __init__(self, affine: _Tdnn, offset: torch.Tensor) -> None:
         self.affine, self.offset = affine, offset.float()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.affine(x).relu_().add_(self.offset)
+    def __call__(self, x: torch.Tensor, out: Out, spare: Out) -> torch.Tensor:
+        return self.affine(x, out).relu_().add_(self.offset)
 
 
 class _Tdnnf:
@@ -122,8 +133,8 @@ class _Tdnnf:
         self.bypass = layer.bypass_scale
         self.left, self.step = layer.time_stride // layer.input_period, layer.out_step
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.affine(self.linear(x)).relu_().add_(self.offset)
+    def __call__(self, x: torch.Tensor, out: Out, spare: Out) -> torch.Tensor:
+        y = self.affine(self.linear(x, spare), out).relu_().add_(self.offset)
         if self.bypass:
             n = y.shape[0]
             y.add_(x[self.left:self.left + self.step * (n - 1) + 1:self.step], alpha=self.bypass)
@@ -137,13 +148,14 @@ def _layer(layer) -> object:
         scale, offset = _bn_affine(layer.batchnorm)
         return _ReluBn(_Tdnn.of(layer.affine, scale), offset)
     if isinstance(layer, LinearLayer):
-        return _Tdnn.of(layer.linear)
+        linear = _Tdnn.of(layer.linear)
+        return lambda x, out, spare: linear(x, out)
     if isinstance(layer, PrefinalLayer):
         s1, o1 = _bn_affine(layer.batchnorm1)
         s2, o2 = _bn_affine(layer.batchnorm2)
         first = _ReluBn(_Tdnn.of(layer.affine, s1), o1)
         second = _Tdnn.of(layer.linear, s2, o2)
-        return lambda x: second(first(x))
+        return lambda x, out, spare: second(first(x, spare, spare), out)
     raise ValueError(f"no time-major form for layer type {type(layer).__name__}")
 
 
@@ -169,7 +181,15 @@ class FrameNet:
         out = head.output
         w = out.weight.detach().double()
         self.head_out = _Tdnn(w[:, :, None], out.bias.detach().double() + w @ offset, 1, 1)
-        self.dtype = next(model.parameters()).dtype
+        self.buffers: list[torch.Tensor] = [torch.empty(0, device=out.weight.device) for _ in range(3)]
+
+    def _out(self, i: int) -> Out:
+        """Buffer ``i`` as a contiguous [rows, cols] tensor (grown when too small)."""
+        def view(rows: int, cols: int) -> torch.Tensor:
+            if self.buffers[i].numel() < rows * cols:
+                self.buffers[i] = torch.empty(rows * cols, device=self.buffers[i].device)
+            return self.buffers[i][:rows * cols].view(rows, cols)
+        return view
 
     def num_output_frames(self, t_in: int) -> int:
         return -(-(t_in - self.left - self.right) // self.fsf)
@@ -179,8 +199,11 @@ class FrameNet:
         n = self.num_output_frames(x.shape[0])
         need = (n - 1) * self.fsf + 1 + self.left + self.right
         x = x[:need].float().contiguous()
-        h = self.lda(x, ivector[:need].float().contiguous() if ivector is not None else None)
+        h = self.lda(x, ivector[:need].float().contiguous() if ivector is not None else None, self._out(0))
+        slot = 0
         for layer in self.layers:
-            h = layer(h)
+            slot = 1 - slot
+            h = layer(h, self._out(slot), self._out(2))
         h = h[self.first:self.first + self.every * (n - 1) + 1:self.every]
-        return self.head_out(self.head_hidden(h).relu_())
+        hidden = self.head_hidden(h, self._out(1 - slot)).relu_()
+        return self.head_out(hidden, self._out(2)).clone()
