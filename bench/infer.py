@@ -2,8 +2,9 @@
 """Benchmark: inference with an exported model (ser-infer's path) against MFCC extraction alone.
 
 For a mini-size and a tdnn_1g-size grafted network (head on tdnnf12; weights random, which does
-not change the work, with BatchNorm statistics of a few random minibatches, as a trained model has) with the recipe's i-vector extractor (``exp/nnet3/extractor`` when present,
-else a random one of the same size: 128 Gaussians, 40-dim PCA features, 100-dim i-vectors) and
+not change the work, with BatchNorm statistics of a few random minibatches, as a trained model
+has) with the recipe's i-vector extractor (``exp/nnet3/extractor`` when present, else a random
+one of the same size: 128 Gaussians, 40-dim PCA features, 100-dim i-vectors) and
 ``conf/mfcc_hires.conf``, it writes speech-like recordings of the given lengths (and, with
 ``--dialog``, an IEMOCAP dialog assembled from its turns at their transcription times, stereo,
 as the real ``dialog/wav`` files are) and measures, each in a fresh process:

@@ -33,8 +33,7 @@ from typing import Callable
 
 import torch
 
-from ser.emotion.graft import EmotionHead, GraftedModel
-from ser.emotion.graft import body_layers
+from ser.emotion.graft import EmotionHead, GraftedModel, body_layers
 from ser.nnet.preconditioning import FixedAffineSplice
 from ser.nnet.tdnnf import (KaldiBatchNorm, LinearLayer, PrefinalLayer, ReluBatchNormDropoutLayer,
                             TdnnComponent, TdnnfLayer)
@@ -115,7 +114,7 @@ class _Lda:
 
 
 class _ReluBn:
-    """affine (BatchNorm scale folded in) -> ReLU -> + BatchNorm offset [-> + bypass * skip]."""
+    """affine (BatchNorm scale folded in) -> ReLU -> + BatchNorm offset (relu-batchnorm-layer)."""
 
     def __init__(self, affine: _Tdnn, offset: torch.Tensor) -> None:
         self.affine, self.offset = affine, offset.float()
@@ -125,6 +124,9 @@ class _ReluBn:
 
 
 class _Tdnnf:
+    """tdnnf-layer: linear (bottleneck) -> affine (BatchNorm scale folded in) -> ReLU -> + offset
+    + bypass_scale * input at the output frames."""
+
     def __init__(self, layer: TdnnfLayer) -> None:
         scale, offset = _bn_affine(layer.batchnorm)
         self.linear = _Tdnn.of(layer.linear)
@@ -141,7 +143,8 @@ class _Tdnnf:
         return y
 
 
-def _layer(layer) -> object:
+def _layer(layer: torch.nn.Module) -> Callable[[torch.Tensor, Out, Out], torch.Tensor]:
+    """A body layer as ``(input, output buffer, spare buffer) -> output``."""
     if isinstance(layer, TdnnfLayer):
         return _Tdnnf(layer)
     if isinstance(layer, ReluBatchNormDropoutLayer):
