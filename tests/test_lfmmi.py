@@ -341,6 +341,25 @@ def test_bad_input_errors() -> None:
         denominator_forward_backward(torch.zeros(1, 3, 2), DenominatorGraph(g), 0.1)
 
 
+@pytest.mark.parametrize("mode", ["dst", "src"])
+def test_reused_buffers_do_not_leak_between_calls(mode: str) -> None:
+    # the CPU keeps its large buffers in the DenominatorGraph between calls: calls of other shapes (larger,
+    # smaller, with lengths) in between change neither the next call's results nor the earlier outputs
+    g = random_graph(6, 20, 5, seed=16)
+    den = DenominatorGraph(g, mode=mode)
+    torch.manual_seed(16)
+    ys = [torch.randn(4, 9, 5) * 3.0, torch.randn(3, 5, 5) * 3.0, torch.randn(2, 7, 5) * 3.0]  # largest first
+    first = denominator_forward_backward(ys[0], den, 0.1)
+    kept = [first[0].clone(), first[1].clone()]
+    for y in ys[1:]:
+        denominator_forward_backward(y, den, 0.1, lengths=torch.tensor([y.shape[1]] + [2] * (y.shape[0] - 1)))
+    assert torch.equal(first[0], kept[0]) and torch.equal(first[1], kept[1])  # the outputs own their memory
+    for y in ys:
+        fresh = denominator_forward_backward(y, DenominatorGraph(g, mode=mode), 0.1)
+        again = denominator_forward_backward(y, den, 0.1)
+        assert torch.equal(again[0], fresh[0]) and torch.equal(again[1], fresh[1])
+
+
 # ---------------------------------------------------------------- variable lengths
 def _padded_batch(B: int, T: int, P: int, lengths: list[int], seed: int) -> torch.Tensor:
     """Random outputs whose padded frames hold wild values (they must be ignored)."""
