@@ -197,7 +197,7 @@ def _mm(m: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def _scratch(dt: _DenTensors, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """An uninitialised ``shape`` tensor, on the CPU one buffer per ``name`` kept in ``dt`` and reused by the
-    next call.  A fresh allocation over glibc's mmap threshold (32 MiB) is handed back to the OS when freed and
+    next call.  A fresh allocation over glibc's mmap threshold (at most 32 MiB) is handed back to the OS when freed and
     costs a page fault per 4 KiB on its next first touch: ~40 ms of a ~150 ms call at 64 x 50 frames on the
     mini den graph (measured).  Not re-entrant: one computation at a time per DenominatorGraph and dtype (as a
     training loop runs it).  CUDA's caching allocator already reuses memory."""
@@ -270,7 +270,7 @@ def denominator_forward_backward(
     y = nnet_output.detach()
     dt = den.tensors(y.device, y.dtype, P)
     # exp of the clamped output, transposed to [T, P, B] like Kaldi's exp_nnet_output_transposed_.
-    # one copy (never a view of the output: .contiguous() may return one), then in place
+    # one copy into a reused buffer (never a view of the output: .contiguous() may return one), then in place
     x = torch.clamp(y.permute(1, 2, 0), -30.0, 30.0, out=_scratch(dt, "x", (T, P, B), y)).exp_()
     alpha, tot, groups = _den_alpha(x, dt, c, keep=compute_deriv)
     if lens is None:
@@ -312,10 +312,10 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
     init = dt.init
     alpha = _scratch(dt, "alpha", (T + 1, S, B), x)  # alpha-dash after the leak step
     tot = x.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
+    xk = x.new_empty(K, B)  # x of each group's pdf
     work = x.new_empty(K, B)
     keep = keep and dt.mode == "dst" and T * K * B * x.element_size() <= _KEEP_GROUP_PRODUCTS_BYTES
     groups = _scratch(dt, "groups", (T, K, B), x) if keep else None
-    xk = x.new_empty(K, B)  # x of each group's pdf
     alphas, tots, xs = alpha.unbind(0), tot.unbind(0), x.unbind(0)  # per-frame views, made once
     tot_rows, init_col = tot.unsqueeze(1).unbind(0), init[:, None]
     alpha[0] = init_col
