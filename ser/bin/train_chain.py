@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
-from ser.device import resolve_device
 from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
+from ser.train import ddp
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
 from ser.train.minibatch import subset_minibatch
 from ser.train.optimizer import OPTIMIZERS
@@ -105,16 +104,6 @@ def _ivector_dim(ivector_dir: str) -> int:
     return int(read_matrix(next(iter(read_scp(scp).values()))).shape[1])
 
 
-def pick_device(device: str | torch.device, local_rank: int) -> torch.device:
-    """resolve_device, with this rank's GPU (LOCAL_RANK) when no index is given."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-    return dev
-
-
 class RankShard:
     """Rank ``rank`` of ``world`` takes every world-th sequence of each global minibatch, so all ranks
     together see exactly the single-process minibatches (the egs are built with the same seed)."""
@@ -124,7 +113,7 @@ class RankShard:
 
     def __iter__(self):
         for mb in self.egs:
-            yield subset_minibatch(mb, range(self.rank, mb.batch_size, self.world)) if self.world > 1 else mb
+            yield subset_minibatch(mb, ddp.shard(mb.batch_size, self.rank, self.world)) if self.world > 1 else mb
 
     def __len__(self) -> int:
         return len(self.egs)
@@ -185,15 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     exp = Path(a.exp_dir)
     (exp / "log").mkdir(parents=True, exist_ok=True)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ranks, device = ddp.start(a.device)
+    rank, world = ranks.rank, ranks.world
     setup_logging(verbose=1 if rank == 0 else 0, log_file=exp / "log" / "train.log" if rank == 0 else None)
-    device = pick_device(a.device, local_rank)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     chain_dir = Path(a.chain_dir)
     for f in ("den.pt", "num.pt", "pdf_map.pt"):
         if not (chain_dir / f).is_file():
@@ -236,10 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                  a.net, n, num_pdfs, model.left_context, model.right_context, device, world)
     last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
                          lda_egs=None if a.input_model else diag, resume=a.resume)
-    if world > 1:  # drop the DDP wrapper, then the process group, before the interpreter exits
-        trainer.ddp_model = trainer.model
-        dist.barrier()
-        dist.destroy_process_group()
+    trainer.ddp_model = trainer.model  # drop the DDP wrapper, then the process group, before the interpreter exits
+    ddp.stop()
     if rank == 0:
         print(f"train_chain: {trainer.state.step} minibatches, {len(trainer.state.history)} "
               f"iterations; final train/valid log-prob "

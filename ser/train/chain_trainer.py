@@ -91,6 +91,7 @@ from ser.nnet.model_io import save_chain_model
 from ser.nnet.orthonormal import apply_orthonormal_constraint
 from ser.nnet.preconditioning import LdaStats, splice_input
 from ser.nnet.tdnnf import TdnnfModel
+from ser.train import ddp
 from ser.train.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, rng_state, set_rng_state
 from ser.train.minibatch import ChainMinibatch, split_minibatch
 from ser.train.optimizer import (ADAM_BETAS, ADAM_EPSILON, ADAM_MAX_CHANGE_SCALE, MAX_PARAM_CHANGE,
@@ -184,9 +185,8 @@ class ChainTrainer:
         self.cfg = config
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
-        self.distributed = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if self.distributed else 0
-        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.distributed = ddp.is_distributed()
+        self.rank, self.world_size = ddp.rank(), ddp.world_size()
         self.model = model.to(self.device)
         self.ddp_model: nn.Module = self.model
         self.loss_fn = LFMMILoss(den_graph.to(self.device), config.leaky_hmm_coefficient,
@@ -237,11 +237,6 @@ class ChainTrainer:
             self._log_file = None
             self._log_iter = -1
 
-    def _all_reduce_(self, t: torch.Tensor, op=None) -> torch.Tensor:
-        if self.distributed:
-            dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
-        return t
-
     def make_schedule(self, frames_per_epoch: int | None = None) -> KaldiSchedule:
         """The schedule of this configuration for passes of ``frames_per_epoch`` input frames
         (default: those measured on the training egs)."""
@@ -289,7 +284,7 @@ class ChainTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss, info = self._objective(self.ddp_model, part)
             loss.backward()
-            nseq = self._all_reduce_(torch.tensor([float(part.batch_size)]))
+            nseq = ddp.all_reduce_(torch.tensor([float(part.batch_size)]))
             stats = self.optimizer.step(effective_lrate=eta, num_jobs=nj,
                                         num_sequences=int(nseq.item()),
                                         grad_scale=float(self.world_size), max_param_change=mpc)
@@ -314,8 +309,7 @@ class ChainTrainer:
         bufs = []
         for bn in self.model.batchnorms():
             bufs += [bn.stats_count.reshape(1), bn.stats_sum, bn.stats_sumsq]
-        flat = torch.cat(bufs)
-        dist.all_reduce(flat)
+        flat = ddp.all_reduce_(torch.cat(bufs))
         flat /= self.world_size
         off = 0
         for bn in self.model.batchnorms():
@@ -429,17 +423,10 @@ class ChainTrainer:
         self.state.preconditioned = bool(flag.item())
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _gather(self, obj: Any) -> list[Any]:
-        if not self.distributed:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
     def checkpoint_dict(self, egs: EgsSource | None) -> dict[str, Any] | None:
         """Collective under DDP; returns the dict on rank 0 (None elsewhere)."""
-        rngs = self._gather({"global": rng_state(), "oor": self.loss_fn.generator.get_state()})
-        egs_states = self._gather(egs.state_dict() if egs is not None else {})
+        rngs = ddp.all_gather({"global": rng_state(), "oor": self.loss_fn.generator.get_state()})
+        egs_states = ddp.all_gather(egs.state_dict() if egs is not None else {})
         if not self.is_main:
             return None
         return {"format": CHECKPOINT_FORMAT, "model_config": self.model.config.to_dict(),
@@ -452,8 +439,7 @@ class ChainTrainer:
         d = self.checkpoint_dict(egs)
         if d is not None:
             save_torch(d, self.out_dir / "checkpoint.pt")
-        if self.distributed:
-            dist.barrier()
+        ddp.barrier()
 
     def load_checkpoint(self, path: str | Path, egs: EgsSource | None) -> None:
         d = read_checkpoint(path, self.model.config.to_dict(), self.cfg.optimizer)
@@ -546,7 +532,7 @@ class ChainTrainer:
     def _measure_egs(self, egs: EgsSource) -> None:
         """Minibatches and frames per pass (the smallest / the sum over the ranks)."""
         steps = torch.tensor([float(len(egs))])
-        steps = self._all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
+        steps = ddp.all_reduce_(steps, dist.ReduceOp.MIN if self.distributed else None)
         self.state.steps_per_epoch = int(steps.item())
         if self.state.steps_per_epoch < 1:
             raise ValueError("the training egs are empty")
@@ -555,7 +541,7 @@ class ChainTrainer:
             first = next(iter(egs))
             frames = int(first.feats.shape[0] * first.feats.shape[1]) * len(egs)
             egs.set_epoch(0)  # rewind
-        frames = self._all_reduce_(torch.tensor([float(frames)]))
+        frames = ddp.all_reduce_(torch.tensor([float(frames)]))
         self.state.frames_per_epoch = int(frames.item())
 
     def _train_pass(self, egs: EgsSource, valid_egs, train_diag_egs, max_steps: int | None) -> int:
