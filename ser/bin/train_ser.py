@@ -8,6 +8,10 @@ part is not read), ``<ivector-dir>`` the online i-vectors of the set
 Writes ``<dir>/final.pt`` (the epoch selected on validation), ``valid.json``,
 ``training_curve.png``, ``options.json`` and, while training, ``checkpoint.pt`` (a re-run
 resumes from it).  A finished ``<dir>`` made with the same options is left alone.
+
+Under torchrun (``NPROC=N steps/ser/train.sh``, or ``srun steps/ser/train.sh`` in a Slurm job of
+several tasks; utils/torchrun.sh) the ranks share each global minibatch (ser.emotion.trainer);
+rank 0 decides whether the job is up to date, writes the files and logs at info level.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir
 from ser.nnet.model_io import load_chain_model
+from ser.train import ddp
 
 log = logging.getLogger("train_ser")
 
@@ -57,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    setup_logging()
+    ranks, a.device = ddp.start(a.device)
+    setup_logging(verbose=1 if ranks.is_main else 0)
     torch.set_num_threads(a.num_threads)
-    return run(a)
+    rc = run(a)
+    ddp.stop()  # not after an error: the other ranks may wait in a collective (torchrun stops them)
+    return rc
 
 
 def run(a: argparse.Namespace) -> int:
@@ -70,10 +78,12 @@ def run(a: argparse.Namespace) -> int:
                "primary_lr_factor": a.primary_lr_factor, "from_scratch": a.from_scratch,
                "fold_dir": a.fold_dir, "ivector_dir": a.ivector_dir, "model": a.model,
                "train": asdict(cfg)}
-    if _up_to_date(out, options):
+    if ddp.broadcast(_up_to_date(out, options) if ddp.rank() == 0 else None):
         log.info("%s: up to date", out)
         return 0
-    _check_options(out, options)
+    if ddp.rank() == 0:
+        _check_options(out, options)
+    ddp.barrier()  # the other ranks resume from the checkpoint rank 0 kept
     train_d = DataDir.load(Path(a.fold_dir) / "train")
     valid_d = DataDir.load(Path(a.fold_dir) / "valid")
     labels = {**utt2class(train_d, classes), **utt2class(valid_d, classes)}
@@ -89,7 +99,8 @@ def run(a: argparse.Namespace) -> int:
     trainer = SerTrainer(model, cfg, fs, train_d.utts, valid_d.utts, labels, out, device,
                          class_names=classes)
     figures = trainer.run()
-    atomic_write_text(out / "options.json", json.dumps(options, indent=1) + "\n")
+    if ddp.rank() == 0:
+        atomic_write_text(out / "options.json", json.dumps(options, indent=1) + "\n")
     log.info("%s: selected epoch %d: valid UA %.4f WA %.4f frame acc %.4f", out, figures["epoch"],
              figures["ua"], figures["wa"], figures["frame_acc"])
     return 0

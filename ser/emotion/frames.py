@@ -79,6 +79,15 @@ class FrameMinibatch:
     def num_frames(self) -> int:
         return int((self.target >= 0).sum())
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.utt_idx.shape[0])
+
+    def select(self, rows: Sequence[int]) -> "FrameMinibatch":
+        """The chunks ``rows`` (e.g. one DDP rank's share, ser.train.ddp.shard)."""
+        idx = torch.as_tensor(list(rows), dtype=torch.int64)
+        return FrameMinibatch(self.utt_idx[idx], self.first_frame[idx], self.num_out, self.target[idx])
+
 
 def chunk_starts(num_frames: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """First input frames of ``ceil(T / W)`` end-to-end chunks covering ``[0, T)``, the

@@ -28,6 +28,18 @@ order is a function of ``(seed, epoch)``.  A run killed at any point and restart
 ends with the same numbers as an uninterrupted one.  ``SER_KILL_AT=<glob>`` kills the process
 (SIGKILL) at a matching kill point ``<dir>:epoch<k>`` / ``<dir>:epoch<k>:step<s>`` -- the test
 hook for that guarantee.
+
+Data parallel (``NPROC=N steps/ser/train.sh``, ser.train.ddp): every rank makes the same global
+minibatches (a function of ``(seed, epoch)``) and trains on every N-th chunk of each; one DDP
+module (:class:`FrameClassifier`: body + head) all-reduces the gradients once per update.  The
+loss of a rank is the sum of its frames' cross-entropies over the GLOBAL minibatch's frame count
+(times N, as DDP averages the ranks' gradients), and every BatchNorm that trains (the head's; a
+from-scratch body's) normalises with the statistics of all ranks' frames (``sync_ranks``), so N
+ranks make the single-process update, up to float summation order.  The frozen body's cache and
+validation are computed on a share of the utterances per rank and gathered, so every rank sees
+the same figures and stops at the same epoch; rank 0 alone writes the checkpoint, the logs and
+the final model.  A checkpoint resumes under any number of ranks (the ranks' models, optimiser
+and data order are identical).
 """
 
 from __future__ import annotations
@@ -47,15 +59,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from ser.emotion.frames import FrameEgs, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
+from ser.nnet.tdnnf import KaldiBatchNorm
 from ser.emotion.voting import vote
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.batching import FeatureSet, MatrixTable, gather_frames
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.train import ddp
 from ser.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -125,8 +140,8 @@ def frame_logits(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk
 
 
 @torch.no_grad()
-def body_cache(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk_width: int,
-               device: torch.device) -> MatrixTable:
+def body_outputs(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk_width: int,
+                 device: torch.device) -> list[torch.Tensor]:
     """The frozen body's output at EVERY input frame of ``utts`` (phases 0, 1, 2 interleaved)."""
     model.eval()
     ctx, fsf = context_of(model), model.frame_subsampling_factor
@@ -139,7 +154,22 @@ def body_cache(model: GraftedModel, fs: FeatureSet, utts: Sequence[str], chunk_w
         for s in range(fsf):
             m[s::fsf] = phases[s][i][:len(range(s, t, fsf))]
         mats.append(m)
-    return MatrixTable.from_arrays(list(utts), mats)
+    return mats
+
+
+class FrameClassifier(nn.Module):
+    """Body + head as one module (the one DDP wraps): logits [N, K] of the frames ``inside``
+    [B, n] of a minibatch, from its inputs ``(x, ivector)`` or from cached body outputs ``h``."""
+
+    def __init__(self, model: GraftedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inside: torch.Tensor, x: torch.Tensor | None = None,
+                ivector: torch.Tensor | None = None, h: torch.Tensor | None = None) -> torch.Tensor:
+        if h is None:
+            h = self.model.embed(x, ivector)
+        return self.model.head(h[inside])
 
 
 class SerTrainer:
@@ -166,6 +196,12 @@ class SerTrainer:
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.cache: MatrixTable | None = None
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        self.net: nn.Module = FrameClassifier(model)  # DDP-wrapped in run() under torchrun
+        if self.world > 1:
+            for bn in model.modules():
+                if isinstance(bn, KaldiBatchNorm):
+                    bn.sync_ranks = True
 
     # -- one minibatch ----------------------------------------------------------------------
     def lrate(self) -> float:
@@ -173,47 +209,54 @@ class SerTrainer:
         frac = min(1.0, self.step / max(1, self.total_steps))
         return c.initial_lrate * math.exp(frac * math.log(c.final_lrate / c.initial_lrate))
 
-    def _embeddings(self, mb) -> torch.Tensor:
+    def _inputs(self, mb) -> dict[str, torch.Tensor | None]:
         if self.cache is not None:
             fsf = self.model.frame_subsampling_factor
             # rows first + fsf * j (clamped) of the per-input-frame table
-            return gather_frames(self.cache, mb.utt_idx, mb.first_frame, fsf * mb.num_out)[:, ::fsf]
+            h = gather_frames(self.cache, mb.utt_idx, mb.first_frame, fsf * mb.num_out)[:, ::fsf]
+            return {"h": h.to(self.device)}
         x, iv = self.egs.inputs(mb)
-        return self.model.embed(x.to(self.device), None if iv is None else iv.to(self.device))
+        return {"x": x.to(self.device), "ivector": None if iv is None else iv.to(self.device)}
 
     def train_step(self, mb) -> tuple[float, int, int]:
-        """One update; returns (summed frame loss, correct frames, frames)."""
+        """One update on the global minibatch ``mb`` (this rank's share of it under DDP);
+        returns (this rank's share of the summed frame loss, its correct frames, its frames)."""
         self.model.train()
         lr = self.lrate()
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g["lr_factor"]
-        h = self._embeddings(mb).to(self.device)
+        frames = mb.num_frames  # of the global minibatch: the loss is its mean
+        if self.world > 1:
+            mb = mb.select(ddp.shard(mb.batch_size, self.rank, self.world))
         target = mb.target.to(self.device)
         inside = target >= 0
-        logits = self.model.head(h[inside])
-        loss = F.cross_entropy(logits, target[inside])
+        logits = self.net(inside, **self._inputs(mb))
+        part = F.cross_entropy(logits, target[inside], reduction="sum") / frames
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (part * self.world).backward()  # DDP averages the ranks' gradients: their sum is wanted
         self.optimizer.step()
         self.model.after_step(self.ortho_gen)
         self.step += 1
-        n = int(inside.sum())
-        return float(loss.detach()) * n, int((logits.argmax(-1) == target[inside]).sum()), n
+        return float(part.detach()) * frames, int((logits.argmax(-1) == target[inside]).sum()), int(inside.sum())
 
     # -- epochs -----------------------------------------------------------------------------
     def validate(self) -> EvalResult:
-        logits = frame_logits(self.model, self.fs, self.valid_utts, self.cfg.eval_chunk_width,
-                              self.device, self.cache)
+        """Figures of the validation utterances (under DDP each rank computes a share; all get all)."""
+        logits = ddp.sharded_map(lambda utts: frame_logits(self.model, self.fs, utts, self.cfg.eval_chunk_width,
+                                                           self.device, self.cache), self.valid_utts)
         return score_frames(logits, [self.labels[u] for u in self.valid_utts])
 
     def train_epoch(self) -> dict[str, float]:
         loss_sum, correct, frames = 0.0, 0, 0
         bar = tqdm(self.egs.minibatches(self.epoch), total=len(self.egs), desc=f"epoch {self.epoch}",
-                   mininterval=10, file=sys.stderr)
+                   mininterval=10, file=sys.stderr, disable=self.rank > 0)
         for k, mb in enumerate(bar):
             l, c, n = self.train_step(mb)
             loss_sum, correct, frames = loss_sum + l, correct + c, frames + n
             kill_point(f"{self.out_dir}:epoch{self.epoch}:step{k}")
+        if self.world > 1:  # the sums over the ranks
+            loss_sum, correct, frames = ddp.all_reduce_(torch.tensor([loss_sum, correct, frames],
+                                                                     dtype=torch.float64)).tolist()
         return {"train_loss": loss_sum / frames, "train_frame_acc": correct / frames}
 
     def _better(self, v: EvalResult) -> bool:
@@ -229,6 +272,10 @@ class SerTrainer:
         self._resume()
         if self.model.body_frozen and self.cfg.cache_frozen_body:
             self._build_cache()
+        if self.world > 1 and not isinstance(self.net, nn.parallel.DistributedDataParallel):
+            self.net = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)  # the BatchNorm stats are the same on every rank (sync_ranks)
         while self.epoch < self.cfg.num_epochs and not self._stopped():
             rec = {"epoch": self.epoch, **self.train_epoch()}
             v = self.validate()
@@ -241,8 +288,11 @@ class SerTrainer:
                      "UA %.3f WA %.3f%s", self.epoch, rec["train_loss"], rec["train_frame_acc"],
                      v.loss, v.frame_acc, v.ua, v.wa, " *" if self.best_epoch == self.epoch else "")
             self.epoch += 1
-            self._save_checkpoint()
+            if self.rank == 0:
+                self._save_checkpoint()
             kill_point(f"{self.out_dir}:epoch{self.epoch - 1}")
+        if isinstance(self.net, nn.parallel.DistributedDataParallel):
+            self.net = self.net.module  # no DDP hooks left when the process group goes
         return self._finish()
 
     def _stopped(self) -> bool:
@@ -251,8 +301,10 @@ class SerTrainer:
 
     def _build_cache(self) -> None:
         # same utterance order as the features, so a minibatch's utt_idx indexes both
-        self.cache = body_cache(self.model, self.fs, self.fs.feats.keys, self.cfg.eval_chunk_width,
-                                self.device)
+        keys = list(self.fs.feats.keys)
+        mats = ddp.sharded_map(lambda utts: body_outputs(self.model, self.fs, utts, self.cfg.eval_chunk_width,
+                                                         self.device), keys)
+        self.cache = MatrixTable.from_arrays(keys, mats)
         log.info("frozen body: cached %s outputs of %d frames", self.model.layer,
                  self.cache.data.shape[0])
 
@@ -290,6 +342,8 @@ class SerTrainer:
                                                         "valid_loss")}
         figures.update(epoch=self.best_epoch, epochs_trained=self.epoch,
                        num_valid_utts=len(self.valid_utts))
+        if self.rank > 0:
+            return figures
         save_torch(dict(self.model.to_dict(), valid=figures, labels=self.class_names),
                    self.out_dir / "final.pt")
         plot_curve(self.history, self.best_epoch, self.out_dir / "training_curve.png")

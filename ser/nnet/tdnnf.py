@@ -52,7 +52,11 @@ training mode normalises with the minibatch mean and (biased) variance over all 
 and adds count / sum / sum of squares to float64 stats buffers; :meth:`TdnnfModel.scale_batchnorm_stats`
 (Kaldi ScaleBatchnormStats with --batchnorm-stats-scale 0.8) is to be called by the trainer
 after every minibatch, so the stored stats are a 0.8-decayed sum; eval mode (Kaldi test mode)
-normalises with ``mean = sum/count``, ``var = sumsq/count - mean^2``.
+normalises with ``mean = sum/count``, ``var = sumsq/count - mean^2``.  With ``sync_ranks`` set
+(the emotion trainer under DDP) training mode uses the statistics of the frames of ALL ranks
+(count, sum, sum of squares all-reduced, with the gradient through the all-reduce, as
+``torch.nn.SyncBatchNorm``), so N ranks normalise and store as one process does on the union
+of their minibatches; the chain trainer leaves it off (each Kaldi job normalises alone).
 
 Deviations from Kaldi (the trainer handles the rest):
 * natural-gradient updates, max-change, l2-regularize and learning-rate factors are not done
@@ -266,6 +270,7 @@ class KaldiBatchNorm(nn.Module):
         self.register_buffer("stats_sum", torch.zeros(dim, dtype=torch.float64))
         self.register_buffer("stats_sumsq", torch.zeros(dim, dtype=torch.float64))
         self._warned = False
+        self.sync_ranks = False  # training statistics over all DDP ranks (module docstring)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
         """Keep the stats in float64 through ``.half()`` / ``.float()`` / ``.to(dtype)`` (a
@@ -292,7 +297,7 @@ class KaldiBatchNorm(nn.Module):
                 self._warned = True
             return self._train_forward(x, store=False)
         if self.training:
-            return self._train_forward(x, store=True)
+            return self._synced_train_forward(x) if self.sync_ranks else self._train_forward(x, store=True)
         mean, var = self.stored_mean_var()
         y = F.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), None, None, False, 0.0,
                          self.epsilon)
@@ -314,6 +319,28 @@ class KaldiBatchNorm(nn.Module):
                 self.stats_sum += n * mean
                 self.stats_sumsq += n * (var + mean * mean)
         return y * self.target_rms if self.target_rms != 1.0 else y
+
+    def _synced_train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode with the count / sum / sum of squares of every rank's frames (float64;
+        a rank may have none); one all-reduce, differentiable (its backward all-reduces the
+        gradient of the sums)."""
+        from torch.distributed.nn.functional import all_reduce
+
+        c = self.dim
+        xd = x.to(torch.float64)
+        local = torch.cat([xd.sum(dim=(0, 2)), (xd * xd).sum(dim=(0, 2)),
+                           xd.new_full((1,), float(x.numel() // c))])
+        tot = all_reduce(local)
+        n = tot[2 * c]
+        mean = tot[:c] / n
+        var = (tot[c:2 * c] / n - mean * mean).clamp(min=0.0)
+        scale = torch.rsqrt(var + self.epsilon) * self.target_rms
+        y = (xd - mean[None, :, None]) * scale[None, :, None]
+        with torch.no_grad():
+            self.stats_count += n.detach()
+            self.stats_sum += tot[:c].detach()
+            self.stats_sumsq += tot[c:2 * c].detach()
+        return y.to(x.dtype)
 
     def stored_mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, variance) from the stored stats (Kaldi ComputeDerived)."""
