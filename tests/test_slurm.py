@@ -6,6 +6,7 @@ does); where none answers they are skipped with the reason (pytest -rs prints it
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -26,8 +27,9 @@ from ser.slurm import ClusterConfig, SlurmError, job_script
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
 def _cluster_problem() -> str | None:
-    """Why the slurm tests cannot run here, or None when a node is up."""
+    """Why the slurm tests cannot run here, or None when a node is up (asked once per session)."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "Slurm is not installed (tools/start_slurm.sh installs it and starts a one-node cluster; needs root)"
     try:
