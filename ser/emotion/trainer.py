@@ -64,12 +64,12 @@ from tqdm import tqdm
 
 from ser.emotion.frames import FrameEgs, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
-from ser.nnet.tdnnf import KaldiBatchNorm
 from ser.emotion.voting import vote
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.batching import FeatureSet, MatrixTable, gather_frames
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.nnet.tdnnf import KaldiBatchNorm
 from ser.train import ddp
 from ser.train.checkpoint import rng_state, set_rng_state
 
