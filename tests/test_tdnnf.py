@@ -346,6 +346,30 @@ def test_batchnorm_train_eval_and_decayed_stats():
     torch.testing.assert_close(bn2(torch.from_numpy(x1)), 2 * torch.from_numpy(ref1))
 
 
+def test_batchnorm_synced_over_one_rank_equals_unsynced(tmp_path):
+    """``sync_ranks`` (the emotion trainer under DDP; 2 ranks in tests/test_torchrun_ser.py) in a
+    1-rank gloo group: output, input gradient, stored stats and target-rms as without it."""
+    import torch.distributed as dist
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(2.0, 3.0, size=(4, 5, 7)))
+    w = torch.from_numpy(rng.normal(size=(4, 5, 7)))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
+    try:
+        out = []
+        for sync in (False, True):
+            bn = KaldiBatchNorm(5, target_rms=2.0).double().train()
+            bn.sync_ranks = sync
+            xi = x.clone().requires_grad_(True)
+            y = bn(xi)
+            (y * w).sum().backward()
+            out.append((y.detach(), xi.grad, bn.stats_count, bn.stats_sum, bn.stats_sumsq))
+    finally:
+        dist.destroy_process_group()
+    for a, b in zip(*out):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
 def test_model_scale_batchnorm_stats():
     model = TdnnfModel(_small_cfg())
     model.train()

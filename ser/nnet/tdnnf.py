@@ -324,13 +324,13 @@ class KaldiBatchNorm(nn.Module):
         """Training mode with the count / sum / sum of squares of every rank's frames (float64;
         a rank may have none); one all-reduce, differentiable (its backward all-reduces the
         gradient of the sums)."""
-        from torch.distributed.nn.functional import all_reduce
+        from ser.train.ddp import all_reduce_with_grad
 
         c = self.dim
         xd = x.to(torch.float64)
         local = torch.cat([xd.sum(dim=(0, 2)), (xd * xd).sum(dim=(0, 2)),
                            xd.new_full((1,), float(x.numel() // c))])
-        tot = all_reduce(local)
+        tot = all_reduce_with_grad(local)
         n = tot[2 * c]
         mean = tot[:c] / n
         var = (tot[c:2 * c] / n - mean * mean).clamp(min=0.0)

@@ -94,6 +94,25 @@ def all_reduce_(t: torch.Tensor, op: Any = None) -> torch.Tensor:
     return t
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks whose backward sums the gradients over the ranks (the gradient of the
+    sum of every rank's loss with respect to this rank's input)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return all_reduce_(t.clone())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return all_reduce_(grad.clone())
+
+
+def all_reduce_with_grad(t: torch.Tensor) -> torch.Tensor:
+    """Out-of-place, differentiable all-reduce (sum), e.g. synchronised BatchNorm statistics
+    (ser.nnet.tdnnf.KaldiBatchNorm.sync_ranks); a copy in one process."""
+    return _AllReduceSum.apply(t)
+
+
 def all_gather(obj: T) -> list[T]:
     """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in one process."""
     if not is_distributed():
