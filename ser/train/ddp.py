@@ -2,9 +2,10 @@
 
 A program started by ``utils/torchrun.sh`` (torchrun) sees ``WORLD_SIZE``, ``RANK`` and
 ``LOCAL_RANK``; :func:`start` reads them, picks this rank's device (one GPU per rank) and joins
-the process group (NCCL on CUDA, gloo on CPU); :func:`stop` leaves it.  Started as one plain
-process, ``WORLD_SIZE`` is unset and every helper here is the identity (no process group), so the
-single-process numbers do not change.
+the process group (on GPUs NCCL for CUDA tensors and gloo for CPU ones, such as counts and pickled
+objects; gloo on CPU); :func:`stop` leaves it.  Started as one plain process, ``WORLD_SIZE`` is
+unset and every helper here is the identity (no process group), so the single-process numbers do
+not change.
 
 Both trainers take every ``world``-th example of each GLOBAL minibatch (:func:`shard`) -- the
 minibatch one process would make -- so N ranks together make the single-process updates.
@@ -59,7 +60,8 @@ def start(device: str | torch.device) -> tuple[Ranks, torch.device]:
     ranks = Ranks.from_env()
     dev = pick_device(device, ranks.local_rank)
     if ranks.world > 1 and not is_distributed():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # CUDA tensors through NCCL; CPU ones (counts, figures, pickled objects) through gloo
+        dist.init_process_group("cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo")
     return ranks, dev
 
 
