@@ -1,9 +1,12 @@
 """Stage 0: make the embedded synthetic corpora (TED-LIUM r2 and IEMOCAP layouts) with espeak-ng.
 
-Thin CLI over :mod:`ser.corpora.tedlium` and :mod:`ser.corpora.iemocap`.  Each corpus is built under
-``<out>/<name>.tmp`` and renamed when complete; a corpus already complete with the same options is skipped.
+Thin CLI over :mod:`ser.corpora.tedlium`, :mod:`ser.corpora.iemocap` and :mod:`ser.corpora.xcorpus`.  Each
+corpus is built under ``<out>/<name>.tmp`` and renamed when complete; a corpus already complete with the
+same options is skipped.  ``--xcorpus-turns N`` (N > 0) also makes ``IEMOCAP_B``, the cross-corpus test
+corpus (other speakers, sentences and recordings; same emotions and layout).
 
-    local/make_mini_corpora.sh --out db [--seed 0] [--tedlium-train-minutes 60] [--iemocap-turns 1000]
+    local/make_mini_corpora.sh --out db [--seed 0] [--tedlium-train-minutes 60] [--iemocap-turns 1000] \
+        [--xcorpus-turns 100]
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ import time
 from ser.cli import run_main, setup_logging
 from ser.corpora.iemocap import IemocapConfig, make_iemocap
 from ser.corpora.tedlium import TedliumConfig, make_tedlium
+from ser.corpora.xcorpus import make_xcorpus
+
+
+def _iemocap_summary(s: dict) -> str:
+    return (f"{s['corpus']} {'skipped (complete)' if s['skipped'] else 'made'}: {s['turns']} turns {s['dialogs']} "
+            f"dialogs {s['hours']} h labels " + ",".join(f"{k}={v}" for k, v in s["labels"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tedlium-extra-lexicon-words", type=int, default=3000)
     ap.add_argument("--iemocap-turns", type=int, default=1000, help="labelled turns in all")
     ap.add_argument("--iemocap-turns-per-dialog", type=int, default=25)
-    ap.add_argument("--corpora", default="tedlium,iemocap", help="comma list: tedlium,iemocap")
+    ap.add_argument("--xcorpus-turns", type=int, default=0,
+                    help="labelled turns of IEMOCAP_B, the cross-corpus test corpus (0: not made)")
+    ap.add_argument("--xcorpus-turns-per-dialog", type=int, default=10)
+    ap.add_argument("--corpora", default="tedlium,iemocap,xcorpus",
+                    help="comma list: tedlium,iemocap,xcorpus (xcorpus only with --xcorpus-turns > 0)")
     ap.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     args = ap.parse_args(argv)
     setup_logging()
     which = {c.strip() for c in args.corpora.split(",") if c.strip()}
-    if not which <= {"tedlium", "iemocap"}:
+    if not which <= {"tedlium", "iemocap", "xcorpus"}:
         ap.error(f"--corpora: unknown corpus in {args.corpora!r}")
     t0 = time.time()
     parts = []
@@ -48,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if "iemocap" in which:
         s = make_iemocap(args.out, IemocapConfig(seed=args.seed, turns=args.iemocap_turns,
                                                  turns_per_dialog=args.iemocap_turns_per_dialog), nj=args.nj)
-        parts.append(f"IEMOCAP_full_release {'skipped (complete)' if s['skipped'] else 'made'}: {s['turns']} turns "
-                     f"{s['dialogs']} dialogs {s['hours']} h labels " + ",".join(f"{k}={v}" for k, v in s["labels"].items()))
+        parts.append(_iemocap_summary(s))
+    if "xcorpus" in which and args.xcorpus_turns > 0:
+        s = make_xcorpus(args.out, args.seed, args.xcorpus_turns, args.xcorpus_turns_per_dialog, nj=args.nj)
+        parts.append(_iemocap_summary(s))
     print(f"make_mini_corpora: {args.out}: " + "; ".join(parts) + f"; {time.time() - t0:.1f} s")
     return 0
 

@@ -69,8 +69,8 @@ from ser.corpora.espeak import Prosody, add_noise, get_engine, map_fresh_process
 from ser.corpora import build_once
 from ser.corpora.tedlium import IEMOCAP_VOICES
 
-__all__ = ["IemocapConfig", "make_iemocap", "consensus", "NAME", "CATEGORY", "CODE", "EMOTION_PROSODY",
-           "speaker_voice", "speaker_formant_scale", "speaker_microphone"]
+__all__ = ["IemocapConfig", "Cast", "IEMOCAP_CAST", "make_iemocap", "consensus", "NAME", "CATEGORY", "CODE",
+           "EMOTION_PROSODY", "speaker_voice", "speaker_formant_scale", "speaker_microphone"]
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,40 @@ class IemocapConfig:
 
 
 @dataclass(frozen=True)
+class Cast:
+    """Who speaks and what they say in one IEMOCAP-layout corpus: all that a second corpus made by this
+    generator changes (:mod:`ser.corpora.xcorpus`); the dialog plan, the emotions' prosody, the annotation
+    and the recording set-up are the same code.  The default is the IEMOCAP stand-in's."""
+
+    name: str = NAME                  # the corpus folder
+    sessions: int = 5                 # Session1..<sessions>, one F and one M speaker each
+    voices: dict[str, tuple[str, ...]] | None = None          # espeak voice per sex, by session; None: IEMOCAP_VOICES
+    formant_scales: dict[str, tuple[float, ...]] | None = None  # per sex, by session; None: seeded, ±_VTL_SPREAD
+    variant_prefix: str = "ser_"      # the speakers' espeak variants are <prefix>ses0<session><f|m>
+    sentences: tuple[str, ...] = ()   # every turn reads one of these (lowercase tokens); empty: the grammar
+    stream: int = 0                   # 0: random streams from the seed as given; else from (seed, stream)
+
+
+IEMOCAP_CAST = Cast()
+
+
+def corpus_seed(seed: int, cast: Cast) -> int:
+    """The seed every random stream of ``cast``'s corpus starts from: ``seed`` itself for the IEMOCAP
+    stand-in, else a 64-bit seed drawn from ``(seed, cast.stream)``, so that no stream repeats another
+    corpus's (another noise, microphone, prosodic baseline or annotation draw)."""
+    if cast.stream == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, cast.stream]).generate_state(1, np.uint64)[0])
+
+
+@dataclass(frozen=True)
 class _SessionJob:
     out_dir: str
     session: int
     dialogs: tuple[tuple[str, int], ...]  # (dialog name, number of turns)
-    seed: int
+    seed: int                             # corpus_seed() of the corpus
     script_lines: int
+    cast: Cast = IEMOCAP_CAST
 
 
 def speaker_microphone(seed: int, session: int, sex: str) -> tuple[np.ndarray, np.ndarray]:
@@ -167,13 +195,16 @@ def speaker_formant_scale(seed: int, session: int, sex: str) -> float:
     return 1.0 + _VTL_SPREAD * (rank / 2.0 - 1.0)
 
 
-def speaker_voice(seed: int, session: int, sex: str) -> tuple[str, str, str]:
+def speaker_voice(seed: int, session: int, sex: str, cast: Cast = IEMOCAP_CAST) -> tuple[str, str, str]:
     """espeak voice of speaker ``Ses0<session><sex>``: (voice name, variant name, variant file text).  The
-    variant is the speaker's base voice (``IEMOCAP_VOICES``) with its formants scaled by
-    :func:`speaker_formant_scale`; define it with ``get_engine().define_variant`` before synthesising."""
-    lang, base = IEMOCAP_VOICES[sex][session - 1].split("+")
-    name = f"ser_ses0{session}{sex.lower()}"
-    return f"{lang}+{name}", name, scaled_variant(base, speaker_formant_scale(seed, session, sex))
+    variant is the speaker's base voice (``cast.voices``, default ``IEMOCAP_VOICES``) with its formants
+    scaled by ``cast.formant_scales`` (default :func:`speaker_formant_scale`); define it with
+    ``get_engine().define_variant`` before synthesising."""
+    lang, base = (cast.voices or IEMOCAP_VOICES)[sex][session - 1].split("+")
+    name = f"{cast.variant_prefix}ses0{session}{sex.lower()}"
+    scale = (speaker_formant_scale(seed, session, sex) if cast.formant_scales is None
+             else cast.formant_scales[sex][session - 1])
+    return f"{lang}+{name}", name, scaled_variant(base, scale)
 
 
 def consensus(votes: list[list[str]]) -> str:
@@ -208,13 +239,14 @@ def _session_dialogs(session: int) -> list[str]:
 _REQUIRED = {"Ses03M_impro05a", "Ses03M_impro05b", "Ses05M_script01_1b"}
 
 
-def _plan(cfg: IemocapConfig, out_dir: Path) -> list[_SessionJob]:
+def _plan(cfg: IemocapConfig, out_dir: Path, cast: Cast = IEMOCAP_CAST) -> list[_SessionJob]:
     if cfg.turns < 20:
         raise ValueError(f"IEMOCAP needs at least 20 turns (asked {cfg.turns})")
-    rng = np.random.default_rng([cfg.seed, 10])
-    per_session = [cfg.turns // 5 + (1 if s < cfg.turns % 5 else 0) for s in range(5)]
+    seed, n_ses = corpus_seed(cfg.seed, cast), cast.sessions
+    rng = np.random.default_rng([seed, 10])
+    per_session = [cfg.turns // n_ses + (1 if s < cfg.turns % n_ses else 0) for s in range(n_ses)]
     jobs = []
-    for s in range(1, 6):
+    for s in range(1, n_ses + 1):
         allnames = _session_dialogs(s)
         required = [d for d in allnames if d in _REQUIRED]
         n_dlg = int(np.clip(round(per_session[s - 1] / cfg.turns_per_dialog), 2 + len(required), len(allnames)))
@@ -231,15 +263,29 @@ def _plan(cfg: IemocapConfig, out_dir: Path) -> list[_SessionJob]:
         names = [d for d in allnames if d in chosen]
         counts = [per_session[s - 1] // len(names) + (1 if i < per_session[s - 1] % len(names) else 0)
                   for i in range(len(names))]
-        jobs.append(_SessionJob(str(out_dir), s, tuple(zip(names, counts)), cfg.seed, cfg.script_lines))
+        jobs.append(_SessionJob(str(out_dir), s, tuple(zip(names, counts)), seed, cfg.script_lines, cast))
     return jobs
 
 
-def _script_text(seed: int, script: str, n_lines: int) -> list[list[str]]:
-    """The lines of script ``NN_K`` (same in every session; ``01_1b`` is a retake of ``01_1``)."""
+def _script_text(seed: int, script: str, n_lines: int, cast: Cast = IEMOCAP_CAST) -> list[list[str]]:
+    """The lines of script ``NN_K`` (same in every session; ``01_1b`` is a retake of ``01_1``): ``n_lines``
+    from the grammar, or the cast's fixed sentences in a seeded order."""
     rng = np.random.default_rng([seed, 11, *map(int, script.rstrip("b").split("_"))])
+    if cast.sentences:
+        return [cast.sentences[i].split() for i in rng.permutation(len(cast.sentences))]
     gen = textgen.SentenceGenerator(rng)
     return [gen.short() if rng.random() < 0.2 else gen.sentence() for _ in range(n_lines)]
+
+
+def _impro_words(rng: np.random.Generator, gen: textgen.SentenceGenerator, cast: Cast) -> list[str]:
+    """What an improvised turn says: a grammar sentence or short turn (sometimes two sentences), or one of
+    the cast's fixed sentences."""
+    if cast.sentences:
+        return cast.sentences[int(rng.integers(len(cast.sentences)))].split()
+    words = gen.short() if rng.random() < 0.25 else gen.sentence()
+    if rng.random() < 0.15:
+        words = words + gen.sentence()
+    return words
 
 
 def _annotation_kind(rng: np.random.Generator) -> tuple[float, float]:
@@ -281,7 +327,7 @@ class _SessionSetup:
     baseline: dict[str, Prosody]
 
     @classmethod
-    def make(cls, seed: int, session: int) -> "_SessionSetup":
+    def make(cls, seed: int, session: int, cast: Cast = IEMOCAP_CAST) -> "_SessionSetup":
         spk_rng = np.random.default_rng([seed, 12, session])
         # each session is one recording set-up (room + microphone): its noise colour is fixed
         tilt = float(spk_rng.uniform(0.0, 0.9))
@@ -289,7 +335,7 @@ class _SessionSetup:
         mics = {sex: speaker_microphone(seed, session, sex) for sex in "FM"}
         voices = {}
         for sex in "FM":
-            voices[sex], variant, text = speaker_voice(seed, session, sex)
+            voices[sex], variant, text = speaker_voice(seed, session, sex, cast)
             get_engine().define_variant(variant, text)
         baseline = {sex: Prosody(rate=int(spk_rng.integers(150, 185)), pitch=int(spk_rng.integers(30, 70)),
                                  range=int(spk_rng.integers(40, 60)), volume=int(spk_rng.integers(85, 115)),
@@ -303,7 +349,7 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
     root = Path(job.out_dir) / f"Session{job.session}"
     for sub in ("EmoEvaluation", "transcriptions"):
         (root / "dialog" / sub).mkdir(parents=True, exist_ok=True)
-    setup = _SessionSetup.make(job.seed, job.session)
+    setup = _SessionSetup.make(job.seed, job.session, job.cast)
     out: list[tuple[str, str, str, float]] = []
     for d_idx, (dialog, n_turns) in enumerate(job.dialogs):
         out += _synth_dialog(job, setup, root, d_idx, dialog, n_turns)
@@ -323,7 +369,7 @@ def _synth_dialog(job: _SessionJob, setup: _SessionSetup, root: Path, d_idx: int
     evaluators = sorted(int(e) for e in rng.choice(np.arange(1, 7), 3, replace=False))
     dim_evals = sorted(int(e) for e in rng.choice(evaluators, 2, replace=False))
     is_script = "_script" in dialog
-    script = _script_text(job.seed, dialog.split("_script")[1], job.script_lines) if is_script else []
+    script = _script_text(job.seed, dialog.split("_script")[1], job.script_lines, job.cast) if is_script else []
     theme = None if is_script else _IMPRO_THEME[int(dialog.split("_impro")[1][:2])]
     wav_dir = root / "sentences" / "wav" / dialog
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -339,9 +385,7 @@ def _synth_dialog(job: _SessionJob, setup: _SessionSetup, root: Path, d_idx: int
         if is_script:
             words = script[k % len(script)]
         else:
-            words = gen.short() if rng.random() < 0.25 else gen.sentence()
-            if rng.random() < 0.15:
-                words = words + gen.sentence()
+            words = _impro_words(rng, gen, job.cast)
         emo = theme if theme is not None and rng.random() < _THEME_WEIGHT else str(rng.choice(names, p=prior))
         x = _turn_audio(rng, setup, sex, words, emo)
         sf.write(str(wav_dir / f"{utt}.wav"), to_pcm16(x), SR, format="WAV", subtype="PCM_16")
@@ -404,21 +448,24 @@ def _evaluation_block(rng: np.random.Generator, utt: str, sex: str, emo: str, st
     return "\n".join(block), label
 
 
-def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int = 2) -> dict:
-    """Create ``<out>/IEMOCAP_full_release`` (built under ``IEMOCAP_full_release.tmp``, renamed at the end).
+def make_iemocap(out: str | Path, cfg: IemocapConfig = IemocapConfig(), nj: int = 2,
+                 cast: Cast = IEMOCAP_CAST) -> dict:
+    """Create ``<out>/<cast.name>`` (default ``IEMOCAP_full_release``; built under ``<name>.tmp``, renamed
+    at the end) with ``cast``'s speakers and text.
 
     Skips the work if a complete corpus made with the same config is there; raises if one made with
     another config is there.  Returns a summary dict (label counts, hours).
     """
     def build(tmp: Path) -> dict:
-        jobs = _plan(cfg, tmp)
-        log.info("synthesising %d IEMOCAP sessions (%d dialogs) with %d jobs", len(jobs),
+        jobs = _plan(cfg, tmp, cast)
+        log.info("synthesising %d %s sessions (%d dialogs) with %d jobs", len(jobs), cast.name,
                  sum(len(j.dialogs) for j in jobs), nj)
         results = [r for rs in map_fresh_processes(_synth_session, jobs, nj) for r in rs]
         labels: dict[str, int] = {}
         for _, lab, _, _ in results:
             labels[lab] = labels.get(lab, 0) + 1
-        return {"corpus": NAME, "turns": len(results), "dialogs": sum(len(j.dialogs) for j in jobs),
+        return {"corpus": cast.name, "turns": len(results), "dialogs": sum(len(j.dialogs) for j in jobs),
                 "hours": round(sum(r[3] for r in results) / 3600, 3), "labels": dict(sorted(labels.items()))}
 
-    return build_once(Path(out) / NAME, asdict(cfg) | {"generator": GENERATOR_VERSION}, build)
+    conf = asdict(cfg) | {"generator": GENERATOR_VERSION} | ({} if cast == IEMOCAP_CAST else {"cast": cast.name})
+    return build_once(Path(out) / cast.name, conf, build)
