@@ -7,8 +7,10 @@
 #   ./run.sh --config conf/paper.yaml  # paper 1's configuration (point its corpora: at real copies)
 #
 # Stages (each idempotent; outputs appear only when complete; logs under exp/**/log/):
-#   0  embedded corpora (espeak-ng), skipped when the config points at real corpora
-#   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*
+#   0  embedded corpora (espeak-ng), skipped when the config points at real corpora; IEMOCAP_B, a second
+#      emotion corpus in the IEMOCAP layout (other speakers and sentences) for the cross-corpus test
+#   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*; corpora.xcorpus ->
+#      data/xcorpus/iemocap_*
 #   2  lang: lexicon from TEDLIUM.152k.dic (+ cmudict), phones, chain topology -> data/lang_chain
 #   3  40-dim hires MFCC; TED-LIUM train speed (0.9/1.0/1.1) + volume perturbed -> data/tedlium_train_sp;
 #      segments under 1.55 s concatenated with their neighbours -> data/tedlium_train_sp_comb (the chain data)
@@ -18,7 +20,8 @@
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
 #   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
-#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md;
+#      tdnn_l12_uttivec exported and tested on corpora.xcorpus -> exp/ser/tdnn_l12_uttivec_xcorpus
 #      (local/ser/run_tdnn.sh)
 #   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
 #      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
@@ -70,7 +73,8 @@ if run_stage 0; then
   banner 0 "embedded corpora"
   if [ "$corpora_synthesize" = true ]; then
     $train_cmd exp/log/make_mini_corpora.log local/make_mini_corpora.sh --out "$corpora_root" --seed "$corpora_seed" \
-      --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns"
+      --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns" \
+      --xcorpus-turns "$corpora_xcorpus_turns"
     grep '^make_mini_corpora:' exp/log/make_mini_corpora.log
   else
     echo "corpora: synthesize=false; using $corpora_tedlium and $corpora_iemocap"
@@ -83,6 +87,11 @@ if run_stage 1; then
   grep '^tedlium_' exp/log/prepare_tedlium.log
   $train_cmd exp/log/prepare_iemocap.log local/prepare_iemocap.sh --sessions "$corpora_iemocap_sessions" "$corpora_iemocap" data
   grep '^iemocap_' exp/log/prepare_iemocap.log
+  if [ -n "$corpora_xcorpus" ]; then   # the cross-corpus test set, same script (scored at the end of stage 7)
+    $train_cmd exp/log/prepare_xcorpus.log local/prepare_iemocap.sh --sessions "$corpora_xcorpus_sessions" \
+      "$corpora_xcorpus" data/xcorpus
+    grep '^iemocap_' exp/log/prepare_xcorpus.log | sed 's|^|data/xcorpus/|'
+  fi
 fi
 
 if run_stage 2; then

@@ -51,6 +51,11 @@ class CorporaConfig:
     seed: int = 0
     tedlium_train_minutes: float = 60.0
     iemocap_turns: int = 1000
+    # cross-corpus test (stage 7, after the export): a second emotion corpus in the IEMOCAP layout, prepared by the
+    # same script into data/xcorpus/ and scored with the exported model; "" = none
+    xcorpus: str = ""
+    xcorpus_sessions: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    xcorpus_turns: int = 0                         # stage 0: turns of the embedded IEMOCAP_B (0: not made)
 
 
 @dataclass(frozen=True)

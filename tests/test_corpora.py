@@ -18,9 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser.bin import make_mini_corpora, validate_data_dir
 from ser.corpora.espeak import get_engine, scaled_variant
 from ser.corpora.iemocap import IemocapConfig, make_iemocap, speaker_formant_scale, speaker_voice
-from ser.corpora.tedlium import TALK_VOICE_POOL, TedliumConfig, _plan, make_tedlium
+from ser.prep.iemocap import prepare_iemocap
+from ser.corpora.tedlium import IEMOCAP_VOICES, TALK_VOICE_POOL, TedliumConfig, _plan, make_tedlium
+from ser.corpora.text import cmu_words, vocabulary
+from ser.corpora.xcorpus import XCORPUS_CAST, XCORPUS_SENTENCES, make_xcorpus
 
 ROOT = Path(__file__).resolve().parents[1]
 ARPABET = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z "
@@ -28,6 +32,7 @@ ARPABET = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG O
 TINY_TED = TedliumConfig(seed=3, train_minutes=1.0, dev_minutes=0.3, test_minutes=0.3, talks=(2, 1, 1),
                          extra_lexicon_words=300)
 IEMO_TURNS = 300
+XC_TURNS = 40
 EMO_NAMES = {"Neutral": "neu", "Happiness": "hap", "Excited": "exc", "Sadness": "sad", "Anger": "ang",
              "Frustration": "fru", "Surprise": "sur", "Fear": "fea", "Other": "oth", "Disgust": "dis"}
 
@@ -44,6 +49,14 @@ def iemo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("iemo")
     make_iemocap(out, IemocapConfig(seed=1, turns=IEMO_TURNS), nj=2)
     return out / "IEMOCAP_full_release"
+
+
+@pytest.fixture(scope="module")
+def xcorpus(tmp_path_factory) -> Path:
+    """IEMOCAP_B made with the seed of the ``iemo`` fixture."""
+    out = tmp_path_factory.mktemp("xcorpus")
+    make_xcorpus(out, seed=1, turns=XC_TURNS, nj=2)
+    return out / "IEMOCAP_B"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -456,3 +469,64 @@ def test_deterministic_and_cli(tmp_path: Path) -> None:
     assert _tree_digest(tmp_path / "a") == a
     with pytest.raises(RuntimeError, match="not made with this config"):
         make_iemocap(tmp_path / "a", IemocapConfig(seed=6, turns=20))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# IEMOCAP_B, the cross-corpus test corpus
+
+def _transcripts(corpus: Path) -> dict[str, str]:
+    """turn id -> lowercase text without final punctuation, from every transcription file."""
+    out = {}
+    for f in sorted(corpus.glob("Session*/dialog/transcriptions/*.txt")):
+        for line in f.read_text().splitlines():
+            m = TRANS_RE.match(line)
+            if m:
+                out[m[1]] = m[4].lower().rstrip(".?")
+    return out
+
+
+def test_xcorpus_cast_shares_no_voice_or_sentence_with_the_training_corpora() -> None:
+    variant = lambda voice: voice.split("+")[1]  # noqa: E731
+    b_voices = [v for vs in XCORPUS_CAST.voices.values() for v in vs]
+    used = {variant(v) for vs in IEMOCAP_VOICES.values() for v in vs} | {variant(v) for v, _ in TALK_VOICE_POOL}
+    assert len({variant(v) for v in b_voices}) == 4 and not {variant(v) for v in b_voices} & used
+    a = {speaker_voice(seed, s, sex) for seed in (0, 1) for s in range(1, 6) for sex in "FM"}
+    b = {speaker_voice(seed, s, sex, XCORPUS_CAST) for seed in (0, 1) for s in (1, 2) for sex in "FM"}
+    assert len(b) == 4  # fixed voices: the seed does not pick them
+    assert not {n for _, n, _ in b} & {n for _, n, _ in a} and not {t for _, _, t in b} & {t for _, _, t in a}
+    vocab, cmu = vocabulary(), cmu_words()
+    assert len(set(XCORPUS_SENTENCES)) == len(XCORPUS_SENTENCES) >= 40
+    for sentence in XCORPUS_SENTENCES:
+        words = set(sentence.split())
+        assert words <= cmu, sentence          # espeak and any lexicon know every word
+        assert words - vocab, sentence         # a word the grammar of the other corpora never emits
+
+
+def test_xcorpus_other_speakers_sentences_and_recordings(iemo: Path, xcorpus: Path, tmp_path: Path) -> None:
+    a, b = _transcripts(iemo), _transcripts(xcorpus)
+    assert len(a) == IEMO_TURNS and len(b) == XC_TURNS
+    assert not set(a.values()) & set(b.values())
+    assert set(b.values()) <= set(XCORPUS_SENTENCES)
+    assert sorted(p.name for p in xcorpus.iterdir() if p.is_dir()) == ["Session1", "Session2"]
+    turns = _all_turns(xcorpus)
+    assert len(turns) == XC_TURNS and {UTT_RE.match(t["utt"])[4] for t in turns} == {"F", "M"}
+    assert {"ang", "exc", "neu", "sad"} <= {t["label"] for t in turns}  # the classes the model was trained on
+    digest = lambda root: {hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.wav")}  # noqa: E731
+    assert not digest(iemo) & digest(xcorpus)
+    # the real layout: IEMOCAP's data preparation and Kaldi's checks take it unchanged
+    stats = prepare_iemocap(xcorpus, tmp_path, sessions=[1, 2])
+    assert sum(v for k, v in stats["iemocap_all"].items() if len(k) == 3) == XC_TURNS
+    for name in stats:
+        assert validate_data_dir.main(["--no-feats", str(tmp_path / name)]) == 0
+    spk = set((tmp_path / "iemocap_4cls_exc" / "utt2spk").read_text().split()[1::2])
+    assert spk == {"Ses01F", "Ses01M", "Ses02F", "Ses02M"}
+
+
+def test_xcorpus_deterministic_from_the_cli(xcorpus: Path, tmp_path: Path, capsys) -> None:
+    argv = ["--out", str(tmp_path), "--seed", "1", "--corpora", "xcorpus", "--xcorpus-turns", str(XC_TURNS),
+            "--nj", "1"]
+    assert make_mini_corpora.main(argv) == 0
+    assert "IEMOCAP_B made: 40 turns" in capsys.readouterr().out
+    assert _tree_digest(tmp_path / "IEMOCAP_B") == _tree_digest(xcorpus)  # same seed, same bytes; nj irrelevant
+    assert make_mini_corpora.main(argv) == 0 and "IEMOCAP_B skipped (complete)" in capsys.readouterr().out
+    assert not (tmp_path / "IEMOCAP_full_release").exists() and not (tmp_path / "TEDLIUM_release2").exists()

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from emotion_data import CLASSES, save_tiny_model, write_tiny_set
-from infer_data import MFCC_CONF, voice, write_extractor
+from infer_data import MFCC_CONF, voice, write_extractor, write_wav
 from ser.features.mfcc import MfccOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec"]
 CONFIG = """nj: 2
 device: cpu
+corpora:
+  xcorpus: corpora/XC
 ser:
   set: iemocap_tiny
   labels: [ang, hap, neu, sad]
@@ -54,7 +56,18 @@ def recipe_dir(root: Path, systems: list[str] = SYSTEMS) -> Path:
     save_tiny_model(root / "exp/chain/tdnn/final.pt")
     (root / "conf/mfcc_hires.conf").write_text(MFCC_CONF)  # what the export step copies (13 dims here)
     write_extractor(root / "exp/nnet3/extractor", [voice(2.0, seed=0)], MfccOptions.from_conf(root / "conf/mfcc_hires.conf"))
+    write_xcorpus_set(root / "data/xcorpus/iemocap_tiny")
     return root
+
+
+def write_xcorpus_set(data: Path, n: int = 8) -> None:
+    """The other corpus's set as stage 1 prepares it (wav.scp, utt2spk, utt2emo), with IEMOCAP's ids."""
+    utts = {f"Ses01{g}-Ses01F_impro01_{g}{k:03d}": CLASSES[(k + (g == "M")) % len(CLASSES)]
+            for k in range(n // 2) for g in "FM"}
+    wavs = {u: write_wav(data / "wav" / f"{u}.wav", voice(1.0 + 0.1 * i, seed=50 + i)) for i, u in enumerate(utts)}
+    (data / "wav.scp").write_text("".join(f"{u} {wavs[u]}\n" for u in sorted(utts)))
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(utts)))
+    (data / "utt2emo").write_text("".join(f"{u} {utts[u]}\n" for u in sorted(utts)))
 
 
 def run_stage7(root: Path, kill: str | None = None, *args: str) -> subprocess.CompletedProcess:
@@ -106,10 +119,20 @@ def test_stage7_end_to_end_killed_and_rerun(tmp_path):
     assert (ser / "tdnn_l12_uttivec/final/final.pt").is_file()
     assert "Transfer minus scratch" in (ser / "table3.md").read_text()
     assert "| 13th TDNN | tdnnf13 |" in (ser / "table2.md").read_text()
+    # the cross-corpus test of the export (corpora.xcorpus): ser-infer on data/xcorpus/<set>, scored, a row
+    xc = json.loads((ser / "tdnn_l12_uttivec_xcorpus/results.json").read_text())
+    assert [f["fold"] for f in xc["folds"]] == ["XC"] and xc["pooled"]["n"] == 8
+    assert xc["reference"] == "data/xcorpus/iemocap_tiny/utt2emo"
+    assert (ser / "tdnn_l12_uttivec_xcorpus/confusion.png").is_file()
+    row = next(ln for ln in (ref / "exp/results.md").read_text().splitlines()
+               if ln.startswith("| tdnn_l12_uttivec_xcorpus |"))
+    assert "| iemocap_tiny | trained on IEMOCAP_full_release, tested on XC | 1 |" in row
+    assert "tdnn_l12_uttivec_xcorpus: trained on IEMOCAP_full_release, tested on XC (8 utterances)" in r.stdout
 
     # a re-run has nothing to do
     r = run_stage7(ref)
     assert r.returncode == 0 and "0 of the (system, fold) trainings to run" in r.stdout
+    assert "exp/ser/tdnn_l12_uttivec_xcorpus: up to date" in r.stdout
 
     # the same driver on another protocol's folds, as stage 9 runs tdnn_l12 under paper 2's protocol
     subprocess.run(["bash", "steps/ser/make_folds.sh", "--protocol", "speaker", "data/iemocap_tiny"], cwd=ref,

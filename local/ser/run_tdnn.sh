@@ -18,7 +18,8 @@
 # Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $train_cmd:
 # steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
-# exp/ser/table2.md, table3.md.
+# exp/ser/table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
+# other corpus corpora.xcorpus (local/ser/score_xcorpus.sh -> exp/ser/tdnn_l12_uttivec_xcorpus).
 # Resumable: a fold whose results were made by the same commands is skipped, an unfinished training
 # resumes from its checkpoint; outputs are written atomically.
 #
@@ -150,5 +151,7 @@ cat exp/ser/table3.md
 # the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
 case " $systems " in *" tdnn_l12_uttivec "*)
   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \
-    "${train_common[@]}" $(system_opts tdnn_l12_uttivec) ;;
+    "${train_common[@]}" $(system_opts tdnn_l12_uttivec)
+  # cross-corpus test of the export on corpora.xcorpus: exp/ser/tdnn_l12_uttivec_xcorpus, a row of exp/results.md
+  local/ser/score_xcorpus.sh --config "$config" tdnn_l12_uttivec ;;
 esac

@@ -34,6 +34,9 @@ M1 on M turns) does not vote.  The ``[V, A, D]`` summary is the mean of the ``A-
 Transcriptions: ``<utt> [<start:08.4f>-<end:08.4f>]: <Text>`` in time order, with rare non-utterance
 lines (``M: [BREATHING]``, ``<dialog>_MXX0 : [LAUGHTER]``) that a strict regex must skip.
 
+A :class:`Cast` (the speakers' voices, the text, the random streams) is all that a second corpus made by
+this generator changes: ``IEMOCAP_B`` (:mod:`ser.corpora.xcorpus`, the cross-corpus test set).
+
 Emotion is carried by prosody only: each turn has a latent emotion that shifts the speaker's baseline
 espeak rate, pitch, pitch range, volume and word gap (never the vocal tract); every turn adds random jitter
 (classes overlap), a random recording gain and room noise whose level (20-35 dB SNR, ±2 dB per turn) and
