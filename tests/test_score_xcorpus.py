@@ -88,7 +88,8 @@ def test_scores_and_writes_the_row(xexp, capsys, monkeypatch):
     lo, hi = res["pooled"]["ua_ci95"]
     assert row[10] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     # the same ids and labels on corpus A are other recordings: never paired with tdnn_l12
-    assert row[11] == "n/a: different test sets" and rows["tdnn_l12"][11] == "(reference)"
+    assert row[11] == "n/a: tested on another corpus" and rows["tdnn_l12"][11] == "(reference)"
+    assert res["test_corpus"] == "IEMOCAP_B"
 
 
 def test_every_utterance_needs_a_decision(xexp):

@@ -16,7 +16,7 @@ test set).  Writes a one-fold system in the scorer's layout, fold = the test cor
     <system-dir>/results.{json,md}, confusion.png (steps/ser/score.sh's scorer: UA, WA, macro-F1, bootstrap CI)
 
 and, when ``<system-dir>`` is ``<exp>/ser/<name>``, regenerates ``<exp>/results.md``, where the row is
-not paired with tdnn_l12 (another corpus's utterances).
+not paired with tdnn_l12 (meta.json's ``test_corpus``: another corpus's recordings).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def score_xcorpus(export_dir: Path, infer_dir: Path, data: Path, system_dir: Pat
     atomic_write_text(system_dir / "labels.txt", "".join(f"{x}\n" for x in labels))
     meta = {"system": system_dir.name, "set": model.get("set") or data.name,
             "protocol": f"trained on {train}, tested on {test}",
-            "description": description(model, export_dir, train, test), "folds": [test]}
+            "description": description(model, export_dir, train, test), "test_corpus": test, "folds": [test]}
     atomic_write_text(system_dir / "meta.json", json.dumps(meta, indent=1) + "\n")
     return score_system(system_dir, data)
 
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     system_dir = Path(a.system_dir)
     res = score_xcorpus(Path(a.export_dir), Path(a.infer_dir), Path(a.data), system_dir, a.train_corpus,
                         a.test_corpus)
-    report = write_results_report(system_dir.resolve().parent.parent) if system_dir.resolve().parent.name == "ser" \
-        else None
+    report = None
+    if system_dir.resolve().parent.name == "ser":
+        report = write_results_report(system_dir.resolve().parent.parent)
     pooled = res["pooled"]
     print(f"{res['system']}: trained on {a.train_corpus}, tested on {a.test_corpus} ({pooled['n']} utterances): "
           f"UA {fmt_pct(pooled['ua'])} [{fmt_pct(pooled['ua_ci95'][0])}, {fmt_pct(pooled['ua_ci95'][1])}], "

@@ -11,9 +11,9 @@ paper 1's, ``tdnn_l12_<set>_<protocol>`` -- e.g. stage 9's ``tdnn_l12_impro_agre
 see :func:`reference_name`) by a paired bootstrap of the pooled-UA difference and McNemar's exact test (ser.eval.significance) when both were
 tested on the same utterances with the same reference labels; when one test set is
 contained in the other (e.g. the Session 5 layer-selection systems of paper 1's Table 2)
-the test runs on the common utterances and says so.  Systems scored against another reference file
-(e.g. a cross-corpus test, ser/bin/score_xcorpus.py, whose corpus may reuse IEMOCAP's utterance ids) are not
-paired.  Bootstrap strata are the pairs
+the test runs on the common utterances and says so.  A cross-corpus test (results.json's ``test_corpus``,
+ser/bin/score_xcorpus.py) is never paired: its corpus may reuse IEMOCAP's utterance ids for other
+recordings.  Bootstrap strata are the pairs
 (fold of the system, fold of tdnn_l12), i.e. the folds themselves when both use the
 same protocol.
 """
@@ -90,8 +90,8 @@ def references(systems: list[tuple[str, dict | None]]) -> dict[tuple, tuple[str,
 
 def compare(res: dict, ref: dict) -> tuple[significance.PairedResult | None, str]:
     """Paired test of ``res`` against ``ref`` on their common test utterances, or (None, reason)."""
-    if res.get("reference") != ref.get("reference"):  # another corpus (cross-corpus) may reuse utterance ids
-        return None, "n/a: different test sets"
+    if res.get("test_corpus") != ref.get("test_corpus"):  # other recordings, perhaps under the same ids
+        return None, "n/a: tested on another corpus"
     a, b = res["utterances"], ref["utterances"]
     common = sorted(a.keys() & b.keys())
     if not common or any(a[u][1] != b[u][1] for u in common) or len(common) not in (len(a), len(b)):

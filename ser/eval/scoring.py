@@ -18,6 +18,8 @@ other two are complete): ``confusion.png``, ``results.md``, ``results.json``.
 results.json schema (``"schema": 1``; fractions in [0, 1], not percent)::
 
     system, set, protocol, description   strings (set/protocol/description may be null)
+    test_corpus                          meta.json's test_corpus: the corpus of a cross-corpus test
+                                         (ser/bin/score_xcorpus.py), null for tests within the corpus
     labels                               [K class names], labels.txt order
     reference                            the utt2emo file scored against
     n_reference                          utterances in the reference
@@ -344,7 +346,7 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
         set_name = Path(ref_name).parent.name
     res = {"schema": SCHEMA, "system": meta.get("system", system_dir.name),
            "set": _pick("set", set_name, meta, system_dir), "protocol": _pick("protocol", protocol, meta, system_dir),
-           "description": meta.get("description"), "labels": out.labels,
+           "description": meta.get("description"), "test_corpus": meta.get("test_corpus"), "labels": out.labels,
            "reference": ref_name, "n_reference": len(reference)}
     res.update(summarise(out))
     res["valid"] = meta.get("valid")
