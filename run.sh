@@ -66,7 +66,31 @@ eval "$cfg"
 
 mkdir -p exp/log
 banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# Stage stamps (ser.io.stamp): exp/log/stage<N>.stamp is written when stage N succeeded; it records the
+# recipe's code and configuration, the earlier stages' stamps, and the step stamps the stage used (listed
+# in $SER_STAMP_LOG while it runs) with all their inputs.  A re-run with the same digest skips the stage in
+# one process; otherwise every step asks its own stamp.  Stages 0 and 1 read the corpora, which no stamp
+# lists, so they always ask their steps.  The stamp of a stage is written when the next one is reached.
+stamp=(python -m ser.bin.stamp)
+stage_args() {  # args: the stage stamp's options and inputs besides its steps'
+  args=(--code --opt "config=$config" "$config"); for ((i = 0; i < $1; i++)); do args+=(exp/log/stage$i.stamp); done
+}
+finish_stage() {
+  [ -n "${SER_STAMP_LOG:-}" ] || return 0
+  local log=$SER_STAMP_LOG; unset SER_STAMP_LOG
+  stage_args $pending_stage
+  "${stamp[@]}" write exp/log/stage$pending_stage.stamp --steps $log "${args[@]}"
+}
+run_stage() {
+  finish_stage
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  stage_args $1
+  if [ "$1" -ge 2 ] && "${stamp[@]}" check --recorded exp/log/stage$1.stamp "${args[@]}"; then
+    echo "==== stage $1: up to date (exp/log/stage$1.stamp) ===="; return 1
+  fi
+  "${stamp[@]}" clear exp/log/stage$1.stamp
+  pending_stage=$1; export SER_STAMP_LOG=$PWD/exp/log/stage$1.steps; : > $SER_STAMP_LOG
+}
 start=$SECONDS
 
 if run_stage 0; then
@@ -154,4 +178,5 @@ if run_stage 9; then
   local/ctc/run_paper2.sh --config "$config"
 fi
 
+finish_stage
 echo "run.sh: stages $stage..$stop_stage done in $((SECONDS - start)) s"

@@ -9,6 +9,9 @@ local/chain/run_tdnn.sh):
           write the stamp if it succeeded (exit status: the command's).  ``--stale F`` (repeatable): files
           of an interrupted run to delete when that run had other options or inputs (a trainer's
           checkpoint.pt), as recorded in <stamp-file>.begun while a run is under way.
+A stage stamp (run.sh) adds: ``--code`` (an option: the digest of the recipe's scripts, configuration
+files and sources), ``write --steps LOG`` (inputs: the step stamps listed in LOG, $SER_STAMP_LOG of the
+stage, and every input they record) and ``check --recorded`` (inputs: those the stamp file records).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from ser.cli import run_main
 from ser.io.atomic import atomic_write_text
-from ser.io.stamp import Stamp
+from ser.io.stamp import Stamp, code_digest, logged_inputs, recorded_inputs
 
 
 def run(st: Stamp, command: list[str], stale: list[str]) -> int:
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE", help="an option the output depends on")
     p.add_argument("--stale", action="append", default=[], metavar="FILE",
                    help="run: a file of an interrupted run to delete if that run had other options or inputs")
+    p.add_argument("--code", action="store_true", help="option code=<digest of the recipe's code and conf files>")
+    p.add_argument("--steps", metavar="LOG", help="write: also the step stamps listed in LOG and their inputs")
+    p.add_argument("--recorded", action="store_true", help="check: also the inputs the stamp file records")
     p.add_argument("inputs", nargs="*", help="files whose contents the output depends on (a missing one counts too)")
     a = p.parse_intermixed_args(argv)  # options may follow the stamp file
     if (a.action == "run") != bool(command):
@@ -67,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not name:
             p.error(f"--opt expects NAME=VALUE, got {o!r}")
         opts[name] = value
-    st = Stamp(a.stamp, opts, a.inputs)
+    if a.code:
+        opts["code"] = code_digest()
+    inputs = list(dict.fromkeys(a.inputs + (logged_inputs(a.steps) if a.steps else []) +
+                                (recorded_inputs(a.stamp) if a.recorded else [])))
+    st = Stamp(a.stamp, opts, inputs)
     if a.action == "check":
         return 0 if st.current() else 1
     if a.action == "run":

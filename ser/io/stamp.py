@@ -10,6 +10,13 @@ so the step is redone.  The lines after the digest say what went in (to see why 
 Kaldi has no such mechanism (its scripts redo the work or test that a file exists); this is the
 mechanism of ``make``-like tools with content hashes.  Shell steps use it through
 ``python -m ser.bin.stamp check|write <stamp-file> [--opt k=v ...] <input-file>...``.
+
+Stage stamps (run.sh): while a stage runs, every step stamp found current or written is listed in the
+file named by $SER_STAMP_LOG; the stage's stamp then records the recipe's code and configuration, the
+earlier stages' stamps, those step stamps and every input they record.  A re-run whose digest of all
+these is the same skips the whole stage in one process, without asking each step.  What it trusts:
+content hashes of those files (all small: lists, tables, stamps, models of a few MB; no times), and
+that outputs are not edited by hand after their stamp was written (as every stamp does).
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from typing import Iterable, Mapping
 from ser.io.atomic import atomic_write_text
 
 ABSENT = "absent"
+LOG_ENV = "SER_STAMP_LOG"  # a file listing the step stamps a stage used (run.sh's stage stamps)
+CODE = ("run.sh", "path.sh", "local", "steps", "utils", "conf", "ser")  # what the recipe does
+
+
+def _log_use(path: Path) -> None:
+    """List ``path`` in $SER_STAMP_LOG (one short O_APPEND write: parallel jobs do not interleave)."""
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{path}\n")
 
 
 def digest(*parts) -> str:
@@ -61,7 +78,10 @@ class Stamp:
             first = self.path.read_text(encoding="utf-8").split("\n", 1)[0]
         except (FileNotFoundError, UnicodeDecodeError):
             return False
-        return first == self.value
+        if first != self.value:
+            return False
+        _log_use(self.path)
+        return True
 
     def text(self) -> str:
         """The stamp file's content (to write it inside an atomic directory change)."""
@@ -71,6 +91,7 @@ class Stamp:
 
     def write(self) -> None:
         atomic_write_text(self.path, self.text())
+        _log_use(self.path)
 
     def clear(self) -> None:
         """Remove the stamp before changing the outputs, so a kill in between cannot leave a stale one."""
@@ -90,3 +111,33 @@ def listing(folder: str | os.PathLike, pattern: str) -> str:
 def dir_files(folder: str | os.PathLike) -> list[Path]:
     """The files directly in ``folder`` (a data dir as an input: its tables and stamps), not temp files."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+
+
+def recorded_inputs(path: str | os.PathLike) -> list[str]:
+    """The input files the stamp file ``path`` records (none if it is missing or unreadable)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()[1:]
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    return [line[6:].rsplit(" ", 1)[0] for line in lines if line.startswith("input ")]
+
+
+def logged_inputs(log: str | os.PathLike) -> list[str]:
+    """The step stamps listed in a stage's $SER_STAMP_LOG file and every input they record, in order."""
+    out: dict[str, None] = {}
+    for stamp in Path(log).read_text(encoding="utf-8").split():
+        out[stamp] = None
+        out.update(dict.fromkeys(recorded_inputs(stamp)))
+    return list(out)
+
+
+def code_digest(root: str | os.PathLike = ".") -> str:
+    """Digest of the recipe's scripts, configuration files and Python sources (``CODE`` under ``root``):
+    a stage stamp is only trusted while none of them changed."""
+    root = Path(root)
+    files = []
+    for name in CODE:
+        p = root / name
+        files += [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in
+                                                 (".sh", ".py", ".conf", ".yaml", ".txt"))
+    return digest([(str(f.relative_to(root)), file_digest(f)) for f in files])
