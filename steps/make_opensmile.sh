@@ -8,8 +8,7 @@
 # openSMILE functionals (one row per utterance) of the audio of <input-data> (wav.scp, segments), through
 # the opensmile package; <output-data> is a copy of <input-data> whose feats.scp holds them, written as
 # <feat-dir>/raw_opensmile_<name>.JOB.{ark,scp} (default <output-data>/data).  Re-running is a no-op while
-# feats.scp is newer than the audio lists and was made with the same feature set.  See
-# ser/features/opensmile.py.
+# the stamp records the same feature set and audio lists (utils/make_feats.sh).  See ser/features/opensmile.py.
 set -euo pipefail
 nj=4
 cmd="python -m ser.jobs"
@@ -19,25 +18,9 @@ help_message=$(sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//')
 . utils/parse_options.sh
 if [ $# -lt 2 ] || [ $# -gt 4 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
 data=$1; out=$2
-name=$(basename "$out")
 logdir=${3:-$out/log}
 featdir=${4:-$out/data}
 [ -f "$data/wav.scp" ] || { echo "$0: no such file: $data/wav.scp" >&2; exit 1; }
-source_desc="openSMILE $feature_set functionals"
-if [ -f "$out/feats.scp" ] && [ "$out/feats.scp" -nt "$data/wav.scp" ] \
-   && { [ ! -f "$data/segments" ] || [ "$out/feats.scp" -nt "$data/segments" ]; } \
-   && [ "$(cat "$out/feats_source" 2>/dev/null)" = "$source_desc" ]; then
-  echo "$0: $out/feats.scp is up to date; not recomputing"
-  exit 0
-fi
-mkdir -p "$logdir" "$featdir"
-nspk=$(wc -l < "$data/spk2utt")
-[ "$nj" -gt "$nspk" ] && nj=$nspk
-utils/split_data.sh "$data" "$nj" > /dev/null
-$cmd JOB=1:$nj "$logdir/make_opensmile_${name}.JOB.log" \
-  python -m ser.bin.compute_opensmile_feats --feature-set "$feature_set" \
-    "$data/split$nj/JOB" "$featdir/raw_opensmile_${name}.JOB" \
-  || { echo "$0: computing openSMILE features for $data failed; logs in $logdir" >&2; exit 1; }
-utils/install_feats.sh "$data" "$featdir/raw_opensmile_${name}" "$nj" "$source_desc" "$out"
-grep -h "^compute_opensmile_feats:" "$logdir"/make_opensmile_${name}.*.log | sed "s:^:$name :" || true
-echo "$0: succeeded for $out ($(wc -l < "$out/feats.scp") utterances, $source_desc)"
+exec utils/make_feats.sh --nj "$nj" --cmd "$cmd" opensmile "openSMILE $feature_set functionals" "$data" "$out" \
+  "$logdir" "$featdir" "$data/wav.scp $data/segments $data/utt2spk $data/.stamp" \
+  -- python -m ser.bin.compute_opensmile_feats --feature-set "$feature_set"
