@@ -30,14 +30,21 @@ for x in $ctc_train_set tedlium_dev tedlium_test; do
     data/${x}_mfcc26 exp/make_mfcc/${x}_mfcc26 mfcc
 done
 
-$cuda_cmd $dir/log/train_ctc.log steps/ctc/train.sh --net "$ctc_net" --device "$device" \
-  --epochs "$ctc_epochs" --learning-rate "$ctc_learning_rate" --max-frames "$ctc_max_frames" \
-  --num-valid-utts "$ctc_num_valid_utts" --valid-interval "$ctc_valid_interval" --dropout-rate "$ctc_dropout_rate" \
-  data/${ctc_train_set}_mfcc26 $dir
+# training and each decoding are redone unless their stamps (ser.io.stamp) record the same command and
+# inputs; a training killed with the same options resumes from its checkpoint, with others it starts again
+stamp=(python -m ser.bin.stamp)
+train=data/${ctc_train_set}_mfcc26
+step=(steps/ctc/train.sh --net "$ctc_net" --device "$device"
+      --epochs "$ctc_epochs" --learning-rate "$ctc_learning_rate" --max-frames "$ctc_max_frames"
+      --num-valid-utts "$ctc_num_valid_utts" --valid-interval "$ctc_valid_interval" --dropout-rate "$ctc_dropout_rate"
+      $train $dir)
+"${stamp[@]}" run $dir/.stamp --opt "step=${step[*]}" $train/.feats.stamp $train/feats.scp $train/text \
+  --stale $dir/final.pt --stale $dir/checkpoint.pt -- $cuda_cmd $dir/log/train_ctc.log "${step[@]}"
 grep '^train_ctc:' $dir/log/train_ctc.log
 
 for x in dev test; do
-  $decode_cmd $dir/log/decode_$x.log steps/ctc/decode.sh --device "$device" $dir/final.pt \
-    data/tedlium_${x}_mfcc26 $dir/decode_$x
+  step=(steps/ctc/decode.sh --device "$device" $dir/final.pt data/tedlium_${x}_mfcc26 $dir/decode_$x)
+  "${stamp[@]}" run $dir/decode_$x/.stamp --opt "step=${step[*]}" $dir/.stamp data/tedlium_${x}_mfcc26/.feats.stamp \
+    data/tedlium_${x}_mfcc26/feats.scp data/tedlium_${x}_mfcc26/text -- $decode_cmd $dir/log/decode_$x.log "${step[@]}"
   grep '^decode_ctc:' $dir/log/decode_$x.log
 done

@@ -32,12 +32,22 @@ head_opts=(--epochs "$paper2_head_epochs" --learning-rate "$paper2_head_learning
            --segment-frames "$paper2_segment_frames" --seed "$paper2_seed")
 rf_opts=(--rf-trees "$paper2_rf_trees" --rf-max-depth "$paper2_rf_max_depth" --seed "$paper2_seed")
 
+# each training and scoring is redone unless its stamp (ser.io.stamp) records the same command and inputs
+stamp=(python -m ser.bin.stamp)
+train_paper2() {  # <system> <feats> <folds-dir> <system-dir> [options...]
+  local system=$1 feats=$2 folds=$3 dir=$4; shift 4
+  local step=(steps/ser/train_paper2.sh --system $system "$@" $feats $folds $dir) stale=() f
+  for f in $folds/*/; do stale+=(--stale $dir/$(basename $f)/valid.json); done  # a fold's "done" (its options only)
+  "${stamp[@]}" run $dir/.stamp --opt "step=${step[*]}" $feats/.feats.stamp $feats/feats.scp $folds/folds.json \
+    "${stale[@]}" -- $train_cmd $dir/log/train.log "${step[@]}"
+}
 train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
   local system=$1 set=$2 protocol=$3 dir=$4; shift 4
   local feats=$frame_feats; case $system in rf|majority) feats=$utt_feats;; esac
-  $train_cmd $dir/log/train.log steps/ser/train_paper2.sh --system $system "$@" \
-    $feats data/$set/folds/$protocol $dir
-  $train_cmd $dir/log/score.log steps/ser/score.sh --set $set --protocol $protocol data/$set $dir
+  train_paper2 $system $feats data/$set/folds/$protocol $dir "$@"
+  local step=(steps/ser/score.sh --set $set --protocol $protocol data/$set $dir)
+  "${stamp[@]}" run $dir/.score.stamp --opt "step=${step[*]}" $dir/.stamp data/$set/utt2emo \
+    -- $train_cmd $dir/log/score.log "${step[@]}"
   grep -v '^#' $dir/log/score.log | tail -n 1
 }
 
@@ -60,8 +70,8 @@ local/ser/run_tdnn.sh --config "$config" --folds data/$paper2_set/folds/$paper2_
 for n in $paper2_fig3_segment_frames; do
   [ "$n" = "$paper2_segment_frames" ] && continue  # that point is exp/ser/ds_dense_lstm
   dir=exp/paper2_fig3/seg$n
-  $train_cmd $dir/log/train.log steps/ser/train_paper2.sh --system ds_dense_lstm "${head_opts[@]}" \
-    --segment-frames $n $frame_feats data/$paper2_set/folds/$paper2_protocol $dir
+  train_paper2 ds_dense_lstm $frame_feats data/$paper2_set/folds/$paper2_protocol $dir "${head_opts[@]}" \
+    --segment-frames $n
 done
 $train_cmd exp/ser/log/paper2_tables.log steps/ser/make_paper2_tables.sh data/$paper2_set exp
 cat exp/ser/paper2_table2.md

@@ -13,8 +13,8 @@
 # ones); steps/ser/export.sh into exp/ser/<system>/export (model.pt, labels.txt, mfcc.conf,
 # ivector_extractor/, model.json with the cross-validated results of exp/ser/<system>/results.json).
 # Classify recordings with: ser-infer --model exp/ser/<system>/export <files>.
-# Resumable: a finished training made with the same options is kept; the export is redone when its inputs
-# are newer.
+# Resumable: training and export are each redone only when their stamps (ser.io.stamp) record other
+# commands or inputs; an unfinished training resumes from its checkpoint.
 set -euo pipefail
 config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
@@ -32,14 +32,15 @@ out=exp/ser/$sys/export
 mkdir -p $d/log
 $train_cmd $d/log/make_final_fold.log steps/ser/make_final_fold.sh \
   --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
-$train_cmd $d/log/train.log steps/ser/train.sh "$@" $data/folds/final/all $iv $ser_model $d
+# each step is redone unless its stamp (ser.io.stamp) records the same command and inputs
+stamp=(python -m ser.bin.stamp)
+step=(steps/ser/train.sh "$@" $data/folds/final/all $iv $ser_model $d)
+"${stamp[@]}" run $d/.stamp --opt "step=${step[*]}" $ser_model $data/folds/final/all/train/utt2spk \
+  $data/folds/final/all/valid/utt2spk $data/utt2emo $iv/.stamp -- $train_cmd $d/log/train.log "${step[@]}"
 corpus="IEMOCAP"
 [ "$corpora_synthesize" = true ] && corpus="IEMOCAP layout, embedded synthetic corpus (stage 0)"
-if [ -f $out/model.json ] && [ ! $d/final.pt -nt $out/model.json ] \
-   && { [ ! -f exp/ser/$sys/results.json ] || [ ! exp/ser/$sys/results.json -nt $out/model.json ]; }; then
-  echo "$out: up to date"
-  exit 0
-fi
-$train_cmd $d/log/export.log steps/ser/export.sh --system $sys --system-dir exp/ser/$sys --corpus "$corpus" \
-  --set "$ser_set" --protocol "$ser_protocol" $d/final.pt "$features_mfcc_config" $extractor $out
+step=(steps/ser/export.sh --system $sys --system-dir exp/ser/$sys --corpus "$corpus"
+      --set "$ser_set" --protocol "$ser_protocol" $d/final.pt "$features_mfcc_config" $extractor $out)
+"${stamp[@]}" run $out/.stamp --opt "step=${step[*]}" $d/.stamp exp/ser/$sys/results.json "$features_mfcc_config" \
+  $extractor/.stamp -- $train_cmd $d/log/export.log "${step[@]}"
 echo "$out: exported (ser-infer --model $out <recordings>)"

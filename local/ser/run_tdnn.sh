@@ -20,8 +20,9 @@
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
 # exp/ser/table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
 # other corpus corpora.xcorpus (local/ser/score_xcorpus.sh -> exp/ser/tdnn_l12_uttivec_xcorpus).
-# Resumable: a fold whose results were made by the same commands is skipped, an unfinished training
-# resumes from its checkpoint; outputs are written atomically.
+# Resumable: a fold whose stamp records the same commands, model, folds and i-vectors is skipped (and a
+# system's scoring whose stamp records the same fold stamps), an unfinished training resumes from its
+# checkpoint; outputs are written atomically.
 #
 # Results, conf/mini.yaml on the embedded corpus (iemocap_4cls_exc, 554 turns; folds train/valid/test
 # 373-397 / 49-57 / 104-124 turns; mini network, head 256, factor 0.25, at most 4 epochs, patience 2), stages 0-6
@@ -101,9 +102,12 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
               --seed "$ser_seed"
               --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads 1)
 
-# one job per (system, fold) that has no results made by the same commands; each of its two steps
-# runs through the local job runner into the fold's log/ (a failure names that log)
+# one job per (system, fold) whose stamp (ser.io.stamp, written when both steps succeeded) does not record
+# the same commands, model, folds and i-vectors; each of its two steps runs through the local job runner
+# into the fold's log/ (a failure names that log)
 step=(python -m ser.jobs --backend local)
+stamp=(python -m ser.bin.stamp)
+fold_in=($model $foldsdir/folds.json)
 joblist=exp/ser/log/jobs.list
 : > $joblist.tmp
 for sys in $systems; do
@@ -120,11 +124,9 @@ for sys in $systems; do
       printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" --num-threads 1 \
         $foldsdir/$fold/test $iv $d; echo
     } > $d/cmd.sh
-    if [ -f $d/test.json ] && [ -f $d/cmd.done ] && cmp -s $d/cmd.sh $d/cmd.done \
-       && [ ! $model -nt $d/test.json ] && [ ! $foldsdir/folds.json -nt $d/test.json ]; then
-      continue
-    fi
-    echo "$d" >> $joblist.tmp
+    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" $iv/.stamp; then continue; fi
+    "${stamp[@]}" clear $d/.stamp
+    echo "$d $iv" >> $joblist.tmp
   done
 done
 mv $joblist.tmp $joblist
@@ -132,17 +134,20 @@ njobs=$(wc -l < $joblist)
 echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
   $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
-    "d=\$(awk -v n=JOB 'NR == n' $joblist); bash \$d/cmd.sh && cp \$d/cmd.sh \$d/cmd.done"
+    "d=\$(awk -v n=JOB 'NR == n {print \$1}' $joblist); iv=\$(awk -v n=JOB 'NR == n {print \$2}' $joblist); bash \$d/cmd.sh && ${stamp[*]} write \$d/.stamp \$d/cmd.sh ${fold_in[*]} \$iv/.stamp"
 fi
 
 for sys in $systems; do
   dir=exp/ser/$sys$suffix
   sys_folds=$(system_folds $sys)
-  newer=$(for f in $sys_folds; do find $dir/$f/test.json -newer $dir/results.json; done 2>/dev/null || true)
-  if [ -f $dir/results.json ] && [ -z "$newer" ]; then continue; fi
+  score_in=($dir/.score.stamp --opt "set=$set" --opt "protocol=$protocol" --opt "folds=$sys_folds"
+            --opt "description=$(system_description $sys)" $data/utt2emo $(for f in $sys_folds; do echo $dir/$f/.stamp; done))
+  if "${stamp[@]}" check "${score_in[@]}"; then continue; fi
+  "${stamp[@]}" clear "${score_in[@]}"
   $train_cmd exp/ser/log/write_meta_$sys$suffix.log steps/ser/write_meta.sh --set "$set" \
     --protocol "$protocol" --folds "$sys_folds" --description "$(system_description $sys)" $dir
   $train_cmd exp/ser/log/score_$sys$suffix.log steps/ser/score.sh $data $dir   # also exp/results.md
+  "${stamp[@]}" write "${score_in[@]}"
   grep "^$sys$suffix: UA" exp/ser/log/score_$sys$suffix.log
 done
 [ -z "$folds" ] || exit 0
