@@ -126,6 +126,7 @@ for sys in $systems; do
     } > $d/cmd.sh
     if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" $iv/.stamp; then continue; fi
     "${stamp[@]}" clear $d/.stamp
+    rm -f $d/options.json  # train_ser's "done" compares options only, not the model's or the folds' contents
     echo "$d $iv" >> $joblist.tmp
   done
 done
