@@ -96,9 +96,10 @@ start=$SECONDS
 if run_stage 0; then
   banner 0 "embedded corpora"
   if [ "$corpora_synthesize" = true ]; then
-    $train_cmd exp/log/make_mini_corpora.log local/make_mini_corpora.sh --out "$corpora_root" --seed "$corpora_seed" \
-      --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns" \
-      --xcorpus-turns "$corpora_xcorpus_turns"
+    step=(local/make_mini_corpora.sh --out "$corpora_root" --seed "$corpora_seed"
+          --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns"
+          --xcorpus-turns "$corpora_xcorpus_turns")
+    "${stamp[@]}" run "$corpora_root/.stamp" --opt "step=${step[*]}" -- $train_cmd exp/log/make_mini_corpora.log "${step[@]}"
     grep '^make_mini_corpora:' exp/log/make_mini_corpora.log
   else
     echo "corpora: synthesize=false; using $corpora_tedlium and $corpora_iemocap"
@@ -120,9 +121,13 @@ fi
 
 if run_stage 2; then
   banner 2 "lang (lexicon, phones, chain topology)"
-  $train_cmd exp/log/prepare_dict.log local/prepare_dict.sh --text data/tedlium_train/text \
-    "$corpora_tedlium/TEDLIUM.152k.dic" data/local/dict
-  $train_cmd exp/log/prepare_lang_chain.log steps/prepare_lang_chain.sh data/local/dict "<unk>" data/lang_chain
+  # each step is redone unless its stamp (ser.io.stamp) records the same command and input contents
+  step=(local/prepare_dict.sh --text data/tedlium_train/text "$corpora_tedlium/TEDLIUM.152k.dic" data/local/dict)
+  "${stamp[@]}" run data/local/dict/.stamp --opt "step=${step[*]}" data/tedlium_train/text \
+    "$corpora_tedlium/TEDLIUM.152k.dic" -- $train_cmd exp/log/prepare_dict.log "${step[@]}"
+  step=(steps/prepare_lang_chain.sh data/local/dict "<unk>" data/lang_chain)
+  "${stamp[@]}" run data/lang_chain/.stamp --opt "step=${step[*]}" data/local/dict/.stamp \
+    -- $train_cmd exp/log/prepare_lang_chain.log "${step[@]}"
   echo "data/lang_chain: $(grep -vc '^<eps>' data/lang_chain/phones.txt) phones, $(wc -l < data/lang_chain/words.txt) words"
 fi
 
@@ -141,8 +146,9 @@ if run_stage 3; then
     utils/copy_feats_from.sh data/iemocap_all data/$x
   done
   # chain training drops utterances shorter than a chunk: concatenate short segments (Kaldi's stage 3)
-  $train_cmd exp/log/combine_short_segments.log utils/data/combine_short_segments.sh \
-    data/tedlium_train_sp "$features_min_seg_len" data/tedlium_train_sp_comb
+  step=(utils/data/combine_short_segments.sh data/tedlium_train_sp "$features_min_seg_len" data/tedlium_train_sp_comb)
+  "${stamp[@]}" run data/tedlium_train_sp_comb/.stamp --opt "step=${step[*]}" data/tedlium_train_sp/.feats.stamp \
+    data/tedlium_train_sp/.stamp data/tedlium_train_sp/feats.scp -- $train_cmd exp/log/combine_short_segments.log "${step[@]}"
   grep '^combine_short_segments:' exp/log/combine_short_segments.log
 fi
 
@@ -153,8 +159,10 @@ fi
 
 if run_stage 5; then
   banner 5 "chain prep (phone LM, den graph, numerator supervision)"
-  $train_cmd exp/chain/log/prepare_e2e.log steps/chain/prepare_e2e.sh --type "$chain_type" \
-    --num-extra-lm-states "$chain_num_extra_lm_states" data/tedlium_train_sp_comb data/lang_chain exp/chain
+  step=(steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states"
+        data/tedlium_train_sp_comb data/lang_chain exp/chain)
+  "${stamp[@]}" run exp/chain/.prepare.stamp --opt "step=${step[*]}" data/tedlium_train_sp_comb/.stamp \
+    data/tedlium_train_sp_comb/text data/lang_chain/.stamp -- $train_cmd exp/chain/log/prepare_e2e.log "${step[@]}"
   grep '^prepare_e2e: [0-9]' exp/chain/log/prepare_e2e.log
 fi
 
