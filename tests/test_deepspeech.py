@@ -151,3 +151,38 @@ def test_make_bottleneck_features_script(tmp_path) -> None:
         ref = m.embed(torch.from_numpy(x)[None], upto="layer_2")[0].detach().numpy()
         np.testing.assert_allclose(got[k], ref, rtol=1e-5, atol=1e-6)
     assert (tmp_path / "out" / "utt2num_frames").read_text().split()[1] == str(feats["s0-u0"].shape[0])
+
+
+def test_feature_step_reruns_only_when_its_stamp_differs(tmp_path) -> None:
+    """utils/make_feats.sh (bottleneck and openSMILE features): a second call does nothing; another model
+    recomputes (it reaches the kill point after the new features); a run killed before its stamp leaves
+    none, and the next call recomputes."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from ser.io.tables import ArkScpWriter
+
+    root = Path(__file__).resolve().parents[1]
+    d, out, model = tmp_path / "in", tmp_path / "out", tmp_path / "final.pt"
+    d.mkdir()
+    with ArkScpWriter(d / "feats.ark", d / "feats.scp") as w:
+        w.write("s0-u0", np.ones((9, 26), np.float32))
+    (d / "utt2spk").write_text("s0-u0 s0\n")
+    (d / "spk2utt").write_text("s0 s0-u0\n")
+
+    def run(seed: int | None = None, kill: str | None = None) -> str:
+        if seed is not None:
+            m = DeepSpeechModel(DeepSpeechConfig.mini(hidden_dim=8, cell_dim=6), generator=torch.Generator().manual_seed(seed))
+            save_deepspeech_model(model, m)
+        env = {k: v for k, v in os.environ.items() if k != "SER_KILL_AT"} | ({"SER_KILL_AT": kill} if kill else {})
+        r = subprocess.run(["steps/ctc/make_bottleneck_features.sh", "--nj", "1", "layer_1", str(d), str(out),
+                            str(model)], cwd=root, capture_output=True, text=True, env=env)
+        assert (r.returncode != 0) == bool(kill), r.stdout + r.stderr
+        return r.stdout
+
+    assert "succeeded" in run(seed=1)
+    assert "up to date" in run()
+    run(seed=2, kill="make_feats:before_stamp")            # another model: recomputed, killed before its stamp
+    assert not (out / ".feats.stamp").exists()
+    assert "succeeded" in run() and "up to date" in run()

@@ -157,3 +157,37 @@ def test_stamp_run_resumes_only_the_same_step(tmp_path):
     assert run(3) == 1 and not ckpt.exists()                          # other options: it goes
     (tmp_path / "fail").unlink()
     assert run(3) == 0 and st.exists() and not st.with_name(".stamp.begun").exists()
+
+
+def test_stage_stamp_covers_steps_inputs_code_and_earlier_stages(tmp_path, monkeypatch):
+    """run.sh's stage stamps: current only while the step stamps the stage used, every input they record,
+    the earlier stages' stamps, the recipe's code and the config are unchanged (in-process: no Python starts)."""
+    from ser.bin.stamp import main
+    from ser.io.stamp import LOG_ENV, Stamp
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ser").mkdir()
+    code, inp, up, log = tmp_path / "ser" / "m.py", tmp_path / "in.txt", tmp_path / "stage0.stamp", tmp_path / "steps"
+    code.write_text("x = 1\n")
+    inp.write_text("a\n")
+    up.write_text("u\n")
+    log.write_text("")
+    monkeypatch.setenv(LOG_ENV, str(log))
+    Stamp("step/.stamp", {"k": 1}, ["in.txt"]).write()            # a step of the stage ran ...
+    assert Stamp("step/.stamp", {"k": 1}, ["in.txt"]).current()   # ... or was found up to date: both listed
+    monkeypatch.delenv(LOG_ENV)
+    assert log.read_text().split() == ["step/.stamp", "step/.stamp"]
+    args = ["exp/stage1.stamp", "--code", "--opt", "config=c.yaml", "stage0.stamp"]
+    check = lambda: main(["check", "--recorded", *args])  # noqa: E731
+    assert check() == 1
+    assert main(["write", "--steps", str(log), *args]) == 0 and check() == 0
+    assert "input in.txt " in Path("exp/stage1.stamp").read_text()
+    for f, new in ((inp, "b\n"), (up, "v\n"), (code, "x = 2\n")):   # a step's input, an earlier stage, the code
+        old = f.read_text()
+        f.write_text(new)
+        assert check() == 1, f
+        f.write_text(old)
+        assert check() == 0, f
+    assert main(["check", "--recorded", *args[:3], "config=other.yaml", "stage0.stamp"]) == 1
+    Path("step/.stamp").unlink()                                  # a step cleared (re-running or killed)
+    assert check() == 1

@@ -33,6 +33,7 @@ $cmd JOB=1:$nj "$logdir/make_${kind}_${name}.JOB.log" \
   "$@" "$data/split$nj/JOB" "$featdir/raw_${kind}_${name}.JOB" \
   || { echo "$0: computing $source_desc for $data failed; logs in $logdir" >&2; exit 1; }
 utils/install_feats.sh "$data" "$featdir/raw_${kind}_${name}" "$nj" "$source_desc" "$out"
+ser_kill_point make_feats:before_stamp
 "${stamp[@]}" write "${stamp_args[@]}"
 grep -h "^$prog:" "$logdir"/make_${kind}_${name}.*.log | sed "s:^:$name :" || true
 echo "$0: succeeded for $out ($(wc -l < "$out/feats.scp") utterances, $source_desc)"
