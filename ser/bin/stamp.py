@@ -1,7 +1,7 @@
 """python -m ser.bin.stamp check|write|clear|run <stamp-file> [--opt name=value ...] [<input-file>...] [-- command...]
 
-The stamps of ser.io.stamp for shell steps (steps/make_mfcc.sh, local/nnet3/run_ivector_common.sh,
-local/chain/run_tdnn.sh):
+The stamps of ser.io.stamp for shell steps (run.sh, steps/make_mfcc.sh, utils/make_feats.sh, the stage
+drivers under local/):
   check   exit 0 when <stamp-file> records exactly these options and input contents (up to date), else 1
   write   write <stamp-file> (after the step's outputs are complete and validated)
   clear   remove <stamp-file> (before changing the outputs)
