@@ -102,8 +102,8 @@ KILLS = [
     (6, ["rename:tdnn_e2e/final.pt", "rename:decode_test/per.txt"]),
 ]
 SKIP_DIRS = {"log", "report"}           # logs and plots: times in them
-SKIP_FILES = {"checkpoint.pt",          # the trainer's resumption state (final.pt is compared)
-              ".stamp", ".feats.stamp"} # bookkeeping: digests of inputs that hold the recipe's absolute path
+SKIP_FILES = {"checkpoint.pt"}          # the trainer's resumption state (final.pt is compared)
+SKIP_SUFFIX = ".stamp"                  # stamps: digests of inputs that hold the recipe's absolute path
 TEMP_SUFFIXES = (".tmp", ".old", ".unsorted", ".begun")
 
 
@@ -137,7 +137,7 @@ def outputs(recipe: Path) -> dict[str, Path]:
         for p in sorted((recipe / top).rglob("*")) if (recipe / top).is_dir() else []:
             rel = p.relative_to(recipe)
             if p.is_file() and not SKIP_DIRS & set(rel.parts) and p.name not in SKIP_FILES \
-                    and not p.name.endswith(".log"):
+                    and not p.name.endswith((".log", SKIP_SUFFIX)):
                 out[str(rel)] = p
     return out
 

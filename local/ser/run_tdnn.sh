@@ -104,7 +104,8 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
 
 # one job per (system, fold) whose stamp (ser.io.stamp, written when both steps succeeded) does not record
 # the same commands, model, folds and i-vectors; each of its two steps runs through the local job runner
-# into the fold's log/ (a failure names that log)
+# into the fold's log/ (a failure names that log).  A fold last run with other inputs loses train_ser's
+# options.json ("done" by options alone, --stale), so a changed model or fold trains again.
 step=(python -m ser.jobs --backend local)
 stamp=(python -m ser.bin.stamp)
 fold_in=($model $foldsdir/folds.json)
@@ -125,8 +126,6 @@ for sys in $systems; do
         $foldsdir/$fold/test $iv $d; echo
     } > $d/cmd.sh
     if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" $iv/.stamp; then continue; fi
-    "${stamp[@]}" clear $d/.stamp
-    rm -f $d/options.json  # train_ser's "done" compares options only, not the model's or the folds' contents
     echo "$d $iv" >> $joblist.tmp
   done
 done
@@ -135,7 +134,7 @@ njobs=$(wc -l < $joblist)
 echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
   $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
-    "d=\$(awk -v n=JOB 'NR == n {print \$1}' $joblist); iv=\$(awk -v n=JOB 'NR == n {print \$2}' $joblist); bash \$d/cmd.sh && ${stamp[*]} write \$d/.stamp \$d/cmd.sh ${fold_in[*]} \$iv/.stamp"
+    "d=\$(awk -v n=JOB 'NR == n {print \$1}' $joblist); iv=\$(awk -v n=JOB 'NR == n {print \$2}' $joblist); ${stamp[*]} run \$d/.stamp \$d/cmd.sh ${fold_in[*]} \$iv/.stamp --stale \$d/options.json -- bash \$d/cmd.sh"
 fi
 
 for sys in $systems; do
