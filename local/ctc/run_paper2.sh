@@ -53,25 +53,39 @@ train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
 
 $train_cmd exp/ser/log/make_folds_paper2.log steps/ser/make_folds.sh --protocol "$paper2_protocol" \
   --seed "$paper2_seed" data/$paper2_set
-for system in majority rf ds_dense ds_lstm ds_dense_dense ds_dense_lstm; do
-  opts=("${head_opts[@]}"); case $system in rf|majority) opts=("${rf_opts[@]}");; esac
-  train_and_score $system $paper2_set $paper2_protocol exp/ser/$system "${opts[@]}"
-done
-
-# cross-protocol rows: paper 2's best head and its baseline under paper 1's protocol
 $train_cmd exp/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --protocol session \
   --seed "$paper2_seed" data/iemocap_4cls_exc
-train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
-train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
+p2_system() {  # <system>: under paper 2's protocol, exp/ser/<system>
+  local opts=("${head_opts[@]}"); case $1 in rf|majority) opts=("${rf_opts[@]}");; esac
+  train_and_score $1 $paper2_set $paper2_protocol exp/ser/$1 "${opts[@]}"
+}
+p2_fig3() {  # Fig. 3: ds_dense_lstm against segment length (the paper2.segment_frames point is exp/ser/ds_dense_lstm)
+  local n
+  for n in $paper2_fig3_segment_frames; do
+    [ "$n" = "$paper2_segment_frames" ] && continue
+    train_paper2 ds_dense_lstm $frame_feats data/$paper2_set/folds/$paper2_protocol exp/paper2_fig3/seg$n \
+      "${head_opts[@]}" --segment-frames $n
+  done
+}
+# The trainings above are single processes: two lanes of them at once, one torch thread each (the systems of a
+# lane one after the other), then the tdnn_l12 row, itself $nj jobs at once.  Cross-protocol rows: paper 2's
+# baseline and best head under paper 1's protocol (iemocap_4cls_exc, session folds).
+lane1() {
+  p2_system majority; p2_system rf; p2_system ds_dense
+  train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
+}
+lane2() {
+  p2_system ds_lstm; p2_system ds_dense_dense; p2_system ds_dense_lstm
+  train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
+  p2_fig3
+}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+lane1 & pid1=$!
+lane2 & pid2=$!
+rc=0; wait $pid1 || rc=1; wait $pid2 || rc=1
+[ $rc -eq 0 ] || { echo "$0: a training or scoring failed (its log is named above)" >&2; exit 1; }
+# paper 1's tdnn_l12 under paper 2's protocol
 local/ser/run_tdnn.sh --config "$config" --folds data/$paper2_set/folds/$paper2_protocol --systems tdnn_l12 \
   --suffix "_${paper2_set#iemocap_}_$paper2_protocol"
-
-# Fig. 3: ds_dense_lstm against segment length
-for n in $paper2_fig3_segment_frames; do
-  [ "$n" = "$paper2_segment_frames" ] && continue  # that point is exp/ser/ds_dense_lstm
-  dir=exp/paper2_fig3/seg$n
-  train_paper2 ds_dense_lstm $frame_feats data/$paper2_set/folds/$paper2_protocol $dir "${head_opts[@]}" \
-    --segment-frames $n
-done
 $train_cmd exp/ser/log/paper2_tables.log steps/ser/make_paper2_tables.sh data/$paper2_set exp
 cat exp/ser/paper2_table2.md
