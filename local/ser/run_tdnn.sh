@@ -34,7 +34,8 @@
 #   transfer - scratch 9.7  -0.2 -11.8   2.4  23.6         4.8
 #   Table 2 (Ses05): test UA / valid UA  prefinal-l 49.1 / 60.9, tdnnf13 44.9 / 50.8, tdnnf12 44.9 / 61.9
 #   (validation picks tdnnf12, as paper 1)
-# Stage 7 took 6 min 4 s on 2 idle cores (578 s user + 72 s sys).  With at most 6 epochs it took 7 min 48 s and
+# Stage 7 took 6 min 4 s on 2 idle cores (578 s user + 72 s sys); with the cross-corpus scoring, in the fresh clone
+# of the next commits, 6 min 42 s (the same numbers).  With at most 6 epochs it took 7 min 48 s and
 # gave tdnn_l12 38.8 ± 8.4, tdnn_l12_uttivec 43.5 ± 5.9, tdnn_scratch 31.8 ± 9.1: 4 keeps the whole ./run.sh
 # under 25 minutes.  conf/paper.yaml: unmeasured.
 set -euo pipefail
