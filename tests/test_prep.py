@@ -133,3 +133,22 @@ def test_real_tedlium_counts(tmp_path):
     prepare_tedlium(REAL_TEDLIUM, tmp_path, sets=["dev", "test"])
     assert len(DataDir.load(tmp_path / "tedlium_dev").utts) == 507
     assert len(DataDir.load(tmp_path / "tedlium_test").utts) == 1155
+
+
+def test_prep_lists_its_stamps_whether_it_writes_or_skips(iemocap, tedlium, tmp_path, monkeypatch):
+    """A stage stamp records the step stamps its steps used ($SER_STAMP_LOG): a prep that writes its data
+    dirs must list the same stamps as one that finds them up to date, or the first re-run after a fresh
+    run cannot skip the later stages."""
+    from ser.prep.perturb import speed_perturb_3way_dir
+
+    data = tmp_path / "data"
+    listed = []
+    for run in range(2):
+        log = tmp_path / f"steps.{run}"
+        log.write_text("")
+        monkeypatch.setenv("SER_STAMP_LOG", str(log))
+        prepare_iemocap(iemocap, data, sessions=[1, 3])
+        prepare_tedlium(tedlium, data, sets=("dev",))
+        speed_perturb_3way_dir(data / "tedlium_dev", data / "tedlium_dev_sp")
+        listed.append(log.read_text().split())
+    assert listed[0] == listed[1] and len(listed[0]) == 6, listed

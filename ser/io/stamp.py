@@ -84,13 +84,20 @@ class Stamp:
         return True
 
     def text(self) -> str:
-        """The stamp file's content (to write it inside an atomic directory change)."""
+        """The stamp file's content (to write it inside an atomic directory change; then call
+        :meth:`committed`)."""
         lines = [self.value] + [f"option {k}={v}" for k, v in self.options.items()] + \
                 [f"input {p} {h}" for p, h in self.inputs]
         return "\n".join(lines) + "\n"
 
     def write(self) -> None:
         atomic_write_text(self.path, self.text())
+        _log_use(self.path)
+
+    def committed(self) -> None:
+        """The caller wrote :meth:`text` to ``path`` (with the outputs, atomically): list it in
+        $SER_STAMP_LOG as :meth:`write` and :meth:`current` do, so that a stage stamp records the same
+        step stamps whether its steps ran or were up to date."""
         _log_use(self.path)
 
     def clear(self) -> None:

@@ -239,7 +239,9 @@ def prepare_iemocap(corpus: str | Path, data_root: str | Path, sessions: Sequenc
     out = {}
     for name, d in dirs.items():
         d.validate()
-        d.write(data_root / name, replace=True, files={STAMP: stamp_of(name).text()})
+        stamp = stamp_of(name)
+        d.write(data_root / name, replace=True, files={STAMP: stamp.text()})
+        stamp.committed()
         out[name] = Counter(d.extras["utt2emo"].values()) + (stats if name == "iemocap_all" else Counter())
     for k, v in out.items():
         log.info("%s: %d utterances %s", k, sum(c for l, c in v.items() if l in LABELS), dict(v))

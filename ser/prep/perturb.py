@@ -120,6 +120,7 @@ def speed_perturb_3way_dir(src: str | Path, dst: str | Path, factors=(0.9, 1.0, 
     d = speed_perturb_3way(DataDir.load(src), factors)
     d.validate()
     d.write(dst, replace=True, files={STAMP: stamp.text()})
+    stamp.committed()
     return d, True
 
 

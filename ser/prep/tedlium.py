@@ -184,6 +184,7 @@ def prepare_tedlium(corpus: str | Path, data_root: str | Path, sets=("train", "d
             "stm": STM_HEADER + "".join(" ".join(r) + "\n" for r in recs),
             "glm": ";; empty.glm\n  [FAKE]     =>  %HESITATION     / [ ] __ [ ] ;; hesitation token\n",
             STAMP: stamp.text()})
+        stamp.committed()
         stats["utterances"] = len(d.utts)
         stats["speakers"] = len(d.spk2utt)
         stats["recordings"] = len(d.wav)
