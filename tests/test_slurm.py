@@ -247,6 +247,7 @@ def test_recipe_stage_3_on_slurm(cluster, tmp_path):
     yaml = yaml.replace("tedlium: corpora/TEDLIUM_release2", f"tedlium: {ted}")
     yaml = yaml.replace("iemocap: corpora/IEMOCAP_full_release", f"iemocap: {iem}")
     yaml = yaml.replace("iemocap_sessions: [1, 2, 3, 4, 5]", "iemocap_sessions: [1, 3]")  # the sessions it has
+    yaml = yaml.replace("xcorpus: corpora/IEMOCAP_B", 'xcorpus: ""')  # no cross-corpus set here
     (rec / "tiny.yaml").write_text(yaml)
     for stage in ("1", "3"):  # stage 3 reads stage 1's data dirs only
         r = subprocess.run(["./run.sh", "--config", "tiny.yaml", "--stage", stage, "--stop-stage", stage], cwd=rec,
