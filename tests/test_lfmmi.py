@@ -108,14 +108,17 @@ def brute_force(g: ChainGraph, y: list[list[float]], leaky: float, den: bool) ->
 @pytest.mark.parametrize("mode", ["dst", "src"])
 @pytest.mark.parametrize("layout", ["grouped", "per-arc"])
 @pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("slots", [True, False])
 def test_denominator_matches_brute_force(
-    monkeypatch: pytest.MonkeyPatch, leaky: float, mode: str, layout: str, keep: bool
+    monkeypatch: pytest.MonkeyPatch, leaky: float, mode: str, layout: str, keep: bool, slots: bool
 ) -> None:
     import ser.chain.denominator as denmod
 
-    # both arc layouts (CSR products over (state, pdf) groups / one group per arc); the backward with the
-    # forward's group products kept and recomputed
+    # both arc layouts (CSR products over (state, pdf) groups / one group per arc), each in rows of its own
+    # or in the slot layout (rows slot * S + state, some empty); the backward with the forward's group
+    # products kept and recomputed
     monkeypatch.setattr(denmod, "_PER_ARC_FRACTION", 1.0 if layout == "grouped" else 0.0)
+    monkeypatch.setattr(denmod, "_SLOT_PADDING", 100.0 if slots else 0.0)
     if not keep:
         monkeypatch.setattr(denmod, "_KEEP_GROUP_PRODUCTS_BYTES", 0)
     g = random_graph(4, 9, 4, seed=1)
@@ -124,7 +127,9 @@ def test_denominator_matches_brute_force(
     y = torch.randn(B, T, 4, dtype=torch.float64) * 2.0
     y[1, 1, 2] = 33.0  # one clamped value: the den uses exp(30) there
     den = DenominatorGraph(g, mode=mode)
-    assert den.tensors(y.device, y.dtype, 4).singleton == (layout == "per-arc")
+    dt = den.tensors(y.device, y.dtype, 4)
+    assert dt.singleton == (layout == "per-arc") and (dt.slots > 1) == slots
+    assert dt.group_pdf.numel() == (dt.slots * 4 if slots else dt.pdf_scatter.values().numel())
     lp, deriv, ok = denominator_forward_backward(y, den, leaky)
     assert ok
     for b in range(B):

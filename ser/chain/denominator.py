@@ -28,7 +28,8 @@ Vectorisation (not in Kaldi, same arithmetic up to float summation order): arcs 
 grouped by (destination state, pdf) -- or by (source state, pdf) when that gives fewer
 groups -- so that each frame is one sparse CSR x dense matmul with the fixed
 transition matrix (shared by all sequences) plus gathers / 0-1 sparse matmuls over the
-groups.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B; beta
+groups -- or, in the slot layout a chain den graph gets (two groups per state), plain sums
+and broadcasts.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B; beta
 keeps one frame.
 
 Variable lengths (``lengths``, int64 [B], the number of valid frames of each sequence,
@@ -82,6 +83,13 @@ class _DenTensors:
     arc's other end.  For a [S, B] matrix v, ``gather_mat @ v`` gives, per group k,
     sum over its arcs of p * v[other]; ``scatter_mat @ w`` (its transpose) sums group
     values w[k] * p into the "other" states.
+
+    Slot layout (``slots`` = m > 0): when every state has at most m groups and m S is
+    not much more than K, group k is stored at row ``slot * S + state`` (slot = its rank
+    among its state's groups; empty rows have no arcs and no pdf), so that a [K, B]
+    tensor viewed as [m, S, B] has its per-state sum as a sum over the first dimension
+    and ``v[state]`` as a broadcast -- no gather, no 0/1 product.  A chain den graph has
+    two groups per destination state (self-loop and entry pdfs): m = 2, K = 2 S.
     """
 
     mode: str
@@ -95,10 +103,20 @@ class _DenTensors:
     singleton: bool  # every group is one arc: gather_mat @ v is a row gather and a scale
     group_other: torch.Tensor  # [K] (only when singleton)
     group_prob: torch.Tensor  # [K, 1] (only when singleton)
+    slots: int  # m of the slot layout (K = m S), 0 when not used
     workspace: dict[str, torch.Tensor] = field(default_factory=dict)  # CPU buffers reused across calls (_scratch)
 
 
 _PER_ARC_FRACTION = 0.7  # more (state, pdf) groups than this fraction of the arcs: one group per arc
+_SLOT_PADDING = 1.25  # the slot layout when its m S rows are at most this many times the K groups
+
+
+def _slot_rows(group_state: torch.Tensor, S: int) -> tuple[torch.Tensor, int]:
+    """(row of each group in the slot layout, m) for groups sorted by state: row = slot * S + state, slot
+    = the group's rank among its state's groups, m = the most groups of any state."""
+    first = torch.searchsorted(group_state, group_state)  # index of the state's first group
+    slot = torch.arange(group_state.numel()) - first
+    return slot * S + group_state, int(slot.max()) + 1
 
 
 class DenominatorGraph:
@@ -147,17 +165,22 @@ class DenominatorGraph:
             order = torch.argsort(key_arc, stable=True)
             uniq = key_arc[order]
             group_of_arc = torch.empty(A, dtype=torch.long).index_copy_(0, order, torch.arange(A))
-        K = uniq.numel()
-        group_state = uniq // (num_pdfs + 1)
-        group_pdf = uniq % (num_pdfs + 1)
-        ones = torch.ones(K, dtype=torch.float64)
-        karange = torch.arange(K)
-        singleton = K == A
+        singleton = uniq.numel() == A
+        group_state, group_pdf = uniq // (num_pdfs + 1), uniq % (num_pdfs + 1)
+        rows, m = _slot_rows(group_state, S)
+        slots = m if m * S <= _SLOT_PADDING * uniq.numel() else 0
+        if not slots:
+            rows = torch.arange(uniq.numel())
+        K = m * S if slots else uniq.numel()
+        group_of_arc = rows[group_of_arc]
+        group_state = torch.arange(K) % S if slots else group_state
+        group_pdf = torch.zeros(K, dtype=torch.long).index_copy_(0, rows, group_pdf)  # empty rows: pdf 0
+        ones = torch.ones(rows.numel(), dtype=torch.float64)
         group_other = torch.zeros(0, dtype=torch.long)
         group_prob = torch.zeros(0, 1, dtype=torch.float64)
-        if singleton:
-            group_other = torch.empty(K, dtype=torch.long).index_copy_(0, group_of_arc, other)
-            group_prob = torch.empty(K, dtype=torch.float64).index_copy_(0, group_of_arc, prob)[:, None]
+        if singleton:  # empty rows: probability 0
+            group_other = torch.zeros(K, dtype=torch.long).index_copy_(0, group_of_arc, other)
+            group_prob = torch.zeros(K, dtype=torch.float64).index_copy_(0, group_of_arc, prob)[:, None]
 
         def dev(m: torch.Tensor) -> torch.Tensor:
             return m.to(device=device, dtype=dtype)
@@ -169,11 +192,12 @@ class DenominatorGraph:
             group_pdf=group_pdf.to(device),
             gather_mat=dev(_csr(group_of_arc, other, prob, (K, S))),
             scatter_mat=dev(_csr(other, group_of_arc, prob, (S, K))),
-            state_scatter=dev(_csr(group_state, karange, ones, (S, K))),
-            pdf_scatter=dev(_csr(group_pdf, karange, ones, (num_pdfs, K))),
+            state_scatter=dev(_csr(group_state[rows], rows, ones, (S, K))),
+            pdf_scatter=dev(_csr(group_pdf[rows], rows, ones, (num_pdfs, K))),  # the empty rows left out
             singleton=singleton,
             group_other=group_other.to(device),
             group_prob=dev(group_prob),
+            slots=slots,
         )
         self._cache[key] = t
         return t
@@ -212,6 +236,33 @@ def _scratch(dt: _DenTensors, name: str, shape: tuple[int, ...], like: torch.Ten
 
 def _gather(v: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.index_select(v, 0, index, out=out)
+
+
+def _state_values(dt: _DenTensors, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """v[state of group k] for every group k: gathered into ``out``, or -- slot layout -- ``v`` itself (the
+    broadcast is done by _mul_groups)."""
+    return v if dt.slots else _gather(v, dt.group_state, out)
+
+
+def _mul_groups(dt: _DenTensors, w: torch.Tensor, g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = w * g for group values w [K, B] and g from _state_values (``out`` may be w or g)."""
+    if dt.slots and g.shape[0] != w.shape[0]:
+        torch.mul(w.view(dt.slots, -1, w.shape[1]), g, out=out.view(dt.slots, -1, w.shape[1]))
+        return out
+    return torch.mul(w, g, out=out)
+
+
+def _state_sum(dt: _DenTensors, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out[s] = sum of w[k] over the groups k of state s."""
+    if not dt.slots:
+        return _mm(dt.state_scatter, w, out)
+    w3 = w.view(dt.slots, -1, w.shape[1])
+    if dt.slots == 1:
+        return out.copy_(w3[0])
+    torch.add(w3[0], w3[1], out=out)  # (torch.sum(dim=0, out=) zero-fills out first: slower)
+    for i in range(2, dt.slots):
+        out.add_(w3[i])
+    return out
 
 
 def _group_sum(dt: _DenTensors, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -326,13 +377,12 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
             a.addmm_(init_col, tot_rows[t], alpha=c)  # alpha += c init tot_alpha
         if t == T:
             break
-        _gather(xs[t], dt.group_pdf, xk)
+        _gather(xs[t].div_(tots[t]), dt.group_pdf, xk)  # x(t) / tot_alpha(t), kept so for the backward
         if dt.mode == "dst":
             w = _group_sum(dt, a, groups[t] if groups is not None else work).mul_(xk)
-            _mm(dt.state_scatter, w, alphas[t + 1])
+            _state_sum(dt, w, alphas[t + 1])
         else:
-            _mm(dt.scatter_mat, _gather(a, dt.group_state, work).mul_(xk), alphas[t + 1])
-        alphas[t + 1].div_(tots[t])
+            _mm(dt.scatter_mat, _mul_groups(dt, xk, _state_values(dt, a, work), work), alphas[t + 1])
     return alpha, tot, groups
 
 
@@ -346,7 +396,6 @@ def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, t
     init = dt.init
     deriv = x.new_empty(T, P, B)
     alphas, xs, derivs = alpha.unbind(0), x.unbind(0), deriv.unbind(0)  # per-frame views, made once
-    invs = tot[:T].reciprocal().unbind(0)  # 1 / tot_alpha(t)
     xk = x.new_empty(K, B)
     work = x.new_empty(K, B)
     work2 = x.new_empty(K, B)
@@ -368,22 +417,20 @@ def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, t
         if cols is not None:
             beta[:, cols] = beta_end[cols][None, :].expand(S, cols.numel())
         a = alphas[t]
-        inv = invs[t]
-        _gather(xs[t], dt.group_pdf, xk)
+        _gather(xs[t], dt.group_pdf, xk)  # x(t) / tot_alpha(t) (the forward divided it)
         if dt.mode == "dst" and groups is not None:
-            g = _gather(beta, dt.group_state, work)  # beta(t+1, dst)
-            _mm(dt.scatter_mat, torch.mul(g, xk, out=work2), beta_dash)
-            occ = groups[t].mul_(g)
+            g = _state_values(dt, beta, work)  # beta(t+1, dst)
+            _mm(dt.scatter_mat, _mul_groups(dt, xk, g, work2), beta_dash)
+            occ = _mul_groups(dt, groups[t], g, groups[t])
         elif dt.mode == "dst":
-            z = _gather(beta, dt.group_state, work).mul_(xk)  # x * beta(t+1, dst)
+            z = _mul_groups(dt, xk, _state_values(dt, beta, work), work)  # x * beta(t+1, dst)
             _mm(dt.scatter_mat, z, beta_dash)
             occ = _group_sum(dt, a, work2).mul_(z)
         else:
             w = _group_sum(dt, beta, work).mul_(xk)  # x * sum p beta(t+1, dst)
-            _mm(dt.state_scatter, w, beta_dash)
-            occ = _gather(a, dt.group_state, work2).mul_(w)
-        beta_dash.mul_(inv)
-        _mm(dt.pdf_scatter, occ, derivs[t]).mul_(inv)
+            _state_sum(dt, w, beta_dash)
+            occ = _mul_groups(dt, w, _state_values(dt, a, work2), work2)
+        _mm(dt.pdf_scatter, occ, derivs[t])
         if t == 0:
             # BetaGeneralFrameDebug(0): both sums must equal the number of sequences.
             ab = float((a * beta_dash).sum())
