@@ -402,7 +402,8 @@ def test_prefetched_keeps_order_and_raises_where_the_items_are_used():
 
 
 def test_two_threads_give_the_one_thread_posteriors(recognizer, system, tmp_path):
-    """With two torch threads the features of the next block are computed on a worker thread."""
+    """With two torch threads the features of the next block are computed on a worker thread (one torch
+    thread) while the network runs on the other core (one torch thread: no oversubscription)."""
     wav = write_wav(tmp_path / "long.wav", np.concatenate([voice(7.0, seed=s) for s in range(3)]))
     rec = EmotionRecognizer.from_dir(system["export"], device="cpu", block_frames=600)
     threads = torch.get_num_threads()
@@ -411,6 +412,7 @@ def test_two_threads_give_the_one_thread_posteriors(recognizer, system, tmp_path
         one = rec.frame_posteriors(file_blocks(wav), "long")
         torch.set_num_threads(2)
         two = rec.frame_posteriors(file_blocks(wav), "long")
+        assert torch.get_num_threads() == 2  # the network ran on the core the worker left; restored after
         nan = voice(2.0, seed=4)
         nan[20000] = np.nan
         with pytest.raises(AudioError, match="NaN or infinite samples"):

@@ -67,6 +67,7 @@ class _Tdnn:
             b = shift if b is None else b + shift
         self.taps = [w[:, :, k].T.float().contiguous() for k in range(w.shape[2])]
         self.bias = b.float() if b is not None else None
+        self.w64, self.b64 = w, b                                      # float64, for _Lda.then
         self.dilation, self.step, self.dim = dilation, step, w.shape[0]
 
     @classmethod
@@ -93,24 +94,42 @@ class _Tdnn:
         return y
 
 
-
 class _Lda:
-    """lda: the MFCC taps plus the i-vector part, per frame."""
+    """lda: Append(the MFCC at its offsets, the i-vector) -- copied side by side into one reused
+    buffer, as Kaldi's Append -- times a fixed matrix, one GEMM per block (``then``: composed with
+    the affine map that reads it)."""
 
     def __init__(self, m: FixedAffineSplice) -> None:
-        k, f = len(m.offsets), m.feat_dim
-        w = m.weight.detach()
-        self.mfcc = _Tdnn(w[:, :f * k].reshape(-1, k, f).transpose(1, 2), m.bias, m.spacing // m.input_period,
-                          m.out_step)
-        self.ivec = w[:, f * k:].T.float().contiguous() if m.ivector_dim else None
+        self.taps, self.feat_dim, self.ivec_dim = len(m.offsets), m.feat_dim, m.ivector_dim
+        self.dilation, self.step = m.spacing // m.input_period, m.out_step
         self.left = -min(m.offsets) // m.input_period
+        self.spliced = torch.empty(0)
+        self._set(m.weight.detach().double().T, m.bias.detach().double())
+
+    def _set(self, w: torch.Tensor, b: torch.Tensor) -> None:
+        """The map as [in = K F + I, out] and [out] float64."""
+        self.w64, self.b64 = w, b
+        self.weight, self.bias = w.float().contiguous(), b.float()
+
+    def then(self, affine: _Tdnn) -> None:
+        """Compose with a one-tap affine component reading this layer's output (tdnn1 on lda in
+        tdnn_1g, both linear before the ReLU): ``(x L + b) W + c = x (L W) + (b W + c)``, one GEMM
+        of the composed width where there were two."""
+        w, c = affine.w64[:, :, 0].T, affine.b64 if affine.b64 is not None else 0.0
+        self._set(self.w64 @ w, self.b64 @ w + c)
 
     def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None, out: Out) -> torch.Tensor:
-        y = self.mfcc(x, out)
-        if self.ivec is not None:
-            n, s = y.shape[0], self.mfcc.step
-            y.addmm_(ivector[self.left:self.left + s * (n - 1) + 1:s], self.ivec)
-        return y
+        K, F, s = self.taps, self.feat_dim, self.step
+        n = (x.shape[0] - (K - 1) * self.dilation - 1) // s + 1
+        cols = K * F + self.ivec_dim
+        if self.spliced.numel() < n * cols:
+            self.spliced = x.new_empty(n * cols)
+        xs = self.spliced[:n * cols].view(n, cols)
+        x = x.contiguous()  # row j of the spliced input: x[j s + k dilation] for each offset k, then the i-vector
+        xs[:, :K * F].view(n, K, F).copy_(x.as_strided((n, K, F), (s * F, self.dilation * F, 1), x.storage_offset()))
+        if self.ivec_dim:
+            xs[:, K * F:] = ivector[self.left:self.left + s * (n - 1) + 1:s]
+        return torch.addmm(self.bias, xs, self.weight, out=out(n, self.weight.shape[1]))
 
 
 class _ReluBn:
@@ -173,6 +192,10 @@ class FrameNet:
         names = body_layers(body, model.layer)
         self.lda = _Lda(body.layers[names[0]])
         self.layers = [_layer(body.layers[n]) for n in names[1:]]
+        first = self.layers[0] if self.layers else None
+        if isinstance(first, _ReluBn) and len(first.affine.taps) == 1 and first.affine.step == 1:
+            self.lda.then(first.affine)  # tdnn1's affine folded into lda: what is left of it is ReLU + offset
+            self.layers[0] = lambda x, out, spare: torch.clamp(x, min=0.0, out=out(*x.shape)).add_(first.offset)
         period = body._period[model.layer]
         self.first = body._remaining_left[model.layer] // period
         self.every = body.frame_subsampling_factor // period

@@ -232,13 +232,20 @@ class EmotionRecognizer:
         where = check.where
         frames = 0
         inputs = self._inputs(blocks, rec_id, check)
-        if self.device.type == "cpu" and torch.get_num_threads() > 1:
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and threads > 1:
             inputs = prefetched(inputs)
-        for x, iv, n in inputs:
-            frames += n
-            with torch.inference_mode():
-                p = torch.softmax(self.net(x, iv).double(), dim=-1).cpu()
-            yield p
+        try:
+            for x, iv, n in inputs:
+                frames += n
+                if threads > 1 and self.device.type == "cpu":
+                    torch.set_num_threads(threads - 1)  # the worker thread has the other core: no oversubscription
+                with torch.inference_mode():
+                    p = torch.softmax(self.net(x, iv).double(), dim=-1).cpu()
+                torch.set_num_threads(threads)
+                yield p
+        finally:
+            torch.set_num_threads(threads)
         if check.count == 0:
             raise AudioError(f"{where}: no audio samples")
         if check.peak == 0.0:
