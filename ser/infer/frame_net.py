@@ -6,7 +6,7 @@ at inference time the same computation is faster as Kaldi's nnet3 does it: frame
 (``[T, C]``), each time offset of a component one GEMM on a row slice of its input (a view, no
 copy; a stride-3 component reads every third row), and element-wise work done in place.  This
 module builds that from a loaded model, reading its frame plan (each component's offsets, input
-period and output step, set by ``TdnnfModel._plan_frames``), so it computes exactly the frames
+period and output step; ``TdnnfModel.output_frames``), so it computes exactly the frames
 the model's forward computes, at the same rates: the layers up to ``tdnnf3`` at the full frame
 rate, ``tdnnf3.affine`` at stride 3 and every later layer on the 3x subsampled sequence.
 
@@ -196,9 +196,7 @@ class FrameNet:
         if isinstance(first, _ReluBn) and len(first.affine.taps) == 1 and first.affine.step == 1:
             self.lda.then(first.affine)  # tdnn1's affine folded into lda: what is left of it is ReLU + offset
             self.layers[0] = lambda x, out, spare: torch.clamp(x, min=0.0, out=out(*x.shape)).add_(first.offset)
-        period = body._period[model.layer]
-        self.first = body._remaining_left[model.layer] // period
-        self.every = body.frame_subsampling_factor // period
+        self.first, self.every = body.output_frames(model.layer)
         self.fsf, self.left, self.right = body.frame_subsampling_factor, body.left_context, body.right_context
         head: EmotionHead = model.head
         scale, offset = _bn_affine(head.batchnorm)

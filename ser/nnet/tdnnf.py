@@ -668,11 +668,15 @@ class TdnnfModel(nn.Module):
                              f"{cfg.ivector_dim}] with B={x.shape[0]}, T={x.shape[1]}; got "
                              f"{tuple(ivector.shape)}")
 
+    def output_frames(self, name: str) -> tuple[int, int]:
+        """(start, step): layer ``name``'s output frames at the model's output times 0, fsf, 2 fsf, ...
+        are its output indices start, start + step, ... (the frame plan of ``_plan_frames``)."""
+        period = self._period[name]
+        return self._remaining_left[name] // period, self.frame_subsampling_factor // period
+
     def _select(self, h: torch.Tensor, name: str, n: int) -> torch.Tensor:
         """Layer output [B, C, T'] -> [B, n, C] at output times 0, fsf, ..."""
-        period = self._period[name]
-        start = self._remaining_left[name] // period
-        step = self.frame_subsampling_factor // period
+        start, step = self.output_frames(name)
         out = h[:, :, start:start + step * (n - 1) + 1:step]
         return out.transpose(1, 2).contiguous()
 
