@@ -15,6 +15,8 @@ Eval-mode BatchNorm (stored statistics) is an affine map ``y = a * x + b`` per c
 before it (``a * relu(z) = relu(a * z)`` for ``a > 0``), leaving one in-place add of ``b``;
 after a linear component (prefinal-layer's second BatchNorm) into that component; the head's
 BatchNorm offset ``b`` goes into the output layer's bias.  Dropout is the identity in eval mode.
+``lda`` (a fixed affine map of the spliced MFCC and the i-vector) and ``tdnn1``'s affine component,
+both linear before tdnn1's ReLU, are composed into one map: one GEMM per block where there were two.
 
 Activations live in three buffers kept across calls (the layers' outputs alternate between two,
 bottlenecks use the third): allocating fresh ``[6200, 1024]`` activations for every 61 s block
