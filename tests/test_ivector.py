@@ -441,3 +441,18 @@ def test_utterance_ivectors_tell_speakers_apart(tmp_path):
     shuffled = dict(zip(keys, rng.permutation([test.utt2spk[k] for k in keys])))
     eer_shuffled, _, _ = cosine_eer(vecs, shuffled)
     assert eer < 0.3 and eer_shuffled > 0.4, (eer, eer_shuffled)
+
+
+@pytest.mark.parametrize("C,k,group", [(128, 5, 4), (64, 3, 8), (130, 5, 4), (16, 5, 4)])
+def test_top_k_is_torch_topk(C: int, k: int, group: int):
+    """top_k by group maxima gives torch.topk's values and columns (also where it falls back: C not a
+    multiple of the group, too few groups), including rows whose best values share a group."""
+    from ser.ivector.diag_ubm import top_k
+
+    g = torch.Generator().manual_seed(C)
+    x = torch.randn(3000, C, generator=g)
+    x[:50, :group] += 10.0  # the k best of these rows are mostly in one group
+    vals, idx = top_k(x, k, group)
+    ref = torch.topk(x, k, dim=1)
+    assert torch.equal(vals, ref.values) and torch.equal(idx, ref.indices)
+

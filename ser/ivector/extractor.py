@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
+from ser.ivector.diag_ubm import DiagGmm, UbmFeatures, top_k
 from ser.device import resolve_device
 from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data,
                                   speaker_order, splice, subsample_mask)
@@ -54,7 +54,7 @@ def ubm_posteriors(loglikes: torch.Tensor, num_gselect: int, min_post: float, sc
     Returns (indices (N, k) int64, posteriors (N, k)), pruned entries having posterior 0.
     """
     k = min(num_gselect, loglikes.shape[1])
-    vals, idx = torch.topk(loglikes, k, dim=1)
+    vals, idx = top_k(loglikes, k)
     return idx, prune_posteriors(vals, min_post, scale)
 
 

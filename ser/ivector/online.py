@@ -57,7 +57,7 @@ import torch
 from ser.io.atomic import atomic_write_text
 from ser.io.tables import ArkScpWriter
 from ser.ivector.batched_cholesky import BlockLayout, spd_solve_blocks
-from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
+from ser.ivector.diag_ubm import DiagGmm, UbmFeatures, top_k
 from ser.ivector.extractor import IvectorExtractor, prune_posteriors
 from ser.device import resolve_device
 from ser.io.datadir import modify_speaker_info
@@ -127,7 +127,7 @@ class OnlineIvectorExtractor:
         for s in range(0, y.shape[0], chunk):
             yc = y[s:s + chunk]
             ll = torch.addmm(self.ubm_gconst, torch.cat([yc, yc * yc], 1), self.ubm_w)
-            torch.topk(ll, k, dim=1, out=(vals[s:s + chunk], idx[s:s + chunk]))
+            vals[s:s + chunk], idx[s:s + chunk] = top_k(ll, k)
         return idx, prune_posteriors(vals, o.min_post, o.posterior_scale)
 
     def row_stats(self, b: UttBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
