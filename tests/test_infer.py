@@ -7,6 +7,8 @@ import ast
 import json
 import re
 import shutil
+import threading
+import time
 import tomllib
 from importlib import import_module
 from pathlib import Path
@@ -388,14 +390,27 @@ def test_frame_net_needs_batchnorm_statistics():
 
 
 def test_prefetched_keeps_order_and_raises_where_the_items_are_used():
-    from ser.infer.recognizer import prefetched
+    from ser.infer.recognizer import Prefetched
 
-    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+    assert list(Prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+    # the first item is computed by the caller, the later ones by one worker thread
+    threads = list(Prefetched(threading.get_ident() for _ in range(3)))
+    assert threads[0] == threading.get_ident() and threads[1] == threads[2] != threads[0]
+    gate = threading.Event()
+    it = Prefetched(x for x in (0, 1) if x == 0 or gate.wait())
+    assert next(it) == 0 and it.busy()  # the worker waits on the gate for item 1
+    gate.set()
+    assert next(it) == 1
+    for _ in range(1000):  # the worker reaches the end of the items and stops
+        if not it.busy():
+            break
+        time.sleep(0.01)
+    assert not it.busy() and list(it) == []
 
     def failing():
         yield 1
         raise ValueError("bad block")
-    it = prefetched(failing())
+    it = Prefetched(failing())
     assert next(it) == 1
     with pytest.raises(ValueError, match="bad block"):
         next(it)

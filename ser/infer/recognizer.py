@@ -23,7 +23,9 @@ per-utterance computation of the recipe (tested against stage 7's decoding).
 Speed.  The network runs as :class:`ser.infer.frame_net.FrameNet` (time-major GEMMs, the
 model's frame plan: one pass per block, the layers after tdnnf3 at a third of the frame rate),
 equal to the model's forward up to float32 rounding.  With more than one torch thread on CPU,
-reading, MFCC and i-vectors of block k+1 run on a worker thread while the network runs block k.
+reading, MFCC and i-vectors of block k+1 run on a worker thread (one torch thread) while the
+network runs block k on the other threads; the first block's features, and the network whenever
+the worker has nothing left to do (the last block; a recording of one block), use all of them.
 ``bench/infer.py`` measures the whole path against MFCC extraction alone.
 
 Bad input raises :class:`ser.io.audio.AudioError` with one line naming the recording: no
@@ -38,7 +40,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -149,15 +151,30 @@ def with_context(blocks: Iterable[torch.Tensor], left: int, right: int
         cur = nxt
 
 
-def prefetched(items: Iterator[T]) -> Iterator[T]:
-    """The items of an iterator, each computed on a worker thread (one torch thread) while the
-    caller works on the one before: at most one item ahead."""
-    end = object()
-    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        ahead = pool.submit(next, items, end)
-        while (item := ahead.result()) is not end:
-            ahead = pool.submit(next, items, end)
-            yield item
+class Prefetched(Iterator[T]):
+    """The items of an iterator, the first computed by the caller (with all its torch threads), each
+    later one on a worker thread (one torch thread) while the caller works on the one before: at most
+    one item ahead.  ``busy()``: the worker is computing an item (the caller should leave it a core)."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._ahead: Future | None = None
+        self._gen = self._run(items)
+
+    def _run(self, items: Iterator[T]) -> Iterator[T]:
+        item = next(items, self._END)
+        with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            while item is not self._END:
+                self._ahead = pool.submit(next, items, self._END)
+                yield item
+                item = self._ahead.result()
+
+    def __next__(self) -> T:
+        return next(self._gen)
+
+    def busy(self) -> bool:
+        return self._ahead is not None and not self._ahead.done()
 
 
 class EmotionRecognizer:
@@ -228,18 +245,19 @@ class EmotionRecognizer:
                 ) -> Iterator[torch.Tensor]:
         """Frame softmax blocks [ceil(n / fsf), K] (float64) of a recording; the input checks run
         when the stream ends.  With more than one torch thread on CPU, the features of block k+1
-        (reading, MFCC, i-vectors) are computed on a worker thread while the network runs block k."""
+        (reading, MFCC, i-vectors) are computed on a worker thread while the network runs block k
+        (see the module docstring)."""
         where = check.where
         frames = 0
         inputs = self._inputs(blocks, rec_id, check)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and threads > 1:
-            inputs = prefetched(inputs)
+            inputs = Prefetched(inputs)
         try:
             for x, iv, n in inputs:
                 frames += n
-                if threads > 1 and self.device.type == "cpu":
-                    torch.set_num_threads(threads - 1)  # the worker thread has the other core: no oversubscription
+                if isinstance(inputs, Prefetched) and inputs.busy():
+                    torch.set_num_threads(threads - 1)  # the worker has one core: no oversubscription
                 with torch.inference_mode():
                     p = torch.softmax(self.net(x, iv).double(), dim=-1).cpu()
                 torch.set_num_threads(threads)
