@@ -323,20 +323,22 @@ def denominator_forward_backward(
     # exp of the clamped output, transposed to [T, P, B] like Kaldi's exp_nnet_output_transposed_.
     # one copy into a reused buffer (never a view of the output: .contiguous() may return one), then in place
     x = torch.clamp(y.permute(1, 2, 0), -30.0, 30.0, out=_scratch(dt, "x", (T, P, B), y)).exp_()
-    alpha, tot, groups = _den_alpha(x, dt, c, keep=compute_deriv)
+    alphas, tot, groups = _den_alpha(x, dt, c, keep=compute_deriv)
+    # sum_i alpha'(t, i) = tot_alpha(t) (1 + c sum_i init(i)): the leak adds c init tot_alpha
+    leak = 1.0 + c * float(dt.init.double().sum())
     if lens is None:
-        tot_prob = alpha[T].sum(0)
+        tot_prob = tot[T] * leak
         logprob = tot_prob.log() + tot[:T].log().sum(0)
     else:
         lens_d = lens.to(y.device)
         bidx = torch.arange(B, device=y.device)
-        tot_prob = alpha[lens_d, :, bidx].sum(-1)  # sum_i alpha'(L_b, i)
+        tot_prob = tot[lens_d, bidx] * leak  # sum_i alpha'(L_b, i)
         cum = torch.cat([tot.new_zeros(1, B), tot[:T].log().cumsum(0)])
         logprob = tot_prob.log() + cum[lens_d, bidx]
     ok = bool(torch.isfinite(logprob).all())
     if not compute_deriv:
         return logprob, None, ok
-    deriv, ok_t0 = _den_beta(x, dt, c, alpha, tot, groups, tot_prob, lens)
+    deriv, ok_t0 = _den_beta(x, dt, c, alphas, tot, groups, tot_prob, lens)
     out = deriv.permute(2, 0, 1)
     mask = valid_frame_mask(lens, B, T, y.device)
     if mask is not None:  # padded frames: exactly zero (even if their alpha was not finite)
@@ -348,10 +350,13 @@ _KEEP_GROUP_PRODUCTS_BYTES = 1 << 30  # the forward keeps its per-group products
 
 
 def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
-               keep: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The forward pass over x [T, P, B]: (alpha' [T+1, S, B] after the leak step,
-    tot_alpha [T+1, B], and -- "dst" mode, ``keep`` -- the group products
+               keep: bool) -> tuple[list[torch.Tensor | None], torch.Tensor, torch.Tensor | None]:
+    """The forward pass over x [T, P, B]: (alpha' [S, B] after the leak step of each frame
+    0..T, tot_alpha [T+1, B], and -- "dst" mode, ``keep`` -- the group products
     W(t, k) = x(t, pdf_k) sum_{arcs of k} p alpha'(t, src) [T, K, B]).
+
+    With W kept the backward reads alpha' only at frame 0 (its check), so the frames after it are
+    computed in two alternating buffers that stay in cache and are returned as None.
 
     The backward's occupations are W(t, k) beta(t+1, dst_k) / tot_alpha(t): kept, W saves the
     backward one of its three large sparse products per frame (Kaldi recomputes; memory: T K B
@@ -361,15 +366,16 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
     T, B = x.shape[0], x.shape[2]
     S, K = dt.init.numel(), dt.group_pdf.numel()
     init = dt.init
-    alpha = _scratch(dt, "alpha", (T + 1, S, B), x)  # alpha-dash after the leak step
     tot = x.new_empty(T + 1, B)  # tot_alpha(t), Kaldi's extra "state"
     xk = x.new_empty(K, B)  # x of each group's pdf
     work = x.new_empty(K, B)
     keep = keep and dt.mode == "dst" and T * K * B * x.element_size() <= _KEEP_GROUP_PRODUCTS_BYTES
     groups = _scratch(dt, "groups", (T, K, B), x) if keep else None
-    alphas, tots, xs = alpha.unbind(0), tot.unbind(0), x.unbind(0)  # per-frame views, made once
+    alpha = _scratch(dt, "alpha", (3 if keep else T + 1, S, B), x)  # alpha-dash after the leak step
+    alphas = [alpha[1 + t % 2] if keep and t else alpha[t] for t in range(T + 1)]  # per-frame views
+    tots, xs = tot.unbind(0), x.unbind(0)
     tot_rows, init_col = tot.unsqueeze(1).unbind(0), init[:, None]
-    alpha[0] = init_col
+    alphas[0].copy_(init_col.expand(S, B))
     for t in range(T + 1):
         a = alphas[t]
         torch.sum(a, 0, out=tots[t])
@@ -383,19 +389,19 @@ def _den_alpha(x: torch.Tensor, dt: _DenTensors, c: float,
             _state_sum(dt, w, alphas[t + 1])
         else:
             _mm(dt.scatter_mat, _mul_groups(dt, xk, _state_values(dt, a, work), work), alphas[t + 1])
-    return alpha, tot, groups
+    return [alphas[0]] + [None] * T if keep else alphas, tot, groups
 
 
-def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alpha: torch.Tensor, tot: torch.Tensor,
+def _den_beta(x: torch.Tensor, dt: _DenTensors, c: float, alphas: list[torch.Tensor | None], tot: torch.Tensor,
               groups: torch.Tensor | None, tot_prob: torch.Tensor,
               lens: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
     """The backward pass: (occupations [T, P, B] of the valid frames, the t = 0 check).
-    ``groups``: the forward's kept group products (consumed), or None."""
+    ``groups``: the forward's kept group products (consumed), or None (then every frame's alpha')."""
     T, P, B = x.shape
     S, K = dt.init.numel(), dt.group_pdf.numel()
     init = dt.init
     deriv = x.new_empty(T, P, B)
-    alphas, xs, derivs = alpha.unbind(0), x.unbind(0), deriv.unbind(0)  # per-frame views, made once
+    xs, derivs = x.unbind(0), deriv.unbind(0)  # per-frame views, made once
     xk = x.new_empty(K, B)
     work = x.new_empty(K, B)
     work2 = x.new_empty(K, B)
