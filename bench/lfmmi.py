@@ -105,12 +105,14 @@ def time_it(fn, device: torch.device, repeats: int) -> tuple[float, float]:
 
 def time_pair(fa, fb, device: torch.device, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """``time_it`` of two functions, their runs alternating (a, b, a, b, ...), so that both see the
-    same spells of a shared machine's drifting speed; the best of each."""
-    fa(), fb()
-    sync(device)
+    same spells of a shared machine's drifting speed; the best of each.  Each timed run follows an
+    untimed one of the same function, as in ``time_it``'s repeated runs (steady state: the other
+    function's run would have evicted its buffers from the caches)."""
     best = [[math.inf, math.inf], [math.inf, math.inf]]
     for _ in range(repeats):
         for i, fn in enumerate((fa, fb)):
+            fn()
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync(device)
