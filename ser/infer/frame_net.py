@@ -69,7 +69,6 @@ class _Tdnn:
             b = shift if b is None else b + shift
         self.taps = [w[:, :, k].T.float().contiguous() for k in range(w.shape[2])]
         self.bias = b.float() if b is not None else None
-        self.w64, self.b64 = w, b                                      # float64, for _Lda.then
         self.dilation, self.step, self.dim = dilation, step, w.shape[0]
 
     @classmethod
@@ -113,11 +112,10 @@ class _Lda:
         self.w64, self.b64 = w, b
         self.weight, self.bias = w.float().contiguous(), b.float()
 
-    def then(self, affine: _Tdnn) -> None:
-        """Compose with a one-tap affine component reading this layer's output (tdnn1 on lda in
-        tdnn_1g, both linear before the ReLU): ``(x L + b) W + c = x (L W) + (b W + c)``, one GEMM
-        of the composed width where there were two."""
-        w, c = affine.w64[:, :, 0].T, affine.b64 if affine.b64 is not None else 0.0
+    def then(self, w: torch.Tensor, c: torch.Tensor) -> None:
+        """Compose with an affine map [in, out], [out] (float64) reading this layer's output (tdnn1's
+        affine on lda in tdnn_1g, both linear before tdnn1's ReLU): ``(x L + b) W + c = x (L W) + (b W
+        + c)``, one GEMM of the composed width where there were two."""
         self._set(self.w64 @ w, self.b64 @ w + c)
 
     def __call__(self, x: torch.Tensor, ivector: torch.Tensor | None, out: Out) -> torch.Tensor:
@@ -194,10 +192,10 @@ class FrameNet:
         names = body_layers(body, model.layer)
         self.lda = _Lda(body.layers[names[0]])
         self.layers = [_layer(body.layers[n]) for n in names[1:]]
-        first = self.layers[0] if self.layers else None
-        if isinstance(first, _ReluBn) and len(first.affine.taps) == 1 and first.affine.step == 1:
-            self.lda.then(first.affine)  # tdnn1's affine folded into lda: what is left of it is ReLU + offset
-            self.layers[0] = lambda x, out, spare: torch.clamp(x, min=0.0, out=out(*x.shape)).add_(first.offset)
+        tdnn1 = body.layers[names[1]] if len(names) > 1 else None
+        if (isinstance(tdnn1, ReluBatchNormDropoutLayer) and len(tdnn1.affine.time_offsets) == 1
+                and tdnn1.affine.out_step == 1):  # tdnn1's affine folded into lda: left of it, ReLU + offset
+            self.layers[0] = self._fold_tdnn1(tdnn1)
         self.first, self.every = body.output_frames(model.layer)
         self.fsf, self.left, self.right = body.frame_subsampling_factor, body.left_context, body.right_context
         head: EmotionHead = model.head
@@ -208,6 +206,15 @@ class FrameNet:
         w = out.weight.detach().double()
         self.head_out = _Tdnn(w[:, :, None], out.bias.detach().double() + w @ offset, 1, 1)
         self.buffers: list[torch.Tensor] = [torch.empty(0, device=out.weight.device) for _ in range(3)]
+
+    def _fold_tdnn1(self, tdnn1: ReluBatchNormDropoutLayer) -> Callable[[torch.Tensor, Out, Out], torch.Tensor]:
+        """Compose tdnn1's affine (BatchNorm scale folded in) into lda; what is left of tdnn1."""
+        scale, offset = _bn_affine(tdnn1.batchnorm)
+        a = tdnn1.affine
+        bias = a.bias.detach().double() if a.bias is not None else torch.zeros_like(scale)
+        self.lda.then((a.weight.detach().double()[:, :, 0] * scale[:, None]).T, bias * scale)
+        offset = offset.float()
+        return lambda x, out, spare: torch.clamp(x, min=0.0, out=out(*x.shape)).add_(offset)
 
     def _out(self, i: int) -> Out:
         """Buffer ``i`` as a contiguous [rows, cols] tensor (grown when too small)."""
