@@ -12,14 +12,15 @@
 #
 # Results, conf/mini.yaml on the embedded corpora, ./run.sh from a fresh clone (mini network: 636,692 parameters,
 # 906 pdfs, context 28/28; CPU; short segments combined, Kaldi's xent rates and max-change x2 under Adam,
-# BatchNorm stats recomputed; stage 6 took 9 min 51 s on 2 idle cores):
-#   pass 1   606 minibatches, 5 iterations; final train/valid log-prob -0.0978/-0.1137, xent -3.201/-3.262
+# BatchNorm stats recomputed; stage 6 took 7 min 35 s on 2 idle cores):
+#   pass 1   606 minibatches, 5 iterations; final train/valid log-prob -0.0920/-0.1090, xent -3.009/-3.078
 #   align    2841 utterances
-#   pass 2   280 minibatches, 5 iterations; final train/valid log-prob -0.0360/-0.0535, xent -1.823/-1.964
-#   %PER     dev 36.78 [ 1100 / 2991, 146 ins, 165 del, 789 sub ]   test 40.31 [ 1110 / 2754, 198 ins, 95 del, 817 sub ]
+#   pass 2   280 minibatches, 5 iterations; final train/valid log-prob -0.0339/-0.0494, xent -1.743/-1.883
+#   %PER     dev 35.97 [ 1076 / 2991, 167 ins, 151 del, 758 sub ]   test 36.17 [ 996 / 2754, 163 ins, 114 del, 719 sub ]
 #   without acoustics: phone LM alone dev 96.39 / test 96.48; most frequent phone dev 91.94 / test 92.30
-#   Run to run: a clone one commit earlier (numerators 1 ulp apart, see ser/chain/prepare_e2e.py) gave dev 36.51 /
-#   test 37.07 and pass-2 -0.0329/-0.0503: on ~3000 phones the PER moves by 1-3 points between such runs.
+#   Run to run: the fresh clone before (i-vectors and the denominator's scaling 1 ulp apart) gave dev 36.78 / test
+#   40.31, pass 2 -0.0360/-0.0535; one earlier (numerators 1 ulp apart, see ser/chain/prepare_e2e.py) dev 36.51 /
+#   test 37.07: on ~3000 phones the PER moves by 1-4 points between such runs.
 #   (before the fidelity changes: dev 36.51 / test 38.02; pass 2 final -0.0277/-0.0403, xent -1.307/-1.396, README)
 # conf/paper.yaml (tdnn_1g: 9,431,072 parameters with 3600 pdfs, as Kaldi's; 2 + 6 epochs) on the real TED-LIUM:
 # unmeasured.

@@ -19,11 +19,11 @@
 # ds_dense 38.2 [58], ds_lstm 38.2 [7], ds_dense_dense 38.8 [26], ds_dense_lstm 21.2 [66]; Fig. 3 (ds_dense_lstm,
 # 5/20/80 frames): 21.8/21.2/20.6.  Paper 1's protocol (iemocap_4cls_exc, 5 session folds, pooled UA / WA):
 # rf_4cls_session 53.4 / 55.2, ds_dense_lstm_4cls_session 29.9 / 25.8.  Paper 1's tdnn_l12 under paper 2's protocol
-# (tdnn_l12_impro_agree_speaker): accuracy 44.2, UA 34.7 ± 7.1 over folds, pooled UA 38.3 [32.8, 43.9]; paired with it
-# on the same turns (pooled UA difference, paired-bootstrap p): rf +3.8 (0.3), ds_dense -2.7 (0.43), ds_dense_lstm
-# -10.3 (0.019), majority -13.3 (5e-4).  Stage 9 took 5 min 37 s in a fresh clone with paper 2's trainings one after
-# the other (features 54 s, those trainings 156 s, the tdnn_l12 row 100 s); in two lanes it took 3 min 25 s on that
-# clone with the features in place (identical results), so about 4 min 20 s from scratch.
+# (tdnn_l12_impro_agree_speaker): accuracy 41.2, UA 44.0 ± 14.4 over folds, pooled UA 41.1 [34.9, 47.6]; paired with
+# it on the same turns (pooled UA difference, paired-bootstrap p): rf +0.9 (0.83), ds_dense -5.5 (0.12), ds_dense_lstm
+# -13.2 (0.008), majority -16.1 (5e-4).  (The fresh clone before, whose stages 4 and 6 differed in float rounding
+# only, gave that row accuracy 44.2, UA 34.7 ± 7.1; the paper-2 rows, which use neither, were identical.)  Stage 9
+# took 3 min 7 s in the latest fresh clone, paper 2's trainings in two lanes.
 # conf/paper.yaml on the real corpora: unmeasured.
 set -euo pipefail
 config=conf/mini.yaml

@@ -28,14 +28,17 @@
 # 373-397 / 49-57 / 104-124 turns; mini network, head 256, factor 0.25, at most 4 epochs, patience 2), stages 0-6
 # of a fresh clone:
 #   UA % per test session Ses01..Ses05                 mean UA ± std   mean WA   test frame acc
-#   tdnn_l12          36.7  38.8  30.2  26.6  44.9        35.4 ± 7.2      32.2       35.7
-#   tdnn_l12_uttivec  38.4  48.8  50.0  38.5  40.9        43.3 ± 5.7      39.3       38.8
-#   tdnn_scratch      27.0  39.0  42.0  24.2  21.3        30.7 ± 9.2      29.7       29.8
-#   transfer - scratch 9.7  -0.2 -11.8   2.4  23.6         4.8
-#   Table 2 (Ses05): test UA / valid UA  prefinal-l 49.1 / 60.9, tdnnf13 44.9 / 50.8, tdnnf12 44.9 / 61.9
+#   tdnn_l12          35.0  44.6  39.4  43.5  39.3        40.4 ± 3.9      38.1       40.5
+#   tdnn_l12_uttivec  45.6  44.6  41.1  36.0  43.7        42.2 ± 3.9      38.3       37.2
+#   tdnn_scratch      26.4  31.8  52.7  25.0  25.4        32.3 ± 11.7     31.7       28.9
+#   transfer - scratch 8.6  12.8 -13.3  18.5  13.8         8.1
+#   Table 2 (Ses05): test UA / valid UA  prefinal-l 40.3 / 41.0, tdnnf13 42.4 / 43.0, tdnnf12 39.3 / 45.2
 #   (validation picks tdnnf12, as paper 1)
-# Stage 7 took 6 min 4 s on 2 idle cores (578 s user + 72 s sys); with the cross-corpus scoring, in the fresh clone
-# of the next commits, 6 min 42 s (the same numbers).  With at most 6 epochs it took 7 min 48 s and
+#   Run to run: the fresh clone before (stages 4 and 6 then differed in float rounding only: the i-vector
+#   precisions summed in another order, the LF-MMI denominator's scaling applied elsewhere) gave tdnn_l12
+#   35.4 ± 7.2, tdnn_l12_uttivec 43.3 ± 5.7, tdnn_scratch 30.7 ± 9.2: on ~110 test turns a fold moves by up
+#   to ~10 points between such runs.
+# Stage 7 took 5 min 19 s on 2 idle cores in the latest fresh clone (cross-corpus scoring included).  With at most 6 epochs it took 7 min 48 s and
 # gave tdnn_l12 38.8 ± 8.4, tdnn_l12_uttivec 43.5 ± 5.9, tdnn_scratch 31.8 ± 9.1: 4 keeps the whole ./run.sh
 # under 25 minutes.  conf/paper.yaml: unmeasured.
 set -euo pipefail
