@@ -29,8 +29,8 @@ grouped by (destination state, pdf) -- or by (source state, pdf) when that gives
 groups -- so that each frame is one sparse CSR x dense matmul with the fixed
 transition matrix (shared by all sequences) plus gathers / 0-1 sparse matmuls over the
 groups -- or, in the slot layout a chain den graph gets (two groups per state), plain sums
-and broadcasts.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B; beta
-keeps one frame.
+and broadcasts.  Only the loop over frames is in Python.  Memory: alpha is (T+1) x S x B (3 x S x B
+when the forward's group products, T x K x B, are kept for the backward); beta keeps one frame.
 
 Variable lengths (``lengths``, int64 [B], the number of valid frames of each sequence,
 as in a minibatch of whole utterances of different durations): the frames are run for the
@@ -104,6 +104,7 @@ class _DenTensors:
     group_other: torch.Tensor  # [K] (only when singleton)
     group_prob: torch.Tensor  # [K, 1] (only when singleton)
     slots: int  # m of the slot layout (K = m S), 0 when not used
+    init_sum: float  # sum of the initial probabilities
     workspace: dict[str, torch.Tensor] = field(default_factory=dict)  # CPU buffers reused across calls (_scratch)
 
 
@@ -185,9 +186,10 @@ class DenominatorGraph:
         def dev(m: torch.Tensor) -> torch.Tensor:
             return m.to(device=device, dtype=dtype)
 
+        init = dev(g.initial.detach().cpu().double().exp())
         t = _DenTensors(
             mode=self.mode,
-            init=dev(g.initial.detach().cpu().double().exp()),
+            init=init,
             group_state=group_state.to(device),
             group_pdf=group_pdf.to(device),
             gather_mat=dev(_csr(group_of_arc, other, prob, (K, S))),
@@ -198,6 +200,7 @@ class DenominatorGraph:
             group_other=group_other.to(device),
             group_prob=dev(group_prob),
             slots=slots,
+            init_sum=float(init.double().sum()),  # once here: on CUDA, reading it back is a sync
         )
         self._cache[key] = t
         return t
@@ -325,7 +328,7 @@ def denominator_forward_backward(
     x = torch.clamp(y.permute(1, 2, 0), -30.0, 30.0, out=_scratch(dt, "x", (T, P, B), y)).exp_()
     alphas, tot, groups = _den_alpha(x, dt, c, keep=compute_deriv)
     # sum_i alpha'(t, i) = tot_alpha(t) (1 + c sum_i init(i)): the leak adds c init tot_alpha
-    leak = 1.0 + c * float(dt.init.double().sum())
+    leak = 1.0 + c * dt.init_sum
     if lens is None:
         tot_prob = tot[T] * leak
         logprob = tot_prob.log() + tot[:T].log().sum(0)
