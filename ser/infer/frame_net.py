@@ -53,6 +53,20 @@ def _bn_affine(bn: KaldiBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, -mean * scale
 
 
+def _folded(weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None = None,
+            shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight [out, in, K], bias [out] or None) float64 with the output channels scaled by ``scale``
+    and ``shift`` added to the bias: a BatchNorm folded into the component before it."""
+    w = weight.detach().double()
+    b = bias.detach().double() if bias is not None else None
+    if scale is not None:
+        w = w * scale[:, None, None]
+        b = b * scale if b is not None else None
+    if shift is not None:
+        b = shift if b is None else b + shift
+    return w, b
+
+
 class _Tdnn:
     """A TdnnComponent (or lda's MFCC part) on time-major input: ``y[j] = bias + sum_k
     x[j * step + k * dilation] @ taps[k]`` (conv1d's output frames), optionally with its output
@@ -60,13 +74,7 @@ class _Tdnn:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int, step: int,
                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
-        w = weight.detach().double()                                   # [out, in, K]
-        b = bias.detach().double() if bias is not None else None
-        if scale is not None:
-            w = w * scale[:, None, None]
-            b = b * scale if b is not None else None
-        if shift is not None:
-            b = shift if b is None else b + shift
+        w, b = _folded(weight, bias, scale, shift)                     # [out, in, K], [out]
         self.taps = [w[:, :, k].T.float().contiguous() for k in range(w.shape[2])]
         self.bias = b.float() if b is not None else None
         self.dilation, self.step, self.dim = dilation, step, w.shape[0]
@@ -191,11 +199,11 @@ class FrameNet:
         body = model.body
         names = body_layers(body, model.layer)
         self.lda = _Lda(body.layers[names[0]])
-        self.layers = [_layer(body.layers[n]) for n in names[1:]]
-        tdnn1 = body.layers[names[1]] if len(names) > 1 else None
-        if (isinstance(tdnn1, ReluBatchNormDropoutLayer) and len(tdnn1.affine.time_offsets) == 1
-                and tdnn1.affine.out_step == 1):  # tdnn1's affine folded into lda: left of it, ReLU + offset
-            self.layers[0] = self._fold_tdnn1(tdnn1)
+        layers = [body.layers[n] for n in names[1:]]
+        fold = (bool(layers) and isinstance(layers[0], ReluBatchNormDropoutLayer)
+                and len(layers[0].affine.time_offsets) == 1 and layers[0].affine.out_step == 1)
+        # tdnn1's affine folded into lda: what is left of tdnn1 is ReLU + offset
+        self.layers = [self._fold_tdnn1(layer) if i == 0 and fold else _layer(layer) for i, layer in enumerate(layers)]
         self.first, self.every = body.output_frames(model.layer)
         self.fsf, self.left, self.right = body.frame_subsampling_factor, body.left_context, body.right_context
         head: EmotionHead = model.head
@@ -210,9 +218,8 @@ class FrameNet:
     def _fold_tdnn1(self, tdnn1: ReluBatchNormDropoutLayer) -> Callable[[torch.Tensor, Out, Out], torch.Tensor]:
         """Compose tdnn1's affine (BatchNorm scale folded in) into lda; what is left of tdnn1."""
         scale, offset = _bn_affine(tdnn1.batchnorm)
-        a = tdnn1.affine
-        bias = a.bias.detach().double() if a.bias is not None else torch.zeros_like(scale)
-        self.lda.then((a.weight.detach().double()[:, :, 0] * scale[:, None]).T, bias * scale)
+        w, b = _folded(tdnn1.affine.weight, tdnn1.affine.bias, scale)
+        self.lda.then(w[:, :, 0].T, b if b is not None else torch.zeros_like(scale))
         offset = offset.float()
         return lambda x, out, spare: torch.clamp(x, min=0.0, out=out(*x.shape)).add_(offset)
 
