@@ -88,19 +88,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(fn, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Best wall-clock and best process CPU time over ``repeats`` runs after a warm-up (which also builds the
-    cached CSR tensors).  With one CPU thread the CPU time is the robust figure on a shared machine: it does
-    not count the time the process waited for a core."""
+def timed(fn, device: torch.device) -> tuple[float, float]:
+    """(wall-clock, process CPU time) of one run of ``fn``.  With one CPU thread the CPU time is the robust
+    figure on a shared machine: it does not count the time the process waited for a core."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     sync(device)
-    wall = cpu = math.inf
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return wall, cpu
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def best(times: list[tuple[float, float]]) -> tuple[float, float]:
+    return min(t[0] for t in times), min(t[1] for t in times)
+
+
+def time_it(fn, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU time over ``repeats`` runs after a warm-up (which also builds the
+    cached CSR tensors)."""
+    timed(fn, device)
+    return best([timed(fn, device) for _ in range(repeats)])
 
 
 def time_pair(fa, fb, device: torch.device, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -108,16 +113,12 @@ def time_pair(fa, fb, device: torch.device, repeats: int) -> tuple[tuple[float, 
     same spells of a shared machine's drifting speed; the best of each.  Each timed run follows an
     untimed one of the same function, as in ``time_it``'s repeated runs (steady state: the other
     function's run would have evicted its buffers from the caches)."""
-    best = [[math.inf, math.inf], [math.inf, math.inf]]
+    runs: tuple[list, list] = ([], [])
     for _ in range(repeats):
-        for i, fn in enumerate((fa, fb)):
-            fn()
-            sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            best[i] = [min(best[i][0], time.perf_counter() - t0), min(best[i][1], time.process_time() - c0)]
-    return (best[0][0], best[0][1]), (best[1][0], best[1][1])
+        for fn, times in zip((fa, fb), runs):
+            timed(fn, device)
+            times.append(timed(fn, device))
+    return best(runs[0]), best(runs[1])
 
 
 def run(device: torch.device, graph: ChainGraph, args: argparse.Namespace) -> None:
