@@ -429,7 +429,7 @@ def test_prepare_e2e_cli(lang, tmp_path, tmp_path_factory):
     assert main(args) == 0  # cached
     assert (out / "num.pt").stat().st_mtime_ns == mtime
     # the objective on this real supervision is <= 0 for every sequence, whatever the network says
-    from ser.chain import LFMMILoss
+    from ser.chain.objective import LFMMILoss
     chain = ChainDir.load(out)
     den_graph, num_pdfs = chain.den_graph, chain.num_pdfs
     assert set(chain.num_graphs.graphs) == set(num["graphs"])

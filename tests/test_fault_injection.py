@@ -3,11 +3,11 @@
 Stages 1-6 run on the hand-written corpora of conftest (tones in the TED-LIUM and IEMOCAP layouts, with a
 dictionary that covers their words) with TINY below: one job, one thread, tiny models, the same programs
 and code paths as conf/mini.yaml.  Two recipe directories of links to this checkout: A runs every stage
-once; B runs every stage killed at each of its points in turn (SER_KILL_AT, ser/io/faults.py: the process
-SIGKILLs itself there, as a scheduler or a power cut would), then once more.  After each stage, every file
-B has must equal A's (tables, arks, stamps byte for byte with the recipe path swapped; .pt files tensor for
-tensor; logs, plots and the trainer's checkpoint aside), and no temp file may be left.  Stage 0 (the
-embedded corpora) is killed on its own, on a tiny TED-LIUM.
+once; B, beside A's run of the same stage, runs it killed at each of its points in turn (SER_KILL_AT,
+ser/io/faults.py: the process SIGKILLs itself there, as a scheduler or a power cut would), then once more.
+After each stage, every file B has must equal A's (tables, arks, stamps byte for byte with the recipe path
+swapped; .pt files tensor for tensor; logs, plots and the trainer's checkpoint aside), and no temp file may
+be left.  Stage 0 (the embedded corpora) is killed on its own, on a tiny TED-LIUM.
 """
 
 from __future__ import annotations
@@ -126,9 +126,20 @@ def make_recipe(root: Path, corpus: Path) -> Path:
     return root
 
 
-def run_stage(recipe: Path, stage: int, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "run.sh", "--config", "conf/tiny.yaml", "--stage", str(stage),
-                           "--stop-stage", str(stage)], cwd=recipe, env=env(kill_at), capture_output=True, text=True)
+def start_stage(recipe: Path, stage: int, kill_at: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen(["bash", "run.sh", "--config", "conf/tiny.yaml", "--stage", str(stage), "--stop-stage",
+                             str(stage)], cwd=recipe, env=env(kill_at), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str]:
+    """(exit status, stdout and stderr)"""
+    out = p.communicate()[0]
+    return p.returncode, out
+
+
+def run_stage(recipe: Path, stage: int, kill_at: str | None = None) -> tuple[int, str]:
+    return finish(start_stage(recipe, stage, kill_at))
 
 
 def outputs(recipe: Path) -> dict[str, Path]:
@@ -184,13 +195,16 @@ def test_kill_each_stage_and_rerun(corpus, tmp_path):
     a = make_recipe(tmp_path / "A", corpus)
     b = make_recipe(tmp_path / "B", corpus)
     for stage, points in KILLS:
-        r = run_stage(a, stage)
-        assert r.returncode == 0, f"stage {stage} (uninterrupted): {r.stdout}{r.stderr}"
-        for point in points:
-            r = run_stage(b, stage, kill_at=point)
-            assert r.returncode != 0, f"stage {stage} was not killed at {point}: {r.stdout}"
-        r = run_stage(b, stage)
-        assert r.returncode == 0, f"stage {stage} re-run: {r.stdout}{r.stderr}"
+        uninterrupted = start_stage(a, stage)  # A's stage runs beside B's (one thread each)
+        try:
+            for point in points:
+                rc, out = run_stage(b, stage, kill_at=point)
+                assert rc != 0, f"stage {stage} was not killed at {point}: {out}"
+            rc, out = run_stage(b, stage)
+            assert rc == 0, f"stage {stage} re-run: {out}"
+        finally:
+            rc, out = finish(uninterrupted)
+        assert rc == 0, f"stage {stage} (uninterrupted): {out}"
         want, got = outputs(a), outputs(b)
         assert sorted(got) == sorted(want), f"stage {stage}: files differ: {sorted(set(got) ^ set(want))}"
         assert differing(a, b, sorted(want)) == [], f"stage {stage}: contents differ"

@@ -42,6 +42,15 @@ def _cluster_problem() -> str | None:
     return None if up else f"Slurm answers but no node is up (sinfo: {r.stdout.strip() or 'no nodes'})"
 
 
+def srun_two_tasks(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """``srun cmd`` in an allocation of 2 one-CPU tasks (the README's ``sbatch --ntasks 2`` + srun, on one
+    node); salloc returns when the step ends, where ``sbatch --wait`` notices it at its next poll (2, 8, then
+    every 32 s).  Returns (exit status, the tasks' output)."""
+    r = subprocess.run(["salloc", "--ntasks", "2", "--cpus-per-task", "1", "--mem-per-cpu", "2G", "srun", *cmd],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    return r.returncode, r.stdout + r.stderr
+
+
 @pytest.fixture(scope="module")
 def cluster():
     why = _cluster_problem()

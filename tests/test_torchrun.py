@@ -31,7 +31,7 @@ from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
 from test_chain_graphs import DIC
-from test_slurm import _cluster_problem
+from test_slurm import _cluster_problem, srun_two_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--net", "mini", "--device", "cpu", "--optimizer", "kaldi-sgd", "--egs-type", "e2e",
@@ -117,16 +117,12 @@ def test_nproc_2_torchrun_equals_single_process(setup, single):
 
 @pytest.mark.slurm
 def test_srun_torchrun_c10d_equals_single_process(setup, single):
-    """The multi-node recipe on one node: sbatch --ntasks 2 + srun steps/train_chain.sh (README, Scaling out)."""
+    """The multi-node form on one node: srun steps/train_chain.sh (README, Scaling out) as 2 tasks."""
     why = _cluster_problem()
     if why:
         pytest.skip(f"slurm: {why}")
-    log = setup / "srun.log"
-    cmd = "srun steps/train_chain.sh " + " ".join(train_args(setup, "srun"))
-    r = subprocess.run(["sbatch", "--wait", "--ntasks", "2", "--cpus-per-task", "1", "--mem-per-cpu", "2G",
-                        "-o", str(log), "--wrap", cmd], cwd=ROOT, env=ENV, capture_output=True, text=True)
-    text = log.read_text() if log.exists() else ""
-    assert r.returncode == 0, r.stderr + text[-3000:]
+    rc, text = srun_two_tasks(["steps/train_chain.sh", *train_args(setup, "srun")], ENV)
+    assert rc == 0, text[-3000:]
     assert "Slurm task 1 of 2" in text and "rendezvous at" in text
     assert "2 rank(s)" in (setup / "srun" / "log" / "train.log").read_text()
     assert_same_training(single, setup / "srun" / "final.pt", 2)

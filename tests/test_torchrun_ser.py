@@ -29,7 +29,7 @@ from ser.bin.train_ser import main as train_ser
 from ser.cli import run_program
 from ser.emotion import trainer as trainer_mod
 from ser.emotion.folds import write_folds
-from test_slurm import _cluster_problem
+from test_slurm import _cluster_problem, srun_two_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = ["--num-epochs", "2", "--patience", "0", "--chunk-width", "45", "--minibatch-size", "7",
@@ -125,15 +125,12 @@ def test_nproc_2_torchrun_equals_single_process(setup, system, monkeypatch):
 
 @pytest.mark.slurm
 def test_srun_torchrun_c10d_equals_single_process(setup):
-    """The multi-node form on one node: sbatch --ntasks 2 + srun steps/ser/train.sh (README, Scaling out)."""
+    """The multi-node form on one node: srun steps/ser/train.sh (README, Scaling out) as 2 tasks."""
     why = _cluster_problem()
     if why:
         pytest.skip(f"slurm: {why}")
-    ref, log = single(setup, "scratch"), setup / "srun.log"
-    cmd = "srun steps/ser/train.sh " + " ".join(train_args(setup, "scratch", "scratch_srun"))
-    r = subprocess.run(["sbatch", "--wait", "--ntasks", "2", "--cpus-per-task", "1", "--mem-per-cpu", "2G",
-                        "-o", str(log), "--wrap", cmd], cwd=ROOT, env=ENV, capture_output=True, text=True)
-    text = log.read_text() if log.exists() else ""
-    assert r.returncode == 0, r.stderr + text[-3000:]
+    ref = single(setup, "scratch")
+    rc, text = srun_two_tasks(["steps/ser/train.sh", *train_args(setup, "scratch", "scratch_srun")], ENV)
+    assert rc == 0, text[-3000:]
     assert "Slurm task 1 of 2" in text and "rendezvous at" in text
     assert_same_training(ref, setup / "scratch_srun")

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import soxr
-import torch
+
+if TYPE_CHECKING:  # torch is not imported at run time: the data-dir steps that draw factors start faster
+    import torch
 
 __all__ = [
     "SPEED_FACTORS",
@@ -42,14 +44,11 @@ VOLUME_SCALE_LOW = 0.125
 VOLUME_SCALE_HIGH = 2.0
 INT16_MIN, INT16_MAX = -32768.0, 32767.0
 
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+ArrayLike = Union[np.ndarray, "torch.Tensor", Sequence[float]]
 
 
 def _as_float_array(wave: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(wave, torch.Tensor):
-        arr = wave.detach().cpu().numpy()
-    else:
-        arr = np.asarray(wave)
+    arr = np.asarray(wave.detach().cpu() if hasattr(wave, "detach") else wave)  # a torch.Tensor or an array
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if arr.ndim != 1:
