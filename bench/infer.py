@@ -18,8 +18,8 @@ primary figure is CPU seconds of the measured process (``time.process_time``, al
 which other jobs on the machine disturb less than the wall clock (printed in brackets).  With
 ``--threads 2`` the network runs on two torch threads and the next block's reading, MFCC and
 i-vectors on a worker thread (ser.infer.recognizer): compare its wall clock on an idle machine.
-Each figure is the best of ``--repeats`` processes (least CPU time; with ``--threads 2`` least wall
-clock), as ``timeit`` reports.
+Each figure is the best of ``--repeats`` processes (least CPU time; with ``--threads 2`` or
+``--device cuda`` least wall clock, the figure to read there), as ``timeit`` reports.
 
     .venv/bin/python bench/infer.py                               # 60 s and 600 s recordings
     .venv/bin/python bench/infer.py --seconds 60 3600 --dialog    # + a 1-hour file, a dialog
@@ -164,7 +164,7 @@ def measure(kind: str, model: Path, wav: Path, args: argparse.Namespace) -> dict
         if out.returncode != 0:
             raise SystemExit(f"worker failed: {out.stderr.strip().splitlines()[-1]}")
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    key = "secs" if args.threads > 1 else "cpu"  # two threads: the wall clock is the figure
+    key = "secs" if args.threads > 1 or args.device != "cpu" else "cpu"  # two threads, a GPU: the wall clock
     return dict(min(runs, key=lambda r: r[key]), rss_mb=max(r["rss_mb"] for r in runs))
 
 
