@@ -31,7 +31,7 @@ from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
-from ser.train import ddp
+from ser import ddp
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
 from ser.train.minibatch import subset_minibatch
 from ser.train.optimizer import OPTIMIZERS

@@ -32,7 +32,7 @@ from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir
 from ser.nnet.model_io import load_chain_model
-from ser.train import ddp
+from ser import ddp
 
 log = logging.getLogger("train_ser")
 

@@ -84,7 +84,7 @@ class FrameMinibatch:
         return int(self.utt_idx.shape[0])
 
     def select(self, rows: Sequence[int]) -> "FrameMinibatch":
-        """The chunks ``rows`` (e.g. one DDP rank's share, ser.train.ddp.shard)."""
+        """The chunks ``rows`` (e.g. one DDP rank's share, ser.ddp.shard)."""
         idx = torch.as_tensor(list(rows), dtype=torch.int64)
         return FrameMinibatch(self.utt_idx[idx], self.first_frame[idx], self.num_out, self.target[idx])
 

@@ -29,7 +29,7 @@ ends with the same numbers as an uninterrupted one.  ``SER_KILL_AT=<glob>`` kill
 (SIGKILL) at a matching kill point ``<dir>:epoch<k>`` / ``<dir>:epoch<k>:step<s>`` -- the test
 hook for that guarantee.
 
-Data parallel (``NPROC=N steps/ser/train.sh``, ser.train.ddp): every rank makes the same global
+Data parallel (``NPROC=N steps/ser/train.sh``, ser.ddp): every rank makes the same global
 minibatches (a function of ``(seed, epoch)``) and trains on every N-th chunk of each; one DDP
 module (:class:`FrameClassifier`: body + head) all-reduces the gradients once per update.  The
 loss of a rank is the sum of its frames' cross-entropies over the GLOBAL minibatch's frame count
@@ -70,7 +70,7 @@ from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.batching import FeatureSet, MatrixTable, gather_frames
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
 from ser.nnet.tdnnf import KaldiBatchNorm
-from ser.train import ddp
+from ser import ddp
 from ser.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)

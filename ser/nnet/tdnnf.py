@@ -80,6 +80,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ser.ddp import all_reduce_with_grad
 from ser.nnet.dropout import GeneralDropout
 from ser.nnet.preconditioning import FixedAffineSplice, check_splice_offsets
 
@@ -324,8 +325,6 @@ class KaldiBatchNorm(nn.Module):
         """Training mode with the count / sum / sum of squares of every rank's frames (float64;
         a rank may have none); one all-reduce, differentiable (its backward all-reduces the
         gradient of the sums)."""
-        from ser.train.ddp import all_reduce_with_grad
-
         c = self.dim
         xd = x.to(torch.float64)
         local = torch.cat([xd.sum(dim=(0, 2)), (xd * xd).sum(dim=(0, 2)),

@@ -91,7 +91,7 @@ from ser.nnet.model_io import save_chain_model
 from ser.nnet.orthonormal import apply_orthonormal_constraint
 from ser.nnet.preconditioning import LdaStats, splice_input
 from ser.nnet.tdnnf import TdnnfModel
-from ser.train import ddp
+from ser import ddp
 from ser.train.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, rng_state, set_rng_state
 from ser.train.minibatch import ChainMinibatch, split_minibatch
 from ser.train.optimizer import (ADAM_BETAS, ADAM_EPSILON, ADAM_MAX_CHANGE_SCALE, MAX_PARAM_CHANGE,
