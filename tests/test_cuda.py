@@ -200,5 +200,6 @@ def test_ser_infer_posteriors(tmp_path) -> None:
     gpu = EmotionRecognizer.from_dir(system["export"], device=DEVICE)
     for wav in system["wavs"]:
         a, b = cpu.classify_file(wav), gpu.classify_file(wav)
-        assert b.label == a.label and b.duration == a.duration
         np.testing.assert_allclose(b.posteriors, a.posteriors, rtol=0, atol=1e-4)
+        top2 = sorted(a.posteriors)[-2:]
+        assert b.duration == a.duration and (b.label == a.label or top2[1] - top2[0] < 2e-4)
