@@ -98,15 +98,10 @@ def test_chain_train_step(tiny_chain: TinyChain, tmp_path, optimizer: str) -> No
 
 # ------------------------------------------------------------------------------------ i-vectors
 def test_online_ivectors() -> None:
-    from ser.ivector.online import OnlineIvectorExtractor, OnlineIvectorOptions
-    from test_ivector import _batch, _random_models
+    from ser.ivector.online import OnlineIvectorExtractor
+    from test_ivector import _batch, online_inputs
 
-    rng = np.random.default_rng(1)
-    ie, ubm, ff = _random_models(rng)
-    lens = [1, 10, 11, 37, 25, 60, 9]
-    spks = ["a", "a", "a", "a", "b", "b", "c"]
-    utts = [rng.normal(size=(t, 5)) * 2 + 1 for t in lens]
-    opts = OnlineIvectorOptions(max_remembered_frames=30)
+    ie, ubm, ff, opts, utts, spks = online_inputs()
     cpu = OnlineIvectorExtractor(ie, ubm, ff, opts, "cpu").extract(_batch(utts, spks))
     gpu = OnlineIvectorExtractor(ie, ubm, ff, opts, DEVICE).extract(_batch(utts, spks))
     for u, (g, c) in enumerate(zip(gpu, cpu)):
@@ -114,24 +109,13 @@ def test_online_ivectors() -> None:
 
 
 def test_ivector_training(tmp_path) -> None:
-    from ser.ivector.diag_ubm import train_diag_ubm
-    from ser.ivector.extractor import train_ivector_extractor
-    from ser.ivector.pca import get_pca_transform
     from synthetic_ivector import make_synthetic_datadir
+    from test_ivector import RAW, train_small
 
-    d = make_synthetic_datadir(tmp_path / "data", num_spk=5, utts_per_spk=4, dim=5, seed=3)
-    got = {}
-    for dev in ("cpu", DEVICE):
-        root = tmp_path / dev
-        get_pca_transform(d.path, root / "pca", dim=6, device=dev)
-        ubm, ubm_hist = train_diag_ubm(d.path, 8, root / "pca", root / "ubm", num_frames=4000, num_iters_init=6,
-                                       device=dev)
-        ie, hist = train_ivector_extractor(d.path, root / "ubm", root / "ie", ivector_dim=4, num_iters=4,
-                                           gaussian_min_count=1.0, variance_floor_factor=0.01, device=dev)
-        got[dev] = ubm_hist["passes"], hist, ie.M.cpu()
-    (p_c, h_c, m_c), (p_g, h_g, m_g) = got["cpu"], got[DEVICE]
-    assert p_g == pytest.approx(p_c, rel=1e-4) and h_g == pytest.approx(h_c, rel=1e-4, abs=1e-4)
-    torch.testing.assert_close(m_g, m_c, rtol=1e-3, atol=1e-3)
+    d = make_synthetic_datadir(tmp_path / "data", num_spk=5, utts_per_spk=4, dim=RAW, seed=3)
+    (u_c, ie_c, h_c), (u_g, ie_g, h_g) = (train_small(d.path, tmp_path / dev, dev) for dev in ("cpu", DEVICE))
+    assert u_g["passes"] == pytest.approx(u_c["passes"], rel=1e-4) and h_g == pytest.approx(h_c, rel=1e-4, abs=1e-4)
+    torch.testing.assert_close(ie_g.M.cpu(), ie_c.M.cpu(), rtol=1e-3, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------------ emotion training

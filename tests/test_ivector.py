@@ -137,8 +137,8 @@ def _batch(utts, spks):
                     torch.tensor([len(u) for u in utts]))
 
 
-@pytest.fixture(scope="module")
-def online_setup():
+def online_inputs():
+    """Random models and 7 utterances of 3 speakers, with options whose LimitFrames window is small."""
     rng = np.random.default_rng(1)
     ie, ubm, ff = _random_models(rng)
     lens = [1, 10, 11, 37, 25, 60, 9]
@@ -146,6 +146,11 @@ def online_setup():
     utts = [rng.normal(size=(T, RAW)) * 2 + 1 for T in lens]
     opts = OnlineIvectorOptions(max_remembered_frames=30)   # small, so LimitFrames scaling is exercised
     return ie, ubm, ff, opts, utts, spks
+
+
+@pytest.fixture(scope="module")
+def online_setup():
+    return online_inputs()
 
 
 def test_online_rows_match_per_frame_reference(online_setup):
@@ -365,16 +370,23 @@ def test_ubm_em_increases_likelihood():
 
 
 # ---------------------------------------------------------------------------------------------
+def train_small(data: Path, root: Path, device: str):
+    """PCA, UBM and extractor of the small sizes above, trained on ``data`` under ``root``:
+    (UBM history, extractor, its auxf history)."""
+    from ser.ivector.diag_ubm import train_diag_ubm
+    get_pca_transform(data, root / "pca", dim=FEAT, device=device)
+    _, ubm_hist = train_diag_ubm(data, C, root / "pca", root / "ubm", num_frames=4000, num_iters_init=6,
+                                 device=device)
+    ie, hist = train_ivector_extractor(data, root / "ubm", root / "ie", ivector_dim=D, num_iters=6,
+                                       gaussian_min_count=1.0, variance_floor_factor=0.01, device=device)
+    return ubm_hist, ie, hist
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ivtrain")
     d = make_synthetic_datadir(root / "data", num_spk=5, utts_per_spk=4, dim=RAW, seed=3)
-    get_pca_transform(d.path, root / "pca", dim=FEAT, device="cpu")
-    from ser.ivector.diag_ubm import train_diag_ubm
-    _, ubm_hist = train_diag_ubm(d.path, C, root / "pca", root / "ubm", num_frames=4000, num_iters_init=6,
-                                 device="cpu")
-    ie, hist = train_ivector_extractor(d.path, root / "ubm", root / "ie", ivector_dim=D, num_iters=6,
-                                       gaussian_min_count=1.0, variance_floor_factor=0.01, device="cpu")
+    ubm_hist, ie, hist = train_small(d.path, root, "cpu")
     return root, d, ubm_hist, ie, hist
 
 
