@@ -6,10 +6,12 @@ model, optimiser steps and logged figures of the single-process run over the sam
 Unlike the chain test's data, the chunks here differ from rank to rank (random starts, shuffled), so
 the equality also checks that the BatchNorms that train (the head's; the from-scratch body's) use the
 statistics of both ranks' frames, and that the loss is normalised by the global frame count.  7 chunks
-per minibatch give the ranks 4 and 3 chunks.  Adam's first steps (a sign per weight) amplify float
-rounding: measured after 14 updates, 2e-7 relative for the head (and a fine-tuned body), 2e-5 relative
-(9e-6 absolute on one small weight) for the from-scratch body; the tolerance is 2e-5 relative plus 2e-5
-absolute (1/50 of an Adam step), and every trained tensor moves by far more.  The single-process
+per minibatch give the ranks 4 and 3 chunks.  The comparison is test_torchrun's: the gap between the runs
+is float rounding (another summation order over the ranks, and another thread count: the reference runs in
+this process), which Adam's first steps (a sign per weight) amplify; measured after 14 updates, 5e-6 of
+each tensor's change for the head (and a fine-tuned body), up to 0.84% for the from-scratch body.  Each
+trained tensor is allowed 5% of its change (test_torchrun.UPDATE_REL), nine in ten of them move by more
+than 10 tolerances, and a lost or doubled rank's share of the chunks moves the updates by far more.  The single-process
 references run in-process (ser.bin.train_ser, the program steps/ser/train.sh runs); a fine-tuned body
 (eval mode, trained) takes no code path the two systems here do not.
 """
@@ -30,6 +32,7 @@ from ser.cli import run_program
 from ser.emotion import trainer as trainer_mod
 from ser.emotion.folds import write_folds
 from test_slurm import _cluster_problem, srun_two_tasks
+from test_torchrun import UPDATE_REL, assert_same_stats, assert_same_updates
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = ["--num-epochs", "2", "--patience", "0", "--chunk-width", "45", "--minibatch-size", "7",
@@ -37,7 +40,6 @@ OPTS = ["--num-epochs", "2", "--patience", "0", "--chunk-width", "45", "--miniba
 SYSTEMS = {"frozen": ["--primary-lr-factor", "0"],  # the cached body's outputs feed the head
            "scratch": ["--from-scratch", "true", "--primary-lr-factor", "1"]}  # body and its BatchNorms train
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-ATOL, RTOL = 2e-5, 2e-5  # atol: 1/50 of Adam's step size (lr 1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -62,31 +64,31 @@ def single(root: Path, system: str) -> Path:
     return out
 
 
-def assert_same_training(ref: Path, got: Path) -> None:
-    """The last state (checkpoint.pt: after every update) and the history are the single run's."""
+def assert_same_training(root: Path, system: str, ref: Path, got: Path) -> None:
+    """The last state (checkpoint.pt: after every update) and the history are the single run's: each
+    trained tensor within 5% of its change (measured worst: 0.84%, the from-scratch body's), the BatchNorm
+    statistics (synchronised over the ranks) within 1e-3 of their scale (measured 3.4e-5)."""
     a = torch.load(ref / "checkpoint.pt", weights_only=True)
     b = torch.load(got / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 14 and a["model"].keys() == b["model"].keys()
-    for name, want in a["model"].items():
-        if want.is_floating_point():
-            torch.testing.assert_close(b["model"][name], want, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+    init = initial_model(system)
+    names = [k for k, w in a["model"].items() if w.is_floating_point() and ".stats_" not in k
+             and ".lda." not in k and (k.startswith("head.") or system != "frozen")]
+    assert_same_updates(b["model"], a["model"], init, names, UPDATE_REL)
+    assert_same_stats(b["model"], a["model"], 1, rtol=1e-3)
     for ha, hb in zip(a["history"], b["history"], strict=True):
         assert ha.keys() == hb.keys()
-        for k in ha:
-            assert hb[k] == pytest.approx(ha[k], rel=1e-5), k
+        for k in ha:  # losses moved by 0.03-0.1 in training, the gap measured 2e-5; a frame may flip
+            tol = 3e-4 if k.endswith("_loss") else 0.01 if k.endswith("frame_acc") else 1e-12
+            assert hb[k] == pytest.approx(ha[k], abs=tol), k
     assert json.loads((got / "options.json").read_text()) == json.loads((ref / "options.json").read_text())
 
 
-def moved(root: Path, system: str) -> list[str]:
-    """Trained tensors that moved from the initial model by less than 10x the tolerance."""
+def initial_model(system: str) -> dict:
     from emotion_data import tiny_model
     from ser.emotion.graft import make_grafted_model
 
-    init = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.0, system == "scratch").state_dict()
-    last = torch.load(root / f"{system}_single" / "checkpoint.pt", weights_only=True)["model"]
-    names = [k for k, w in last.items() if w.is_floating_point() and ".stats_" not in k and ".lda." not in k
-             and (k.startswith("head.") or system != "frozen")]
-    return [k for k in names if (last[k] - init[k]).abs().max() <= 10 * (ATOL + RTOL * init[k].abs().max())]
+    return make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.0, system == "scratch").state_dict()
 
 
 class Killed(BaseException):
@@ -113,14 +115,13 @@ def test_nproc_2_torchrun_equals_single_process(setup, system, monkeypatch):
     """frozen: trained under DDP from the start; scratch: the 2 ranks resume from a killed 1-rank run's
     checkpoint (it holds nothing that depends on the number of ranks) and train the second epoch."""
     ref, out = single(setup, system), setup / f"{system}_nproc2"
-    assert moved(setup, system) == []
     if system == "scratch":
         kill_after_epoch0(setup, system, out, monkeypatch)
     r = subprocess.run(["steps/ser/train.sh", *train_args(setup, system, out.name)], cwd=ROOT,
                        env={**ENV, "NPROC": "2"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert ("resuming from" in r.stderr) == (system == "scratch"), r.stderr[-3000:]
-    assert_same_training(ref, out)
+    assert_same_training(setup, system, ref, out)
 
 
 @pytest.mark.slurm
@@ -133,4 +134,4 @@ def test_srun_torchrun_c10d_equals_single_process(setup):
     rc, text = srun_two_tasks(["steps/ser/train.sh", *train_args(setup, "scratch", "scratch_srun")], ENV)
     assert rc == 0, text[-3000:]
     assert "Slurm task 1 of 2" in text and "rendezvous at" in text
-    assert_same_training(ref, setup / "scratch_srun")
+    assert_same_training(setup, "scratch", ref, setup / "scratch_srun")
