@@ -13,11 +13,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ser.nnet.deepspeech import ALPHABET
-
 __all__ = ["ALPHABET", "BLANK", "TextStats", "normalize_transcript", "encode", "decode_ids", "ctc_min_frames"]
 
-BLANK = len(ALPHABET)  # the last output of the network
+ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # DeepSpeech's data/alphabet.txt, in its order
+BLANK = len(ALPHABET)  # the last output of the network (ser.nnet.deepspeech sizes its output from this)
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 _NON_SPEECH = re.compile(r"^(\[[^\]]*\]|<[^>]*>)$")
 

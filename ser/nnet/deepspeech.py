@@ -62,11 +62,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ser.ctc.text import ALPHABET
+
 __all__ = ["ALPHABET", "DeepSpeechConfig", "DeepSpeechModel", "context_window", "clipped_relu"]
 
-# data/alphabet.txt of DeepSpeech: space, a-z, apostrophe; the CTC blank is the last output (TF's ctc_loss
-# convention, num_classes - 1).
-ALPHABET = " abcdefghijklmnopqrstuvwxyz'"
+# ALPHABET (ser.ctc.text): DeepSpeech's data/alphabet.txt, space, a-z, apostrophe; the CTC blank is the last
+# output (TF's ctc_loss convention, num_classes - 1).
 LAYER_NAMES = ("layer_1", "layer_2", "layer_3", "layer_4", "layer_5", "layer_6")
 
 
