@@ -471,3 +471,68 @@ def test_align_data_with_model(setup, tmp_path):
         assert ok and lp.item() > -1e3
         seg = ali.segments(u)
         assert seg.starts[0] == 0 and seg.ends[-1] == n and len(seg.phones) == len(seg.starts)
+
+
+def _chunk_setup(setup, tmp_path, n_utts: int = 10):
+    lang, pm, den, norm, seqs = setup
+    rng = random.Random(5)
+    phones, starts, lengths = {}, {}, {}
+    for i, seq in enumerate(seqs[:n_utts]):
+        u = f"utt{i}"
+        p, ph, st = synth_alignment(seq, pm, rng, max_dur=5)
+        lengths[u] = 3 * len(p) - rng.randrange(3)
+        phones[u], starts[u] = torch.from_numpy(ph.astype(np.int32)), torch.from_numpy(st)
+    return Alignment(phones, starts, frame_subsampling_factor=3), _egs_data(lengths), lang, pm, norm
+
+
+def _same_minibatches(a, b, epochs: int = 3) -> None:
+    for epoch in range(epochs):
+        a.set_epoch(epoch), b.set_epoch(epoch)
+        for x, y in zip(a, b, strict=True):
+            assert x.keys == y.keys
+            assert torch.equal(x.feats, y.feats) and torch.equal(x.ivector, y.ivector)
+            assert torch.equal(x.num_output_frames, y.num_output_frames)
+            for k in ("src", "dst", "pdf", "logp", "initial", "final"):
+                assert torch.equal(getattr(x.num_graphs.graph, k), getattr(y.num_graphs.graph, k)), k
+
+
+def test_chunk_egs_shards_roundtrip(setup, tmp_path):
+    """One job's shard, saved and read back memory-mapped, gives the minibatches of the in-memory egs
+    exactly (features, i-vectors, numerators); two jobs' shards hold every chunk once, each job drawing
+    its own chunks; a resume from a mid-epoch state of the sharded egs equals the uninterrupted run."""
+    from ser.train.egs import make_chunk_examples
+    from ser.train.egs_shards import ChunkShard
+
+    ali, data, lang, pm, norm = _chunk_setup(setup, tmp_path)
+    opts = dict(chunk_width="30,24", optional_silence=lang.sil_id, seed=3)
+    ref = ChunkEgs(data, ali, pm, norm, 3, 3, num_chunk_per_minibatch=4, **opts)
+    make_chunk_examples(data, ali, pm, norm, 3, **opts).save(tmp_path / "egs.1.pt")
+    one = ChunkShard.load(tmp_path / "egs.1.pt")
+    assert any(line.rstrip().endswith(str(tmp_path / "egs.1.pt")) for line in open("/proc/self/maps")), \
+        "the shard is memory-mapped"
+    for u in one.fs.feats.keys:
+        assert torch.equal(one.fs.feats[u], data.feats[u]) and torch.equal(one.fs.ivectors[u], data.ivectors[u])
+    sharded = ChunkEgs.from_shards([one], 3, 3, num_chunk_per_minibatch=4, seed=3)
+    assert sharded.keys == ref.keys and sharded.summary() == ref.summary()
+    _same_minibatches(ref, sharded)
+
+    utts = sorted(data.utts)
+    for job, part in enumerate((utts[::2], utts[1::2])):
+        make_chunk_examples(data, ali, pm, norm, 3, utts=part, job=job, **opts).save(tmp_path / f"egs2.{job}.pt")
+    two = [ChunkShard.load(tmp_path / f"egs2.{job}.pt") for job in range(2)]
+    egs = ChunkEgs.from_shards(two, 3, 3, num_chunk_per_minibatch=4, seed=3)
+    assert sorted({k.rsplit("-", 1)[0] for k in egs.keys}) == utts
+    assert len(set(egs.keys)) == len(egs.keys) and egs.num_frames == ref.num_frames
+    seen = [k for mb in egs for k in mb.keys]
+    assert len(seen) == len(set(seen)) and set(seen) <= set(egs.keys)
+
+    egs.set_epoch(0)
+    it = iter(egs)
+    first = [next(it).keys for _ in range(2)]
+    state = egs.state_dict()
+    again = ChunkEgs.from_shards([ChunkShard.load(tmp_path / f"egs2.{j}.pt") for j in range(2)], 3, 3,
+                                 num_chunk_per_minibatch=4, seed=3)
+    again.load_state_dict(state)
+    assert first + [mb.keys for mb in again] == [mb.keys for mb in (egs.set_epoch(0) or egs)]
+    with pytest.raises(ValueError, match="left context"):
+        ChunkEgs.from_shards(two, 4, 3, num_chunk_per_minibatch=4, seed=3)

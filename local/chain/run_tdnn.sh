@@ -6,6 +6,7 @@
 #
 #   pass 1  flat-start LF-MMI on whole utterances with the numerators of stage 5  -> exp/chain/tdnn_e2e
 #   align   Viterbi through each utterance's numerator graph with the pass-1 model -> exp/chain/ali_e2e
+#   egs     the chunks of pass 2 with their numerators, written once by nj jobs   -> exp/chain/egs
 #   pass 2  tdnn_1g proper: 150/111/102-frame chunks, frame shifts 0/1/2, one i-vector per chunk, numerators
 #           from the alignment; starts from the pass-1 model (same pdfs; Kaldi builds a tree and starts afresh)
 #   decode  best path through the den graph -> phones; PER on dev/test       -> exp/chain/tdnn/decode_{dev,test}
@@ -59,13 +60,19 @@ step=(steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir
   -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
 grep '^chain_align:' exp/chain/log/align.log
 
+# the chunks of pass 2 with their numerators, written once by nj jobs (Kaldi's get_egs.sh)
+step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"
+      $train_data $ivdir exp/chain exp/chain/ali_e2e exp/chain/tdnn_e2e/final.pt exp/chain/egs)
+"${stamp[@]}" run exp/chain/egs/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
+  -- "${step[@]}"
+
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
-step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --egs-dir exp/chain/egs
       --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt
       --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch"
       $train_data $ivdir exp/chain exp/chain/tdnn)
 "${stamp[@]}" run exp/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
-  --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd exp/chain/log/train.log "${step[@]}"
+  exp/chain/egs/.stamp --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd exp/chain/log/train.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do

@@ -41,14 +41,16 @@ def _reason(e: BaseException) -> str:
 
 
 def load_torch(path: str | os.PathLike, *, what: str, expect_keys: Iterable[str] = (),
-               map_location: str | torch.device = "cpu") -> Any:
+               map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors naming ``path`` and ``what``
-    (e.g. ``"den graph"``).  With ``expect_keys`` the file must hold a dict with those keys."""
+    (e.g. ``"den graph"``).  With ``expect_keys`` the file must hold a dict with those keys.
+    ``mmap``: the tensors are memory-mapped from the file (pages are read when touched and are
+    the kernel's to drop), not read into memory."""
     p = Path(path)
     if not p.is_file():
         raise TorchFileError(f"{p}: no such file (expected the {what}; did the stage that makes it finish?)")
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        obj = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - truncated zip, foreign pickle, non-tensor objects
         raise TorchFileError(f"{p}: cannot read {what} (truncated or not a torch file of tensors: "
                              f"{_reason(e)})") from e

@@ -56,6 +56,7 @@ from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
+from ser.train.egs_shards import ChunkShard
 from ser.train.minibatch import ChainMinibatch
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EgsConfig", "split_valid", "HeldOut", "kaldi_frame_shift", "input_offset",
     "parse_minibatch_size", "round_chunk_widths", "UtteranceSplitter", "Chunk",
-    "E2eEgs", "ChunkEgs",
+    "E2eEgs", "ChunkEgs", "make_chunk_examples",
 ]
 
 
@@ -442,13 +443,72 @@ class UtteranceSplitter:
         return out
 
 
+def make_chunk_examples(data: FeatureSet, alignment, pdf_map, normalizer, left_context: int,
+                        chunk_width: str | Sequence[int] = EgsConfig.chunk_width, frame_subsampling_factor: int = 3,
+                        left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE,
+                        optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
+                        job: int = 0) -> ChunkShard:
+    """nnet3-chain-get-egs for ``utts`` (default: all of ``data``): the chunks of each utterance
+    (:class:`UtteranceSplitter`), each with its unconstrained numerator and one i-vector frame.  Job
+    ``job`` (0-based) draws from its own streams, seeded with ``seed`` and ``job`` (Kaldi: --srand
+    plus the job); job 0's are those of one process making every chunk.  Chunks whose supervision
+    cannot be built are skipped and counted."""
+    fsf = int(frame_subsampling_factor)
+    widths = round_chunk_widths(chunk_width, fsf)
+    cand = sorted(data.utts) if utts is None else list(utts)
+    cand = [u for u in cand if u in alignment.phones]
+    if not cand:
+        raise ValueError("ChunkEgs: no utterance has both features and an alignment")
+    num_frames = sum(data.num_frames(u) for u in cand)  # Kaldi's num_frames: sets num_archives
+    splitter = UtteranceSplitter(widths, fsf)
+    rng = random.Random(seed + 7919 * job)
+    chunks: list[Chunk] = []
+    graphs: list[ChainGraph] = []
+    skipped: dict[str, int] = {}
+    too_short = 0
+    for u in tqdm(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
+        T = data.num_frames(u)
+        n_out = (T + fsf - 1) // fsf
+        seg = alignment.segments(u)
+        if seg.num_frames != n_out:
+            raise ValueError(f"ChunkEgs: alignment of {u!r} has {seg.num_frames} frames, the features give "
+                             f"ceil({T}/{fsf}) = {n_out}")
+        cs = splitter.chunks(u, T, rng)
+        if not cs:
+            too_short += 1
+        for c in cs:
+            r = make_chunk_supervision(seg.phones, seg.starts, seg.ends, c.first_frame // fsf,
+                                       (c.first_frame + c.num_frames) // fsf, T, pdf_map, normalizer,
+                                       fsf, left_tolerance, right_tolerance, optional_silence)
+            if r.graph is None:
+                skipped[r.reason] = skipped.get(r.reason, 0) + 1
+                continue
+            chunks.append(c)
+            graphs.append(r.graph)
+    if too_short:
+        skipped[f"utterance shorter than {min(widths)} frames"] = too_short
+    for reason, n in skipped.items():
+        log.warning("ChunkEgs: %d skipped: %s", n, reason)
+    utt_idx = torch.tensor([data.feats.index[c.utt] for c in chunks], dtype=torch.int64)
+    first = torch.tensor([c.first_frame for c in chunks], dtype=torch.int64)
+    ivf = None
+    if data.ivectors is not None:
+        stream = [seed, 1 << 20] + ([job] if job else [])
+        frames = data.feats.lengths[utt_idx].numpy()
+        ivf = torch.from_numpy(_ivector_frames(np.random.default_rng(stream), first.numpy(), frames,
+                                               left_context + fsf // 2))
+    return ChunkShard(data, utt_idx, first, torch.tensor([c.num_frames for c in chunks], dtype=torch.int64), ivf,
+                      graphs, num_frames, skipped, fsf, widths, left_context + fsf // 2, seed, job)
+
+
 class ChunkEgs(_EpochIterator):
     """Chunk minibatches with unconstrained tolerance-based numerators (pass 2).
 
     ``alignment``: :class:`ser.train.align.Alignment` (phone segments per utterance at the
     output frame rate).  Chunks, their numerator graphs and i-vector rows are made once at
-    construction from ``seed`` (as Kaldi writes its egs once); each epoch shuffles the chunks
-    of each width, cuts minibatches of ``num_chunk_per_minibatch`` (a partial one per width
+    construction from ``seed`` (:func:`make_chunk_examples`, as Kaldi writes its egs once), or
+    read from the shards of steps/chain/get_egs.sh (:meth:`from_shards`); each epoch shuffles the
+    chunks of each width, cuts minibatches of ``num_chunk_per_minibatch`` (a partial one per width
     is dropped), shuffles the minibatches, and applies the epoch's frame shift.
     Chunks whose supervision cannot be built (empty after normalisation) are skipped and
     counted in ``self.skipped``.
@@ -460,67 +520,85 @@ class ChunkEgs(_EpochIterator):
                  left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE,
                  optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
                  frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> None:
-        self.data, self.fsf = data, int(frame_subsampling_factor)
+        shard = make_chunk_examples(data, alignment, pdf_map, normalizer, left_context, chunk_width,
+                                    frame_subsampling_factor, left_tolerance, right_tolerance, optional_silence,
+                                    utts, seed)
+        self._setup([shard], left_context, right_context, num_chunk_per_minibatch, seed, frame_shift, shuffle,
+                    drop_partial)
+
+    @classmethod
+    def from_shards(cls, shards: Sequence[ChunkShard], left_context: int, right_context: int,
+                    num_chunk_per_minibatch: int = EgsConfig.num_chunk_per_minibatch, seed: int = 0,
+                    frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> "ChunkEgs":
+        """The chunks of ``shards`` (ser.train.egs_shards.ChunkShard.load), in shard order."""
+        egs = cls.__new__(cls)
+        egs._setup(list(shards), left_context, right_context, num_chunk_per_minibatch, seed, frame_shift,
+                   shuffle, drop_partial)
+        return egs
+
+    def _setup(self, shards: list[ChunkShard], left_context: int, right_context: int, num_chunk_per_minibatch: int,
+               seed: int, frame_shift: bool, shuffle: bool, drop_partial: bool) -> None:
+        if not shards or not any(len(s) for s in shards):
+            raise ValueError("ChunkEgs: no chunks")
+        first = shards[0]
+        self.fsf, self.widths = first.frame_subsampling_factor, first.widths
         self.left_context, self.right_context = int(left_context), int(right_context)
+        for s in shards:
+            if (s.frame_subsampling_factor, s.widths) != (self.fsf, self.widths):
+                raise ValueError(f"ChunkEgs: shard of job {s.job + 1} has frame-subsampling-factor "
+                                 f"{s.frame_subsampling_factor} and widths {s.widths}, job 1's "
+                                 f"{self.fsf} and {self.widths}")
+            if s.egs_left_context != self.left_context + self.fsf // 2:
+                raise ValueError(f"ChunkEgs: the egs of job {s.job + 1} were made for left context "
+                                 f"{s.egs_left_context - self.fsf // 2}, the model has {self.left_context}")
         self.use_frame_shift, self.shuffle, self.drop_partial = bool(frame_shift), bool(shuffle), bool(drop_partial)
         self.minibatch_size = int(num_chunk_per_minibatch)
         if self.minibatch_size <= 0:
             raise ValueError("--num-chunk-per-minibatch must be positive")
-        self.widths = round_chunk_widths(chunk_width, self.fsf)
         self._init_epochs(seed)
-        cand = sorted(data.utts) if utts is None else list(utts)
-        cand = [u for u in cand if u in alignment.phones]
-        if not cand:
-            raise ValueError("ChunkEgs: no utterance has both features and an alignment")
-        self.num_frames = sum(data.num_frames(u) for u in cand)  # Kaldi's num_frames: sets num_archives
-        splitter = UtteranceSplitter(self.widths, self.fsf)
-        rng = random.Random(self.seed)
-        self.chunks: list[Chunk] = []
-        graphs: list[ChainGraph] = []
+        self.shards = shards
+        self.shard_of = np.concatenate([np.full(len(s), k, np.int64) for k, s in enumerate(shards)])
+        self.local = np.concatenate([np.arange(len(s), dtype=np.int64) for s in shards])
+        self.first_frame = torch.cat([s.first_frame for s in shards])
+        self.width = torch.cat([s.width for s in shards]).numpy()
+        has_iv = [s.ivector_frame is not None for s in shards]
+        self.ivector_frame = torch.cat([s.ivector_frame for s in shards]).numpy() if all(has_iv) else None
+        self.num_frames = sum(s.num_frames for s in shards)
         self.skipped: dict[str, int] = {}
-        too_short = 0
-        for u in tqdm(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
-            T = data.num_frames(u)
-            n_out = (T + self.fsf - 1) // self.fsf
-            seg = alignment.segments(u)
-            if seg.num_frames != n_out:
-                raise ValueError(f"ChunkEgs: alignment of {u!r} has {seg.num_frames} frames, the features give "
-                                 f"ceil({T}/{self.fsf}) = {n_out}")
-            chunks = splitter.chunks(u, T, rng)
-            if not chunks:
-                too_short += 1
-            for c in chunks:
-                r = make_chunk_supervision(seg.phones, seg.starts, seg.ends, c.first_frame // self.fsf,
-                                           (c.first_frame + c.num_frames) // self.fsf, T, pdf_map, normalizer,
-                                           self.fsf, left_tolerance, right_tolerance, optional_silence)
-                if r.graph is None:
-                    self.skipped[r.reason] = self.skipped.get(r.reason, 0) + 1
-                    continue
-                self.chunks.append(c)
-                graphs.append(r.graph)
-        if too_short:
-            self.skipped[f"utterance shorter than {min(self.widths)} frames"] = too_short
-        for reason, n in self.skipped.items():
-            log.warning("ChunkEgs: %d skipped: %s", n, reason)
-        if not self.chunks:
-            raise ValueError("ChunkEgs: no chunks")
-        self.graphs = graphs
-        self.utt_idx = torch.tensor([data.feats.index[c.utt] for c in self.chunks], dtype=torch.int64)
-        self.first_frame = torch.tensor([c.first_frame for c in self.chunks], dtype=torch.int64)
-        self.width = np.array([c.num_frames for c in self.chunks], dtype=np.int64)
-        self._init_ivector_frames(self.first_frame.numpy())
+        for s in shards:
+            for why, n in s.skipped.items():
+                self.skipped[why] = self.skipped.get(why, 0) + n
+
+    def __len__(self) -> int:
+        return self.num_minibatches()
+
+    def _key(self, i: int) -> str:
+        s, j = self.shards[self.shard_of[i]], int(self.local[i])
+        return f"{s.fs.feats.keys[int(s.utt_idx[j])]}-{int(s.first_frame[j])}"
 
     @property
     def keys(self) -> list[str]:
-        return [f"{c.utt}-{c.first_frame}" for c in self.chunks]
+        return [self._key(i) for i in range(len(self.local))]
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return [Chunk(k.rsplit("-", 1)[0], int(f), int(w))
+                for k, f, w in zip(self.keys, self.first_frame.tolist(), self.width.tolist())]
+
+    def graph(self, i: int) -> ChainGraph:
+        return self.shards[self.shard_of[i]].graphs[int(self.local[i])]
+
+    @property
+    def graphs(self) -> list[ChainGraph]:
+        return [self.graph(i) for i in range(len(self.local))]
 
     def summary(self) -> str:
         """What one pass uses (for the training log): the utterances with chunks, the frames their
         chunks cover (chunks of an utterance may overlap or leave gaps, as Kaldi's splitter does)
         and the skips."""
-        used = len({c.utt for c in self.chunks})
+        used = sum(len(set(s.utt_idx.tolist())) for s in self.shards)
         skipped = "; ".join(f"{n} skipped: {why}" for why, n in self.skipped.items()) or "none skipped"
-        return (f"{used} utterances ({self.num_frames} frames), {len(self.chunks)} chunks covering "
+        return (f"{used} utterances ({self.num_frames} frames), {len(self.local)} chunks covering "
                 f"{int(self.width.sum())} frames, {len(self)} minibatches per pass; {skipped}")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -538,9 +616,28 @@ class ChunkEgs(_EpochIterator):
             batches = [batches[j] for j in rng.permutation(len(batches))]
         return batches
 
+    def _inputs(self, batch: np.ndarray, first_frame: torch.Tensor, num_output_frames: int,
+                epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The inputs of ``batch``, cut from each shard's features (this epoch's frame shift)."""
+        offset = input_offset(self.frame_shift(epoch), self.fsf)
+        context = ModelContext(self.left_context, self.right_context, self.fsf)
+        x, iv = None, None
+        for k in np.unique(self.shard_of[batch]).tolist():
+            pos = np.flatnonzero(self.shard_of[batch] == k)
+            shard, local = self.shards[k], torch.from_numpy(self.local[batch[pos]])
+            ivf = None if self.ivector_frame is None else torch.from_numpy(self.ivector_frame[batch[pos]])
+            xk, ivk = model_inputs(shard.fs, shard.utt_idx[local], context, first_frame[torch.from_numpy(pos)] + offset,
+                                   num_output_frames, ivector_mode="chunk", ivector_frame=ivf)
+            if x is None:
+                x = xk.new_empty((len(batch),) + xk.shape[1:])
+                iv = None if ivk is None else ivk.new_empty((len(batch),) + ivk.shape[1:])
+            x[torch.from_numpy(pos)] = xk
+            if iv is not None:
+                iv[torch.from_numpy(pos)] = ivk
+        return x, iv
+
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
         n_out = int(self.width[batch[0]]) // self.fsf
         feats, ivec = self._inputs(batch, self.first_frame[torch.from_numpy(batch)], n_out, epoch)
-        keys = [f"{self.chunks[i].utt}-{self.chunks[i].first_frame}" for i in batch.tolist()]
-        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
-                              torch.full((len(batch),), n_out, dtype=torch.int64), keys)
+        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graph(i) for i in batch.tolist()]),
+                              torch.full((len(batch),), n_out, dtype=torch.int64), [self._key(i) for i in batch.tolist()])
