@@ -536,3 +536,19 @@ def test_chunk_egs_shards_roundtrip(setup, tmp_path):
     assert first + [mb.keys for mb in again] == [mb.keys for mb in (egs.set_epoch(0) or egs)]
     with pytest.raises(ValueError, match="left context"):
         ChunkEgs.from_shards(two, 4, 3, num_chunk_per_minibatch=4, seed=3)
+
+    # a DDP rank's share (set_share) is the slice ser.ddp.shard takes of the whole minibatch
+    from ser.ddp import shard
+    from ser.train.minibatch import subset_minibatch
+
+    ranks = [ChunkEgs.from_shards(two, 3, 3, num_chunk_per_minibatch=4, seed=3) for _ in range(2)]
+    for r, e in enumerate(ranks):
+        e.set_share(r, 2)
+    egs.set_epoch(1)
+    for whole, *parts in zip((ranks[0].set_epoch(1) or ranks[1].set_epoch(1) or egs), *ranks, strict=True):
+        for r, part in enumerate(parts):
+            want = subset_minibatch(whole, shard(whole.batch_size, r, 2))
+            assert part.keys == want.keys and torch.equal(part.feats, want.feats)
+            assert torch.equal(part.ivector, want.ivector)
+            for k in ("src", "dst", "pdf", "logp", "initial", "final"):
+                assert torch.equal(getattr(part.num_graphs.graph, k), getattr(want.num_graphs.graph, k)), k

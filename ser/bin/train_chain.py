@@ -112,10 +112,13 @@ class RankShard:
 
     def __init__(self, egs, rank: int, world: int) -> None:
         self.egs, self.rank, self.world = egs, rank, world
+        self.whole = world > 1 and not hasattr(egs, "set_share")  # ChunkEgs makes just this rank's share
+        if world > 1 and not self.whole:
+            egs.set_share(rank, world)
 
     def __iter__(self):
         for mb in self.egs:
-            yield subset_minibatch(mb, ddp.shard(mb.batch_size, self.rank, self.world)) if self.world > 1 else mb
+            yield subset_minibatch(mb, ddp.shard(mb.batch_size, self.rank, self.world)) if self.whole else mb
 
     def __len__(self) -> int:
         return len(self.egs)

@@ -1,6 +1,8 @@
 """Chain training examples: whole utterances (flat-start pass) and tolerance-based chunks.
 
-Mirrors, without writing egs archives (minibatches are cut from in-memory tensors):
+Mirrors (the chunks of pass 2 are written once by steps/chain/get_egs.sh into shards,
+ser.train.egs_shards, and read memory-mapped; the whole utterances of pass 1 are cut from
+in-memory tensors):
 
 * ``steps/nnet3/chain/e2e/get_egs_e2e.sh`` / ``src/chainbin/nnet3-chain-e2e-get-egs.cc``
   (:class:`E2eEgs`): one example per utterance, the whole-utterance numerator graph
@@ -556,6 +558,7 @@ class ChunkEgs(_EpochIterator):
         if self.minibatch_size <= 0:
             raise ValueError("--num-chunk-per-minibatch must be positive")
         self._init_epochs(seed)
+        self.rank, self.world = 0, 1
         self.shards = shards
         self.shard_of = np.concatenate([np.full(len(s), k, np.int64) for k, s in enumerate(shards)])
         self.local = np.concatenate([np.arange(len(s), dtype=np.int64) for s in shards])
@@ -571,6 +574,11 @@ class ChunkEgs(_EpochIterator):
 
     def __len__(self) -> int:
         return self.num_minibatches()
+
+    def set_share(self, rank: int, world: int) -> None:
+        """Make only DDP rank ``rank``'s share of each minibatch: its every ``world``-th chunk (as
+        ser.ddp.shard), the same tensors as the whole minibatch's slice (its chunks have one width)."""
+        self.rank, self.world = int(rank), int(world)
 
     def _key(self, i: int) -> str:
         s, j = self.shards[self.shard_of[i]], int(self.local[i])
@@ -637,6 +645,7 @@ class ChunkEgs(_EpochIterator):
         return x, iv
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
+        batch = batch[self.rank::self.world]
         n_out = int(self.width[batch[0]]) // self.fsf
         feats, ivec = self._inputs(batch, self.first_frame[torch.from_numpy(batch)], n_out, epoch)
         return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graph(i) for i in batch.tolist()]),
