@@ -210,3 +210,12 @@ def test_ark_scp_writer_compress_read_back(tmp_path):
     (tmp_path / "c.ark").write_bytes(raw[:raw.index(b"one_row") - 30])  # cut inside the first matrix
     with pytest.raises(TableError, match="truncated"):
         read_matrix(f"{tmp_path / 'c.ark'}:6")
+
+
+def test_read_matrix_from_a_pipe(tmp_path):
+    m = matrices()["feats"]
+    with ArkScpWriter(tmp_path / "a.ark", tmp_path / "a.scp", compress=True) as w:
+        w.write("feats", m)
+    rx = load_scp_matrices(tmp_path / "a.scp")["feats"]
+    (tmp_path / "one.mat").write_bytes(b"\0B" + C.compress(m))
+    np.testing.assert_array_equal(read_matrix(f"cat {tmp_path / 'one.mat'} |"), rx)

@@ -12,6 +12,7 @@ Readers always get float32 matrices.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -66,21 +67,17 @@ def read_matrix(rxspec: str, key: str | None = None) -> np.ndarray:
     return m
 
 
-def _peek(fd, n: int) -> bytes:
-    if fd.seekable():
-        pos = fd.tell()
-        head = fd.read(n)
-        fd.seek(pos)
-        return head
-    return fd.peek(n)[:n]  # a pipe ("cmd |")
-
-
 def _read_mat(rxspec: str) -> np.ndarray:
     """kaldi-io's read_mat, but compressed matrices (kaldi-io decodes only ``CM``, in float
     arithmetic that differs from Kaldi's by an ulp) go to ser.io.compressed."""
     fd = kaldi_io.open_or_fd(rxspec)
     try:
-        head = _peek(fd, 6)
+        if not fd.seekable():  # a pipe ("cmd |") holds one matrix: read it all to look at its header
+            fd, pipe = io.BytesIO(fd.read()), fd
+            pipe.close()
+        pos = fd.tell()
+        head = fd.read(6)
+        fd.seek(pos)
         if head[:4] != b"\0BCM":
             return kaldi_io.read_mat(fd)
         token = head[2:].split(b" ", 1)[0].decode("latin1")
