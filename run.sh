@@ -139,7 +139,7 @@ if run_stage 3; then
   fi
   for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
     steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$features_mfcc_config" \
-      data/$x exp/make_mfcc/$x mfcc
+      --compress "$features_compress" data/$x exp/make_mfcc/$x mfcc
   done
   # the emotion sets are views of iemocap_all: give them its features
   for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do

@@ -65,6 +65,7 @@ class FeaturesConfig:
     speed_perturb: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     volume_perturb: bool = True
     min_seg_len: float = 1.55  # combine_short_segments.sh on the ASR training data (seconds)
+    compress: bool = True      # feature and i-vector arks in Kaldi's compressed format (copy-feats --compress)
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,20 @@
 #   --cmd <cmd>               job runner (default: local pool; see cmd.sh)
 #   --mfcc-config <file>      Kaldi MFCC options (default conf/mfcc.conf)
 #   --device <cpu|cuda>       where to compute (default cpu)
+#   --compress <true|false>   store the arks in Kaldi's compressed format (default true, as Kaldi's copy-feats step)
 # Writes <mfcc-dir>/raw_mfcc_<name>.JOB.{ark,scp}, <data-dir>/feats.scp and utt2num_frames.
 # As Kaldi's steps/make_mfcc.sh; utterances the jobs had to skip are removed with fix_data_dir
 # (counted in the logs).  Done = features for every utterance, validated, and <data-dir>/.feats.stamp
-# written last (ser.io.stamp: MFCC options, wav.scp, segments, utt2spk, the dir's own stamp); a re-run
+# written last (ser.io.stamp: MFCC options, --compress, wav.scp, segments, utt2spk, the dir's own stamp); a re-run
 # with the same stamp is a no-op, anything else (a kill, other options or audio lists) recomputes.
 set -euo pipefail
 nj=4
 cmd="python -m ser.jobs"
 mfcc_config=conf/mfcc.conf
 device=cpu
+compress=true
 write_utt2num_frames=true
-help_message=$(sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//')
 . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
@@ -29,7 +31,7 @@ mfccdir=${3:-$data/data}
 [ -f "$mfcc_config" ] || { echo "$0: no such file: $mfcc_config" >&2; exit 1; }
 
 stamp=(python -m ser.bin.stamp)
-stamp_args=("$data/.feats.stamp" "$mfcc_config" "$data/wav.scp" "$data/segments" "$data/utt2spk" "$data/.stamp")
+stamp_args=("$data/.feats.stamp" --opt "compress=$compress" "$mfcc_config" "$data/wav.scp" "$data/segments" "$data/utt2spk" "$data/.stamp")
 if "${stamp[@]}" check "${stamp_args[@]}" && utils/validate_data_dir.sh --no-text "$data" > /dev/null 2>&1; then
   echo "$0: $data/feats.scp is up to date; not recomputing"
   exit 0
@@ -45,7 +47,7 @@ utils/split_data.sh "$data" "$nj" > /dev/null
 
 $cmd JOB=1:$nj "$logdir/make_mfcc_${name}.JOB.log" \
   python -m ser.bin.compute_mfcc_feats --mfcc-config "$mfcc_config" --device "$device" \
-    "$data/split$nj/JOB" "$mfccdir/raw_mfcc_${name}.JOB" \
+    --compress "$compress" "$data/split$nj/JOB" "$mfccdir/raw_mfcc_${name}.JOB" \
   || { echo "$0: computing MFCC for $data failed; logs in $logdir" >&2; exit 1; }
 
 for n in $(seq "$nj"); do cat "$mfccdir/raw_mfcc_${name}.$n.scp"; done | sort > "$data/feats.scp.tmp"

@@ -110,7 +110,7 @@ def test_same_posteriors_as_stage7_decoding(system, tmp_path):
                                                  str(tmp_path / "raw_mfcc")]) == 0
     shutil.copy(tmp_path / "raw_mfcc.scp", data / "feats.scp")
     iv = tmp_path / "ivectors_utt"
-    assert run_program(extract_ivectors_online.main, ["--utts-per-spk-max", "1", "--device", "cpu", str(data),
+    assert run_program(extract_ivectors_online.main, ["--utts-per-spk-max", "1", "--compress", "false", "--device", "cpu", str(data),
                                                       str(system["extractor"]), str(iv)]) == 0
     sysdir = tmp_path / "fold"
     sysdir.mkdir()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser.io.tables import ArkScpWriter, TableError, load_scp_matrices
+from ser.io.compressed import compress
+from ser.io.tables import ArkScpWriter, TableError, load_scp_matrices, read_scp
 from ser.ivector.batched_cholesky import BlockLayout, spd_solve, spd_solve_blocks
 from ser.ivector.diag_ubm import DiagGmm, GmmStats, UbmFeatures, accumulate, gselect_indices, mle_update
 from ser.ivector.extractor import IvectorExtractor, train_ivector_extractor
@@ -335,6 +336,14 @@ def test_online_rows_on_disk(tmp_path: Path, online_setup):
     for u, r in zip(d.utts, ref):
         assert got[u].shape == (math.ceil(len(read_feats(d, u)) / 10), D)
         np.testing.assert_allclose(got[u], r, rtol=2e-3, atol=2e-3)
+    # --compress true (the script's default): the same i-vectors as Kaldi's compressed matrices
+    extract_ivectors_online(d.path, exdir, tmp_path / "ivc", opts, device="cpu", compress=True)
+    for u, rx in read_scp(tmp_path / "ivc" / "ivector_online.scp").items():
+        ark, off = rx.rsplit(":", 1)
+        body = compress(got[u])
+        with open(ark, "rb") as f:
+            f.seek(int(off))
+            assert f.read(2 + len(body)) == b"\0B" + body, u
     for f in exdir.glob("*.pt"):
         assert isinstance(torch.load(f, weights_only=True), dict)
 

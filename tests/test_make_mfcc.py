@@ -1,4 +1,5 @@
-"""steps/make_mfcc.sh end to end: segments → features equal kaldi-native-fbank; skips are fixed away."""
+"""steps/make_mfcc.sh end to end: segments → features equal kaldi-native-fbank; skips are fixed away;
+--compress true (the default) stores the same features as Kaldi's compressed matrices."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import kaldiio
 import numpy as np
 import soundfile as sf
 
+from ser.io.compressed import compress
 from ser.io.datadir import DataDir
 from ser.prep.tedlium import prepare_tedlium
 
@@ -39,15 +41,15 @@ def test_make_mfcc_matches_reference(tedlium, tmp_path):
     # one segment runs 2 s past the end of its recording: Kaldi's extract-segments skips it
     segs = (d / "segments").read_text().replace("JaneDoe_2010 2.975 6.1", "JaneDoe_2010 2.975 8.6")
     (d / "segments").write_text(segs)
-    r = subprocess.run(["bash", "steps/make_mfcc.sh", "--nj", "2", "--mfcc-config", str(conf), str(d),
-                        str(tmp_path / "log"), str(tmp_path / "mfcc")], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(["bash", "steps/make_mfcc.sh", "--nj", "2", "--mfcc-config", str(conf), "--compress", "false",
+                        str(d), str(tmp_path / "log"), str(tmp_path / "mfcc")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 of 5 utterances got no features" in r.stdout
     logs = "".join(p.read_text() for p in (tmp_path / "log").glob("make_mfcc_tedlium_train.*.log"))
     assert "segment_past_end_skipped=1" in logs
     dd = DataDir.load(d)
     assert "JaneDoe_2010-0000300-0000600" not in dd.utt2spk and len(dd.utts) == 4
-    feats = kaldiio.load_scp(str(d / "feats.scp"))
+    feats = {k: np.array(v) for k, v in kaldiio.load_scp(str(d / "feats.scp")).items()}
     nf = {k: int(v) for k, v in (line.split() for line in (d / "utt2num_frames").read_text().splitlines())}
     for utt, s in dd.segments.items():
         x, fs = sf.read(tedlium / "train" / "sph" / f"{s.reco}.sph", dtype="int16")
@@ -56,9 +58,20 @@ def test_make_mfcc_matches_reference(tedlium, tmp_path):
         assert feats[utt].shape == ref.shape and nf[utt] == ref.shape[0]
         assert np.abs(feats[utt] - ref).max() < 1e-2
     # a second run reuses the features
-    r2 = subprocess.run(["bash", "steps/make_mfcc.sh", "--mfcc-config", str(conf), str(d)], cwd=ROOT,
-                        capture_output=True, text=True)
+    r2 = subprocess.run(["bash", "steps/make_mfcc.sh", "--mfcc-config", str(conf), "--compress", "false", str(d)],
+                        cwd=ROOT, capture_output=True, text=True)
     assert r2.returncode == 0 and "up to date" in r2.stdout
+    # the default --compress true is another option (the stamp records it): the arks hold the bytes of
+    # Kaldi's CompressedMatrix (kAutomaticMethod) of the same float features
+    r3 = subprocess.run(["bash", "steps/make_mfcc.sh", "--nj", "1", "--mfcc-config", str(conf), str(d)], cwd=ROOT,
+                        capture_output=True, text=True)
+    assert r3.returncode == 0 and "up to date" not in r3.stdout, r3.stdout + r3.stderr
+    for utt, rx in (line.split() for line in (d / "feats.scp").read_text().splitlines()):
+        ark, off = rx.rsplit(":", 1)
+        body = compress(feats[utt])
+        with open(ark, "rb") as f:
+            f.seek(int(off))
+            assert f.read(2 + len(body)) == b"\0B" + body, utt
 
 
 def test_make_mfcc_usage_and_failure(tmp_path):

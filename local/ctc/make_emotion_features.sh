@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 model=exp/ctc/ds_$ctc_net/final.pt
 [ -f $model ] || { echo "$0: no $model; run stage 8 first" >&2; exit 1; }
 utils/copy_data_dir.sh data/iemocap_all data/iemocap_all_mfcc26
-steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" \
+steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" --compress "$features_compress" \
   data/iemocap_all_mfcc26 exp/make_mfcc/iemocap_all_mfcc26 mfcc
 steps/ctc/make_bottleneck_features.sh --nj "$nj" --cmd "$train_cmd" "$ctc_layer" data/iemocap_all_mfcc26 \
   data/iemocap_all_ds_${ctc_net}_$ctc_layer $model exp/make_bnf/iemocap_all_ds_${ctc_net}_$ctc_layer \

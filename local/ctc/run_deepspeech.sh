@@ -26,7 +26,7 @@ dir=exp/ctc/ds_$ctc_net
 mkdir -p $dir/log
 for x in $ctc_train_set tedlium_dev tedlium_test; do
   utils/copy_data_dir.sh data/$x data/${x}_mfcc26
-  steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" \
+  steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" --compress "$features_compress" \
     data/${x}_mfcc26 exp/make_mfcc/${x}_mfcc26 mfcc
 done
 

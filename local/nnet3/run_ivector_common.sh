@@ -2,7 +2,7 @@
 # Stage 4 of run.sh: online i-vectors for the TDNN-F (Kaldi egs/tedlium/s5_r2/local/nnet3/run_ivector_common.sh,
 # stages 3-6; speed/volume perturbation and hires MFCC are run.sh stage 3).
 #   local/nnet3/run_ivector_common.sh [--config conf/mini.yaml]     (from the recipe directory)
-# Config: ivector.{num_gauss,dim,num_iters,ubm_num_frames}, nj, device.
+# Config: ivector.{num_gauss,dim,num_iters,ubm_num_frames}, features.compress (the i-vector arks), nj, device.
 #
 # PCA (splice +-3, 40 dims) and the diagonal UBM on a quarter of the training utterances, the extractor
 # on all of them (Kaldi: LDA+MLLT needs GMM alignments, so PCA as steps/online/nnet2/get_pca_transform.sh);
@@ -48,11 +48,11 @@ fi
 # extract <data-dir> <ivector-dir> <utts-per-spk-max>: online i-vectors, redone when the extractor, the
 # features, the speakers or the option change
 extract() {
-  local iv_stamp=($2/.stamp --opt "utts_per_spk_max=$3" $ie/.stamp $1/feats.scp $1/utt2spk $1/.feats.stamp)
+  local iv_stamp=($2/.stamp --opt "utts_per_spk_max=$3" --opt "compress=$features_compress" $ie/.stamp $1/feats.scp $1/utt2spk $1/.feats.stamp)
   if ! "${stamp[@]}" check "${iv_stamp[@]}"; then
     "${stamp[@]}" clear "${iv_stamp[@]}"
     $train_cmd exp/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh --nj "$nj" --device "$device" \
-      --utts-per-spk-max $3 $1 $ie $2
+      --compress "$features_compress" --utts-per-spk-max $3 $1 $ie $2
     "${stamp[@]}" write "${iv_stamp[@]}"
   fi
   echo "$2: $(wc -l < $2/ivector_online.scp) utterances"

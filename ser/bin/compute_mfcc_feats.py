@@ -4,7 +4,8 @@ Kaldi's make_mfcc.sh runs ``extract-segments | compute-mfcc-feats | copy-feats``
 per job; this program does the same three steps: segments are cut with
 extract-segments semantics (ser.io.audio), features computed by ser.features.mfcc
 with the options of ``--mfcc-config`` (a Kaldi .conf file), and written as a binary ark
-with its scp, atomically.  Utterances Kaldi would skip (segment past the end,
+with its scp, atomically (``--compress true``: as Kaldi's compressed matrices, copy-feats
+--compress; ser.io.compressed).  Utterances Kaldi would skip (segment past the end,
 empty or too short for one frame) and utterances with non-finite audio or features are skipped,
 counted and logged.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ser.cli import add_device_argument, run_main, setup_logging
+from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.features.mfcc import MfccOptions, compute_mfcc
 from ser.io.atomic import atomic_open
 from ser.io.audio import AudioStats, iter_utterance_audio
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mfcc-config", required=True, help="Kaldi MFCC option file, e.g. conf/mfcc_hires.conf")
     add_device_argument(p, default="cpu")
+    p.add_argument("--compress", type=str2bool, default=False,
+                   help="write Kaldi compressed matrices (copy-feats --compress; default false)")
     p.add_argument("data")
     p.add_argument("out_prefix")
     a = p.parse_args(argv)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = AudioStats()
     t0, seconds, n_ok = time.time(), 0.0, 0
     frames: dict[str, int] = {}
-    with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp") as w:
+    with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp", compress=a.compress) as w:
         for utt, wave in tqdm(iter_utterance_audio(d, fs, stats), total=len(d.utts), desc=Path(a.data).name,
                               mininterval=10, file=sys.stderr):
             g = torch.Generator().manual_seed(zlib.crc32(utt.encode()))

@@ -27,14 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utts-per-spk-max", type=int, default=-1,
                    help="group each speaker's utterances into pseudo-speakers of at most N "
                         "(utils/data/modify_speaker_info.sh); -1: keep speakers")
-    p.add_argument("--compress", type=str2bool, default=False, help="ignored: matrices are stored as float32")
+    p.add_argument("--compress", type=str2bool, default=True,
+                   help="store the i-vectors as Kaldi compressed matrices (lossy; default true, as Kaldi's script)")
     add_online_arguments(p)
     a = p.parse_args(argv)
     setup_logging()
     opts = OnlineIvectorOptions(a.ivector_period, a.num_gselect, a.min_post, a.posterior_scale,
                                 a.max_remembered_frames, a.max_count)
     extract_ivectors_online(a.data, a.extractor_dir, a.ivector_dir, opts, a.utts_per_spk_max, nj=a.nj,
-                            **online_kwargs(a))
+                            compress=a.compress, **online_kwargs(a))
     return 0
 
 

@@ -2,16 +2,17 @@
 
 Mirrors Kaldi's ``util/kaldi-table.h`` conventions for the subset we need:
 ``<key> <ark-path>:<byte-offset>`` scp lines pointing into binary arks holding
-``FM``/``DM`` matrices (or ``FV``/``DV`` vectors).  The byte format is written
-and read through the ``kaldi-io`` package, so Kaldi binaries (``copy-feats``,
-``feat-to-dim``...) can read what we write and vice versa.
-
-Deviation: compressed matrices (``CM``) are read (kaldi-io decodes them) but
-never written; we store float32.
+``FM``/``DM`` matrices (or ``FV``/``DV`` vectors) or Kaldi's compressed matrices
+(``CM``/``CM2``/``CM3``, :mod:`ser.io.compressed`, written with ``compress=True`` as
+``copy-feats --compress=true``).  Uncompressed matrices are written and read through the
+``kaldi-io`` package, compressed ones through our port of Kaldi's CompressedMatrix, so Kaldi
+binaries (``copy-feats``, ``feat-to-dim``...) can read what we write and vice versa.
+Readers always get float32 matrices.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ os.environ.setdefault("KALDI_ROOT", sys.prefix)
 import kaldi_io  # noqa: E402
 
 from ser.io.atomic import atomic_open  # noqa: E402
+from ser.io.compressed import CompressedMatrixError, compress, read_compressed  # noqa: E402
 
 
 class TableError(RuntimeError):
@@ -55,7 +57,7 @@ def read_matrix(rxspec: str, key: str | None = None) -> np.ndarray:
     through every sum it enters.
     """
     try:
-        m = np.asarray(kaldi_io.read_mat(rxspec), dtype=np.float32)
+        m = np.asarray(_read_mat(rxspec), dtype=np.float32)
     except Exception as e:  # kaldi-io raises assorted types
         raise TableError(f"cannot read matrix {rxspec!r}: {e}") from e
     if not np.isfinite(m).all():
@@ -63,6 +65,26 @@ def read_matrix(rxspec: str, key: str | None = None) -> np.ndarray:
         who = f"utterance {key}: " if key else ""
         raise TableError(f"{who}{rxspec}: {bad} non-finite values (NaN/Inf) in a {'x'.join(map(str, m.shape))} matrix")
     return m
+
+
+def _read_mat(rxspec: str) -> np.ndarray:
+    """kaldi-io's read_mat, but compressed matrices (kaldi-io decodes only ``CM``, in float
+    arithmetic that differs from Kaldi's by an ulp) go to ser.io.compressed."""
+    fd = kaldi_io.open_or_fd(rxspec)
+    try:
+        if not fd.seekable():  # a pipe ("cmd |") holds one matrix: read it all to look at its header
+            fd, pipe = io.BytesIO(fd.read()), fd
+            pipe.close()
+        pos = fd.tell()
+        head = fd.read(6)
+        fd.seek(pos)
+        if head[:4] != b"\0BCM":
+            return kaldi_io.read_mat(fd)
+        token = head[2:].split(b" ", 1)[0].decode("latin1")
+        fd.read(2 + len(token) + 1)
+        return read_compressed(fd, token, rxspec)
+    finally:
+        fd.close()
 
 
 def iter_scp_matrices(scp: str | os.PathLike, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
@@ -84,8 +106,9 @@ class ArkScpWriter:
     ...     w.write("utt1", feats)
     """
 
-    def __init__(self, ark: str | os.PathLike, scp: str | os.PathLike):
+    def __init__(self, ark: str | os.PathLike, scp: str | os.PathLike, compress: bool = False):
         self.ark = Path(ark).resolve()
+        self.compress = compress  # copy-feats --compress (kAutomaticMethod: CM over 8 rows, else CM2)
         self.scp = Path(scp)
         self._ark_cm = atomic_open(self.ark, "wb")
         self._scp_cm = atomic_open(self.scp, "w")
@@ -112,7 +135,14 @@ class ArkScpWriter:
         if mat.ndim == 1:
             mat = mat[None, :]
         offset = self._ark.tell() + len(key.encode("latin1")) + 1
-        kaldi_io.write_mat(self._ark, mat, key=key)
+        if self.compress and mat.size:  # an empty matrix stays FM: Kaldi cannot read its empty CM back
+            try:
+                body = compress(mat)
+            except CompressedMatrixError as e:
+                raise TableError(f"{self.ark}: {key}: {e}") from e
+            self._ark.write(key.encode("latin1") + b" \0B" + body)
+        else:
+            kaldi_io.write_mat(self._ark, mat, key=key)
         self._scp_f.write(f"{key} {self.ark}:{offset}\n")
 
     def __exit__(self, *exc) -> None:

@@ -242,8 +242,9 @@ class OnlineIvectorExtractor:
 
 def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.PathLike, ivector_dir: str | os.PathLike,
                             opts: OnlineIvectorOptions = OnlineIvectorOptions(), utts_per_spk_max: int = -1,
-                            device: str = "auto", batch_frames: int = 20_000, nj: int = 1) -> Path:
-    """``extract_ivectors_online.sh``: writes ``ivector_online.scp`` (+ ``ivector_online.1.ark``) and ``ivector_period``."""
+                            device: str = "auto", batch_frames: int = 20_000, nj: int = 1, compress: bool = False) -> Path:
+    """``extract_ivectors_online.sh``: writes ``ivector_online.scp`` (+ ``ivector_online.1.ark``) and ``ivector_period``;
+    ``compress``: as Kaldi compressed matrices (the script's ``--compress``, ser.io.compressed)."""
     d = load_data(data)
     out = Path(ivector_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +254,7 @@ def extract_ivectors_online(data: str | os.PathLike, extractor_dir: str | os.Pat
     spk_utts = speaker_order(d)
     n = frames = 0
     t0 = time.perf_counter()
-    with ArkScpWriter(out / "ivector_online.1.ark", out / "ivector_online.scp.unsorted") as w:
+    with ArkScpWriter(out / "ivector_online.1.ark", out / "ivector_online.scp.unsorted", compress=compress) as w:
         for b, ivs in ex.extract_batches(iter_speaker_batches(d, spk_utts, batch_frames, ex.dev, progress="ivectors"), nj):
             for u, rows in zip(b.utts, ivs):
                 w.write(u, rows)

@@ -30,7 +30,13 @@ in-memory tensors):
   valid set (with every perturbed copy of them, via utt2uniq), 300 others for the
   train-diagnostic set; training uses the rest.
 
-Deviations (also in the class docstrings): no compression of the features; e2e minibatches
+Feature values: as stored, i.e. Kaldi's compressed matrices when ``features.compress`` is on
+(ser.io.compressed), which is what Kaldi's chunk egs hold (``nnet3-chain-get-egs`` keeps compressed
+input features in their stored format).
+
+Deviations (also in the class docstrings): egs are not compressed again (Kaldi's ``eg.Compress()``
+re-compresses the e2e egs' whole utterances with CM and each eg's one-row i-vector with CM2, and the
+chunk egs' features when they were stored uncompressed); e2e minibatches
 hold utterances of different lengths (Kaldi speed-perturbs them to a few allowed lengths so
 that a minibatch has one length) -- inputs are padded by repeating the last frame and
 ``ChainMinibatch.num_output_frames`` tells the objective which output frames are real;
