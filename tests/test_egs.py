@@ -501,13 +501,13 @@ def test_chunk_egs_shards_roundtrip(setup, tmp_path):
     exactly (features, i-vectors, numerators); two jobs' shards hold every chunk once, each job drawing
     its own chunks; a resume from a mid-epoch state of the sharded egs equals the uninterrupted run."""
     from ser.train.egs import make_chunk_examples
-    from ser.train.egs_shards import ChunkShard
+    from ser.train.egs_shards import EgsShard
 
     ali, data, lang, pm, norm = _chunk_setup(setup, tmp_path)
     opts = dict(chunk_width="30,24", optional_silence=lang.sil_id, seed=3)
     ref = ChunkEgs(data, ali, pm, norm, 3, 3, num_chunk_per_minibatch=4, **opts)
     make_chunk_examples(data, ali, pm, norm, 3, **opts).save(tmp_path / "egs.1.pt")
-    one = ChunkShard.load(tmp_path / "egs.1.pt")
+    one = EgsShard.load(tmp_path / "egs.1.pt")
     assert any(line.rstrip().endswith(str(tmp_path / "egs.1.pt")) for line in open("/proc/self/maps")), \
         "the shard is memory-mapped"
     for u in one.fs.feats.keys:
@@ -519,7 +519,7 @@ def test_chunk_egs_shards_roundtrip(setup, tmp_path):
     utts = sorted(data.utts)
     for job, part in enumerate((utts[::2], utts[1::2])):
         make_chunk_examples(data, ali, pm, norm, 3, utts=part, job=job, **opts).save(tmp_path / f"egs2.{job}.pt")
-    two = [ChunkShard.load(tmp_path / f"egs2.{job}.pt") for job in range(2)]
+    two = [EgsShard.load(tmp_path / f"egs2.{job}.pt") for job in range(2)]
     egs = ChunkEgs.from_shards(two, 3, 3, num_chunk_per_minibatch=4, seed=3)
     assert sorted({k.rsplit("-", 1)[0] for k in egs.keys}) == utts
     assert len(set(egs.keys)) == len(egs.keys) and egs.num_frames == ref.num_frames
@@ -530,7 +530,7 @@ def test_chunk_egs_shards_roundtrip(setup, tmp_path):
     it = iter(egs)
     first = [next(it).keys for _ in range(2)]
     state = egs.state_dict()
-    again = ChunkEgs.from_shards([ChunkShard.load(tmp_path / f"egs2.{j}.pt") for j in range(2)], 3, 3,
+    again = ChunkEgs.from_shards([EgsShard.load(tmp_path / f"egs2.{j}.pt") for j in range(2)], 3, 3,
                                  num_chunk_per_minibatch=4, seed=3)
     again.load_state_dict(state)
     assert first + [mb.keys for mb in again] == [mb.keys for mb in (egs.set_epoch(0) or egs)]

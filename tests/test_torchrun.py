@@ -224,10 +224,11 @@ def test_srun_torchrun_c10d_equals_single_process(setup, single):
 
 
 def test_get_egs_shards_train_as_in_memory(setup, single):
-    """Pass 2 from the egs of steps/chain/get_egs.sh: with one job they are the chunks this process
-    would cut, and the trained model is the same bit for bit; with two jobs every training utterance is in
-    one of the two shards."""
-    from ser.train.egs_shards import ChunkShard, shard_paths
+    """Training from the egs of steps/chain/get_egs.sh: with one job they are the examples this process
+    would make -- whole utterances (flat start, numerators compiled from the transcripts) and chunks (from
+    an alignment) -- and the trained models are the same bit for bit; with two jobs every training
+    utterance is in one of the two shards."""
+    from ser.train.egs_shards import EgsShard, shard_paths
 
     ROOT_ENV = {**ENV, "PYTHONPATH": str(ROOT)}
     model = setup / "single" / "final.pt"
@@ -240,16 +241,16 @@ def test_get_egs_shards_train_as_in_memory(setup, single):
     args = [a for a in train_args(setup, "x")[:-1] if a != "e2e"]
     args = [*args[:args.index("--egs-type")], *args[args.index("--egs-type") + 1:], *chunk]
     for nj in (1, 2):
-        r = subprocess.run(["steps/chain/get_egs.sh", "--nj", str(nj), "--num-utts-subset", "2",
-                            "--srand", "1", *(str(setup / d) for d in ("data", "ivectors", "chain", "ali")),
-                            str(model), str(setup / f"egs{nj}")], cwd=ROOT, env=ROOT_ENV, capture_output=True,
-                           text=True)
+        r = subprocess.run(["steps/chain/get_egs.sh", "--nj", str(nj), "--num-utts-subset", "2", "--srand", "1",
+                            "--ali-dir", str(setup / "ali"), "--model", str(model),
+                            *(str(setup / d) for d in ("data", "ivectors", "chain", f"egs{nj}"))],
+                           cwd=ROOT, env=ROOT_ENV, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-3000:]
         assert len(list((setup / f"egs{nj}").glob("egs.*.pt"))) == nj
         assert (setup / f"egs{nj}" / "log" / f"get_egs.{nj}.log").is_file()
     runs = {}
     train = (setup / "egs2" / "train_uttlist").read_text().split()
-    parts = [ChunkShard.load(p).fs.feats.keys for p in shard_paths(setup / "egs2")]
+    parts = [EgsShard.load(p).fs.feats.keys for p in shard_paths(setup / "egs2")]
     assert sorted(parts[0] + parts[1]) == sorted(train) and not set(parts[0]) & set(parts[1])
     for name, extra in (("mem", []), ("egs1", ["--egs-dir", str(setup / "egs1")])):
         r = subprocess.run(["steps/train_chain.sh", *args, *extra, str(setup / f"chunk_{name}")], cwd=ROOT, env=ENV,
@@ -258,3 +259,12 @@ def test_get_egs_shards_train_as_in_memory(setup, single):
         runs[name] = torch.load(setup / f"chunk_{name}" / "final.pt", weights_only=True)["model"]
     for name, w in runs["mem"].items():
         assert torch.equal(runs["egs1"][name], w), name
+
+    r = subprocess.run(["steps/chain/get_egs.sh", "--nj", "1", "--num-utts-subset", "2", "--srand", "1", "--lang",
+                        str(setup / "lang"), "--net", "mini", *(str(setup / d) for d in ("data", "ivectors", "chain",
+                                                                                          "egs_e2e"))],
+                       cwd=ROOT, env=ROOT_ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = run_train(setup, "e2e_egs", ENV, ["steps/train_chain.sh", "--egs-dir", str(setup / "egs_e2e")])
+    for name, w in single["model"].items():
+        assert torch.equal(got["model"][name], w), name

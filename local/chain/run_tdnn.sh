@@ -62,7 +62,7 @@ grep '^chain_align:' exp/chain/log/align.log
 
 # the chunks of pass 2 with their numerators, written once by nj jobs (Kaldi's get_egs.sh)
 step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"
-      $train_data $ivdir exp/chain exp/chain/ali_e2e exp/chain/tdnn_e2e/final.pt exp/chain/egs)
+      --ali-dir exp/chain/ali_e2e --model exp/chain/tdnn_e2e/final.pt $train_data $ivdir exp/chain exp/chain/egs)
 "${stamp[@]}" run exp/chain/egs/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
   -- "${step[@]}"
 

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="e2e: whole utterances with their flat-start numerators; chunk: chunks of --chunk-width "
                    "with numerators cut from the alignment --ali")
     p.add_argument("--egs-dir", default=None,
-                   help="chunk egs written by steps/chain/get_egs.sh (default: cut in this process)")
+                   help="egs written by steps/chain/get_egs.sh (default: made in this process)")
     p.add_argument("--ali", default=None, help="ali.pt from steps/chain/align.sh (for --egs-type chunk)")
     p.add_argument("--e2e-minibatch-size", default="150=128,64/300=64,32/600=32,16/1200=8",
                    help="whole-utterance minibatch sizes by input length (Kaldi e2e rule syntax)")
@@ -141,35 +141,31 @@ class RankShard:
 def build_egs(a: argparse.Namespace, model: TdnnfModel, rank: int, world: int):
     """(train, valid, train_diagnostic) egs (ser.train.egs): whole utterances (``--egs-type e2e``,
     flat start) or chunks cut with an alignment (``--egs-type chunk --ali ali.pt``), the training
-    chunks read from the shards of steps/chain/get_egs.sh with ``--egs-dir`` (no numerator is built
-    and only the held-out utterances' features are loaded)."""
+    examples read from the shards of steps/chain/get_egs.sh with ``--egs-dir`` (no numerator is built,
+    no feature loaded: the shards are memory-mapped)."""
     from ser.chain.supervision import Normalizer
     from ser.train.align import Alignment
     from ser.io.batching import load_features
     from ser.train.egs import ChunkEgs, E2eEgs, split_valid
-    from ser.train.egs_shards import ChunkShard, shard_paths
+    from ser.train.egs_shards import EgsShard, shard_paths
 
     ivector_dir = None if a.ivector_dir == "none" else a.ivector_dir
     chain = ChainDir.load(a.chain_dir)
     lc, rc = model.left_context, model.right_context
     if a.egs_dir:
-        if a.egs_type != "chunk":
-            raise ValueError("--egs-dir: the shards of steps/chain/get_egs.sh are chunk egs (--egs-type chunk)")
-        if not a.ali:
-            raise ValueError("--egs-type chunk needs --ali <ali.pt> (steps/chain/align.sh)")
         egs_dir = Path(a.egs_dir)
-        train = ChunkEgs.from_shards([ChunkShard.load(p) for p in shard_paths(egs_dir)], lc, rc,
-                                     a.num_chunk_per_minibatch, seed=a.srand)
-        held = {n: (egs_dir / f"{n}_uttlist").read_text().split() for n in ("valid", "train_diag")}
-        data = load_features(a.train_data, ivector_dir, held["valid"] + held["train_diag"])
-        ali, pdf_map, normalizer = Alignment.load(a.ali), chain.pdf_map, Normalizer(chain.den_fst)
+        train = [EgsShard.load(p) for p in shard_paths(egs_dir)]
+        if train[0].kind != a.egs_type:
+            raise ValueError(f"--egs-dir {egs_dir}: {train[0].kind} egs, but --egs-type {a.egs_type}")
 
-        def diag(utts):
-            return ChunkEgs(data, ali, pdf_map, normalizer, lc, rc, chunk_width=train.widths,
-                            num_chunk_per_minibatch=a.num_chunk_per_minibatch, frame_subsampling_factor=train.fsf,
-                            utts=[u for u in utts if u in data.feats and u in ali.phones], seed=a.srand,
-                            frame_shift=False, shuffle=False, drop_partial=False)
-        return RankShard(train, rank, world), diag(held["valid"]), diag(held["train_diag"])
+        def from_shards(shards, is_train):
+            if a.egs_type == "e2e":
+                return E2eEgs.from_shards(shards, lc, rc, a.e2e_minibatch_size, seed=a.srand, frame_shift=is_train,
+                                          shuffle=is_train)
+            return ChunkEgs.from_shards(shards, lc, rc, a.num_chunk_per_minibatch, seed=a.srand,
+                                        frame_shift=is_train, shuffle=is_train, drop_partial=is_train)
+        return (RankShard(from_shards(train, True), rank, world),
+                *(from_shards([EgsShard.load(egs_dir / f"{n}.pt")], False) for n in ("valid", "train_diag")))
     data = load_features(a.train_data, ivector_dir)
     nums = chain.num_graphs
     graphs, num_out, fsf = nums.graphs, nums.num_output_frames, nums.frame_subsampling_factor

@@ -64,7 +64,7 @@ from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
-from ser.train.egs_shards import ChunkShard
+from ser.train.egs_shards import EgsShard
 from ser.train.minibatch import ChainMinibatch
 
 log = logging.getLogger(__name__)
@@ -200,22 +200,75 @@ class _EpochIterator:
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
         raise NotImplementedError
 
-    def _init_ivector_frames(self, first_frame: np.ndarray) -> None:
-        """The frame whose i-vector each example gets, drawn once (as Kaldi writes its egs once)."""
-        self.ivector_frame = None
-        if self.data.ivectors is not None:
-            rng = np.random.default_rng([self.seed, 1 << 20])
-            frames = self.data.feats.lengths[self.utt_idx].numpy()
-            self.ivector_frame = _ivector_frames(rng, first_frame, frames, self.left_context + self.fsf // 2)
+    # -- the examples, in shards (ser.train.egs_shards.EgsShard: one in memory, or a job's each) --
+    def _setup_shards(self, shards: list[EgsShard], kind: str, left_context: int, right_context: int) -> None:
+        if not shards or not any(len(sh) for sh in shards):
+            raise ValueError(f"{type(self).__name__}: no examples")
+        first = shards[0]
+        self.fsf, self.widths = first.frame_subsampling_factor, first.widths
+        self.left_context, self.right_context = int(left_context), int(right_context)
+        for sh in shards:
+            if sh.kind != kind:
+                raise ValueError(f"{type(self).__name__}: the shard of job {sh.job + 1} holds {sh.kind} egs")
+            if (sh.frame_subsampling_factor, sh.widths) != (self.fsf, self.widths):
+                raise ValueError(f"{type(self).__name__}: shard of job {sh.job + 1} has frame-subsampling-factor "
+                                 f"{sh.frame_subsampling_factor} and widths {sh.widths}, job 1's "
+                                 f"{self.fsf} and {self.widths}")
+            if sh.egs_left_context != self.left_context + self.fsf // 2:
+                raise ValueError(f"{type(self).__name__}: the egs of job {sh.job + 1} were made for left context "
+                                 f"{sh.egs_left_context - self.fsf // 2}, the model has {self.left_context}")
+        self.rank, self.world = 0, 1
+        self.shards = shards
+        self.shard_of = np.concatenate([np.full(len(sh), k, np.int64) for k, sh in enumerate(shards)])
+        self.local = np.concatenate([np.arange(len(sh), dtype=np.int64) for sh in shards])
+        self.first_frame = torch.cat([sh.first_frame for sh in shards])
+        self.width = torch.cat([sh.width for sh in shards]).numpy()
+        self.num_out = torch.cat([sh.num_out for sh in shards]).numpy()
+        has_iv = [sh.ivector_frame is not None for sh in shards]
+        self.ivector_frame = torch.cat([sh.ivector_frame for sh in shards]).numpy() if all(has_iv) else None
+        self.num_frames = sum(sh.num_frames for sh in shards)  # Kaldi's num_frames: sets num_archives
+        self.skipped: dict[str, int] = {}
+        for sh in shards:
+            for why, n in sh.skipped.items():
+                self.skipped[why] = self.skipped.get(why, 0) + n
+
+    def set_share(self, rank: int, world: int) -> None:
+        """Make only DDP rank ``rank``'s share of each minibatch: its every ``world``-th example (as
+        ser.ddp.shard), the same tensors as the whole minibatch's slice."""
+        self.rank, self.world = int(rank), int(world)
+
+    def _utt(self, i: int) -> str:
+        sh, j = self.shards[self.shard_of[i]], int(self.local[i])
+        return sh.fs.feats.keys[int(sh.utt_idx[j])]
+
+    def graph(self, i: int) -> ChainGraph:
+        return self.shards[self.shard_of[i]].graphs[int(self.local[i])]
+
+    @property
+    def graphs(self) -> list[ChainGraph]:
+        return [self.graph(i) for i in range(len(self.local))]
 
     def _inputs(self, batch: np.ndarray, first_frame: torch.Tensor, num_output_frames: int,
                 epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Inputs of examples ``batch`` with this epoch's frame shift; one i-vector per example."""
+        """Inputs of examples ``batch`` with this epoch's frame shift, one i-vector per example, cut
+        from each shard's features."""
         offset = input_offset(self.frame_shift(epoch), self.fsf)
         context = ModelContext(self.left_context, self.right_context, self.fsf)
-        ivf = None if self.ivector_frame is None else torch.from_numpy(self.ivector_frame[batch])
-        return model_inputs(self.data, self.utt_idx[torch.from_numpy(batch)], context, first_frame + offset,
-                            num_output_frames, ivector_mode="chunk", ivector_frame=ivf)
+        x, iv = None, None
+        for k in np.unique(self.shard_of[batch]).tolist():
+            pos = np.flatnonzero(self.shard_of[batch] == k)
+            sh, tpos = self.shards[k], torch.from_numpy(pos)
+            ivf = None if self.ivector_frame is None else torch.from_numpy(self.ivector_frame[batch[pos]])
+            xk, ivk = model_inputs(sh.fs, sh.utt_idx[torch.from_numpy(self.local[batch[pos]])], context,
+                                   first_frame[tpos] + offset, num_output_frames, ivector_mode="chunk",
+                                   ivector_frame=ivf)
+            if x is None:
+                x = xk.new_empty((len(batch),) + xk.shape[1:])
+                iv = None if ivk is None else ivk.new_empty((len(batch),) + ivk.shape[1:])
+            x[tpos] = xk
+            if iv is not None:
+                iv[tpos] = ivk
+        return x, iv
 
     def num_minibatches(self, epoch: int | None = None) -> int:
         return len(self._epoch_batches(self.epoch if epoch is None else epoch))
@@ -256,11 +309,44 @@ class _EpochIterator:
 # ------------------------------------------------------------------------------------------
 # pass 1: whole utterances
 # ------------------------------------------------------------------------------------------
+def make_e2e_examples(data: FeatureSet, graphs: Mapping[str, ChainGraph], num_output_frames: Mapping[str, int],
+                      left_context: int, frame_subsampling_factor: int = 3, utts: Sequence[str] | None = None,
+                      seed: int = 0, job: int = 0) -> EgsShard:
+    """nnet3-chain-e2e-get-egs for ``utts`` (default: all of ``data``, sorted): one example per
+    utterance with a numerator graph (the others are skipped, counted), its i-vector frame drawn from
+    the stream of ``seed`` and ``job`` (job 0's: that of one process making every example)."""
+    fsf = int(frame_subsampling_factor)
+    cand = sorted(data.utts) if utts is None else list(utts)
+    missing = [u for u in cand if u not in data.feats]
+    if missing:
+        raise ValueError(f"E2eEgs: no features for utterance {missing[0]!r} ({len(missing)} missing)")
+    keep = [u for u in cand if graphs.get(u) is not None]
+    skipped = {"no numerator graph": len(cand) - len(keep)} if len(keep) < len(cand) else {}
+    if skipped:
+        log.warning("E2eEgs: %d of %d utterances have no numerator graph; skipped", len(cand) - len(keep), len(cand))
+    utt_idx = torch.tensor([data.feats.index[u] for u in keep], dtype=torch.int64)
+    frames = data.feats.lengths[utt_idx]
+    num_out = (frames + fsf - 1) // fsf
+    for u, n, t in zip(keep, num_out.tolist(), frames.tolist()):
+        if int(num_output_frames[u]) != n:
+            raise ValueError(f"E2eEgs: utterance {u!r} has {t} frames (ceil(T/{fsf}) = {n} output frames) "
+                             f"but its numerator graph was made for {num_output_frames[u]}")
+    first = torch.zeros(len(keep), dtype=torch.int64)
+    ivf = None
+    if data.ivectors is not None:
+        stream = [seed, 1 << 20] + ([job] if job else [])
+        ivf = torch.from_numpy(_ivector_frames(np.random.default_rng(stream), first.numpy(), frames.numpy(),
+                                               left_context + fsf // 2))
+    return EgsShard("e2e", data, utt_idx, first, frames.clone(), num_out, ivf, [graphs[u] for u in keep],
+                    int(frames.sum()), skipped, fsf, [], left_context + fsf // 2, seed, job)
+
+
 class E2eEgs(_EpochIterator):
     """Whole-utterance minibatches for flat-start training (see the module docstring).
 
     ``graphs``/``num_output_frames``: ``ChainDir.num_graphs`` (utterances without a graph
-    are skipped).  ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
+    are skipped), or the shards of steps/chain/get_egs.sh (:meth:`from_shards`).
+    ``left_context``/``right_context``: the model's (28/28 for tdnn_1g); the
     i-vector frame uses the egs context ``left_context + fsf // 2`` as Kaldi.  Each epoch the
     utterances are sorted by length (random tie order), grouped by the ``minibatch_size`` rule
     closest to their input size, each group cut into minibatches of that rule's size, and the
@@ -272,42 +358,45 @@ class E2eEgs(_EpochIterator):
                  minibatch_size: str | int = EgsConfig.e2e_minibatch_size,
                  utts: Sequence[str] | None = None, seed: int = 0, frame_shift: bool = True,
                  shuffle: bool = True) -> None:
-        self.data, self.fsf = data, int(frame_subsampling_factor)
-        self.left_context, self.right_context = int(left_context), int(right_context)
+        shard = make_e2e_examples(data, graphs, num_output_frames, left_context, frame_subsampling_factor, utts, seed)
+        if not len(shard):
+            raise ValueError("E2eEgs: no utterance has both features and a numerator graph")
+        self._setup([shard], left_context, right_context, minibatch_size, seed, frame_shift, shuffle)
+
+    @classmethod
+    def from_shards(cls, shards: Sequence[EgsShard], left_context: int, right_context: int,
+                    minibatch_size: str | int = EgsConfig.e2e_minibatch_size, seed: int = 0,
+                    frame_shift: bool = True, shuffle: bool = True) -> "E2eEgs":
+        """The utterances of ``shards`` (ser.train.egs_shards.EgsShard.load), in shard order."""
+        egs = cls.__new__(cls)
+        egs._setup(list(shards), left_context, right_context, minibatch_size, seed, frame_shift, shuffle)
+        return egs
+
+    def _setup(self, shards: list[EgsShard], left_context: int, right_context: int, minibatch_size: str | int,
+               seed: int, frame_shift: bool, shuffle: bool) -> None:
         self.use_frame_shift, self.shuffle = bool(frame_shift), bool(shuffle)
         self.rules = parse_minibatch_size(minibatch_size)
         self._init_epochs(seed)
-        cand = sorted(data.utts) if utts is None else list(utts)
-        missing = [u for u in cand if u not in data.feats]
-        if missing:
-            raise ValueError(f"E2eEgs: no features for utterance {missing[0]!r} ({len(missing)} missing)")
-        self.utts = [u for u in cand if graphs.get(u) is not None]
-        if len(self.utts) < len(cand):
-            log.warning("E2eEgs: %d of %d utterances have no numerator graph; skipped", len(cand) - len(self.utts),
-                        len(cand))
-        if not self.utts:
-            raise ValueError("E2eEgs: no utterance has both features and a numerator graph")
-        self.graphs = [graphs[u] for u in self.utts]
-        self.utt_idx = torch.tensor([data.feats.index[u] for u in self.utts], dtype=torch.int64)
-        frames = data.feats.lengths[self.utt_idx].numpy()
-        self.num_out = (frames + self.fsf - 1) // self.fsf
-        for u, n in zip(self.utts, self.num_out.tolist()):
-            if int(num_output_frames[u]) != n:
-                raise ValueError(f"E2eEgs: utterance {u!r} has {int(frames[self.utts.index(u)])} frames "
-                                 f"(ceil(T/{self.fsf}) = {n} output frames) but its numerator graph was made "
-                                 f"for {num_output_frames[u]}")
+        self._setup_shards(shards, "e2e", left_context, right_context)
         self.eg_size = self.fsf * self.num_out + self.left_context + self.right_context
-        self.num_frames = int(frames.sum())  # Kaldi's num_frames (utt2num_frames), which sets num_archives
-        self._init_ivector_frames(np.zeros(len(self.utts), np.int64))
+
+    @property
+    def utts(self) -> list[str]:
+        return [self._utt(i) for i in range(len(self.local))]
+
+    @property
+    def keys(self) -> list[str]:
+        return self.utts
 
     def summary(self) -> str:
         """What one pass uses (for the training log)."""
-        return (f"{len(self.utts)} utterances, {self.num_frames} frames (whole utterances), "
+        return (f"{len(self.local)} utterances, {self.num_frames} frames (whole utterances), "
                 f"{len(self)} minibatches per pass")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
-        tie = rng.permutation(len(self.utts)) if self.shuffle else np.arange(len(self.utts))
+        n = len(self.local)
+        tie = rng.permutation(n) if self.shuffle else np.arange(n)
         order = np.lexsort((tie, self.num_out))
         batches, cur, cur_rule = [], [], -1
         for i in order.tolist():
@@ -327,10 +416,12 @@ class E2eEgs(_EpochIterator):
         return batches
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
+        t_out = int(self.num_out[batch].max())  # the whole minibatch's: a rank's share is padded alike
+        batch = batch[self.rank::self.world]
         n_out = torch.from_numpy(self.num_out[batch].astype(np.int64))
-        feats, ivec = self._inputs(batch, torch.zeros(len(batch), dtype=torch.int64), int(n_out.max()), epoch)
-        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graphs[i] for i in batch.tolist()]),
-                              n_out, [self.utts[i] for i in batch.tolist()])
+        feats, ivec = self._inputs(batch, torch.zeros(len(batch), dtype=torch.int64), t_out, epoch)
+        return ChainMinibatch(feats, ivec, NumeratorGraphBatch.from_graphs([self.graph(i) for i in batch.tolist()]),
+                              n_out, [self._utt(i) for i in batch.tolist()])
 
 
 # ------------------------------------------------------------------------------------------
@@ -455,7 +546,7 @@ def make_chunk_examples(data: FeatureSet, alignment, pdf_map, normalizer, left_c
                         chunk_width: str | Sequence[int] = EgsConfig.chunk_width, frame_subsampling_factor: int = 3,
                         left_tolerance: int = TOLERANCE, right_tolerance: int = TOLERANCE,
                         optional_silence: int | None = None, utts: Sequence[str] | None = None, seed: int = 0,
-                        job: int = 0) -> ChunkShard:
+                        job: int = 0) -> EgsShard:
     """nnet3-chain-get-egs for ``utts`` (default: all of ``data``): the chunks of each utterance
     (:class:`UtteranceSplitter`), each with its unconstrained numerator and one i-vector frame.  Job
     ``job`` (0-based) draws from its own streams, seeded with ``seed`` and ``job`` (Kaldi: --srand
@@ -505,8 +596,9 @@ def make_chunk_examples(data: FeatureSet, alignment, pdf_map, normalizer, left_c
         frames = data.feats.lengths[utt_idx].numpy()
         ivf = torch.from_numpy(_ivector_frames(np.random.default_rng(stream), first.numpy(), frames,
                                                left_context + fsf // 2))
-    return ChunkShard(data, utt_idx, first, torch.tensor([c.num_frames for c in chunks], dtype=torch.int64), ivf,
-                      graphs, num_frames, skipped, fsf, widths, left_context + fsf // 2, seed, job)
+    width = torch.tensor([c.num_frames for c in chunks], dtype=torch.int64)
+    return EgsShard("chunk", data, utt_idx, first, width, width // fsf, ivf, graphs, num_frames, skipped, fsf, widths,
+                    left_context + fsf // 2, seed, job)
 
 
 class ChunkEgs(_EpochIterator):
@@ -535,60 +627,29 @@ class ChunkEgs(_EpochIterator):
                     drop_partial)
 
     @classmethod
-    def from_shards(cls, shards: Sequence[ChunkShard], left_context: int, right_context: int,
+    def from_shards(cls, shards: Sequence[EgsShard], left_context: int, right_context: int,
                     num_chunk_per_minibatch: int = EgsConfig.num_chunk_per_minibatch, seed: int = 0,
                     frame_shift: bool = True, shuffle: bool = True, drop_partial: bool = True) -> "ChunkEgs":
-        """The chunks of ``shards`` (ser.train.egs_shards.ChunkShard.load), in shard order."""
+        """The chunks of ``shards`` (ser.train.egs_shards.EgsShard.load), in shard order."""
         egs = cls.__new__(cls)
         egs._setup(list(shards), left_context, right_context, num_chunk_per_minibatch, seed, frame_shift,
                    shuffle, drop_partial)
         return egs
 
-    def _setup(self, shards: list[ChunkShard], left_context: int, right_context: int, num_chunk_per_minibatch: int,
+    def _setup(self, shards: list[EgsShard], left_context: int, right_context: int, num_chunk_per_minibatch: int,
                seed: int, frame_shift: bool, shuffle: bool, drop_partial: bool) -> None:
-        if not shards or not any(len(s) for s in shards):
-            raise ValueError("ChunkEgs: no chunks")
-        first = shards[0]
-        self.fsf, self.widths = first.frame_subsampling_factor, first.widths
-        self.left_context, self.right_context = int(left_context), int(right_context)
-        for s in shards:
-            if (s.frame_subsampling_factor, s.widths) != (self.fsf, self.widths):
-                raise ValueError(f"ChunkEgs: shard of job {s.job + 1} has frame-subsampling-factor "
-                                 f"{s.frame_subsampling_factor} and widths {s.widths}, job 1's "
-                                 f"{self.fsf} and {self.widths}")
-            if s.egs_left_context != self.left_context + self.fsf // 2:
-                raise ValueError(f"ChunkEgs: the egs of job {s.job + 1} were made for left context "
-                                 f"{s.egs_left_context - self.fsf // 2}, the model has {self.left_context}")
         self.use_frame_shift, self.shuffle, self.drop_partial = bool(frame_shift), bool(shuffle), bool(drop_partial)
         self.minibatch_size = int(num_chunk_per_minibatch)
         if self.minibatch_size <= 0:
             raise ValueError("--num-chunk-per-minibatch must be positive")
         self._init_epochs(seed)
-        self.rank, self.world = 0, 1
-        self.shards = shards
-        self.shard_of = np.concatenate([np.full(len(s), k, np.int64) for k, s in enumerate(shards)])
-        self.local = np.concatenate([np.arange(len(s), dtype=np.int64) for s in shards])
-        self.first_frame = torch.cat([s.first_frame for s in shards])
-        self.width = torch.cat([s.width for s in shards]).numpy()
-        has_iv = [s.ivector_frame is not None for s in shards]
-        self.ivector_frame = torch.cat([s.ivector_frame for s in shards]).numpy() if all(has_iv) else None
-        self.num_frames = sum(s.num_frames for s in shards)
-        self.skipped: dict[str, int] = {}
-        for s in shards:
-            for why, n in s.skipped.items():
-                self.skipped[why] = self.skipped.get(why, 0) + n
+        self._setup_shards(shards, "chunk", left_context, right_context)
 
     def __len__(self) -> int:
         return self.num_minibatches()
 
-    def set_share(self, rank: int, world: int) -> None:
-        """Make only DDP rank ``rank``'s share of each minibatch: its every ``world``-th chunk (as
-        ser.ddp.shard), the same tensors as the whole minibatch's slice (its chunks have one width)."""
-        self.rank, self.world = int(rank), int(world)
-
     def _key(self, i: int) -> str:
-        s, j = self.shards[self.shard_of[i]], int(self.local[i])
-        return f"{s.fs.feats.keys[int(s.utt_idx[j])]}-{int(s.first_frame[j])}"
+        return f"{self._utt(i)}-{int(self.first_frame[i])}"
 
     @property
     def keys(self) -> list[str]:
@@ -596,15 +657,8 @@ class ChunkEgs(_EpochIterator):
 
     @property
     def chunks(self) -> list[Chunk]:
-        return [Chunk(k.rsplit("-", 1)[0], int(f), int(w))
-                for k, f, w in zip(self.keys, self.first_frame.tolist(), self.width.tolist())]
-
-    def graph(self, i: int) -> ChainGraph:
-        return self.shards[self.shard_of[i]].graphs[int(self.local[i])]
-
-    @property
-    def graphs(self) -> list[ChainGraph]:
-        return [self.graph(i) for i in range(len(self.local))]
+        return [Chunk(self._utt(i), int(f), int(w))
+                for i, (f, w) in enumerate(zip(self.first_frame.tolist(), self.width.tolist()))]
 
     def summary(self) -> str:
         """What one pass uses (for the training log): the utterances with chunks, the frames their
@@ -629,26 +683,6 @@ class ChunkEgs(_EpochIterator):
         if self.shuffle:
             batches = [batches[j] for j in rng.permutation(len(batches))]
         return batches
-
-    def _inputs(self, batch: np.ndarray, first_frame: torch.Tensor, num_output_frames: int,
-                epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The inputs of ``batch``, cut from each shard's features (this epoch's frame shift)."""
-        offset = input_offset(self.frame_shift(epoch), self.fsf)
-        context = ModelContext(self.left_context, self.right_context, self.fsf)
-        x, iv = None, None
-        for k in np.unique(self.shard_of[batch]).tolist():
-            pos = np.flatnonzero(self.shard_of[batch] == k)
-            shard, local = self.shards[k], torch.from_numpy(self.local[batch[pos]])
-            ivf = None if self.ivector_frame is None else torch.from_numpy(self.ivector_frame[batch[pos]])
-            xk, ivk = model_inputs(shard.fs, shard.utt_idx[local], context, first_frame[torch.from_numpy(pos)] + offset,
-                                   num_output_frames, ivector_mode="chunk", ivector_frame=ivf)
-            if x is None:
-                x = xk.new_empty((len(batch),) + xk.shape[1:])
-                iv = None if ivk is None else ivk.new_empty((len(batch),) + ivk.shape[1:])
-            x[torch.from_numpy(pos)] = xk
-            if iv is not None:
-                iv[torch.from_numpy(pos)] = ivk
-        return x, iv
 
     def _make_minibatch(self, batch: np.ndarray, epoch: int) -> ChainMinibatch:
         batch = batch[self.rank::self.world]

@@ -1,10 +1,11 @@
-"""Chain chunk examples on disk: the shards ``egs.<job>.pt`` that steps/chain/get_egs.sh writes once.
+"""Chain examples on disk: the shards ``egs.<job>.pt`` that steps/chain/get_egs.sh writes once.
 
 Kaldi's ``steps/nnet3/chain/get_egs.sh`` runs ``nnet3-chain-get-egs`` as ``nj`` parallel jobs, each on
 its split of the data, and every training job reads archives; no training process builds a numerator
-or holds the corpus.  Here job ``j`` (``ser.bin.get_egs``) cuts the chunks of its utterances, builds each
-chunk's numerator graph and draws its i-vector frame (:func:`ser.train.egs.make_chunk_examples`), and
-writes one shard: a ``torch.save`` file of plain tensors, read back memory-mapped (``torch.load(...,
+or holds the corpus.  Here job ``j`` (``ser.bin.get_egs``) makes the examples of its utterances -- whole
+utterances with their numerator graphs (``--egs-type e2e``, :func:`ser.train.egs.make_e2e_examples`) or
+chunks with theirs (``chunk``, :func:`ser.train.egs.make_chunk_examples`), each with its i-vector frame --
+and writes one shard: a ``torch.save`` file of plain tensors, read back memory-mapped (``torch.load(...,
 mmap=True)``), so a trainer opens every shard at once at no cost and only the pages of the chunks it
 takes are read.
 
@@ -14,12 +15,12 @@ One shard holds (all int64 unless said):
   job's utterances that have chunks, whole (the epoch's frame shift and the model's context are applied
   when a minibatch is cut, as in memory); ``ivectors`` float32 [M, I] with ``ivector_offsets`` (or None)
   and ``ivector_period``;
-* per chunk: ``utt_idx`` (into ``utts``), ``first_frame``, ``width`` (input frames), ``ivector_frame``
-  (or None);
-* the chunks' numerator graphs packed (:func:`pack_graphs`): ``num_states``, ``state_offsets``,
+* per example (a whole utterance or a chunk): ``utt_idx`` (into ``utts``), ``first_frame``, ``width``
+  (input frames), ``num_out`` (output frames), ``ivector_frame`` (or None);
+* the examples' numerator graphs packed (:func:`pack_graphs`): ``num_states``, ``state_offsets``,
   ``arc_offsets`` [C + 1]; ``src``/``dst`` (state indexes within the graph) and ``pdf`` [A], ``logp``,
   ``initial``, ``final`` float32;
-* ``format``, ``frame_subsampling_factor``, ``widths``, ``egs_left_context`` (the context the i-vector
+* ``format``, ``kind`` (e2e, chunk), ``frame_subsampling_factor``, ``widths`` (chunk widths), ``egs_left_context`` (the context the i-vector
   frames were drawn with), ``seed``, ``job``, ``num_frames`` (the job's input frames, Kaldi's
   ``num_frames``) and ``skipped`` ({reason: count}).
 
@@ -40,9 +41,9 @@ from ser.chain.graph import ChainGraph
 from ser.io.batching import FeatureSet, MatrixTable
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
 
-__all__ = ["FORMAT", "PackedGraphs", "pack_graphs", "ChunkShard", "shard_paths"]
+__all__ = ["FORMAT", "PackedGraphs", "pack_graphs", "EgsShard", "shard_paths"]
 
-FORMAT = "ser.chain_chunk_egs.v1"
+FORMAT = "ser.chain_egs.v1"
 _GRAPH_KEYS = ("num_states", "state_offsets", "arc_offsets", "src", "dst", "pdf", "logp", "initial", "final")
 
 
@@ -85,14 +86,16 @@ class PackedGraphs:
 
 
 @dataclass
-class ChunkShard:
-    """The chunks of one job (or of one in-memory build): their utterances' features, the chunks and
-    their numerator graphs; what :class:`ser.train.egs.ChunkEgs` iterates over."""
+class EgsShard:
+    """The examples of one job (or of one in-memory build): their utterances' features, the examples
+    and their numerator graphs; what :class:`ser.train.egs.E2eEgs` and ``ChunkEgs`` iterate over."""
 
+    kind: str  # "e2e" (whole utterances) or "chunk"
     fs: FeatureSet
     utt_idx: torch.Tensor  # [C] rows of fs
     first_frame: torch.Tensor  # [C]
     width: torch.Tensor  # [C] input frames
+    num_out: torch.Tensor  # [C] output frames
     ivector_frame: torch.Tensor | None  # [C]
     graphs: Sequence[ChainGraph]  # a list, or PackedGraphs of a loaded shard
     num_frames: int  # the input frames of the utterances the chunks were cut from
@@ -115,21 +118,22 @@ class ChunkShard:
         feats = MatrixTable.from_arrays(keys, [self.fs.feats[k] for k in keys])
         iv = self.fs.ivectors
         ivecs = None if iv is None else MatrixTable.from_arrays(keys, [iv[k] for k in keys])
-        save_torch({"format": FORMAT, "utts": keys, "feats": feats.data, "feat_offsets": feats.offsets,
+        save_torch({"format": FORMAT, "kind": self.kind, "utts": keys, "feats": feats.data, "feat_offsets": feats.offsets,
                     "ivectors": None if ivecs is None else ivecs.data,
                     "ivector_offsets": None if ivecs is None else ivecs.offsets,
                     "ivector_period": self.fs.ivector_period, "utt_idx": remap[self.utt_idx],
-                    "first_frame": self.first_frame, "width": self.width, "ivector_frame": self.ivector_frame,
+                    "first_frame": self.first_frame, "width": self.width, "num_out": self.num_out,
+                    "ivector_frame": self.ivector_frame,
                     "graphs": pack_graphs(list(self.graphs)), "num_frames": self.num_frames,
                     "skipped": dict(self.skipped), "frame_subsampling_factor": self.frame_subsampling_factor,
                     "widths": list(self.widths), "egs_left_context": self.egs_left_context,
                     "seed": self.seed, "job": self.job}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ChunkShard":
+    def load(cls, path: str | os.PathLike) -> "EgsShard":
         """A shard, memory-mapped."""
         d = load_torch(path, what="chain egs shard", mmap=True,
-                       expect_keys=("format", "utts", "feats", "feat_offsets", "graphs", "utt_idx"))
+                       expect_keys=("format", "kind", "utts", "feats", "feat_offsets", "graphs", "utt_idx", "num_out"))
         if d["format"] != FORMAT:
             raise TorchFileError(f"{path}: format {d['format']!r}, expected {FORMAT!r}")
         missing = [k for k in _GRAPH_KEYS if k not in d["graphs"]]
@@ -137,8 +141,8 @@ class ChunkShard:
             raise TorchFileError(f"{path}: graphs have no key {missing[0]!r}")
         feats = MatrixTable(list(d["utts"]), d["feats"], d["feat_offsets"])
         ivecs = None if d["ivectors"] is None else MatrixTable(list(d["utts"]), d["ivectors"], d["ivector_offsets"])
-        return cls(FeatureSet(feats, ivecs, int(d["ivector_period"])), d["utt_idx"], d["first_frame"], d["width"],
-                   d["ivector_frame"], PackedGraphs(d["graphs"]), int(d["num_frames"]), dict(d["skipped"]),
+        return cls(str(d["kind"]), FeatureSet(feats, ivecs, int(d["ivector_period"])), d["utt_idx"],
+                   d["first_frame"], d["width"], d["num_out"], d["ivector_frame"], PackedGraphs(d["graphs"]), int(d["num_frames"]), dict(d["skipped"]),
                    int(d["frame_subsampling_factor"]), [int(w) for w in d["widths"]], int(d["egs_left_context"]),
                    int(d["seed"]), int(d["job"]))
 
