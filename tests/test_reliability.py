@@ -60,3 +60,32 @@ def test_no_job_command_is_a_shell_string_of_values():
             if re.search(r"\$\{?(train|decode|cuda)_cmd\b|\$cmd\b", line) and re.search(r'\.log"?\s+"[^"]*\s[^"]*\$', line):
                 offenders.append(f"{f.relative_to(ROOT)}: {line.strip()}")
     assert not offenders, offenders
+
+
+# ---- S2: ser-infer runs wav.scp pipelines only with --allow-pipes ------------------------------------------
+def _pipe_dir(tmp: Path) -> Path:
+    from infer_data import voice, write_wav
+
+    write_wav(tmp / "ok.wav", voice(1.0, seed=0))
+    d = tmp / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"p1 touch {tmp}/X; cat {tmp}/ok.wav |\n")
+    return d
+
+
+def test_ser_infer_refuses_wav_scp_pipelines(tmp_path):
+    from ser.bin.ser_infer import build_parser
+    from ser.infer.audio import list_recordings
+    from ser.io.audio import AudioError
+
+    d = _pipe_dir(tmp_path)
+    a = build_parser().parse_args(["--model", "m", str(d)])
+    assert a.allow_pipes is False
+    (rec,) = list_recordings([str(d)], allow_pipes=a.allow_pipes)
+    with pytest.raises(AudioError, match=r"recording p1: wav.scp entry .* is a pipeline; .*--allow-pipes true"):
+        list(rec.blocks())
+    assert not (tmp_path / "X").exists()
+    # the recipe's own calls keep Kaldi's semantics
+    (rec,) = list_recordings([str(d)], allow_pipes=build_parser().parse_args(
+        ["--model", "m", "--allow-pipes", "true", str(d)]).allow_pipes)
+    assert sum(b.size for b in rec.blocks()) == 16000 and (tmp_path / "X").exists()

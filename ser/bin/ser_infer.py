@@ -5,7 +5,7 @@
 
 Inputs: audio files (any format libsndfile reads, any rate and channel count; converted to
 16 kHz mono), directories (every audio file below them), Kaldi data dirs or ``wav.scp`` files
-(ids = utterance ids).  One output line per recording:
+(ids = utterance ids; their wav.scp pipelines run only with ``--allow-pipes true``).  One output line per recording:
 
     --format tsv     id, label, p_<label> per class, duration (s), with a header (default)
     --format jsonl   {"id", "label", "posteriors": {label: p}, "duration"}
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ser.cli import add_device_argument, run_main, setup_logging
+from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.infer.audio import list_recordings
 from ser.infer.recognizer import Classification, EmotionRecognizer
 from ser.infer.timeline import Timeline
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="exported model dir (steps/ser/export.sh)")
     p.add_argument("--format", choices=FORMATS, default="tsv")
     p.add_argument("--output", default="-", help="output file, - for stdout (kaldi: a directory)")
+    p.add_argument("--allow-pipes", type=str2bool, default=False,
+                   help="run wav.scp pipelines (<cmd> ... |) of data-dir inputs (default false: refused)")
     p.add_argument("--timeline", default=None, help="write <id>.png and <id>.csv timelines here")
     p.add_argument("--window", type=float, default=2.0, help="timeline window (s)")
     p.add_argument("--shift", type=float, default=0.5, help="timeline window shift (s)")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.timeline is not None:
         Path(a.timeline).mkdir(parents=True, exist_ok=True)
     results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
-    recordings = list(list_recordings(a.inputs))
+    recordings = list(list_recordings(a.inputs, allow_pipes=a.allow_pipes))
     for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
         try:
             res = classify(rec, r, a)

@@ -6,7 +6,8 @@ Inputs (``ser-infer`` and :class:`ser.infer.recognizer.EmotionRecognizer`):
   libsndfile >= 1.1, ...) at any sample rate and channel count; its id is the path as given;
 * a directory: every audio file below it (recursive, sorted), or, when it holds ``wav.scp``,
   a Kaldi data dir (its utterances, cut by ``segments`` if present; ids = utterance ids);
-* a Kaldi ``wav.scp`` file (``<id> <rxfilename>``, pipelines as ser.io.audio reads them).
+* a Kaldi ``wav.scp`` file (``<id> <rxfilename>``; pipelines as ser.io.audio reads them, and only
+  with ``allow_pipes``: a pipeline runs a command).
 
 Files are streamed: :func:`file_blocks` reads ``block_seconds`` at a time, averages the
 channels to mono and resamples with a streaming soxr resampler, so memory does not grow with
@@ -105,11 +106,12 @@ def signal_blocks(signal: np.ndarray, sample_rate: int, name: str) -> Iterator[n
     yield np.ascontiguousarray(x)
 
 
-def _data_dir_recordings(d: DataDir) -> Iterator[Recording]:
+def _data_dir_recordings(d: DataDir, allow_pipes: bool = False) -> Iterator[Recording]:
     """The utterances of a data dir, read as stage 3 reads them (ser.io.audio: channel 0,
-    ``segments`` cut as extract-segments does); each recording is read once for its segments."""
+    ``segments`` cut as extract-segments does); each recording is read once for its segments.
+    A ``wav.scp`` pipeline is an error unless ``allow_pipes``."""
     stats = AudioStats()
-    cache = RecordingCache(d.wav, SAMPLE_RATE, stats)
+    cache = RecordingCache(d.wav, SAMPLE_RATE, stats, allow_pipes)
     for u in d.utts:
         def read(u: str = u) -> Iterator[np.ndarray]:
             if d.segments is None:
@@ -128,14 +130,16 @@ def _wav_scp_dir(scp: Path) -> DataDir:
     return DataDir(utt2spk={u: u for u in wav}, wav=wav, path=scp)
 
 
-def list_recordings(inputs: list[str], block_seconds: float = 30.0) -> Iterator[Recording]:
+def list_recordings(inputs: list[str], block_seconds: float = 30.0, allow_pipes: bool = False
+                    ) -> Iterator[Recording]:
     """The recordings the inputs name, in order (see the module docstring).  A missing input is
-    an error; a directory without audio files is an error naming it."""
+    an error; a directory without audio files is an error naming it; a ``wav.scp`` pipeline is an
+    error naming its entry unless ``allow_pipes`` (it would run a command)."""
     for inp in inputs:
         p = Path(inp)
         if p.is_dir() and (p / "wav.scp").is_file():
             d = DataDir.load(p, validate=False) if (p / "utt2spk").is_file() else _wav_scp_dir(p / "wav.scp")
-            yield from _data_dir_recordings(d)
+            yield from _data_dir_recordings(d, allow_pipes)
         elif p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
             if not files:
@@ -143,7 +147,7 @@ def list_recordings(inputs: list[str], block_seconds: float = 30.0) -> Iterator[
             for f in files:
                 yield Recording(str(f), lambda f=f: file_blocks(f, block_seconds), str(f))
         elif p.is_file() and p.name.endswith(".scp"):
-            yield from _data_dir_recordings(_wav_scp_dir(p))
+            yield from _data_dir_recordings(_wav_scp_dir(p), allow_pipes)
         elif p.is_file():
             yield Recording(inp, lambda p=p: file_blocks(p, block_seconds), inp)
         else:

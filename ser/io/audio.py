@@ -11,7 +11,9 @@ installed, so the pipelines Kaldi recipes write are interpreted here:
     <entry> sox --vol <v> -t wav - -t wav - |        utils/data/perturb_data_dir_volume.sh
 
 Any other pipeline is run with ``bash -c`` if its first program exists, and its
-stdout read as a wav file.  Samples are returned as float32 in int16 units
+stdout read as a wav file.  The recipe's steps read pipelines; ``ser-infer``, the end user's entry point,
+refuses them unless given ``--allow-pipes true`` (``allow_pipes=False``: a wav.scp line is data, not a
+command to run).  Samples are returned as float32 in int16 units
 (Kaldi does not scale waves to [-1, 1], src/feat/wave-reader.cc).
 
 Deviations, all logged: a file at another sample rate is resampled (Kaldi would
@@ -162,12 +164,16 @@ def _parse_sox(cmd: list[str], who: str) -> tuple[str | None, list[str]]:
     return (None if files[0] == "-" else files[0]), effects
 
 
-def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
-    """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate)."""
+def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None, allow_pipes: bool = True
+                ) -> tuple[np.ndarray, int]:
+    """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate).
+    ``allow_pipes=False``: a pipeline is an error (nothing is run)."""
     who = who or rx
     rx = rx.strip()
     if not rx.endswith("|"):
         return _read_file(rx, who, stats)
+    if not allow_pipes:
+        raise AudioError(f"{who}: wav.scp entry {rx!r} is a pipeline; it is run only with --allow-pipes true")
     stages = [shlex.split(s) for s in rx[:-1].split("|")]
     if any(not s for s in stages):
         raise AudioError(f"{who}: empty command in pipeline {rx!r}")
@@ -244,8 +250,8 @@ class RecordingCache:
     """Reads each recording once while its segments are cut (segments are sorted by utterance,
     and Kaldi-style utterance ids start with the recording id, so one-entry caching suffices)."""
 
-    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None):
-        self.wav, self.fs, self.stats = wav, fs, stats
+    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None, allow_pipes: bool = True):
+        self.wav, self.fs, self.stats, self.allow_pipes = wav, fs, stats, allow_pipes
         self._key: str | None = None
         self._val: np.ndarray | None = None
 
@@ -253,7 +259,8 @@ class RecordingCache:
         if reco != self._key:
             if reco not in self.wav:
                 raise AudioError(f"recording {reco!r} not in wav.scp")
-            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats)
+            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats,
+                                allow_pipes=self.allow_pipes)
             self._val = to_mono_rate(x, fs, self.fs, f"recording {reco}", self.stats)
             self._key = reco
         return self._val
