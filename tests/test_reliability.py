@@ -89,3 +89,102 @@ def test_ser_infer_refuses_wav_scp_pipelines(tmp_path):
     (rec,) = list_recordings([str(d)], allow_pipes=build_parser().parse_args(
         ["--model", "m", "--allow-pipes", "true", str(d)]).allow_pipes)
     assert sum(b.size for b in rec.blocks()) == 16000 and (tmp_path / "X").exists()
+
+
+# ---- silent 1-5: folds, their checks, scoring ---------------------------------------------------------------
+@pytest.fixture
+def tiny_folds(tmp_path):
+    """A tiny emotion set (3 sessions) with its session folds written; returns (data dir, folds dir, i-vectors)."""
+    from emotion_data import write_tiny_set
+    from ser.emotion.folds import write_folds
+
+    data, ivs, _ = write_tiny_set(tmp_path, sessions=3, utts_per_speaker=8)
+    return data, write_folds(data, "session"), ivs
+
+
+def _rewrite(path: Path, edit) -> None:
+    path.write_text("".join(edit(line) + "\n" for line in path.read_text().splitlines()))
+
+
+def test_label_only_change_makes_new_folds(tiny_folds):
+    """Silent 1: folds were hashed on utt2spk only, so a label change kept them (and the trainings on them)."""
+    from ser.emotion.folds import write_folds
+
+    data, folds, _ = tiny_folds
+    before = (folds / "folds.json").read_text()
+    utt = (folds / "Ses01/train/utt2emo").read_text().split()[0]
+    _rewrite(data / "utt2emo", lambda ln: f"{utt} sad" if ln.split()[0] == utt else ln)
+    write_folds(data, "session")
+    assert (folds / "folds.json").read_text() != before        # what the training stamps hash
+    assert f"{utt} sad\n" in (folds / "Ses01/train/utt2emo").read_text()
+
+
+def _train_ser_argv(fold: Path, ivs: Path, out: Path) -> list[str]:
+    return ["--device", "cpu", "--labels", "ang hap neu sad", str(fold), str(ivs), str(out / "no-model.pt"), str(out)]
+
+
+def test_fold_with_a_speaker_in_train_and_test_is_refused(tiny_folds, tmp_path, capsys):
+    """Silent 2: train_ser, decoding and --folds DIR accepted a fold whose test speaker also trained."""
+    from ser.bin import decode_ser, make_ser_folds, train_ser
+    from ser.cli import run_program
+    from ser.io.datadir import DataDir
+
+    data, folds, ivs = tiny_folds
+    fold = folds / "Ses01"
+    train = DataDir.load(fold / "train")
+    shared = train.utts[:2]
+    DataDir.load(data).subset(DataDir.load(fold / "test").utts + shared).write(fold / "test", replace=True)
+    spk = train.utt2spk[shared[0]]
+    assert run_program(train_ser.main, _train_ser_argv(fold, ivs, tmp_path / "m")) == 1
+    assert f"speaker '{spk}' is in both test and train" in capsys.readouterr().err
+    assert run_program(make_ser_folds.main, ["--check", "ang hap neu sad", str(folds)]) == 1
+    assert f"Ses01: speaker '{spk}' is in both test and train" in capsys.readouterr().err
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "options.json").write_text(f'{{"fold_dir": "{fold}"}}')
+    with pytest.raises(ValueError, match=f"speaker '{spk}' is in both test and train"):
+        decode_ser._check_unseen(out, DataDir.load(fold / "test"))
+
+
+@pytest.mark.parametrize("part", ["train", "valid"])
+def test_fold_part_lacking_a_class_is_refused(tiny_folds, tmp_path, capsys, part):
+    """Silent 3: a fold whose train (or validation) part lacks a class trained without a word."""
+    from ser.bin import train_ser
+    from ser.cli import run_program
+    from ser.io.datadir import DataDir
+
+    _, folds, ivs = tiny_folds
+    d = DataDir.load(folds / "Ses01" / part)
+    emo = d.extra("utt2emo")
+    d.subset([u for u in d.utts if emo[u] != "hap"]).write(folds / "Ses01" / part, replace=True)
+    assert run_program(train_ser.main, _train_ser_argv(folds / "Ses01", ivs, tmp_path / "m")) == 1
+    assert f"Ses01/{part}/utt2emo: no utterance of class 'hap'" in capsys.readouterr().err
+
+
+def test_scoring_a_fold_with_half_its_decisions_is_refused(tiny_folds, tmp_path):
+    """Silent 5: a fold whose utt2pred/utt2post held half its test utterances was scored on that half."""
+    from ser.eval.scoring import ScoringError, score_system
+
+    data, folds, _ = tiny_folds
+    system = tmp_path / "sys"
+    (system / "Ses01").mkdir(parents=True)
+    (system / "labels.txt").write_text("ang\nhap\nneu\nsad\n")
+    (system / "Ses01/options.json").write_text(f'{{"fold_dir": "{folds / "Ses01"}"}}')
+    emo = dict(ln.split() for ln in (folds / "Ses01/test/utt2emo").read_text().splitlines())
+    half = sorted(emo)[: len(emo) // 2]
+    (system / "Ses01/utt2pred").write_text("".join(f"{u} {emo[u]}\n" for u in half))
+    (system / "Ses01/utt2post").write_text("".join(f"{u} 0.25 0.25 0.25 0.25\n" for u in half))
+    with pytest.raises(ScoringError, match=rf"Ses01/utt2pred: {len(half)} decisions for the {len(emo)} test "
+                                           rf"utterances of .*Ses01/test/utt2spk \(e\.g\. no "):
+        score_system(system, data / "utt2emo")
+
+
+@needs_venv
+def test_unknown_system_stops_stage7(tmp_path):
+    """Silent 4: --systems tdnn_bogus printed an error and then trained every fold as tdnn_l12."""
+    from test_emotion_e2e import recipe_dir, run_stage7
+
+    root = recipe_dir(tmp_path / "r", ["tdnn_l12"])
+    r = run_stage7(root, None, "--systems", "tdnn_bogus")
+    assert r.returncode != 0 and "unknown system tdnn_bogus (known: tdnn_l12 " in r.stderr
+    assert not (root / "exp/ser/tdnn_bogus").exists() and not (root / "data/iemocap_tiny/folds").exists()

@@ -58,6 +58,7 @@ if [ -n "$folds" ]; then
   data=${folds%/folds/*}
   protocol=$(basename "$folds")
   [ -f "$folds/folds.json" ] && [ "$data" != "$folds" ] || { echo "$0: --folds $folds: expected <data-dir>/folds/<protocol> with folds.json" >&2; exit 1; }
+  python -m ser.bin.make_ser_folds --check "$ser_labels" "$folds"   # disjoint speakers, every class
 else
   data=data/$ser_set
   protocol=$ser_protocol
