@@ -4,6 +4,7 @@ gave wrong or lost output with exit status 0 (silent 1-16).  Each test failed on
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -188,3 +189,100 @@ def test_unknown_system_stops_stage7(tmp_path):
     r = run_stage7(root, None, "--systems", "tdnn_bogus")
     assert r.returncode != 0 and "unknown system tdnn_bogus (known: tdnn_l12 " in r.stderr
     assert not (root / "exp/ser/tdnn_bogus").exists() and not (root / "data/iemocap_tiny/folds").exists()
+
+
+# ---- silent 6-14: ser-infer and the export ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def system(tmp_path_factory) -> dict[str, Path]:
+    from infer_data import make_system
+
+    return make_system(tmp_path_factory.mktemp("rel_infer"))
+
+
+@pytest.fixture(scope="module")
+def recognizer(system):
+    from ser.infer.recognizer import EmotionRecognizer
+
+    return EmotionRecognizer.from_dir(system["export"], device="cpu")
+
+
+def _copy_export(system, tmp: Path) -> Path:
+    import shutil
+
+    out = tmp / "export"
+    shutil.copytree(system["export"], out)
+    return out
+
+
+def _reseal(export: Path, **edit) -> None:
+    """model.json with its sha256 table recomputed (an export whose table is consistent) and ``edit`` applied."""
+    import hashlib
+    import json
+
+    doc = json.loads((export / "model.json").read_text())
+    doc["sha256"] = {f: hashlib.sha256((export / f).read_bytes()).hexdigest() for f in doc["sha256"]}
+    doc.update(edit)
+    (export / "model.json").write_text(json.dumps(doc))
+
+
+def test_corrupted_model_pt_is_refused(system, tmp_path):
+    """Silent 6: model.pt with 4000 bytes flipped was used (model.json's sha256 table was never checked)."""
+    from ser.infer.recognizer import EmotionRecognizer
+
+    export = _copy_export(system, tmp_path)
+    import zipfile
+
+    with zipfile.ZipFile(export / "model.pt") as z:   # the largest tensor's bytes: torch still loads the file
+        big = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    b = bytearray((export / "model.pt").read_bytes())
+    h = big.header_offset  # the local header's name and extra lengths (torch pads the extra to align)
+    at = h + 30 + int.from_bytes(b[h + 26:h + 28], "little") + int.from_bytes(b[h + 28:h + 30], "little")
+    n = min(4000, big.file_size)
+    b[at:at + n] = bytes(x ^ 0x55 for x in b[at:at + n])
+    (export / "model.pt").write_bytes(bytes(b))
+    with pytest.raises(ValueError, match=r"export/model\.pt: sha256 differs from model\.json's"):
+        EmotionRecognizer.from_dir(export, device="cpu")
+
+
+def test_nan_weight_is_refused_at_load(system, tmp_path):
+    """Silent 6: a NaN weight (in an export whose sha256 table agrees) killed the whole run with an IndexError."""
+    import torch
+
+    from ser.infer.recognizer import EmotionRecognizer
+    from ser.io.torch_io import save_torch
+
+    export = _copy_export(system, tmp_path)
+    d = torch.load(export / "model.pt", weights_only=True)
+    k = next(k for k, v in d["state"].items() if v.is_floating_point() and v.numel() > 1)
+    d["state"][k].view(-1)[0] = float("nan")
+    save_torch(d, export / "model.pt")
+    _reseal(export)
+    with pytest.raises(ValueError, match=rf"model\.pt: {re.escape(k)}: 1 non-finite values"):
+        EmotionRecognizer.from_dir(export, device="cpu")
+
+
+def test_export_ivector_period_other_than_trainings_is_refused(system, tmp_path):
+    """Silent 7: export.sh --ivector-period 5 of a model trained at 10, or model.json's period edited (or 0),
+    was accepted."""
+    import json
+    import shutil
+
+    from ser.infer.export import ExportInfo, export_model
+    from ser.infer.recognizer import EmotionRecognizer
+
+    model = tmp_path / "final" / "final.pt"
+    model.parent.mkdir()
+    shutil.copyfile(system["final"], model)
+    (tmp_path / "iv").mkdir()
+    (tmp_path / "iv/ivector_period").write_text("10\n")
+    (model.parent / "options.json").write_text(json.dumps({"ivector_dir": str(tmp_path / "iv")}))
+    with pytest.raises(ValueError, match=r"--ivector-period 5: .*final\.pt was trained with i-vectors of period 10"):
+        export_model(model, system["mfcc_conf"], system["extractor"], tmp_path / "x", ExportInfo("s", ivector_period=5))
+    out = export_model(model, system["mfcc_conf"], system["extractor"], tmp_path / "ok", ExportInfo("s"))
+    assert json.loads((out / "model.json").read_text())["ivector"]["period"] == 10
+    _reseal(out, ivector={"mode": "utterance", "period": 5})
+    with pytest.raises(ValueError, match=r"model\.json: ivector\.period 5 differs from the model's training period 10"):
+        EmotionRecognizer.from_dir(out, device="cpu")
+    _reseal(out, ivector={"mode": "utterance", "period": 0})
+    with pytest.raises(ValueError, match=r"model\.json: ivector\.period: expected a positive integer"):
+        EmotionRecognizer.from_dir(out, device="cpu")

@@ -177,6 +177,13 @@ class Prefetched(Iterator[T]):
         return self._ahead is not None and not self._ahead.done()
 
 
+def _check_finite(model: torch.nn.Module, path: Path) -> None:
+    """Every weight and statistic of the network is finite (a NaN would make every posterior NaN)."""
+    for k, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: {k}: {int((~torch.isfinite(t)).sum())} non-finite values (NaN/Inf)")
+
+
 class EmotionRecognizer:
     """An exported emotion model, ready to classify recordings (see the module docstring)."""
 
@@ -208,13 +215,18 @@ class EmotionRecognizer:
                  block_frames: int = BLOCK_FRAMES) -> "EmotionRecognizer":
         """Load an export dir (ser.infer.export); only files inside it are read."""
         p = Path(path)
-        info, labels = read_export(p)
-        model, stored, _ = load_grafted(p / "model.pt")
+        info, labels = read_export(p)  # files checked against model.json's sha256 table
+        model, stored, d = load_grafted(p / "model.pt")
         if stored != labels:
             raise ValueError(f"{p}: model.pt's labels {stored} differ from labels.txt {labels}")
+        _check_finite(model, p / "model.pt")
+        period = info["ivector"]["period"]
+        if d.get("ivector_period") is not None and int(d["ivector_period"]) != period:
+            raise ValueError(f"{p / 'model.json'}: ivector.period {period} differs from the model's training "
+                             f"period {int(d['ivector_period'])} (model.pt)")
         dev = resolve_device(device)
         e = p / "ivector_extractor"
-        opts = OnlineIvectorOptions(ivector_period=int(info.get("ivector", {}).get("period", 10)))
+        opts = OnlineIvectorOptions(ivector_period=period)
         ivectors = OnlineIvectorExtractor(IvectorExtractor.load(e / "final.ie.pt"), DiagGmm.load(e / "final.dubm.pt"),
                                           UbmFeatures.from_dir(e), opts, dev)
         return cls(model, labels, MfccOptions.from_conf(p / "mfcc.conf"), ivectors, info, dev, block_frames)
@@ -280,6 +292,8 @@ class EmotionRecognizer:
         for p in self._stream(blocks, rec_id, check):
             total += p.sum(0)
             count += p.shape[0]
+        if not bool(torch.isfinite(total).all()):
+            raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
         return Classification.of(rec_id, self.labels, total / count, check.count / SAMPLE_RATE)
 
     def frame_posteriors(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
