@@ -286,3 +286,164 @@ def test_export_ivector_period_other_than_trainings_is_refused(system, tmp_path)
     _reseal(out, ivector={"mode": "utterance", "period": 0})
     with pytest.raises(ValueError, match=r"model\.json: ivector\.period: expected a positive integer"):
         EmotionRecognizer.from_dir(out, device="cpu")
+
+
+def _truncate(path: Path) -> Path:
+    b = path.read_bytes()
+    path.write_bytes(b[: len(b) // 2])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "MP3"])
+def test_truncated_file_is_refused_as_its_wav_scp_entry_is(tmp_path, fmt):
+    """Silent 8: a truncated WAV (or MP3) given as a file was classified on the half left."""
+    import soundfile as sf
+
+    from infer_data import voice
+    from ser.infer.audio import list_recordings
+    from ser.io.audio import AudioError
+
+    p = tmp_path / f"t.{fmt.lower()}"
+    sf.write(p, voice(2.0, seed=0), 16000, format=fmt, subtype="PCM_16" if fmt == "WAV" else "MPEG_LAYER_III")
+    _truncate(p)
+    (rec,) = list_recordings([str(p)])
+    with pytest.raises(AudioError, match=rf"t\.{fmt.lower()}: audio file is truncated \(\d+ of 32000 samples\)"):
+        list(rec.blocks())
+
+
+def test_wav_claiming_1_hz_is_refused(tmp_path):
+    """Silent 8: a WAV header claiming 1 Hz was resampled into 100 s of audio."""
+    from infer_data import voice, write_wav
+    from ser.infer.audio import list_recordings
+    from ser.io.audio import AudioError, read_rxfile
+
+    p = write_wav(tmp_path / "r.wav", voice(1.0, seed=0))
+    b = bytearray(p.read_bytes())
+    b[24:28], b[28:32] = (1).to_bytes(4, "little"), (2).to_bytes(4, "little")  # sample rate, byte rate
+    p.write_bytes(bytes(b))
+    (rec,) = list_recordings([str(p)])
+    with pytest.raises(AudioError, match=r"r\.wav claims a sample rate of 1 Hz"):
+        list(rec.blocks())
+    with pytest.raises(AudioError, match=r"r\.wav claims a sample rate of 1 Hz"):
+        read_rxfile(str(p))
+
+
+@pytest.mark.parametrize("signal,msg", [
+    ("loud", r"samples reach 100 times full scale"),
+    ("tiny", r"no signal \(samples deviate .* silence or DC only\)"),
+    ("dc", r"no signal \(samples deviate 0 int16 steps from their mean 9\.83e\+03"),
+])
+def test_far_out_of_range_or_silent_audio_is_refused(recognizer, signal, msg):
+    """Silent 9: float audio far outside [-1, 1], near-digital silence (1e-40) and DC were classified."""
+    import numpy as np
+
+    from infer_data import voice
+    from ser.io.audio import AudioError
+
+    x = {"loud": voice(1.0, seed=0) / np.abs(voice(1.0, seed=0)).max() * 100,
+         "tiny": np.full(16000, 1e-40, np.float32), "dc": np.full(16000, 0.3, np.float32)}[signal]
+    with pytest.raises(AudioError, match=msg):
+        recognizer.classify_signal(x.astype(np.float32), 16000, "sig")
+
+
+def test_loud_float_file_is_refused(system, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from infer_data import voice
+    from ser.bin import ser_infer
+    from ser.cli import run_program
+
+    x = voice(1.0, seed=0)
+    sf.write(tmp_path / "loud.wav", x / np.abs(x).max() * 50, 16000, subtype="FLOAT")
+    assert run_program(ser_infer.main, ["--model", str(system["export"]), str(tmp_path / "loud.wav")]) == 1
+    assert "loud.wav: samples reach 50 times full scale" in capsys.readouterr().err
+
+
+def test_classify_signal_scales_integer_types(recognizer):
+    """Silent 10: int32 / uint8 / bool arrays were scaled as floats in [-1, 1]."""
+    import numpy as np
+
+    from infer_data import voice
+    from ser.io.audio import AudioError
+
+    x16 = np.round(voice(1.0, seed=3) * 32767).astype(np.int16)
+    ref = recognizer.classify_signal(x16, 16000, "s").posteriors
+    got = recognizer.classify_signal(x16.astype(np.int32) << 16, 16000, "s").posteriors
+    assert got == pytest.approx(ref, abs=1e-9)
+    u8 = (x16 // 256 + 128).astype(np.uint8)  # 8-bit: 256 int16 steps each
+    assert recognizer.classify_signal(u8, 16000, "s").posteriors == pytest.approx(
+        recognizer.classify_signal((x16 // 256 * 256).astype(np.int16), 16000, "s").posteriors, abs=1e-9)
+    with pytest.raises(AudioError, match=r"s: samples of type bool"):
+        recognizer.classify_signal(x16 > 0, 16000, "s")
+    with pytest.raises(AudioError, match=r"looks like \(channels, samples\)"):
+        recognizer.classify_signal(np.stack([x16, x16]), 16000, "s")
+
+
+def _infer(system, *args: str) -> int:
+    from ser.bin import ser_infer
+    from ser.cli import run_program
+
+    return run_program(ser_infer.main, ["--model", str(system["export"]), *args])
+
+
+def test_tsv_refuses_ids_with_tab_or_newline(system, tmp_path, capsys):
+    """Silent 11: a file name holding a tab or newline split its TSV row."""
+    import shutil
+
+    for name in ("a\tb.wav", "c\nd.wav"):
+        p = tmp_path / name
+        shutil.copyfile(system["wavs"][0], p)
+        out = tmp_path / "o.tsv"
+        assert _infer(system, "--output", str(out), str(p)) == 1
+        assert "holds a tab or line break, which a TSV row cannot (use --format jsonl)" in capsys.readouterr().err
+        assert not out.exists()
+    assert _infer(system, "--format", "jsonl", "--output", str(out), str(tmp_path / "a\tb.wav")) == 0
+
+
+def test_timeline_names_two_recordings_share_are_refused(system, tmp_path, capsys, monkeypatch):
+    """Silent 12: --timeline mapped a/b c.wav and a__b_c.wav to one file name; the second overwrote the first."""
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    shutil.copyfile(system["wavs"][0], tmp_path / "a/b c.wav")
+    shutil.copyfile(system["wavs"][1], tmp_path / "a__b_c.wav")
+    tl = tmp_path / "tl"
+    monkeypatch.chdir(tmp_path)
+    assert _infer(system, "--timeline", str(tl), "--output", str(tmp_path / "o.tsv"), "a/b c.wav", "a__b_c.wav") == 1
+    assert "recordings 'a/b c.wav' and 'a__b_c.wav' would both write" in capsys.readouterr().err
+    assert not tl.exists() or not any(tl.iterdir())
+
+
+def test_output_never_replaces_an_input(system, tmp_path, capsys):
+    """Silent 13: --output victim.wav victim.wav replaced the input audio with the TSV."""
+    import shutil
+
+    v = tmp_path / "victim.wav"
+    shutil.copyfile(system["wavs"][0], v)
+    before = v.read_bytes()
+    assert _infer(system, "--output", str(v), str(v)) == 1
+    assert "would overwrite the input" in capsys.readouterr().err and v.read_bytes() == before
+    data = system["data"]
+    assert _infer(system, "--format", "kaldi", "--output", str(data), str(data)) == 1
+    assert "is an input data dir" in capsys.readouterr().err
+
+
+def test_kaldi_output_refuses_a_key_twice(system, tmp_path, capsys):
+    """Silent 14: --format kaldi with the same file twice wrote a duplicate key (an invalid Kaldi table)."""
+    w = str(system["wavs"][0])
+    assert _infer(system, "--format", "kaldi", "--output", str(tmp_path / "k"), w, w) == 1
+    assert f"id '{w}' is given twice; a Kaldi table holds each key once" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()
+
+
+def test_two_writers_of_one_output_use_their_own_temporary_files(tmp_path):
+    """Silent 16: two ser-infer with one --output shared <file>.tmp (one wrote into the other's file)."""
+    from ser.io.atomic import atomic_open
+
+    out = tmp_path / "o.tsv"
+    with atomic_open(out, unique=True) as a, atomic_open(out, unique=True) as b:
+        a.write("first\n")
+        b.write("second\n")
+    assert out.read_text() == "first\n"  # the last rename wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tsv"]

@@ -102,19 +102,48 @@ class FramePosteriors:
     duration: float
 
 
+# float audio beyond twice full scale is not audio scaled to [-1, 1] (its MFCC would sit far outside
+# training's); a signal whose deviation around its mean is under one 16-bit step is silence or DC only
+MAX_PEAK = 2 * 32768.0
+MIN_STD = 1.0
+
+
 class _SampleCheck:
-    """Passes sample blocks through, failing on non-finite samples; counts samples and peak."""
+    """Passes sample blocks through, failing on non-finite samples or samples far beyond full scale;
+    counts samples, peak, and sums for the deviation check (:meth:`check_signal`)."""
 
     def __init__(self, where: str) -> None:
         self.where, self.count, self.peak = where, 0, 0.0
+        self.s1 = self.s2 = 0.0
+        self.first: float | None = None
 
     def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for x in blocks:
             if x.size and not bool(np.isfinite(x).all()):
                 raise AudioError(f"{self.where}: audio has NaN or infinite samples")
+            if x.size:
+                peak = float(np.abs(x).max())
+                if peak > MAX_PEAK:
+                    raise AudioError(f"{self.where}: samples reach {peak / 32768:.3g} times full scale (float audio "
+                                     f"must lie in [-1, 1]; rescale it)")
+                self.peak = max(self.peak, peak)
+                if self.first is None:
+                    self.first = float(x[0])
+                d = x.astype(np.float64) - self.first  # shifted sums: no cancellation for a large DC
+                self.s1, self.s2 = self.s1 + float(d.sum()), self.s2 + float((d * d).sum())
             self.count += x.size
-            self.peak = max(self.peak, float(np.abs(x).max()) if x.size else 0.0)
             yield x
+
+    def check_signal(self) -> None:
+        """After the stream: no samples, all zero, or silence / DC only (deviation < one 16-bit step)."""
+        if self.count == 0:
+            raise AudioError(f"{self.where}: no audio samples")
+        if self.peak == 0.0:
+            raise AudioError(f"{self.where}: all samples are zero")
+        var = max(self.s2 / self.count - (self.s1 / self.count) ** 2, 0.0)
+        if var ** 0.5 < MIN_STD:
+            raise AudioError(f"{self.where}: no signal (samples deviate {var ** 0.5:.3g} int16 steps from their mean "
+                             f"{self.first + self.s1 / self.count:.3g}: silence or DC only)")
 
 
 def mfcc_blocks(samples: Iterable[np.ndarray], opts: MfccOptions, generator: torch.Generator,
@@ -276,10 +305,7 @@ class EmotionRecognizer:
                 yield p
         finally:
             torch.set_num_threads(threads)
-        if check.count == 0:
-            raise AudioError(f"{where}: no audio samples")
-        if check.peak == 0.0:
-            raise AudioError(f"{where}: all samples are zero")
+        check.check_signal()
         if frames < self.min_frames:
             raise AudioError(f"{where}: too short ({check.count / SAMPLE_RATE:.3f} s); the model needs at "
                              f"least {self.min_duration:.3f} s ({self.min_frames} frames of context)")
@@ -301,6 +327,8 @@ class EmotionRecognizer:
         """Every frame's softmax of a recording (float32; 120,000 x K numbers per hour)."""
         check = _SampleCheck(where or rec_id)
         post = torch.cat([p.float() for p in self._stream(blocks, rec_id, check)])
+        if not bool(torch.isfinite(post).all()):
+            raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
         return FramePosteriors(rec_id, post, self.frame_period, check.count / SAMPLE_RATE)
 
     # -- the API -------------------------------------------------------------------------------

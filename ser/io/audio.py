@@ -61,7 +61,18 @@ class AudioStats:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "no warnings"
 
 
-def _declared_frames(path: str, channels: int) -> int | None:
+# sample rates outside this range are a broken header, not audio (a WAV claiming 1 Hz would be resampled into
+# hours of 16 kHz samples)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
+
+
+def check_sample_rate(fs: int, who: str, path: str) -> None:
+    if not MIN_SAMPLE_RATE <= fs <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{who}: audio file {path} claims a sample rate of {fs} Hz (outside "
+                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}; a broken header?)")
+
+
+def declared_frames(path: str, channels: int) -> int | None:
     """Sample frames promised by the header (RIFF data chunk / SPHERE sample_count), if we can tell."""
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -102,7 +113,8 @@ def _read_file(path: str, who: str, stats: AudioStats | None = None) -> tuple[np
                     who, path, info.format, info.subtype, info.format)
         if stats:
             stats.add("format_not_the_extensions")
-    declared = _declared_frames(path, info.channels)
+    check_sample_rate(int(fs), who, path)
+    declared = declared_frames(path, info.channels)
     if data.shape[0] < max(info.frames, declared or 0):
         raise AudioError(f"{who}: audio file {path} is truncated ({data.shape[0]} of {max(info.frames, declared)} samples)")
     return data * 32768.0, fs
