@@ -265,6 +265,8 @@ CASES = [
          error=r"Ses01F_impro01\.txt:4 \(Ses01F_impro01_F000\): unknown emotion category 'Boredom'"),
     Case("malformed turn line", _iemocap(_replace(EV, "[4.0000 - 6.5000]", "[4,0000 - 6.5000]")),
          error=r"Ses01F_impro01\.txt:10: malformed turn line", defect=2),
+    Case("annotator line without its colon", _iemocap(_replace(EV, "C-E3:\tNeutral;", "C-E3\tNeutral;")),
+         error=r"Ses01F_impro01\.txt:\d+: malformed annotator line .*'C-E3\\tNeutral;"),
     Case("annotator line before any turn", _iemocap(_replace(EV, "% [START", "C-E1:\tAnger;\t()\n% [START")),
          error=r"Ses01F_impro01\.txt:1: annotator line before any turn"),
     Case("duplicate turn id", _iemocap(lambda c: (c / "Session1/dialog/EmoEvaluation/Ses01F_impro99.txt").write_text(
