@@ -447,3 +447,25 @@ def test_two_writers_of_one_output_use_their_own_temporary_files(tmp_path):
         b.write("second\n")
     assert out.read_text() == "first\n"  # the last rename wins, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tsv"]
+
+
+# ---- silent 16 / point 4: one run.sh per recipe directory --------------------------------------------------
+@needs_venv
+def test_second_run_sh_names_the_lock_holder(tmp_path):
+    """Silent 16: two ./run.sh in one directory: one exited 1 with no message, or both trained one fold."""
+    import fcntl
+
+    from test_bad_input import recipe_dir
+
+    root = recipe_dir(tmp_path)
+    (root / "exp").mkdir()
+    argv = ["bash", "run.sh", "--stage", "5", "--stop-stage", "5"]
+    with open(root / "exp/.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)   # as a running run.sh holds it
+        f.write("4242\n")
+        f.flush()
+        r = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+    assert r.returncode == 1 and "==== stage" not in r.stdout
+    assert f"another run.sh (PID 4242) holds exp/.lock in {root}" in r.stderr
+    r = subprocess.run(argv, cwd=root, capture_output=True, text=True)   # released: it runs (and fails: no data)
+    assert "==== stage 5" in r.stdout and "holds exp/.lock" not in r.stderr
