@@ -469,3 +469,89 @@ def test_second_run_sh_names_the_lock_holder(tmp_path):
     assert f"another run.sh (PID 4242) holds exp/.lock in {root}" in r.stderr
     r = subprocess.run(argv, cwd=root, capture_output=True, text=True)   # released: it runs (and fails: no data)
     assert "==== stage 5" in r.stdout and "holds exp/.lock" not in r.stderr
+
+
+# ---- loud but poor: one line naming the file and key, before any audio is read ---------------------------
+@pytest.mark.parametrize("doc,msg", [
+    ([1, 2], r"model\.json: expected a JSON object, got list"),
+    ({"ivector": None}, r"model\.json: ivector: expected an object with the period, got None"),
+    ({"ivector": {"period": "ten"}}, r"model\.json: ivector\.period: expected a positive integer \(frames\), got 'ten'"),
+    ({"ivector": {"period": 0}}, r"model\.json: ivector\.period: expected a positive integer \(frames\), got 0"),
+])
+def test_bad_model_json_names_file_and_key(system, tmp_path, doc, msg):
+    import json
+
+    from ser.infer.recognizer import EmotionRecognizer
+
+    export = _copy_export(system, tmp_path)
+    if isinstance(doc, dict):
+        _reseal(export, **doc)
+    else:
+        (export / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=msg):
+        EmotionRecognizer.from_dir(export, device="cpu")
+
+
+def test_mfcc_conf_of_other_dims_fails_at_load(system, tmp_path):
+    from ser.infer.recognizer import EmotionRecognizer
+
+    export = _copy_export(system, tmp_path)
+    conf = export / "mfcc.conf"
+    conf.write_text(conf.read_text() + "--num-ceps=12\n")
+    _reseal(export)
+    with pytest.raises(ValueError, match=r"export/mfcc\.conf: --num-ceps=12: the network \(model\.pt\) reads 13-dim"):
+        EmotionRecognizer.from_dir(export, device="cpu")
+
+
+def test_output_kind_and_window_fail_before_any_audio(system, tmp_path, capsys):
+    w = str(system["wavs"][0])
+    (tmp_path / "f").write_text("x")
+    for args, msg in [(["--format", "kaldi", "--output", str(tmp_path / "f")], "a file; --format kaldi writes a directory"),
+                      (["--output", str(tmp_path)], "a directory; --format tsv writes one file"),
+                      (["--timeline", str(tmp_path / "tl"), "--window", "nan"], "--window nan --shift 0.5: must be positive")]:
+        assert _infer(system, *args, w) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+
+
+def test_missing_fifo_and_unlistable_inputs_name_what_they_are(system, tmp_path, recognizer, monkeypatch, caplog):
+    from ser.infer.audio import list_recordings
+    from ser.io.audio import AudioError
+
+    with pytest.raises(AudioError, match=r"missing\.wav: no such file"):
+        recognizer.classify_file(tmp_path / "missing.wav")
+    os.mkfifo(tmp_path / "fifo.wav")
+    with pytest.raises(AudioError, match=r"fifo\.wav: not a regular file or directory \(a FIFO or device\?\)"):
+        list(list_recordings([str(tmp_path / "fifo.wav")]))
+    import shutil
+
+    (tmp_path / "d/locked").mkdir(parents=True)
+    shutil.copyfile(system["wavs"][0], tmp_path / "d/a.wav")
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level("WARNING"):
+        assert [r.id for r in list_recordings([str(tmp_path / "d")])] == [str(tmp_path / "d/a.wav")]
+    assert "locked: cannot list directory (Permission denied); skipped" in caplog.text
+
+
+def test_export_onto_a_file_fails_before_moving_it(system, tmp_path):
+    from ser.infer.export import ExportInfo, export_model
+
+    f = tmp_path / "export"
+    f.write_text("mine\n")
+    with pytest.raises(ValueError, match=r"export: exists and is not a directory"):
+        export_model(system["final"], system["mfcc_conf"], system["extractor"], f, ExportInfo("s"))
+    assert f.read_text() == "mine\n" and not (tmp_path / "export.old").exists()
+
+
+def test_train_ser_duplicate_labels(tmp_path, capsys):
+    from ser.bin import train_ser
+    from ser.cli import run_program
+
+    assert run_program(train_ser.main, ["--device", "cpu", "--labels", "ang hap ang", "f", "iv", "m", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "train_ser: --labels 'ang hap ang': 'ang' is given twice"

@@ -122,10 +122,10 @@ def write_outputs(results: list[Classification], fmt: str, output: str, labels: 
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         rs = sorted(results, key=lambda r: r.id)
-        with atomic_open(out / "utt2emo", unique=True) as f:
-            f.writelines(f"{r.id} {r.label}\n" for r in rs)
-        with atomic_open(out / "utt2post", unique=True) as f:
-            f.writelines(r.id + " " + " ".join(f"{p:.6f}" for p in r.posteriors) + "\n" for r in rs)
+        # both written before either is renamed: a failed write (a full disk) leaves neither new table
+        with atomic_open(out / "utt2emo", unique=True) as emo, atomic_open(out / "utt2post", unique=True) as post:
+            emo.writelines(f"{r.id} {r.label}\n" for r in rs)
+            post.writelines(r.id + " " + " ".join(f"{p:.6f}" for p in r.posteriors) + "\n" for r in rs)
         return
     text = format_lines(results, fmt, labels)
     if output == "-":

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(a: argparse.Namespace) -> int:
     cfg = SerTrainConfig(**{f.name: getattr(a, f.name) for f in fields(SerTrainConfig)})
     classes = a.labels.split()
+    dup = [c for i, c in enumerate(classes) if c in classes[:i]]
+    if dup or not classes:
+        raise ValueError(f"--labels {a.labels!r}: " + (f"{dup[0]!r} is given twice" if dup else "no labels"))
     out = Path(a.dir)
     options = {"labels": classes, "layer": a.layer, "hidden_dim": a.hidden_dim,
                "primary_lr_factor": a.primary_lr_factor, "from_scratch": a.from_scratch,

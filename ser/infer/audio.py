@@ -166,6 +166,17 @@ def _wav_scp_dir(scp: Path) -> DataDir:
     return DataDir(utt2spk={u: u for u in wav}, wav=wav, path=scp)
 
 
+def _audio_files(p: Path) -> list[Path]:
+    """The audio files below ``p`` (sorted); a sub-directory that cannot be listed is skipped with a warning
+    naming it (the others are still read)."""
+    unreadable: list[OSError] = []
+    files = [Path(root) / n for root, _, names in os.walk(p, onerror=unreadable.append) for n in names
+             if Path(n).suffix.lower() in AUDIO_EXTENSIONS]
+    for e in unreadable:
+        log.warning("%s: cannot list directory (%s); skipped", e.filename, e.strerror)
+    return sorted(f for f in files if f.is_file())
+
+
 def list_recordings(inputs: list[str], block_seconds: float = 30.0, allow_pipes: bool = False
                     ) -> Iterator[Recording]:
     """The recordings the inputs name, in order (see the module docstring).  A missing input is
@@ -177,7 +188,7 @@ def list_recordings(inputs: list[str], block_seconds: float = 30.0, allow_pipes:
             d = DataDir.load(p, validate=False) if (p / "utt2spk").is_file() else _wav_scp_dir(p / "wav.scp")
             yield from _data_dir_recordings(d, allow_pipes)
         elif p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            files = _audio_files(p)
             if not files:
                 raise AudioError(f"{p}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) below it")
             for f in files:

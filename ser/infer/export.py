@@ -116,6 +116,9 @@ def _export_period(model_path: str | Path, given: int | None) -> int:
 def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir: str | Path,
                  out_dir: str | Path, info: ExportInfo, system_dir: str | Path | None = None) -> Path:
     """Write the export dir (see the module docstring); returns it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():  # atomic_dir would move it to <out>.old and fail after the work
+        raise ValueError(f"{out}: exists and is not a directory (an export is a directory); remove it or export elsewhere")
     model, labels, d = load_grafted(model_path)
     MfccOptions.from_conf(mfcc_config)  # a bad option file fails here, not at inference time
     ext = Path(extractor_dir)
@@ -124,7 +127,6 @@ def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir:
         raise ValueError(f"{ext}: not an i-vector extractor dir (no {missing[0]})")
     period = _export_period(model_path, info.ivector_period)
     meta, cv = _cross_validation(Path(system_dir) if system_dir else None)
-    out = Path(out_dir)
     with atomic_dir(out) as tmp:
         save_torch(dict({k: d[k] for k in d if k != "valid"}, ivector_period=period), tmp / "model.pt")
         (tmp / "labels.txt").write_text("".join(x + "\n" for x in labels))

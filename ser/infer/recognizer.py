@@ -213,6 +213,15 @@ def _check_finite(model: torch.nn.Module, path: Path) -> None:
             raise ValueError(f"{path}: {k}: {int((~torch.isfinite(t)).sum())} non-finite values (NaN/Inf)")
 
 
+def _check_dims(p: Path, mfcc: MfccOptions, feat_dim: int, ubm: UbmFeatures) -> None:
+    """mfcc.conf makes the features the network and the i-vector extractor read (else every recording
+    would fail, e.g. with zero-count CMVN stats)."""
+    cmvn_dim = int(ubm.gstats.shape[-1]) - 1
+    for who, dim in (("the network (model.pt)", feat_dim), ("the i-vector extractor's CMVN stats", cmvn_dim)):
+        if mfcc.dim != dim:
+            raise ValueError(f"{p / 'mfcc.conf'}: --num-ceps={mfcc.num_ceps}: {who} reads {dim}-dim features")
+
+
 class EmotionRecognizer:
     """An exported emotion model, ready to classify recordings (see the module docstring)."""
 
@@ -256,9 +265,12 @@ class EmotionRecognizer:
         dev = resolve_device(device)
         e = p / "ivector_extractor"
         opts = OnlineIvectorOptions(ivector_period=period)
+        ubm = UbmFeatures.from_dir(e)
+        mfcc = MfccOptions.from_conf(p / "mfcc.conf")
+        _check_dims(p, mfcc, model.body.config.feat_dim, ubm)
         ivectors = OnlineIvectorExtractor(IvectorExtractor.load(e / "final.ie.pt"), DiagGmm.load(e / "final.dubm.pt"),
-                                          UbmFeatures.from_dir(e), opts, dev)
-        return cls(model, labels, MfccOptions.from_conf(p / "mfcc.conf"), ivectors, info, dev, block_frames)
+                                          ubm, opts, dev)
+        return cls(model, labels, mfcc, ivectors, info, dev, block_frames)
 
     # -- the pipeline ------------------------------------------------------------------------
     @torch.inference_mode()

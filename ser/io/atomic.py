@@ -94,8 +94,10 @@ def recover_dir(path: str | os.PathLike) -> None:
     path = Path(path)
     finish_swap(path)
     for leftover in (tmp_path(path), path.with_name(path.name + ".old")):
-        if leftover.exists():
+        if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover)
+        elif leftover.exists() or leftover.is_symlink():
+            leftover.unlink()
 
 
 @contextlib.contextmanager
