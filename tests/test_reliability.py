@@ -555,3 +555,18 @@ def test_train_ser_duplicate_labels(tmp_path, capsys):
 
     assert run_program(train_ser.main, ["--device", "cpu", "--labels", "ang hap ang", "f", "iv", "m", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "train_ser: --labels 'ang hap ang': 'ang' is given twice"
+
+
+def test_kaldi_outputs_are_written_both_or_neither(tmp_path):
+    """A full disk while writing utt2post left a new utt2emo without its utt2post."""
+    from ser.bin.ser_infer import write_outputs
+    from ser.infer.recognizer import Classification
+
+    class Full(list):
+        def __iter__(self):
+            raise OSError(28, "No space left on device")
+
+    r = Classification("u1", "ang", ["ang", "hap"], Full([0.9, 0.1]), 1.0)
+    with pytest.raises(OSError, match="No space left"):
+        write_outputs([r], "kaldi", str(tmp_path / "k"), ["ang", "hap"])
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == []

@@ -102,6 +102,8 @@ _EXT_FORMATS = {".wav": ("WAV", "WAVEX", "RF64"), ".sph": ("NIST",), ".flac": ("
 def _read_file(path: str, who: str, stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
     if not os.path.exists(path):
         raise AudioError(f"{who}: audio file not found: {path}")
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise AudioError(f"{who}: audio file {path} is not a readable regular file (permissions, FIFO, directory?)")
     try:
         info = sf.info(path)
         data, fs = sf.read(path, dtype="float32", always_2d=True)
