@@ -65,6 +65,14 @@ cfg=$(python -m ser.config "$config") || exit 1   # a bad config: one line namin
 eval "$cfg"
 
 mkdir -p exp/log
+# one run.sh per recipe directory: an exclusive lock on exp/.lock, held through fd 9 (inherited by the stages)
+# until this shell exits; the file names the holder's PID.  (fcntl's flock, as flock(1), via python: portable)
+exec 9>>exp/.lock
+if ! python -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; then
+  echo "$0: another run.sh (PID $(cat exp/.lock 2>/dev/null || echo unknown)) holds exp/.lock in $PWD; wait for it to finish" >&2
+  exit 1
+fi
+echo $$ > exp/.lock
 banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
 # Stage stamps (ser.io.stamp): exp/log/stage<N>.stamp is written when stage N succeeded; it records the
 # recipe's code and configuration, the earlier stages' stamps, and the step stamps the stage used (listed

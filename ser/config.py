@@ -179,6 +179,51 @@ class RecipeConfig:
     paper2: Paper2Config = field(default_factory=Paper2Config)
 
 
+# stage 7's systems (local/ser/run_tdnn.sh's known_systems)
+SER_SYSTEMS = ("tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec")
+_POS = (lambda v: v > 0, "must be > 0")
+_NONNEG = (lambda v: v >= 0, "must be >= 0")
+# range checks by key (for a list: of each item), after the type check; a violation names file and key
+RANGES: dict[str, tuple[Any, str]] = {
+    "nj": _POS,
+    "device": (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v), "expected auto, cpu, cuda or cuda:N"),
+    "corpora.iemocap_sessions": (lambda v: 1 <= v <= 5, "sessions are 1..5"),
+    "corpora.xcorpus_sessions": (lambda v: 1 <= v <= 5, "sessions are 1..5"),
+    "corpora.tedlium_train_minutes": _NONNEG, "corpora.iemocap_turns": _NONNEG, "corpora.xcorpus_turns": _NONNEG,
+    "features.speed_perturb": _POS, "features.min_seg_len": _NONNEG,
+    "ivector.num_gauss": _POS, "ivector.dim": _POS, "ivector.num_iters": _POS, "ivector.ubm_num_frames": _POS,
+    "chain.e2e_num_epochs": _POS, "chain.num_epochs": _POS, "chain.initial_effective_lrate": _POS,
+    "chain.final_effective_lrate": _POS, "chain.frames_per_iter": _POS, "chain.num_valid_utts": _NONNEG,
+    "chain.num_chunk_per_minibatch": _POS, "chain.num_extra_lm_states": _NONNEG,
+    "ser.systems": (lambda v: v in SER_SYSTEMS, f"unknown system (known: {', '.join(SER_SYSTEMS)})"),
+    # IEMOCAP has 2 speakers per session: the 4 sessions outside a test session hold 8
+    "ser.num_valid_speakers": (lambda v: 1 <= v <= 7, "must be 1..7 (8 speakers outside the test session)"),
+    "ser.hidden_dim": _POS, "ser.primary_lr_factor": _NONNEG, "ser.num_epochs": _POS, "ser.patience": _NONNEG,
+    "ser.initial_lrate": _POS, "ser.final_lrate": _POS, "ser.chunk_width": _POS, "ser.minibatch_size": _POS,
+    "ctc.epochs": _POS, "ctc.learning_rate": _POS, "ctc.max_frames": _POS, "ctc.num_valid_utts": _NONNEG,
+    "ctc.valid_interval": _NONNEG, "ctc.dropout_rate": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "paper2.head_epochs": _POS, "paper2.head_learning_rate": _POS, "paper2.segment_frames": _POS,
+    "paper2.fig3_segment_frames": _POS, "paper2.rf_trees": _POS, "paper2.rf_max_depth": _POS,
+}
+NONEMPTY_UNIQUE = ("corpora.iemocap_sessions", "corpora.xcorpus_sessions", "ser.labels", "ser.systems",
+                   "features.speed_perturb", "ser.layer_selection_folds", "paper2.fig3_segment_frames")
+
+
+def _check_range(name: str, v: Any) -> None:
+    """Raises ValueError when ``v`` (the value of key ``name``) is out of its range (RANGES, NONEMPTY_UNIQUE)."""
+    if name in NONEMPTY_UNIQUE:
+        if not v:
+            raise ValueError("must not be empty")
+        dup = [x for i, x in enumerate(v) if x in v[:i]]
+        if dup:
+            raise ValueError(f"{dup[0]!r} is listed twice")
+    if name in RANGES:
+        ok, why = RANGES[name]
+        for x in v if isinstance(v, list) else [v]:
+            if not ok(x):
+                raise ValueError(f"{x!r}: {why}")
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + "|".join(map(str, typing.get_args(tp)))
@@ -228,7 +273,8 @@ def _build(cls: type, values: Any, where: str, path: Path) -> Any:
             continue
         try:
             kwargs[key] = _check_value(tp, v)
-        except TypeError as e:
+            _check_range(name, kwargs[key])
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"{path}: {name}: {e}") from None
     try:
         return cls(**kwargs)

@@ -101,9 +101,7 @@ cd {shlex.quote(str(Path.cwd()))}
 export {var}=$SLURM_ARRAY_TASK_ID
 log={_with_task_id(log, var)}
 trap 'echo "# Killed by SIGTERM (cancelled, or past its time limit) at $(date)" >> "$log"; exit 143' TERM
-sed "s/[$]{{SLURM_ARRAY_TASK_ID}}/$SLURM_ARRAY_TASK_ID/g" > "$log" <<'SER_EOF'
-# {body}
-SER_EOF
+printf '%s\n' {shlex.quote(body)} | sed -e "s/[$]{{SLURM_ARRAY_TASK_ID}}/$SLURM_ARRAY_TASK_ID/g" -e 's/^/# /' > "$log"
 echo "# Running on $(hostname) as Slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}" >> "$log"
 echo "# Started at $(date)" >> "$log"
 echo "#" >> "$log"

@@ -67,5 +67,5 @@ else
 fi
 utils/validate_data_dir.sh --no-text "$data" > /dev/null
 "${stamp[@]}" write "${stamp_args[@]}"
-grep -h "^compute_mfcc_feats:" "$logdir"/make_mfcc_${name}.*.log | head -n "$nj" | sed "s:^:$name :" || true
+grep -h "^compute_mfcc_feats:" "$logdir"/make_mfcc_${name}.*.log | head -n "$nj" | n="$name" awk '{print ENVIRON["n"] " " $0}' || true
 echo "$0: succeeded for $data ($nf utterances)"

@@ -111,6 +111,7 @@ def test_shell_output_and_no_shadowing():
     assert not set(names) & assigned
 
 
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="run.sh needs the recipe's .venv")
 def test_run_sh_stops_on_a_bad_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("nj: 2\nchain:\n  num_epochs: two\n")

@@ -35,5 +35,5 @@ $cmd JOB=1:$nj "$logdir/make_${kind}_${name}.JOB.log" \
 utils/install_feats.sh "$data" "$featdir/raw_${kind}_${name}" "$nj" "$source_desc" "$out"
 ser_kill_point make_feats:before_stamp
 "${stamp[@]}" write "${stamp_args[@]}"
-grep -h "^$prog:" "$logdir"/make_${kind}_${name}.*.log | sed "s:^:$name :" || true
+grep -h "^$prog:" "$logdir"/make_${kind}_${name}.*.log | n="$name" awk '{print ENVIRON["n"] " " $0}' || true
 echo "$0: succeeded for $out ($(wc -l < "$out/feats.scp") utterances, $source_desc)"

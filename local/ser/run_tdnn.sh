@@ -50,18 +50,23 @@ cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
 [ -n "$systems" ] || systems=$ser_systems
+known_systems="tdnn_l12 tdnn_l13 tdnn_prefinal tdnn_scratch tdnn_l12_uttivec"  # as ser.config.SER_SYSTEMS
+for sys in $systems; do
+  case " $known_systems " in *" $sys "*) ;; *) echo "$0: unknown system $sys (known: $known_systems)" >&2; exit 1 ;; esac
+done
 if [ -n "$folds" ]; then
   data=${folds%/folds/*}
   protocol=$(basename "$folds")
   [ -f "$folds/folds.json" ] && [ "$data" != "$folds" ] || { echo "$0: --folds $folds: expected <data-dir>/folds/<protocol> with folds.json" >&2; exit 1; }
+  python -m ser.bin.make_ser_folds --check "$ser_labels" "$folds"   # disjoint speakers, every class
 else
   data=data/$ser_set
   protocol=$ser_protocol
 fi
 set=$(basename "$data")
 model=$ser_model
-for f in $model $data/feats.scp $data/utt2emo $ser_ivector_dir/ivector_online.scp \
-         $ser_utt_ivector_dir/ivector_online.scp; do
+for f in "$model" "$data/feats.scp" "$data/utt2emo" "$ser_ivector_dir/ivector_online.scp" \
+         "$ser_utt_ivector_dir/ivector_online.scp"; do
   [ -f "$f" ] || { echo "$0: expected $f to exist (stages 1-6)" >&2; exit 1; }
 done
 
@@ -112,33 +117,35 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
 # options.json ("done" by options alone, --stale), so a changed model or fold trains again.
 step=(python -m ser.jobs --backend local)
 stamp=(python -m ser.bin.stamp)
-fold_in=($model $foldsdir/folds.json)
-joblist=exp/ser/log/jobs.list
-: > $joblist.tmp
+fold_in=("$model" "$foldsdir/folds.json")
+# each job is a script of one argv quoted with printf %q (exp/ser/log/jobs/<n>.sh), run as `bash <script>`:
+# no config or data value reaches a shell string unquoted (README, design notes)
+jobdir=exp/ser/log/jobs
+rm -rf $jobdir; mkdir -p $jobdir
+njobs=0
 for sys in $systems; do
   iv=$(system_ivectors $sys)
   read -r -a opts <<< "$(system_opts $sys)"
   for fold in $(system_folds $sys); do
-    [ -d $foldsdir/$fold ] || { echo "$0: no fold $fold in $foldsdir" >&2; exit 1; }
+    [ -d "$foldsdir/$fold" ] || { echo "$0: no fold $fold in $foldsdir" >&2; exit 1; }
     d=exp/ser/$sys$suffix/$fold
     mkdir -p $d/log
     {
       echo "set -e"
       printf '%q ' "${step[@]}" $d/log/train.log steps/ser/train.sh "${train_common[@]}" "${opts[@]}" \
-        $foldsdir/$fold $iv $model $d; echo
+        "$foldsdir/$fold" "$iv" "$model" $d; echo
       printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" --num-threads 1 \
-        $foldsdir/$fold/test $iv $d; echo
+        "$foldsdir/$fold/test" "$iv" $d; echo
     } > $d/cmd.sh
-    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" $iv/.stamp; then continue; fi
-    echo "$d $iv" >> $joblist.tmp
+    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp"; then continue; fi
+    njobs=$((njobs + 1))
+    { printf '%q ' "${stamp[@]}" run $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp" --stale $d/options.json \
+        -- bash $d/cmd.sh; echo; } > $jobdir/$njobs.sh
   done
 done
-mv $joblist.tmp $joblist
-njobs=$(wc -l < $joblist)
 echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
-  $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log \
-    "d=\$(awk -v n=JOB 'NR == n {print \$1}' $joblist); iv=\$(awk -v n=JOB 'NR == n {print \$2}' $joblist); ${stamp[*]} run \$d/.stamp \$d/cmd.sh ${fold_in[*]} \$iv/.stamp --stale \$d/options.json -- bash \$d/cmd.sh"
+  $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log bash $jobdir/JOB.sh
 fi
 
 for sys in $systems; do

@@ -38,7 +38,7 @@ if [ -f $dir/results.json ] && cmp -s $dir/log/options.new $dir/log/options \
   echo "$dir: up to date"
   exit 0
 fi
-$train_cmd $dir/log/infer.log steps/ser/infer.sh --model $export_dir --format kaldi --output $dir/$test/infer \
+$train_cmd $dir/log/infer.log steps/ser/infer.sh --allow-pipes true --model $export_dir --format kaldi --output $dir/$test/infer \
   --device "$device" --num-threads 1 $data
 $train_cmd $dir/log/score.log steps/ser/score_xcorpus.sh --train-corpus "$train" --test-corpus "$test" \
   $export_dir $dir/$test/infer $data $dir

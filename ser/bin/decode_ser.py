@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ser.cli import add_device_argument, run_main, setup_logging
-from ser.emotion.folds import utt2class
+from ser.emotion.folds import check_fold, utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import load_grafted
 from ser.emotion.trainer import frame_logits, kill_point, score_frames
@@ -52,6 +52,7 @@ def decode(a: argparse.Namespace) -> None:
     device = a.device
     model.to(device)
     test = DataDir.load(a.test_dir)
+    _check_unseen(out, test)
     fs = load_parts([test.path], a.ivector_dir)
     logits = frame_logits(model, fs, test.utts, a.chunk_width, device)
     info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
@@ -71,6 +72,18 @@ def decode(a: argparse.Namespace) -> None:
     atomic_write_text(out / "test.json", json.dumps(info, indent=1) + "\n")
     log.info("%s: decoded %d utterances (%d frames)%s", out, info["num_utts"], info["num_frames"],
              f", frame accuracy {info['frame_acc']:.4f}" if "frame_acc" in info else "")
+
+
+def _check_unseen(out: Path, test: DataDir) -> None:
+    """The test speakers are none of the model's training or validation speakers (the fold its
+    options.json names, when it has one)."""
+    try:
+        fold_dir = Path(json.loads((out / "options.json").read_text())["fold_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    parts = {n: DataDir.load(fold_dir / n, validate=False) for n in ("train", "valid")
+             if (fold_dir / n / "utt2spk").is_file()}
+    check_fold({**parts, "test": test}, where=f"{test.path} (model {out}, trained on {fold_dir})")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", default="unknown", help="data set (when --system-dir has no meta.json)")
     p.add_argument("--protocol", default="unknown", help="cross-validation protocol (idem)")
     p.add_argument("--description", default="")
-    p.add_argument("--ivector-period", type=int, default=10)
+    p.add_argument("--ivector-period", type=int, default=None,
+                   help="frames per online i-vector (default: the training's, from the options.json next to "
+                        "<model>; else 10); another value than the training's is an error")
     p.add_argument("model")
     p.add_argument("mfcc_config")
     p.add_argument("extractor_dir")

@@ -5,7 +5,7 @@
 
 Inputs: audio files (any format libsndfile reads, any rate and channel count; converted to
 16 kHz mono), directories (every audio file below them), Kaldi data dirs or ``wav.scp`` files
-(ids = utterance ids).  One output line per recording:
+(ids = utterance ids; their wav.scp pipelines run only with ``--allow-pipes true``).  One output line per recording:
 
     --format tsv     id, label, p_<label> per class, duration (s), with a header (default)
     --format jsonl   {"id", "label", "posteriors": {label: p}, "duration"}
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ser.cli import add_device_argument, run_main, setup_logging
-from ser.infer.audio import list_recordings
+from ser.cli import add_device_argument, run_main, setup_logging, str2bool
+from ser.infer.audio import Recording, list_recordings
 from ser.infer.recognizer import Classification, EmotionRecognizer
 from ser.infer.timeline import Timeline
 from ser.io.atomic import atomic_open
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="exported model dir (steps/ser/export.sh)")
     p.add_argument("--format", choices=FORMATS, default="tsv")
     p.add_argument("--output", default="-", help="output file, - for stdout (kaldi: a directory)")
+    p.add_argument("--allow-pipes", type=str2bool, default=False,
+                   help="run wav.scp pipelines (<cmd> ... |) of data-dir inputs (default false: refused)")
     p.add_argument("--timeline", default=None, help="write <id>.png and <id>.csv timelines here")
     p.add_argument("--window", type=float, default=2.0, help="timeline window (s)")
     p.add_argument("--shift", type=float, default=0.5, help="timeline window shift (s)")
@@ -65,27 +68,71 @@ def format_lines(results: list[Classification], fmt: str, labels: list[str]) -> 
                                     + [f"{r.duration:.3f}"]) + "\n" for r in results)
 
 
-def write_outputs(results: list[Classification], fmt: str, output: str, labels: list[str]) -> None:
-    if fmt == "kaldi":
-        if output == "-":
+def _targets(fmt: str, output: str) -> list[Path]:
+    """The files the outputs go to."""
+    if output == "-":
+        return []
+    return [Path(output) / "utt2emo", Path(output) / "utt2post"] if fmt == "kaldi" else [Path(output)]
+
+
+def check_arguments(a: argparse.Namespace, recordings: list[Recording]) -> None:
+    """What would fail or lose output after the work, checked before any audio is read: the output's
+    kind, ids the format cannot hold, ids given twice in a Kaldi table, timeline names two recordings
+    share, an output that would replace an input, timeline windows.  A ValueError of one line."""
+    out = Path(a.output)
+    if a.format == "kaldi":
+        if a.output == "-":
             raise ValueError("--format kaldi writes utt2emo and utt2post into a directory: give --output DIR")
-        bad = [r.id for r in results if len(r.id.split()) != 1]
-        if bad:
-            raise ValueError(f"id {bad[0]!r} has whitespace; Kaldi tables need ids without it (use tsv/jsonl)")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--output {a.output}: a file; --format kaldi writes a directory (utt2emo, utt2post)")
+    elif a.output != "-" and out.is_dir():
+        raise ValueError(f"--output {a.output}: a directory; --format {a.format} writes one file")
+    seen: dict[str, int] = {}
+    for r in recordings:
+        if a.format == "kaldi" and len(r.id.split()) != 1:
+            raise ValueError(f"id {r.id!r} has whitespace; Kaldi tables need ids without it (use tsv/jsonl)")
+        if a.format == "tsv" and any(c in r.id for c in "\t\n\r"):
+            raise ValueError(f"id {r.id!r} holds a tab or line break, which a TSV row cannot (use --format jsonl)")
+        seen[r.id] = seen.get(r.id, 0) + 1
+        if a.format == "kaldi" and seen[r.id] == 2:
+            raise ValueError(f"id {r.id!r} is given twice; a Kaldi table holds each key once")
+    inputs = {Path(r.file).resolve() for r in recordings if r.file}
+    inputs |= {Path(i).resolve() for i in a.inputs if Path(i).is_file()}
+    for t in _targets(a.format, a.output):
+        if t.resolve() in inputs:
+            raise ValueError(f"--output {a.output}: would overwrite the input {t}")
+    if a.format == "kaldi" and any((Path(i) / "wav.scp").is_file() and Path(i).resolve() == out.resolve()
+                                   for i in a.inputs):
+        raise ValueError(f"--output {a.output}: is an input data dir (its utt2emo would be replaced)")
+    if a.timeline is not None:
+        if not (math.isfinite(a.window) and a.window > 0 and math.isfinite(a.shift) and a.shift > 0):
+            raise ValueError(f"--window {a.window} --shift {a.shift}: must be positive numbers of seconds")
+        names: dict[str, str] = {}
+        for rid in seen:
+            other = names.setdefault(timeline_name(rid), rid)
+            if other != rid:
+                raise ValueError(f"--timeline: recordings {other!r} and {rid!r} would both write "
+                                 f"{Path(a.timeline) / timeline_name(rid)}.png")
+
+
+def write_outputs(results: list[Classification], fmt: str, output: str, labels: list[str]) -> None:
+    """The outputs, each written through a temporary name of this process (two runs onto one output
+    never write into one temporary file)."""
+    if fmt == "kaldi":
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         rs = sorted(results, key=lambda r: r.id)
-        with atomic_open(out / "utt2emo") as f:
-            f.writelines(f"{r.id} {r.label}\n" for r in rs)
-        with atomic_open(out / "utt2post") as f:
-            f.writelines(r.id + " " + " ".join(f"{p:.6f}" for p in r.posteriors) + "\n" for r in rs)
+        # both written before either is renamed: a failed write (a full disk) leaves neither new table
+        with atomic_open(out / "utt2emo", unique=True) as emo, atomic_open(out / "utt2post", unique=True) as post:
+            emo.writelines(f"{r.id} {r.label}\n" for r in rs)
+            post.writelines(r.id + " " + " ".join(f"{p:.6f}" for p in r.posteriors) + "\n" for r in rs)
         return
     text = format_lines(results, fmt, labels)
     if output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        with atomic_open(output) as f:
+        with atomic_open(output, unique=True) as f:
             f.write(text)
 
 
@@ -110,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(a.verbose)
     torch.set_num_threads(a.num_threads)
     rec = EmotionRecognizer.from_dir(a.model, a.device)
+    recordings = list(list_recordings(a.inputs, allow_pipes=a.allow_pipes))
+    check_arguments(a, recordings)  # before any audio is read
     if a.timeline is not None:
         Path(a.timeline).mkdir(parents=True, exist_ok=True)
     results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
-    recordings = list(list_recordings(a.inputs))
     for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
         try:
             res = classify(rec, r, a)

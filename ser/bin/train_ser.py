@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
-from ser.emotion.folds import utt2class
+from ser.emotion.folds import load_fold, utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import make_grafted_model
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(a: argparse.Namespace) -> int:
     cfg = SerTrainConfig(**{f.name: getattr(a, f.name) for f in fields(SerTrainConfig)})
     classes = a.labels.split()
+    dup = [c for i, c in enumerate(classes) if c in classes[:i]]
+    if dup or not classes:
+        raise ValueError(f"--labels {a.labels!r}: " + (f"{dup[0]!r} is given twice" if dup else "no labels"))
     out = Path(a.dir)
     options = {"labels": classes, "layer": a.layer, "hidden_dim": a.hidden_dim,
                "primary_lr_factor": a.primary_lr_factor, "from_scratch": a.from_scratch,
@@ -84,8 +87,9 @@ def run(a: argparse.Namespace) -> int:
     if ddp.rank() == 0:
         _check_options(out, options)
     ddp.barrier()  # the other ranks resume from the checkpoint rank 0 kept
-    train_d = DataDir.load(Path(a.fold_dir) / "train")
-    valid_d = DataDir.load(Path(a.fold_dir) / "valid")
+    parts = load_fold(a.fold_dir, classes)  # no speaker in two parts, every class in train and valid
+    train_d = parts.get("train") or DataDir.load(Path(a.fold_dir) / "train")  # (a missing part: its error)
+    valid_d = parts.get("valid") or DataDir.load(Path(a.fold_dir) / "valid")
     labels = {**utt2class(train_d, classes), **utt2class(valid_d, classes)}
     fs = load_parts([train_d.path, valid_d.path], a.ivector_dir)
     device = a.device

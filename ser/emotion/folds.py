@@ -93,12 +93,23 @@ def make_folds(d: DataDir, protocol: str = "session", num_valid_speakers: int = 
     return folds
 
 
+def data_digest(d: DataDir) -> str:
+    """sha256 (16 hex digits) of every table a fold copies from ``d`` (utt2spk, utt2emo, utt2session,
+    wav.scp, feats.scp, ...): a label-only change to utt2emo makes other folds, hence other trainings."""
+    segs = None if d.segments is None else {u: f"{s.reco} {s.start!r} {s.end!r}" for u, s in d.segments.items()}
+    tables = {"utt2spk": d.utt2spk, "wav.scp": d.wav, "segments": segs, "text": d.text, "feats.scp": d.feats,
+              **d.extras}
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        h.update(f"== {name}\n".encode())
+        h.update("".join(f"{k} {v}\n" for k, v in sorted((tables[name] or {}).items())).encode())
+    return h.hexdigest()[:16]
+
+
 def _options(d: DataDir, protocol: str, num_valid_speakers: int, seed: int) -> dict:
-    """What a written split depends on (kept in its folds.json)."""
-    digest = hashlib.sha256("".join(f"{u} {s}\n" for u, s in sorted(d.utt2spk.items()))
-                            .encode()).hexdigest()[:16]
+    """What a written split depends on (kept in its folds.json): the options and all the data's tables."""
     return {"protocol": protocol, "num_valid_speakers": num_valid_speakers, "seed": seed,
-            "utt2spk_sha256": digest}
+            "data_sha256": data_digest(d)}
 
 
 def write_folds(data_dir: str | Path, protocol: str = "session", num_valid_speakers: int = 1,
@@ -162,6 +173,36 @@ def read_fold_names(folds_dir: str | Path) -> list[str]:
         return list(json.loads(p.read_text())["folds"])
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{p}: cannot read the fold list ({e})") from e
+
+
+def check_fold(parts: dict[str, DataDir], classes: list[str] | None = None, where: str | None = None) -> None:
+    """A fold's parts (``train``, ``valid``, ``test``; any present) share no speaker, and, given
+    ``classes``, its train and valid parts hold every class: otherwise a one-line error naming the fold."""
+    names = sorted(parts)
+    spk = {n: set(parts[n].utt2spk.values()) for n in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(spk[a] & spk[b])
+            if both:
+                raise DataDirError(f"{where or parts[a].path}: speaker {both[0]!r} is in both {a} and {b} "
+                                   f"({len(both)} shared speaker(s)); a fold's parts must not share speakers")
+    for n in ("train", "valid"):
+        if classes is None or n not in parts or not parts[n].has("utt2emo"):
+            continue
+        emo = parts[n].extra("utt2emo")
+        have = {emo.get(u) for u in parts[n].utts}
+        lacking = [c for c in classes if c not in have]
+        if lacking:
+            raise DataDirError(f"{parts[n].path}/utt2emo: no utterance of class {lacking[0]!r} "
+                               f"({', '.join(lacking)} missing from the {n} part)")
+
+
+def load_fold(fold_dir: str | Path, classes: list[str] | None = None) -> dict[str, DataDir]:
+    """The parts of a written fold, checked (:func:`check_fold`)."""
+    fd = Path(fold_dir)
+    parts = {n: DataDir.load(fd / n) for n in PARTS if (fd / n / "utt2spk").is_file()}
+    check_fold(parts, classes, str(fd))
+    return parts
 
 
 def utt2class(d: DataDir, classes: list[str]) -> dict[str, int]:

@@ -146,6 +146,35 @@ def read_fold(fold_dir: Path, labels: list[str]) -> dict[str, str]:
     return pred
 
 
+def _expected_utts(fold_dir: Path) -> tuple[set[str] | None, int | None, str]:
+    """The test utterances a fold decoded, as far as its files tell: the test part of the fold its
+    ``options.json`` names (ser.bin.train_ser), and the count in ``test.json`` (ser.bin.decode_ser)."""
+    utts, n, where = None, None, ""
+    try:
+        test = Path(json.loads((fold_dir / "options.json").read_text())["fold_dir"]) / "test" / "utt2spk"
+        utts, where = set(read_kv(test)), str(test)
+    except (OSError, ValueError, KeyError, TypeError, DataDirError):
+        pass
+    try:
+        n = int(json.loads((fold_dir / "test.json").read_text())["num_utts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return utts, n, where
+
+
+def _check_complete(fold_dir: Path, decided: dict[str, str]) -> None:
+    """A fold's decisions cover its whole test part: UA on a part of it is an error, not a smaller score."""
+    utts, n, where = _expected_utts(fold_dir)
+    if utts is not None and set(decided) != utts:
+        gone = sorted(utts - set(decided))
+        if gone:
+            raise ScoringError(f"{fold_dir / 'utt2pred'}: {len(decided)} decisions for the {len(utts)} test "
+                               f"utterances of {where} (e.g. no {gone[0]})")
+    if n is not None and len(decided) != n:
+        raise ScoringError(f"{fold_dir / 'utt2pred'}: {len(decided)} decisions, {fold_dir / 'test.json'} "
+                           f"counts {n} decoded utterances")
+
+
 def read_meta(system_dir: Path) -> dict:
     path = system_dir / "meta.json"
     if not path.is_file():
@@ -192,7 +221,9 @@ def load_system(system_dir: str | os.PathLike, reference: dict[str, str], ref_na
     seen: dict[str, str] = {}
     for fold in out.folds:
         pred_path = system_dir / fold / "utt2pred"
-        for utt, lab in read_fold(system_dir / fold, labels).items():
+        decided = read_fold(system_dir / fold, labels)
+        _check_complete(system_dir / fold, decided)
+        for utt, lab in decided.items():
             if utt in seen:
                 raise ScoringError(f"{pred_path}: utterance {utt} is also tested in fold {seen[utt]}")
             seen[utt] = fold

@@ -87,22 +87,48 @@ class ExportInfo:
     set: str = "unknown"
     protocol: str = "unknown"
     description: str = ""
-    ivector_period: int = 10
+    ivector_period: int | None = None  # None: the training's (training_ivector_period), else 10
+
+
+def training_ivector_period(model_path: str | Path) -> tuple[int | None, str]:
+    """The i-vector period a stage-7 model was trained with: ``<ivector_dir>/ivector_period`` of the
+    training's ``options.json`` next to the model (ser.bin.train_ser); (None, "") when they are not there."""
+    try:
+        ivdir = Path(json.loads((Path(model_path).parent / "options.json").read_text())["ivector_dir"])
+        src = ivdir / "ivector_period"
+        return int(src.read_text().split()[0]), str(src)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None, ""
+
+
+def _export_period(model_path: str | Path, given: int | None) -> int:
+    """The period to record: the training's; a different ``given`` one (or one <= 0) is an error."""
+    trained, src = training_ivector_period(model_path)
+    period = given if given is not None else (trained if trained is not None else 10)
+    if period <= 0:
+        raise ValueError(f"--ivector-period {period}: must be a positive number of frames")
+    if trained is not None and period != trained:
+        raise ValueError(f"--ivector-period {period}: {model_path} was trained with i-vectors of period "
+                         f"{trained} ({src})")
+    return period
 
 
 def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir: str | Path,
                  out_dir: str | Path, info: ExportInfo, system_dir: str | Path | None = None) -> Path:
     """Write the export dir (see the module docstring); returns it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():  # atomic_dir would move it to <out>.old and fail after the work
+        raise ValueError(f"{out}: exists and is not a directory (an export is a directory); remove it or export elsewhere")
     model, labels, d = load_grafted(model_path)
     MfccOptions.from_conf(mfcc_config)  # a bad option file fails here, not at inference time
     ext = Path(extractor_dir)
     missing = [f for f in EXTRACTOR_FILES if not (ext / f).is_file()]
     if missing:
         raise ValueError(f"{ext}: not an i-vector extractor dir (no {missing[0]})")
+    period = _export_period(model_path, info.ivector_period)
     meta, cv = _cross_validation(Path(system_dir) if system_dir else None)
-    out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        save_torch({k: d[k] for k in d if k != "valid"}, tmp / "model.pt")
+        save_torch(dict({k: d[k] for k in d if k != "valid"}, ivector_period=period), tmp / "model.pt")
         (tmp / "labels.txt").write_text("".join(x + "\n" for x in labels))
         shutil.copyfile(mfcc_config, tmp / "mfcc.conf")
         (tmp / "ivector_extractor").mkdir()
@@ -118,7 +144,7 @@ def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir:
             "context": {"left": model.left_context, "right": model.right_context,
                         "frame_subsampling_factor": model.frame_subsampling_factor},
             "cross_validation": cv, "final_training": d.get("valid"),
-            "ivector": {"mode": "utterance", "period": int(info.ivector_period)},
+            "ivector": {"mode": "utterance", "period": period},
             "sample_rate": 16000,
             "toolkit": {"name": "ser", "version": ser.__version__, "git_commit": _git_commit()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -131,22 +157,50 @@ def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir:
     return out
 
 
+EXPORT_FILES = ("model.pt", "labels.txt", "mfcc.conf") + tuple(f"ivector_extractor/{x}" for x in EXTRACTOR_FILES)
+
+
 def read_export(path: str | Path) -> tuple[dict, list[str]]:
-    """``model.json`` and ``labels.txt`` of an export dir, checked (format, files, labels)."""
+    """``model.json`` and ``labels.txt`` of an export dir, checked: format, files and their sha256
+    (the table in model.json: a corrupted or edited file is an error), labels, the i-vector period.
+    Every error is one line naming the file and the key."""
     p = Path(path)
-    if not (p / "model.json").is_file():
+    mj = p / "model.json"
+    if not mj.is_file():
         raise ValueError(f"{p}: not an exported emotion model (no model.json; made by steps/ser/export.sh)")
     try:
-        doc = json.loads((p / "model.json").read_text())
-    except ValueError as e:
-        raise ValueError(f"{p / 'model.json'}: not JSON ({e})") from e
+        doc = json.loads(mj.read_text())
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{mj}: not JSON ({e})") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{mj}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{p / 'model.json'}: format {doc.get('format')!r}, expected {EXPORT_FORMAT}")
-    for f in ["model.pt", "labels.txt", "mfcc.conf"] + [f"ivector_extractor/{x}" for x in EXTRACTOR_FILES]:
+        raise ValueError(f"{mj}: format {doc.get('format')!r}, expected {EXPORT_FORMAT}")
+    for f in EXPORT_FILES:
         if not (p / f).is_file():
             raise ValueError(f"{p}: incomplete export, no {f}")
+    _check_sha256(p, doc.get("sha256"))
     labels = (p / "labels.txt").read_text().split()
     if labels != doc.get("labels"):
         raise ValueError(f"{p}/labels.txt: {labels} differ from model.json's {doc.get('labels')}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{p}/labels.txt: duplicate label in {labels}")
+    iv = doc.get("ivector")
+    if not isinstance(iv, dict):
+        raise ValueError(f"{mj}: ivector: expected an object with the period, got {iv!r}")
+    period = iv.get("period")
+    if isinstance(period, bool) or not isinstance(period, int) or period <= 0:
+        raise ValueError(f"{mj}: ivector.period: expected a positive integer (frames), got {period!r}")
     return doc, labels
+
+
+def _check_sha256(p: Path, table) -> None:
+    """Every file of the export is listed in model.json's sha256 table with its content's hash."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{p / 'model.json'}: sha256: expected the table of the export's files, got {table!r}")
+    for f in EXPORT_FILES:
+        if f not in table:
+            raise ValueError(f"{p / 'model.json'}: sha256: no entry for {f}")
+        if _sha256(p / f) != table[f]:
+            raise ValueError(f"{p / f}: sha256 differs from model.json's (corrupted or edited after export)")
 

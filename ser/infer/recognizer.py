@@ -102,19 +102,48 @@ class FramePosteriors:
     duration: float
 
 
+# float audio beyond twice full scale is not audio scaled to [-1, 1] (its MFCC would sit far outside
+# training's); a signal whose deviation around its mean is under one 16-bit step is silence or DC only
+MAX_PEAK = 2 * 32768.0
+MIN_STD = 1.0
+
+
 class _SampleCheck:
-    """Passes sample blocks through, failing on non-finite samples; counts samples and peak."""
+    """Passes sample blocks through, failing on non-finite samples or samples far beyond full scale;
+    counts samples, peak, and sums for the deviation check (:meth:`check_signal`)."""
 
     def __init__(self, where: str) -> None:
         self.where, self.count, self.peak = where, 0, 0.0
+        self.s1 = self.s2 = 0.0
+        self.first: float | None = None
 
     def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for x in blocks:
             if x.size and not bool(np.isfinite(x).all()):
                 raise AudioError(f"{self.where}: audio has NaN or infinite samples")
+            if x.size:
+                peak = float(np.abs(x).max())
+                if peak > MAX_PEAK:
+                    raise AudioError(f"{self.where}: samples reach {peak / 32768:.3g} times full scale (float audio "
+                                     f"must lie in [-1, 1]; rescale it)")
+                self.peak = max(self.peak, peak)
+                if self.first is None:
+                    self.first = float(x[0])
+                d = x.astype(np.float64) - self.first  # shifted sums: no cancellation for a large DC
+                self.s1, self.s2 = self.s1 + float(d.sum()), self.s2 + float((d * d).sum())
             self.count += x.size
-            self.peak = max(self.peak, float(np.abs(x).max()) if x.size else 0.0)
             yield x
+
+    def check_signal(self) -> None:
+        """After the stream: no samples, all zero, or silence / DC only (deviation < one 16-bit step)."""
+        if self.count == 0:
+            raise AudioError(f"{self.where}: no audio samples")
+        if self.peak == 0.0:
+            raise AudioError(f"{self.where}: all samples are zero")
+        var = max(self.s2 / self.count - (self.s1 / self.count) ** 2, 0.0)
+        if var ** 0.5 < MIN_STD:
+            raise AudioError(f"{self.where}: no signal (samples deviate {var ** 0.5:.3g} int16 steps from their mean "
+                             f"{self.first + self.s1 / self.count:.3g}: silence or DC only)")
 
 
 def mfcc_blocks(samples: Iterable[np.ndarray], opts: MfccOptions, generator: torch.Generator,
@@ -177,6 +206,22 @@ class Prefetched(Iterator[T]):
         return self._ahead is not None and not self._ahead.done()
 
 
+def _check_finite(model: torch.nn.Module, path: Path) -> None:
+    """Every weight and statistic of the network is finite (a NaN would make every posterior NaN)."""
+    for k, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: {k}: {int((~torch.isfinite(t)).sum())} non-finite values (NaN/Inf)")
+
+
+def _check_dims(p: Path, mfcc: MfccOptions, feat_dim: int, ubm: UbmFeatures) -> None:
+    """mfcc.conf makes the features the network and the i-vector extractor read (else every recording
+    would fail, e.g. with zero-count CMVN stats)."""
+    cmvn_dim = int(ubm.gstats.shape[-1]) - 1
+    for who, dim in (("the network (model.pt)", feat_dim), ("the i-vector extractor's CMVN stats", cmvn_dim)):
+        if mfcc.dim != dim:
+            raise ValueError(f"{p / 'mfcc.conf'}: --num-ceps={mfcc.num_ceps}: {who} reads {dim}-dim features")
+
+
 class EmotionRecognizer:
     """An exported emotion model, ready to classify recordings (see the module docstring)."""
 
@@ -208,16 +253,24 @@ class EmotionRecognizer:
                  block_frames: int = BLOCK_FRAMES) -> "EmotionRecognizer":
         """Load an export dir (ser.infer.export); only files inside it are read."""
         p = Path(path)
-        info, labels = read_export(p)
-        model, stored, _ = load_grafted(p / "model.pt")
+        info, labels = read_export(p)  # files checked against model.json's sha256 table
+        model, stored, d = load_grafted(p / "model.pt")
         if stored != labels:
             raise ValueError(f"{p}: model.pt's labels {stored} differ from labels.txt {labels}")
+        _check_finite(model, p / "model.pt")
+        period = info["ivector"]["period"]
+        if d.get("ivector_period") is not None and int(d["ivector_period"]) != period:
+            raise ValueError(f"{p / 'model.json'}: ivector.period {period} differs from the model's training "
+                             f"period {int(d['ivector_period'])} (model.pt)")
         dev = resolve_device(device)
         e = p / "ivector_extractor"
-        opts = OnlineIvectorOptions(ivector_period=int(info.get("ivector", {}).get("period", 10)))
+        opts = OnlineIvectorOptions(ivector_period=period)
+        ubm = UbmFeatures.from_dir(e)
+        mfcc = MfccOptions.from_conf(p / "mfcc.conf")
+        _check_dims(p, mfcc, model.body.config.feat_dim, ubm)
         ivectors = OnlineIvectorExtractor(IvectorExtractor.load(e / "final.ie.pt"), DiagGmm.load(e / "final.dubm.pt"),
-                                          UbmFeatures.from_dir(e), opts, dev)
-        return cls(model, labels, MfccOptions.from_conf(p / "mfcc.conf"), ivectors, info, dev, block_frames)
+                                          ubm, opts, dev)
+        return cls(model, labels, mfcc, ivectors, info, dev, block_frames)
 
     # -- the pipeline ------------------------------------------------------------------------
     @torch.inference_mode()
@@ -264,10 +317,7 @@ class EmotionRecognizer:
                 yield p
         finally:
             torch.set_num_threads(threads)
-        if check.count == 0:
-            raise AudioError(f"{where}: no audio samples")
-        if check.peak == 0.0:
-            raise AudioError(f"{where}: all samples are zero")
+        check.check_signal()
         if frames < self.min_frames:
             raise AudioError(f"{where}: too short ({check.count / SAMPLE_RATE:.3f} s); the model needs at "
                              f"least {self.min_duration:.3f} s ({self.min_frames} frames of context)")
@@ -280,6 +330,8 @@ class EmotionRecognizer:
         for p in self._stream(blocks, rec_id, check):
             total += p.sum(0)
             count += p.shape[0]
+        if not bool(torch.isfinite(total).all()):
+            raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
         return Classification.of(rec_id, self.labels, total / count, check.count / SAMPLE_RATE)
 
     def frame_posteriors(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
@@ -287,6 +339,8 @@ class EmotionRecognizer:
         """Every frame's softmax of a recording (float32; 120,000 x K numbers per hour)."""
         check = _SampleCheck(where or rec_id)
         post = torch.cat([p.float() for p in self._stream(blocks, rec_id, check)])
+        if not bool(torch.isfinite(post).all()):
+            raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
         return FramePosteriors(rec_id, post, self.frame_period, check.count / SAMPLE_RATE)
 
     # -- the API -------------------------------------------------------------------------------

@@ -27,15 +27,32 @@ def tmp_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def _unique_tmp(path: Path) -> tuple[Path, int]:
+    """A new temporary sibling ``<path>.<pid>.<n>.tmp`` of this process, created (O_EXCL) and opened."""
+    for n in range(1000):
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{n}.tmp")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free temporary name")
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open ``path`` for writing via ``<path>.tmp``; rename on success, delete on error."""
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
+                unique: bool = False) -> Iterator[IO]:
+    """Open ``path`` for writing via ``<path>.tmp``; rename on success, delete on error.
+    ``unique=True``: via a temporary name of this process (``<path>.<pid>.<n>.tmp``), for writers that
+    may run at once on one output (ser-infer): the last rename wins, neither writes into the other's file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    tmp = tmp_path(path)
-    tmp.unlink(missing_ok=True)  # a killed writer's leftover (its mode must not carry over)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    if unique:
+        tmp, fd = _unique_tmp(path)
+    else:
+        tmp = tmp_path(path)
+        tmp.unlink(missing_ok=True)  # a killed writer's leftover (its mode must not carry over)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
@@ -77,8 +94,10 @@ def recover_dir(path: str | os.PathLike) -> None:
     path = Path(path)
     finish_swap(path)
     for leftover in (tmp_path(path), path.with_name(path.name + ".old")):
-        if leftover.exists():
+        if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover)
+        elif leftover.exists() or leftover.is_symlink():
+            leftover.unlink()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,9 @@ installed, so the pipelines Kaldi recipes write are interpreted here:
     <entry> sox --vol <v> -t wav - -t wav - |        utils/data/perturb_data_dir_volume.sh
 
 Any other pipeline is run with ``bash -c`` if its first program exists, and its
-stdout read as a wav file.  Samples are returned as float32 in int16 units
+stdout read as a wav file.  The recipe's steps read pipelines; ``ser-infer``, the end user's entry point,
+refuses them unless given ``--allow-pipes true`` (``allow_pipes=False``: a wav.scp line is data, not a
+command to run).  Samples are returned as float32 in int16 units
 (Kaldi does not scale waves to [-1, 1], src/feat/wave-reader.cc).
 
 Deviations, all logged: a file at another sample rate is resampled (Kaldi would
@@ -59,7 +61,18 @@ class AudioStats:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "no warnings"
 
 
-def _declared_frames(path: str, channels: int) -> int | None:
+# sample rates outside this range are a broken header, not audio (a WAV claiming 1 Hz would be resampled into
+# hours of 16 kHz samples)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
+
+
+def check_sample_rate(fs: int, who: str, path: str) -> None:
+    if not MIN_SAMPLE_RATE <= fs <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{who}: audio file {path} claims a sample rate of {fs} Hz (outside "
+                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}; a broken header?)")
+
+
+def declared_frames(path: str, channels: int) -> int | None:
     """Sample frames promised by the header (RIFF data chunk / SPHERE sample_count), if we can tell."""
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -89,6 +102,8 @@ _EXT_FORMATS = {".wav": ("WAV", "WAVEX", "RF64"), ".sph": ("NIST",), ".flac": ("
 def _read_file(path: str, who: str, stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
     if not os.path.exists(path):
         raise AudioError(f"{who}: audio file not found: {path}")
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise AudioError(f"{who}: audio file {path} is not a readable regular file (permissions, FIFO, directory?)")
     try:
         info = sf.info(path)
         data, fs = sf.read(path, dtype="float32", always_2d=True)
@@ -100,7 +115,8 @@ def _read_file(path: str, who: str, stats: AudioStats | None = None) -> tuple[np
                     who, path, info.format, info.subtype, info.format)
         if stats:
             stats.add("format_not_the_extensions")
-    declared = _declared_frames(path, info.channels)
+    check_sample_rate(int(fs), who, path)
+    declared = declared_frames(path, info.channels)
     if data.shape[0] < max(info.frames, declared or 0):
         raise AudioError(f"{who}: audio file {path} is truncated ({data.shape[0]} of {max(info.frames, declared)} samples)")
     return data * 32768.0, fs
@@ -162,12 +178,16 @@ def _parse_sox(cmd: list[str], who: str) -> tuple[str | None, list[str]]:
     return (None if files[0] == "-" else files[0]), effects
 
 
-def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None) -> tuple[np.ndarray, int]:
-    """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate)."""
+def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None, allow_pipes: bool = True
+                ) -> tuple[np.ndarray, int]:
+    """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate).
+    ``allow_pipes=False``: a pipeline is an error (nothing is run)."""
     who = who or rx
     rx = rx.strip()
     if not rx.endswith("|"):
         return _read_file(rx, who, stats)
+    if not allow_pipes:
+        raise AudioError(f"{who}: wav.scp entry {rx!r} is a pipeline; it is run only with --allow-pipes true")
     stages = [shlex.split(s) for s in rx[:-1].split("|")]
     if any(not s for s in stages):
         raise AudioError(f"{who}: empty command in pipeline {rx!r}")
@@ -244,8 +264,8 @@ class RecordingCache:
     """Reads each recording once while its segments are cut (segments are sorted by utterance,
     and Kaldi-style utterance ids start with the recording id, so one-entry caching suffices)."""
 
-    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None):
-        self.wav, self.fs, self.stats = wav, fs, stats
+    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None, allow_pipes: bool = True):
+        self.wav, self.fs, self.stats, self.allow_pipes = wav, fs, stats, allow_pipes
         self._key: str | None = None
         self._val: np.ndarray | None = None
 
@@ -253,7 +273,8 @@ class RecordingCache:
         if reco != self._key:
             if reco not in self.wav:
                 raise AudioError(f"recording {reco!r} not in wav.scp")
-            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats)
+            x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats,
+                                allow_pipes=self.allow_pipes)
             self._val = to_mono_rate(x, fs, self.fs, f"recording {reco}", self.stats)
             self._key = reco
         return self._val

@@ -120,6 +120,9 @@ def parse_emo_evaluation(path: Path) -> list[Turn]:
                 raise DataDirError(f"{where}: annotator line before any turn")
             cats = [c for c in m.group(2).split(";") if c.strip()]
             turns[-1].votes[m.group(1)] = sorted({_category(c, f"{where} ({turns[-1].turn})") for c in cats})
+        elif line.startswith("C-"):  # dropping it would drop a vote (and change who agrees)
+            raise DataDirError(f"{where}: malformed annotator line (expected 'C-<who>:<tab><category>; ...'): "
+                               f"{line.strip()!r}")
     return turns
 
 
