@@ -223,48 +223,58 @@ def test_srun_torchrun_c10d_equals_single_process(setup, single):
     assert_same_training(single, setup / "srun" / "final.pt", 2, initial_model(setup))
 
 
+def get_egs(root: Path, out: str, *opts: str) -> Path:
+    r = subprocess.run(["steps/chain/get_egs.sh", "--num-utts-subset", "2", "--srand", "1", *opts,
+                        *(str(root / d) for d in ("data", "ivectors", "chain", out))],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / out
+
+
+def align(root: Path, out: str, *opts: str) -> dict:
+    r = subprocess.run(["steps/chain/align.sh", "--device", "cpu", *opts, str(root / "data"), str(root / "chain"),
+                        str(root / "single" / "final.pt"), str(root / out)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(root / out / "ali.pt", weights_only=True)
+
+
 def test_get_egs_shards_train_as_in_memory(setup, single):
-    """Training from the egs of steps/chain/get_egs.sh: with one job they are the examples this process
-    would make -- whole utterances (flat start, numerators compiled from the transcripts) and chunks (from
-    an alignment) -- and the trained models are the same bit for bit; with two jobs every training
-    utterance is in one of the two shards."""
+    """The egs of steps/chain/get_egs.sh: with one job they are the examples this process would make.
+    Whole utterances (numerators compiled from the transcripts in the job) train the in-memory run's model
+    bit for bit and give its alignment; chunks cut with that alignment give the in-memory chunk egs'
+    minibatches, held-out sets included; with two jobs every training utterance is in one shard."""
+    from ser.bin.train_chain import build_egs, parse_args
     from ser.train.egs_shards import EgsShard, shard_paths
 
-    ROOT_ENV = {**ENV, "PYTHONPATH": str(ROOT)}
-    model = setup / "single" / "final.pt"
-    r = subprocess.run(["steps/chain/align.sh", "--device", "cpu", "--online-ivector-dir", str(setup / "ivectors"),
-                        str(setup / "data"), str(setup / "chain"), str(model), str(setup / "ali")],
-                       cwd=ROOT, env=ROOT_ENV, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    chunk = ["--egs-type", "chunk", "--ali", str(setup / "ali" / "ali.pt"), "--input-model", str(model),
-             "--num-chunk-per-minibatch", "4"]
-    args = [a for a in train_args(setup, "x")[:-1] if a != "e2e"]
-    args = [*args[:args.index("--egs-type")], *args[args.index("--egs-type") + 1:], *chunk]
-    for nj in (1, 2):
-        r = subprocess.run(["steps/chain/get_egs.sh", "--nj", str(nj), "--num-utts-subset", "2", "--srand", "1",
-                            "--ali-dir", str(setup / "ali"), "--model", str(model),
-                            *(str(setup / d) for d in ("data", "ivectors", "chain", f"egs{nj}"))],
-                           cwd=ROOT, env=ROOT_ENV, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert len(list((setup / f"egs{nj}").glob("egs.*.pt"))) == nj
-        assert (setup / f"egs{nj}" / "log" / f"get_egs.{nj}.log").is_file()
-    runs = {}
-    train = (setup / "egs2" / "train_uttlist").read_text().split()
-    parts = [EgsShard.load(p).fs.feats.keys for p in shard_paths(setup / "egs2")]
-    assert sorted(parts[0] + parts[1]) == sorted(train) and not set(parts[0]) & set(parts[1])
-    for name, extra in (("mem", []), ("egs1", ["--egs-dir", str(setup / "egs1")])):
-        r = subprocess.run(["steps/train_chain.sh", *args, *extra, str(setup / f"chunk_{name}")], cwd=ROOT, env=ENV,
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-3000:]
-        runs[name] = torch.load(setup / f"chunk_{name}" / "final.pt", weights_only=True)["model"]
-    for name, w in runs["mem"].items():
-        assert torch.equal(runs["egs1"][name], w), name
-
-    r = subprocess.run(["steps/chain/get_egs.sh", "--nj", "1", "--num-utts-subset", "2", "--srand", "1", "--lang",
-                        str(setup / "lang"), "--net", "mini", *(str(setup / d) for d in ("data", "ivectors", "chain",
-                                                                                          "egs_e2e"))],
-                       cwd=ROOT, env=ROOT_ENV, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got = run_train(setup, "e2e_egs", ENV, ["steps/train_chain.sh", "--egs-dir", str(setup / "egs_e2e")])
+    e2e = get_egs(setup, "egs_e2e", "--nj", "1", "--lang", str(setup / "lang"), "--net", "mini")
+    got = run_train(setup, "e2e_egs", ENV, ["steps/train_chain.sh", "--egs-dir", str(e2e)])
     for name, w in single["model"].items():
         assert torch.equal(got["model"][name], w), name
+    ali, ali_egs = align(setup, "ali", "--online-ivector-dir", str(setup / "ivectors")), align(setup, "ali_egs",
+                                                                                              "--egs-dir", str(e2e))
+    assert ali_egs["pdfs"].keys() == ali["pdfs"].keys()
+    for u, p in ali_egs["pdfs"].items():
+        assert torch.equal(p, ali["pdfs"][u]), u
+
+    model = setup / "single" / "final.pt"
+    chunk = ["--ali-dir", str(setup / "ali_egs"), "--model", str(model)]
+    egs1, egs2 = (get_egs(setup, f"egs{nj}", "--nj", str(nj), *chunk) for nj in (1, 2))
+    assert (egs2 / "log" / "get_egs.2.log").is_file() and len(shard_paths(egs2)) == 2
+    parts = [EgsShard.load(p).fs.feats.keys for p in shard_paths(egs2)]
+    train = (egs2 / "train_uttlist").read_text().split()
+    assert sorted(parts[0] + parts[1]) == sorted(train) and not set(parts[0]) & set(parts[1])
+
+    args = [a for a in train_args(setup, "x") if a != "e2e"]
+    args.remove("--egs-type")
+    args = [*args[:-4], "--egs-type", "chunk", "--ali", str(setup / "ali_egs" / "ali.pt"),
+            "--num-chunk-per-minibatch", "4", *args[-4:]]
+    net = TdnnfModel(TdnnfConfig.mini(ChainDir.load(setup / "chain").num_pdfs, ivector_dim=10))
+    mem = build_egs(parse_args(args), net, 0, 1)
+    sharded = build_egs(parse_args(["--egs-dir", str(egs1), *args]), net, 0, 1)
+    for a, b in zip(mem, sharded, strict=True):
+        for epoch in (0, 1):
+            a.set_epoch(epoch), b.set_epoch(epoch)
+            for x, y in zip(a, b, strict=True):
+                assert x.keys == y.keys and torch.equal(x.feats, y.feats) and torch.equal(x.ivector, y.ivector)
+                assert torch.equal(x.num_graphs.graph.logp, y.num_graphs.graph.logp)

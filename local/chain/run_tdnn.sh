@@ -4,7 +4,8 @@
 #   local/chain/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 3-5)
 # Config: chain.* (net, epochs, learning rates, minibatches, dropout), device.
 #
-#   pass 1  flat-start LF-MMI on whole utterances with the numerators of stage 5  -> exp/chain/tdnn_e2e
+#   egs     whole utterances with their numerators, written once by nj jobs      -> exp/chain/egs_e2e
+#   pass 1  flat-start LF-MMI on them                                              -> exp/chain/tdnn_e2e
 #   align   Viterbi through each utterance's numerator graph with the pass-1 model -> exp/chain/ali_e2e
 #   egs     the chunks of pass 2 with their numerators, written once by nj jobs   -> exp/chain/egs
 #   pass 2  tdnn_1g proper: 150/111/102-frame chunks, frame shifts 0/1/2, one i-vector per chunk, numerators
@@ -45,19 +46,25 @@ stamp=(python -m ser.bin.stamp)
 train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk data/tedlium_train_sp/.feats.stamp $ivdir/.stamp
           exp/chain/den.stamp exp/chain/num.stamp)
 
+# whole utterances with their numerators, written once by nj jobs (Kaldi's e2e get_egs_e2e.sh)
+step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"
+      --lang data/lang_chain --net "$chain_net" $train_data $ivdir exp/chain exp/chain/egs_e2e)
+"${stamp[@]}" run exp/chain/egs_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" data/lang_chain/phones.txt \
+  data/lang_chain/lexiconp.txt -- "${step[@]}"
+
 # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
-step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --egs-dir exp/chain/egs_e2e
       --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size"
       $train_data $ivdir exp/chain exp/chain/tdnn_e2e)
-"${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" \
+"${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/egs_e2e/.stamp \
   --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd exp/chain/log/train_e2e.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
-step=(steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir
+step=(steps/chain/align.sh --device "$device" --egs-dir exp/chain/egs_e2e
       $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e)
 "${stamp[@]}" run exp/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/tdnn_e2e/.stamp \
-  -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
+  exp/chain/egs_e2e/.stamp -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
 grep '^chain_align:' exp/chain/log/align.log
 
 # the chunks of pass 2 with their numerators, written once by nj jobs (Kaldi's get_egs.sh)

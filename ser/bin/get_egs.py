@@ -5,7 +5,7 @@ see ser/train/egs_shards.py for the shard format and steps/chain/get_egs.sh for 
       the held-out utterances (get_egs.sh --num-utts-subset: valid_uttlist, train_diag_uttlist) and the
       training ones (train_uttlist), as the trainer chooses them, among the utterances with an alignment
       (chunk egs) or with a transcript (e2e egs)
-  python -m ser.bin.get_egs job [opts] [--job J | --subset valid|train_diag] (--ali-dir D | --lang L)
+  python -m ser.bin.get_egs job [opts] [--job J | --subset held-out] (--ali-dir D | --lang L)
           <data-split-J> <ivector-dir> <chain-dir> <egs-dir>
       the examples of the training utterances of one split -> <egs-dir>/egs.J.pt (or of a held-out set ->
       <egs-dir>/valid.pt, train_diag.pt): chunks with their
@@ -76,6 +76,12 @@ def e2e_numerators(text: dict[str, str], data, lang_dir: str, chain, fsf: int, u
 
 
 def cmd_job(a: argparse.Namespace) -> None:
+    subsets = ("valid", "train_diag") if a.subset == "held-out" else ("train",)
+    for subset in subsets:
+        make_shard(a, subset)
+
+
+def make_shard(a: argparse.Namespace, subset: str) -> None:
     from ser.chain.chain_dir import ChainDir
     from ser.chain.supervision import Normalizer
     from ser.io.batching import load_features
@@ -86,11 +92,11 @@ def cmd_job(a: argparse.Namespace) -> None:
 
     out = Path(a.egs_dir)
     kind = _egs_type(a)
-    subset = set(_read_list(out / f"{a.subset}_uttlist"))
-    job = a.job - 1 if a.subset == "train" else 0  # held-out egs: the draws of one process making them
-    target = out / (f"egs.{a.job}.pt" if a.subset == "train" else f"{a.subset}.pt")
+    wanted = set(_read_list(out / f"{subset}_uttlist"))
+    job = a.job - 1 if subset == "train" else 0  # held-out egs: the draws of one process making them
+    target = out / (f"egs.{a.job}.pt" if subset == "train" else f"{subset}.pt")
     d = DataDir.load(a.data, validate=False)
-    utts = [u for u in sorted(d.feats) if u in subset]
+    utts = [u for u in sorted(d.feats) if u in wanted]
     chain = ChainDir.load(a.chain_dir)
     if bool(a.model) == bool(a.net):
         raise ValueError("give --model FILE or --net NAME (the network the egs are for), one of them")
@@ -106,7 +112,7 @@ def cmd_job(a: argparse.Namespace) -> None:
         graphs, num_out = e2e_numerators(d.text, data, a.lang, chain, fsf, utts)
         shard = make_e2e_examples(data, graphs, num_out, lc, fsf, utts=utts, seed=a.srand, job=job)
     shard.save(target)
-    print(f"get_egs: {a.subset} job {a.job}: {len(shard)} {kind} examples from {len(utts)} utterances "
+    print(f"get_egs: {subset} job {a.job}: {len(shard)} {kind} examples from {len(utts)} utterances "
           f"({shard.num_frames} frames); skipped {shard.skipped or 'none'} -> {target}")
 
 
@@ -140,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     for x in ("data", "egs_dir"):
         lists.add_argument(x)
     job.add_argument("--job", type=int, default=1, help="1-based, as Kaldi's JOB")
-    job.add_argument("--subset", choices=["train", "valid", "train_diag"], default="train",
-                     help="the training utterances of this split (egs.JOB.pt) or a held-out set (<subset>.pt)")
+    job.add_argument("--subset", choices=["train", "held-out"], default="train",
+                     help="the training utterances of this split (egs.JOB.pt) or the held-out sets (valid.pt, "
+                          "train_diag.pt)")
     job.add_argument("--model", default=None, help="the model the egs are for (its context and subsampling)")
     job.add_argument("--net", default=None, help="... or its network preset (ser.nnet.tdnnf NET_PRESETS)")
     job.add_argument("--chunk-width", default=EgsConfig.chunk_width, help="Kaldi --frames-per-eg")

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = ranks.rank, ranks.world
     setup_logging(verbose=1 if rank == 0 else 0, log_file=exp / "log" / "train.log" if rank == 0 else None)
     chain_dir = Path(a.chain_dir)
-    for f in ("den.pt", "num.pt", "pdf_map.pt"):
+    for f in ("den.pt", "pdf_map.pt") if a.egs_dir else ("den.pt", "num.pt", "pdf_map.pt"):
         if not (chain_dir / f).is_file():
             raise ValueError(f"{chain_dir}: missing {f} (run steps/chain/prepare_e2e.sh)")
     chain = ChainDir.load(chain_dir)

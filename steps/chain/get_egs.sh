@@ -49,10 +49,8 @@ $cmd JOB=1:$nj "$dir/log/get_egs.JOB.log" \
   python -m ser.bin.get_egs job --job JOB "${how[@]}" "${net_opt[@]}" --chunk-width "$chunk_width" \
     --srand "$srand" "$data/split$nj/JOB" "$ivdir" "$chain" "$dir" \
   || { echo "$0: writing egs failed; logs in $dir/log" >&2; exit 1; }
-for subset in valid train_diag; do
-  $cmd "$dir/log/get_egs.$subset.log" \
-    python -m ser.bin.get_egs job --subset $subset "${how[@]}" "${net_opt[@]}" --chunk-width "$chunk_width" \
-      --srand "$srand" "$data" "$ivdir" "$chain" "$dir" \
-    || { echo "$0: writing the $subset egs failed; see $dir/log/get_egs.$subset.log" >&2; exit 1; }
-done
+$cmd "$dir/log/get_egs.held_out.log" \
+  python -m ser.bin.get_egs job --subset held-out "${how[@]}" "${net_opt[@]}" --chunk-width "$chunk_width" \
+    --srand "$srand" "$data" "$ivdir" "$chain" "$dir" \
+  || { echo "$0: writing the held-out egs failed; see $dir/log/get_egs.held_out.log" >&2; exit 1; }
 python -m ser.bin.get_egs info --nj "$nj" "$dir"
