@@ -102,7 +102,8 @@ KILLS = [
     (6, ["rename:tdnn_e2e/final.pt", "rename:decode_test/per.txt"]),
 ]
 SKIP_DIRS = {"log", "report"}           # logs and plots: times in them
-SKIP_FILES = {"checkpoint.pt"}          # the trainer's resumption state (final.pt is compared)
+SKIP_FILES = {"checkpoint.pt",          # the trainer's resumption state (final.pt is compared)
+              ".lock"}                  # run.sh's lock: the PID of its holder
 SKIP_SUFFIX = ".stamp"                  # stamps: digests of inputs that hold the recipe's absolute path
 TEMP_SUFFIXES = (".tmp", ".old", ".unsorted", ".begun")
 
