@@ -16,7 +16,7 @@
 #      segments under 1.55 s concatenated with their neighbours -> data/tedlium_train_sp_comb (the chain data)
 #   4  online i-vectors: PCA, diag UBM, extractor on the ASR training data; extraction -> exp/nnet3/ivectors_*
 #      (local/nnet3/run_ivector_common.sh)
-#   5  chain prep: phone LM, den graph, numerator supervision -> exp/chain
+#   5  chain prep: phone LM, den graph -> exp/chain
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
 #   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
@@ -166,9 +166,9 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-  banner 5 "chain prep (phone LM, den graph, numerator supervision)"
+  banner 5 "chain prep (phone LM, den graph; stage 6's egs jobs compile the numerators)"
   step=(steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states"
-        data/tedlium_train_sp_comb data/lang_chain exp/chain)
+        --num-graphs false data/tedlium_train_sp_comb data/lang_chain exp/chain)
   "${stamp[@]}" run exp/chain/.prepare.stamp --opt "step=${step[*]}" data/tedlium_train_sp_comb/.stamp \
     data/tedlium_train_sp_comb/text data/lang_chain/.stamp -- $train_cmd exp/chain/log/prepare_e2e.log "${step[@]}"
   grep '^prepare_e2e: [0-9]' exp/chain/log/prepare_e2e.log

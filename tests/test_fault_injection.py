@@ -98,8 +98,8 @@ KILLS = [
     (2, ["rename:lang_chain/topo"]),
     (3, ["swap:data/tedlium_train_sp", "rename:mfcc/raw_mfcc_iemocap_all.1.ark"]),
     (4, ["rename:ivectors_iemocap_all/ivector_online.scp"]),  # extractor and three sets done
-    (5, ["rename:chain/num.pt"]),                             # den graph done
-    (6, ["rename:tdnn_e2e/final.pt", "rename:decode_test/per.txt"]),
+    (5, ["rename:chain/info.txt"]),                           # den graph done
+    (6, ["rename:egs_e2e/info.json", "rename:tdnn_e2e/final.pt", "rename:decode_test/per.txt"]),
 ]
 SKIP_DIRS = {"log", "report"}           # logs and plots: times in them
 SKIP_FILES = {"checkpoint.pt",          # the trainer's resumption state (final.pt is compared)

@@ -44,7 +44,7 @@ mkdir -p exp/chain/log
 # its checkpoint; with other options its checkpoint is dropped (--stale) and it starts again.
 stamp=(python -m ser.bin.stamp)
 train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk data/tedlium_train_sp/.feats.stamp $ivdir/.stamp
-          exp/chain/den.stamp exp/chain/num.stamp)
+          exp/chain/den.stamp)
 
 # whole utterances with their numerators, written once by nj jobs (Kaldi's e2e get_egs_e2e.sh)
 step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--between-silprob", type=float, default=0.1)
     p.add_argument("--frame-subsampling-factor", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-graphs", type=str2bool, default=True,
+                   help="write num.pt, every utterance's numerator (false: the egs jobs compile them)")
     p.add_argument("data_dir")
     p.add_argument("lang_dir")
     p.add_argument("out_dir")
@@ -34,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prepare_e2e: {a.data_dir} {a.lang_dir} -> {a.out_dir} (--type {a.type})", file=sys.stderr)
     info = prepare_e2e(a.data_dir, a.lang_dir, a.out_dir, a.type, a.tie, a.min_biphone_count,
                        a.min_monophone_count, a.ngram_order, a.no_prune_ngram_order, a.num_extra_lm_states,
-                       a.edge_silprob, a.between_silprob, a.frame_subsampling_factor, a.seed)
-    d, n = info["den"], info["num"]
+                       a.edge_silprob, a.between_silprob, a.frame_subsampling_factor, a.seed, a.num_graphs)
+    d, n = info["den"], info.get("num")
+    nums = f"numerator graphs {n['graphs']}/{n['utterances']} (skipped {sum(n['skipped'].values())})" if n else \
+        "no numerator graphs (--num-graphs false)"
     print(f"prepare_e2e: {d.get('num_pdfs')} pdfs, phone LM {d.get('phone_lm_states')} states, den graph "
-          f"{d.get('den_states')} states / {d.get('den_arcs')} arcs; numerator graphs {n['graphs']}/{n['utterances']}"
-          f" (skipped {sum(n['skipped'].values())})")
+          f"{d.get('den_states')} states / {d.get('den_arcs')} arcs; {nums}")
     return 0
 
 

@@ -67,9 +67,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
                 tie: bool = True, min_biphone_count: int = 100, min_monophone_count: int = 20,
                 ngram_order: int = 4, no_prune_ngram_order: int = 3, num_extra_lm_states: int = 2000,
                 edge_silprob: float = 0.8, between_silprob: float = 0.1, frame_subsampling_factor: int = 3,
-                seed: int = 0) -> dict:
-    """Phone LM, pdf map and den graph, then the numerator graphs, into ``out_dir`` (see the
-    module docstring); each part is reused when its inputs and options are unchanged."""
+                seed: int = 0, num_graphs: bool = True) -> dict:
+    """Phone LM, pdf map and den graph, then (``num_graphs``) the numerator graphs, into ``out_dir``
+    (see the module docstring); each part is reused when its inputs and options are unchanged.
+    Without ``num_graphs`` no num.pt is made (and an old one is removed): the recipe's egs jobs
+    (steps/chain/get_egs.sh --lang) compile each utterance's numerator themselves."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lang = Lang.load(lang_dir)
@@ -102,6 +104,11 @@ def prepare_e2e(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     log.info("phone LM %s states / %s arcs (train perplexity %s); %d pdfs (%s); den graph %d states, %d arcs",
              info.get("phone_lm_states"), info.get("phone_lm_arcs"), info.get("phone_lm_perplexity"),
              pdf_map.num_pdfs, pdf_map.kind, den.num_states, den.num_arcs)
+    if not num_graphs:
+        for f in ("num.pt", "num.stamp", "skipped.txt"):
+            (out / f).unlink(missing_ok=True)
+        atomic_write_text(out / "info.txt", json.dumps({"den": info}, indent=1) + "\n")
+        return {"den": info}
     graphs, skipped = _numerator_graphs(utts, words, frames, lang, pdf_map, den, out, num_stamp,
                                         frame_subsampling_factor)
     info_all = {"den": info, "num": _num_info(utts, graphs, skipped, out)}
