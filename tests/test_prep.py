@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from ser.io.datadir import DataDir, DataDirError
+from ser.io.stamp import listing
 from ser.prep.iemocap import SUBSETS, parse_emo_evaluation, prepare_iemocap, speaker_of
 from ser.prep.tedlium import prepare_tedlium
 
@@ -129,6 +130,21 @@ def test_agreement_counts_the_evaluators_not_the_actors(tmp_path):
     assert not actor_only.evaluators_agree                    # no evaluator at all: no agreement
     keep, _ = SUBSETS["iemocap_impro_agree"]
     assert [keep(t) for t in (dissenting_actor, dissenting_evaluator, actor_only)] == [True, False, False]
+
+
+def test_touching_a_corpus_file_makes_the_prep_stamp_stale(iemocap, tmp_path):
+    """The corpus audio is identified by names, sizes and modification times (ser.io.stamp.listing: not
+    read); a wav with the same size and a new time may be new audio, so the sets are prepared again."""
+    data = tmp_path / "data"
+    assert "up_to_date" not in prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]
+    assert prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]["up_to_date"] == 1
+    wav = next(iemocap.glob("Session1/sentences/wav/*/*.wav"))
+    before = listing(iemocap / "Session1" / "sentences" / "wav", "*/*.wav")
+    st = wav.stat()
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # same bytes, same size, one second later
+    assert listing(iemocap / "Session1" / "sentences" / "wav", "*/*.wav") != before
+    assert "up_to_date" not in prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]
+    assert prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]["up_to_date"] == 1
 
 
 # ---- real corpora (skipped unless the environment points at them) --------------------------
