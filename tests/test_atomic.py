@@ -74,3 +74,60 @@ def test_atomic_dir_leftovers_of_a_kill_are_removed(tmp_path):
             (t / "f").write_text("newer\n")
             raise KeyboardInterrupt
     assert (tmp_path / "d" / "f").read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+@pytest.fixture
+def sync_log(monkeypatch):
+    """Records ("fsync", path) and ("replace", src, dst), in order, of os.fsync and os.replace."""
+    events: list[tuple] = []
+    paths: dict[int, str] = {}
+    real_open, real_fsync, real_replace = os.open, os.fsync, os.replace
+
+    def open_(path, flags, *a, **k):
+        fd = real_open(path, flags, *a, **k)
+        paths[fd] = os.path.abspath(path)
+        return fd
+
+    def fsync(fd):
+        events.append(("fsync", paths.get(fd if isinstance(fd, int) else fd.fileno())))
+        real_fsync(fd)
+
+    def replace(src, dst, *a, **k):
+        events.append(("replace", os.path.abspath(src), os.path.abspath(dst)))
+        real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_atomic_open_fsyncs_the_file_before_and_the_directory_after_the_rename(tmp_path, sync_log):
+    """Durable rename: without the first fsync a crash can leave the new name with no data; without
+    the second, the old name."""
+    path = tmp_path / "a.txt"
+    with atomic_open(path) as f:
+        f.write("x\n")
+    tmp, p, d = str(tmp_path / "a.txt.tmp"), str(path), str(tmp_path)
+    assert sync_log == [("fsync", tmp), ("replace", tmp, p), ("fsync", d)]
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_atomic_dir_fsyncs_its_tree_before_and_the_parent_after_the_rename(tmp_path, sync_log, exists):
+    out = tmp_path / "d"
+    if exists:
+        out.mkdir()
+        (out / "old").write_text("old\n")
+    sync_log.clear()
+    with atomic_dir(out) as t:
+        (t / "sub").mkdir()
+        (t / "sub" / "f").write_text("new\n")     # written without fsync by the caller
+        (t / "g").write_text("new\n")
+    tmp, d = str(tmp_path / "d.tmp"), str(out)
+    renames = [i for i, e in enumerate(sync_log) if e[0] == "replace"]
+    first, last = renames[0], renames[-1]
+    synced = {e[1] for e in sync_log[:first] if e[0] == "fsync"}
+    assert synced == {f"{tmp}/sub/f", f"{tmp}/g", f"{tmp}/sub", tmp}            # all of it, before
+    assert sync_log[first:last + 1] == ([("replace", d, d + ".old")] if exists else []) + [("replace", tmp, d)]
+    assert sync_log[last + 1:] == [("fsync", str(tmp_path))]                   # the parent, after
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and (out / "g").read_text() == "new\n"

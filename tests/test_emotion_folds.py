@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from emotion_data import write_tiny_set
-from ser.emotion.folds import make_folds, read_fold_names, write_folds
+from ser.emotion.folds import make_folds, read_fold_names, write_final_fold, write_folds
 from ser.io.datadir import DataDir
 
 
@@ -58,6 +58,21 @@ def test_folds_seeded_and_written(tiny):
     assert (out / "folds.json").stat().st_mtime_ns == stamp
     write_folds(tiny, "session", 1, 1)            # other seed: rewritten
     assert (out / "folds.json").stat().st_mtime_ns != stamp
+
+
+def test_a_written_split_is_redone_when_num_valid_speakers_changes(tmp_path):
+    """folds.json records num_valid_speakers: a split made for 1 validation speaker is not reused
+    for 2 (a stale split after a config change), neither per fold nor for the final model."""
+    data, _, _ = write_tiny_set(tmp_path, sessions=3, utts_per_speaker=2)
+
+    def valid_speakers(out, fold):
+        return len(set(DataDir.load(out / fold / "valid").utt2spk.values()))
+
+    for n in (1, 2):
+        out = write_folds(data, "session", n, 0)
+        assert [valid_speakers(out, f) for f in read_fold_names(out)] == [n, n, n]
+        final = write_final_fold(data, n, 0)
+        assert valid_speakers(final, "all") == n
 
 
 def test_folds_need_sessions(tmp_path, tiny):

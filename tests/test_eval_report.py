@@ -127,6 +127,22 @@ def test_paired_test_in_report_equals_direct_call(scored_exp):
     assert t.diff == pytest.approx(a["pooled"]["ua"] - b["pooled"]["ua"], abs=1e-12)
 
 
+def test_report_pairs_resample_within_folds():
+    """compare() hands the folds to the paired bootstrap: a case where each fold holds one (class,
+    a right?, b right?) cell has p = 1 / (draws + 1) within folds and p > 0.5 across them
+    (test_eval_significance.test_paired_resampling_is_stratified_by_fold)."""
+    folds = ["Ses01"] * 10 + ["Ses02"] * 9 + ["Ses03"] * 10
+    ref = ["ang"] * 19 + ["sad"] * 10
+    hyp_a = ["ang"] * 10 + ["sad"] * 9 + ["sad"] * 10
+    hyp_b = ["sad"] * 10 + ["ang"] * 9 + ["sad"] * 10
+
+    def res(hyp):
+        return {"labels": ["ang", "sad"], "test_corpus": None,
+                "utterances": {f"{f}-u{i:02d}": [f, r, h] for i, (f, r, h) in enumerate(zip(folds, ref, hyp))}}
+    t, note = compare(res(hyp_a), res(hyp_b))
+    assert note == "" and t.diff == pytest.approx(0.5 / 19) and t.p_bootstrap == 1 / 2001
+
+
 def test_regenerating_is_idempotent_and_atomic(exp_copy):
     exp = exp_copy
     first = (exp / "results.md").read_bytes()

@@ -88,6 +88,22 @@ def test_resampling_is_stratified_by_fold():
     assert lo < 0.7 and hi > 0.8
 
 
+def test_paired_resampling_is_stratified_by_fold():
+    """As the interval: each fold holds one (class, a right?, b right?) cell, so resampling within
+    folds keeps every count and every draw's difference is the observed one: no draw is as far from
+    it as it is from 0, p = 1 / (draws + 1).  Resampling across folds moves the class-0 mix of the
+    "a right" and "b right" turns and the small difference (1/19 / 2) is no longer significant."""
+    ref = np.array([0] * 19 + [1] * 10)
+    a = np.array([0] * 10 + [1] * 9 + [1] * 10)    # fold 0: a right, b wrong; fold 1: the other way
+    b = np.array([1] * 10 + [0] * 9 + [1] * 10)
+    strata = np.repeat([0, 1, 2], [10, 9, 10])
+    d, p = paired_bootstrap_ua(ref, a, b, strata, 2, draws=500)
+    assert d == pytest.approx(0.5 * (10 - 9) / 19) and p == 1 / 501
+    _, p_pooled = paired_bootstrap_ua(ref, a, b, np.zeros(29, int), 2, draws=500)
+    assert p_pooled > 0.5
+    assert paired_test(ref, a, b, strata, 2, draws=500).p_bootstrap == 1 / 501
+
+
 def test_paired_identical_systems_give_p_one():
     ref, hyp, strata = fake_decisions(2, 80)
     d, p = paired_bootstrap_ua(ref, hyp, hyp, strata, 4, draws=1000)

@@ -335,6 +335,25 @@ def test_impossible_numerator_abandons_minibatch() -> None:
     assert torch.count_nonzero(y.grad) == 0
 
 
+def test_t0_check_abandons_a_minibatch_whose_derivative_overflows() -> None:
+    """BetaGeneralFrameDebug(0) (chain-denominator.cc): sum alpha'(0) beta'(0) and the frame-0
+    derivative sum must equal the number of sequences.  A den graph whose arcs all weigh e^-46 times
+    a den graph's, with outputs at the -30 clamp on the last frame, makes the float32 total
+    probability ~1e-40 (subnormal): the log-prob is still right to float32 precision, but the
+    backward starts from 1 / that total, which overflows.  Only the t = 0 check says so."""
+    g = random_graph(4, 10, 4, seed=3)
+    tiny = ChainGraph(g.num_states, g.src, g.dst, g.pdf, g.logp - 46.0, g.initial, g.final)
+    y = torch.zeros(2, 5, 4)
+    y[:, -1] = -30.0
+    lp64, d64, ok64 = denominator_forward_backward(y.double(), DenominatorGraph(tiny), 0.1)
+    assert ok64 and torch.isfinite(d64).all()             # in float64 all is well: the sums are 1 each
+    torch.testing.assert_close(d64[:, 0].sum(1), torch.ones(2, dtype=torch.float64))
+    lp, deriv, ok = denominator_forward_backward(y, DenominatorGraph(tiny), 0.1)
+    assert torch.isfinite(lp).all() and torch.allclose(lp.double(), lp64, rtol=1e-6)
+    assert not torch.isfinite(deriv[:, 0]).all()
+    assert not ok
+
+
 def test_bad_input_errors() -> None:
     g = random_graph(4, 10, 4, seed=13)
     fn = LFMMILoss(g)

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from ser.io.datadir import DataDir, DataDirError
-from ser.prep.iemocap import prepare_iemocap, speaker_of
+from ser.io.stamp import listing
+from ser.prep.iemocap import SUBSETS, parse_emo_evaluation, prepare_iemocap, speaker_of
 from ser.prep.tedlium import prepare_tedlium
 
 
@@ -93,6 +94,57 @@ def test_iemocap_sets(iemocap, tmp_path):
     # M000 is out: one evaluator also voted Frustration
     assert agree == {"Ses01F-Ses01F_impro01_F000": "neu", "Ses03F-Ses03M_impro05a_F000": "hap",
                      "Ses03M-Ses03M_impro05a_M000": "sad"}
+
+
+AGREEMENT_BLOCKS = """% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]
+
+[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]
+C-E2:\tNeutral;\t()
+C-E3:\tNeutral;\t()
+C-E4:\tNeutral;\t()
+C-F1:\tFrustration;\t(annoyed with himself)
+A-E3:\tval 3; act 2; dom  2;\t()
+A-F1:\tval 2; act 3; dom  3;\t()
+
+[10.0000 - 12.5000]\tSes01F_impro01_M000\tsad\t[2.0000, 2.0000, 2.5000]
+C-E1:\tSadness;\t()
+C-E2:\tSadness; Frustration;\t()
+C-E3:\tSadness;\t()
+C-M1:\tSadness;\t()
+
+[13.0000 - 14.0000]\tSes01F_impro01_M001\tang\t[2.0000, 4.0000, 4.0000]
+C-M1:\tAnger;\t()
+"""
+
+
+def test_agreement_counts_the_evaluators_not_the_actors(tmp_path):
+    """iemocap_impro_agree (module docstring): every external evaluator line C-E* names exactly the
+    consensus; the actor's self-assessment (C-F1 / C-M1) is not an annotation and does not count."""
+    f = tmp_path / "Ses01F_impro01.txt"
+    f.write_text(AGREEMENT_BLOCKS)
+    dissenting_actor, dissenting_evaluator, actor_only = parse_emo_evaluation(f)
+    assert dissenting_actor.votes == {"C-E2": ["neu"], "C-E3": ["neu"], "C-E4": ["neu"], "C-F1": ["fru"]}
+    assert dissenting_actor.evaluators_agree                  # the actor's own "Frustration" is ignored
+    assert dissenting_evaluator.votes["C-E2"] == ["fru", "sad"] and dissenting_evaluator.votes["C-M1"] == ["sad"]
+    assert not dissenting_evaluator.evaluators_agree          # the actor agreeing does not make up for it
+    assert not actor_only.evaluators_agree                    # no evaluator at all: no agreement
+    keep, _ = SUBSETS["iemocap_impro_agree"]
+    assert [keep(t) for t in (dissenting_actor, dissenting_evaluator, actor_only)] == [True, False, False]
+
+
+def test_touching_a_corpus_file_makes_the_prep_stamp_stale(iemocap, tmp_path):
+    """The corpus audio is identified by names, sizes and modification times (ser.io.stamp.listing: not
+    read); a wav with the same size and a new time may be new audio, so the sets are prepared again."""
+    data = tmp_path / "data"
+    assert "up_to_date" not in prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]
+    assert prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]["up_to_date"] == 1
+    wav = next(iemocap.glob("Session1/sentences/wav/*/*.wav"))
+    before = listing(iemocap / "Session1" / "sentences" / "wav", "*/*.wav")
+    st = wav.stat()
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # same bytes, same size, one second later
+    assert listing(iemocap / "Session1" / "sentences" / "wav", "*/*.wav") != before
+    assert "up_to_date" not in prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]
+    assert prepare_iemocap(iemocap, data, sessions=[1, 3])["iemocap_all"]["up_to_date"] == 1
 
 
 # ---- real corpora (skipped unless the environment points at them) --------------------------

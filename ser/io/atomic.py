@@ -8,11 +8,17 @@ The temporary name is fixed (``<path>.tmp``, a directory's ``<path>.tmp``), as K
 what a killed writer left behind is replaced by the next writer of the same output, so
 interrupted runs do not pile up temp files.  Files are created with mode 0666 minus the
 user's umask, like any other file (``mkstemp`` would make them 0600).
+
+Durability (the usual durable-rename sequence; Kaldi's ``mv`` does none of it): a file's data is
+fsynced before its rename and its directory after it, so after a crash the name holds the complete
+new content or the old one; a directory built by :func:`atomic_dir` has every file and folder in it
+fsynced before the rename and the parent fsynced after.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +42,33 @@ def _unique_tmp(path: Path) -> tuple[Path, int]:
         except FileExistsError:
             continue
     raise FileExistsError(f"{path}: no free temporary name")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync the directory ``path``: makes the renames and creations in it durable.  A file system
+    that cannot fsync a directory (EINVAL, ENOTSUP) is left as it is."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """fsync every regular file and every directory under ``root`` (``root`` last)."""
+    for top, dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            p = os.path.join(top, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(top)
 
 
 @contextlib.contextmanager
@@ -64,6 +97,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -84,7 +118,9 @@ def finish_swap(path: str | os.PathLike) -> None:
     path = Path(path)
     tmp, old = tmp_path(path), path.with_name(path.name + ".old")
     if not path.exists() and old.is_dir() and tmp.is_dir():
+        fsync_tree(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
         shutil.rmtree(old)
 
 
@@ -120,11 +156,14 @@ def atomic_dir(path: str | os.PathLike, update: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_tree(tmp)
     if path.exists():
         os.replace(path, old)
         kill_point(f"swap:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
+        fsync_dir(path.parent)
         shutil.rmtree(old)
     else:
         kill_point(f"rename:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
+        fsync_dir(path.parent)
