@@ -78,3 +78,37 @@ for x in dev test; do
     -- $decode_cmd exp/chain/tdnn/log/decode_$x.log "${step[@]}"
   echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
 done
+
+# word decoding (Kaldi's local/ted_train_lm.sh, utils/mkgraph.sh --self-loop-scale 1.0, steps/nnet3/decode.sh
+# --acwt 1.0, local/score.sh; docs/wer.md): a word n-gram of the ASR training transcripts (or the config's
+# ARPA), HCLG, lattices over nj jobs, best LM weight / insertion penalty against the stm
+if [ -n "$decode_lm_arpa" ]; then
+  arpa=$decode_lm_arpa
+  [ -f "$arpa" ] || { echo "$0: decode.lm_arpa: no such file: $arpa" >&2; exit 1; }
+else
+  arpa=exp/chain/lm/lm.arpa.gz
+  step=(steps/chain/make_word_lm.sh --order "$decode_lm_order" --min-counts "$decode_lm_min_counts"
+        data/tedlium_train/text data/lang_chain $arpa)
+  "${stamp[@]}" run exp/chain/lm/.stamp --opt "step=${step[*]}" data/tedlium_train/text data/lang_chain/.stamp \
+    -- $train_cmd exp/chain/log/make_word_lm.log "${step[@]}"
+  grep '^make_word_lm:' exp/chain/log/make_word_lm.log
+fi
+graph=exp/chain/tdnn/graph
+step=(utils/mkgraph.sh data/lang_chain exp/chain "$arpa" $graph)
+"${stamp[@]}" run $graph/.stamp --opt "step=${step[*]}" data/lang_chain/.stamp exp/chain/den.stamp "$arpa" \
+  -- $train_cmd exp/chain/log/mkgraph.log "${step[@]}"
+grep '^mkgraph:' exp/chain/log/mkgraph.log
+for x in dev test; do
+  step=(steps/chain/decode.sh --nj "$nj" --cmd "$decode_cmd" --online-ivector-dir exp/nnet3/ivectors_tedlium_$x
+        --beam "$decode_beam" --lattice-beam "$decode_lattice_beam" --max-active "$decode_max_active"
+        --min-lmwt "$decode_min_lmwt" --max-lmwt "$decode_max_lmwt" --word-ins-penalty "$decode_word_ins_penalty"
+        --device "$device" --rescore-arpa "$decode_rescore_arpa"
+        exp/chain/tdnn/final.pt $graph data/tedlium_$x exp/chain/tdnn/decode_$x)
+  "${stamp[@]}" run exp/chain/tdnn/decode_$x/.wer.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp $graph/.stamp \
+    data/tedlium_$x/.feats.stamp data/tedlium_$x/stm exp/nnet3/ivectors_tedlium_$x/.stamp \
+    ${decode_rescore_arpa:+"$decode_rescore_arpa"} -- "${step[@]}"
+  echo "tedlium_$x: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 exp/chain/tdnn/decode_$x/wer)"))   (no acoustics: $(cat exp/chain/tdnn/decode_$x/wer_no_acoustics))"
+  if [ -n "$decode_rescore_arpa" ]; then
+    echo "tedlium_$x rescored: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_${x}_rescore/wer)"
+  fi
+done
