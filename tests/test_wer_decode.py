@@ -218,3 +218,47 @@ def test_stm_references(tmp_path):
     (tmp_path / "bad").write_text("talk1 A\n")
     with pytest.raises(ValueError, match="not an stm line"):
         read_stm_refs(tmp_path / "bad")
+
+
+# ------------------------------------------------------------------------------------------
+# self-loops: state splitting keeps the weighted language
+
+
+def _strings(f, max_len):
+    """{(input labels without epsilon, output labels): min cost} of every path with <= max_len arcs."""
+    out: dict = {}
+
+    def walk(s, il, ol, cost, n):
+        if np.isfinite(f.final[s]):
+            key = (tuple(il), tuple(ol))
+            out[key] = min(out.get(key, math.inf), cost + f.final[s])
+        if n == max_len:
+            return
+        for a in np.flatnonzero(f.src == s).tolist():
+            walk(int(f.dst[a]), il + ([int(f.ilabel[a])] if f.ilabel[a] else []),
+                 ol + ([int(f.olabel[a])] if f.olabel[a] else []), cost + f.cost[a], n + 1)
+
+    walk(f.start, [], [], 0.0, 0)
+    return out
+
+
+def test_make_preceding_same_and_self_loops():
+    from ser.chain.mkgraph import Fst, add_self_loops, make_preceding_same
+
+    # state 1 is entered by labels 1, 3 and 0, the start state 0 by label 5 (and "epsilon" as the start)
+    arcs = [(0, 1, 1, 7, 0.5), (0, 1, 3, 8, 0.25), (1, 2, 5, 0, 1.0), (2, 0, 5, 9, 0.1), (2, 1, 0, 0, 0.3)]
+    a = np.array(arcs)
+    f = Fst(3, 0, a[:, 0].astype(int), a[:, 1].astype(int), a[:, 2].astype(int), a[:, 3].astype(int), a[:, 4],
+            np.array([np.inf, 0.5, 2.0]))
+    g = make_preceding_same(f)
+    assert g.num_states == 3 + 3  # copies of state 1 for labels 3 and 0, of state 0 for label 5
+    for s in range(g.num_states):
+        assert len(set(g.ilabel[g.dst == s].tolist()) | ({0} if s == g.start else set())) <= 1
+    assert _strings(g, 7) == pytest.approx(_strings(f, 7))
+    h = add_self_loops(f, num_pdfs=8)
+    loops = h.src == h.dst
+    # a loop (label + 1) on every state entered by a non-epsilon label, none elsewhere
+    entered = {int(d): int(l) for d, l in zip(h.dst[~loops], h.ilabel[~loops])}
+    assert sorted(zip(h.src[loops].tolist(), h.ilabel[loops].tolist())) == sorted(
+        (s, l + 1) for s, l in entered.items() if l > 0)
+    assert np.allclose(h.cost[loops], -math.log(0.5))

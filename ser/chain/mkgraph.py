@@ -30,8 +30,11 @@ charges the same per frame, so every path of T frames carries T log 0.5); no fst
 from __future__ import annotations
 
 import logging
+import gzip
 import math
+import shutil
 import struct
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +85,6 @@ class Fst:
     def from_kaldifst(cls, f) -> "Fst":
         """Via OpenFst's binary VectorFst file (header, then per state: final weight float32, arc count
         int64, arcs of ilabel int32, olabel int32, weight float32, nextstate int32)."""
-        import tempfile
-
         if f.num_states == 0:
             raise ValueError("empty FST (no successful path)")
         with tempfile.TemporaryDirectory() as t:
@@ -137,8 +138,14 @@ def make_g(arpa: str | Path, words_txt: str | Path):
 
     if not Path(arpa).is_file():
         raise ValueError(f"{arpa}: no such ARPA file")
-    text = kaldilm.arpa2fst(str(arpa), "", disambig_symbol="#0", read_symbol_table=str(words_txt),
-                            max_arpa_warnings=0)
+    with tempfile.TemporaryDirectory() as t:
+        plain = str(arpa)
+        if plain.endswith(".gz"):  # kaldilm reads plain files only (Kaldi's arpa2fst: "gunzip -c |")
+            plain = f"{t}/lm.arpa"
+            with gzip.open(arpa, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        text = kaldilm.arpa2fst(plain, "", disambig_symbol="#0", read_symbol_table=str(words_txt),
+                                max_arpa_warnings=0)
     if not text.strip():
         raise ValueError(f"{arpa}: arpa2fst made an empty G (no n-gram of words in {words_txt}?)")
     return kaldifst.compile(text)
