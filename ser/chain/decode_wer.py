@@ -45,7 +45,6 @@ from ser.io.torch_io import load_torch, save_torch
 log = logging.getLogger(__name__)
 
 UNK = "<unk>"
-IGNORE = "ignore_time_segment_in_scoring"
 
 __all__ = ["Lattice", "LmRescorer", "decode_job", "best_paths", "read_stm_refs", "score_decode_dir"]
 
@@ -288,7 +287,7 @@ def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | 
 def read_stm_refs(stm: str | Path) -> dict[str, list[str]]:
     """Reference words per utterance id from a data dir's stm (ser.prep.tedlium's ids and word
     normalisation), ignore_time_segment_in_scoring segments dropped, ``<unk>`` removed."""
-    from ser.prep.tedlium import _centi
+    from ser.prep.tedlium import IGNORE, stm_utt_words
 
     refs: dict[str, list[str]] = {}
     for n, line in enumerate(Path(stm).read_text().splitlines(), 1):
@@ -299,8 +298,7 @@ def read_stm_refs(stm: str | Path) -> dict[str, list[str]]:
             raise ValueError(f"{stm}:{n}: not an stm line: {line!r}")
         if IGNORE in r[6:]:
             continue
-        words = " ".join(r[6:]).translate(str.maketrans("{}", "[]")).split()
-        utt = f"{r[0]}-{_centi(r[3]):07d}-{_centi(r[4]):07d}"
+        utt, words = stm_utt_words(r)
         refs[utt] = [w for w in words if w != UNK]
     if not refs:
         raise ValueError(f"{stm}: no scoreable segments")
