@@ -64,26 +64,13 @@ class Lattice:
 
     @classmethod
     def from_kaldi(cls, lat) -> "Lattice":
-        """From a kaldifst Lattice (its text form: ``src dst ilabel olabel g,a`` / ``state g,a``)."""
-        arcs, fin = [], {}
-        for line in str(lat).splitlines():
-            t = line.split()
-            if len(t) == 5:
-                g, a = t[4].split(",")
-                arcs.append((int(t[0]), int(t[1]), int(t[3]), float(g), float(a)))
-            elif len(t) == 4:
-                arcs.append((int(t[0]), int(t[1]), int(t[3]), 0.0, 0.0))
-            elif len(t) == 2:
-                g, a = t[1].split(",")
-                fin[int(t[0])] = (float(g), float(a))
-            elif len(t) == 1:
-                fin[int(t[0])] = (0.0, 0.0)
-        S = lat.num_states
-        a = np.array(arcs, dtype=np.float64).reshape(-1, 5)
-        fg, fa = np.full(S, np.inf), np.zeros(S)
-        for s, (g, ac) in fin.items():
-            fg[s], fa[s] = g, ac
-        return cls(S, lat.start if S else 0, a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], fg, fa)
+        """From a kaldifst Lattice (graph and acoustic costs of each arc and final state)."""
+        from ser.chain.mkgraph import read_vector_fst
+
+        if lat.num_states == 0:
+            return cls(0, 0, *([[]] * 7))
+        S, start, final, src, dst, _, word, w = read_vector_fst(lat, 2)
+        return cls(S, start, src, dst, word, w[:, 0], w[:, 1], final[:, 0], np.where(np.isinf(final[:, 0]), 0.0, final[:, 1]))
 
     def state_dict(self) -> dict:
         return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k))) for k in

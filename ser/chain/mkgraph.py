@@ -83,38 +83,47 @@ class Fst:
 
     @classmethod
     def from_kaldifst(cls, f) -> "Fst":
-        """Via OpenFst's binary VectorFst file (header, then per state: final weight float32, arc count
-        int64, arcs of ilabel int32, olabel int32, weight float32, nextstate int32)."""
         if f.num_states == 0:
             raise ValueError("empty FST (no successful path)")
-        with tempfile.TemporaryDirectory() as t:
-            f.write(f"{t}/f.fst")
-            buf = np.fromfile(f"{t}/f.fst", dtype=np.uint8)
-        raw = buf.tobytes()
-        pos = 4
-        for _ in range(2):  # fst type, arc type
-            n = struct.unpack_from("<i", raw, pos)[0]
-            pos += 4 + n
-        version, flags = struct.unpack_from("<ii", raw, pos)
-        pos += 8 + 8  # version, flags, properties
-        start, S, A = struct.unpack_from("<qqq", raw, pos)
-        pos += 24
-        if flags & 3 or raw[4:14] != b"\x06\x00\x00\x00vector":
-            raise ValueError("Fst.from_kaldifst: a vector FST without symbol tables expected")
-        final = np.empty(S, dtype=np.float32)
-        nar = np.empty(S, dtype=np.int64)
-        first = np.empty(S, dtype=np.int64)
-        unpack = struct.Struct("<fq").unpack_from
-        for s in range(S):
-            final[s], nar[s] = unpack(raw, pos)
-            first[s] = pos + 12
-            pos += 12 + 16 * int(nar[s])
-        offs = np.repeat(first, nar) + 16 * (np.arange(int(nar.sum())) - np.repeat(np.cumsum(nar) - nar, nar))
-        rec = buf[offs[:, None] + np.arange(16)].reshape(-1, 4, 4).copy()
-        ints, flts = rec.view("<i4").reshape(-1, 4), rec.view("<f4").reshape(-1, 4)
-        src = np.repeat(np.arange(S, dtype=np.int64), nar)
-        return cls(int(S), int(start), src, ints[:, 3].astype(np.int64), ints[:, 0].astype(np.int64),
-                   ints[:, 1].astype(np.int64), flts[:, 2].astype(np.float64), final.astype(np.float64))
+        S, start, final, src, dst, il, ol, w = read_vector_fst(f, 1)
+        return cls(S, start, src, dst, il, ol, w[:, 0], final[:, 0])
+
+
+def read_vector_fst(f, num_weights: int):
+    """The arrays of a kaldifst VectorFst (StdArc: ``num_weights`` 1; Kaldi's LatticeArc: 2) via OpenFst's
+    binary file: header, then per state its final weight (float32 x num_weights), arc count (int64) and
+    arcs (ilabel int32, olabel int32, weight float32 x num_weights, nextstate int32).  Returns
+    (num_states, start, final [S, W], src, dst, ilabel, olabel, weight [A, W]); float weights as float64."""
+    with tempfile.TemporaryDirectory() as t:
+        f.write(f"{t}/f.fst")
+        buf = np.fromfile(f"{t}/f.fst", dtype=np.uint8)
+    raw = buf.tobytes()
+    pos = 4
+    for _ in range(2):  # fst type, arc type
+        n = struct.unpack_from("<i", raw, pos)[0]
+        pos += 4 + n
+    _, flags = struct.unpack_from("<ii", raw, pos)
+    pos += 8 + 8  # version, flags, properties
+    start, S, _ = struct.unpack_from("<qqq", raw, pos)
+    pos += 24
+    if flags & 3 or raw[4:14] != b"\x06\x00\x00\x00vector":
+        raise ValueError("read_vector_fst: a vector FST without symbol tables expected")
+    fw, rec_len = 4 * num_weights, 12 + 4 * num_weights
+    final = np.empty((S, num_weights), dtype=np.float32)
+    nar = np.empty(S, dtype=np.int64)
+    first = np.empty(S, dtype=np.int64)
+    unpack = struct.Struct(f"<{num_weights}fq").unpack_from
+    for s in range(S):
+        *final[s], nar[s] = unpack(raw, pos)
+        first[s] = pos + fw + 8
+        pos = int(first[s]) + rec_len * int(nar[s])
+    A = int(nar.sum())
+    offs = np.repeat(first, nar) + rec_len * (np.arange(A) - np.repeat(np.cumsum(nar) - nar, nar))
+    rec = buf[offs[:, None] + np.arange(rec_len)].reshape(A, rec_len).copy()
+    ints, flts = rec.view("<i4"), rec.view("<f4")
+    src = np.repeat(np.arange(S, dtype=np.int64), nar)
+    return (int(S), int(start), final.astype(np.float64), src, ints[:, -1].astype(np.int64),
+            ints[:, 0].astype(np.int64), ints[:, 1].astype(np.int64), flts[:, 2:2 + num_weights].astype(np.float64))
 
 
 # ------------------------------------------------------------------------------------------
