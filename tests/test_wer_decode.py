@@ -3,6 +3,7 @@ LM-weight search against brute force, the WER scorer against kaldialign, stm ref
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import tempfile
@@ -17,7 +18,7 @@ import pytest
 from ser.chain.decode_wer import Lattice, LmRescorer, best_paths, read_stm_refs
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
-from ser.chain.word_lm import BOS, EOS, UNK, arpa_prob, read_arpa, train_kneser_ney
+from ser.chain.word_lm import BOS, EOS, UNK, arpa_prob, best_sentences, read_arpa, train_kneser_ney
 from ser.eval.error_rate import ErrorCounts
 
 
@@ -44,6 +45,25 @@ def test_kneser_ney_arpa_is_normalised(tmp_path, order, min_counts):
         assert len(back.ngrams[order]) < len(train_kneser_ney(sents, order, vocab).ngrams[order])
         for n in range(2, order + 1):
             assert all(g[:-1] in back.ngrams[n - 1] for g in back.ngrams[n])
+
+
+def test_lm_best_sentences_equal_brute_force():
+    rng = random.Random(1)
+    vocab = ["a", "b", "c", "d"]
+    sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 5))] for _ in range(30)]
+    lm = train_kneser_ney(sents, 3, vocab)
+    got = best_sentences(lm, [1, 2, 3, 4], beam=1000, top_unigrams=10)
+
+    def logp(ws):
+        h, tot = (BOS,), 0.0
+        for w in ws + [EOS]:
+            tot += arpa_prob(lm, h, w)
+            h = (h + (w,))[-2:]
+        return tot
+
+    for n in (1, 2, 3, 4):
+        best = max(logp(list(ws)) for ws in itertools.product(vocab, repeat=n))
+        assert len(got[n]) == n and logp(got[n]) == pytest.approx(best)
 
 
 def test_kneser_ney_bad_options():

@@ -107,7 +107,7 @@ for x in dev test; do
   "${stamp[@]}" run exp/chain/tdnn/decode_$x/.wer.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp $graph/.stamp \
     data/tedlium_$x/.feats.stamp data/tedlium_$x/stm exp/nnet3/ivectors_tedlium_$x/.stamp \
     ${decode_rescore_arpa:+"$decode_rescore_arpa"} -- "${step[@]}"
-  echo "tedlium_$x: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 exp/chain/tdnn/decode_$x/wer)"))   (no acoustics: $(cat exp/chain/tdnn/decode_$x/wer_no_acoustics))"
+  echo "tedlium_$x: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 exp/chain/tdnn/decode_$x/wer)"))   (no acoustics: graph $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_no_acoustics), LM $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_lm_only))"
   if [ -n "$decode_rescore_arpa" ]; then
     echo "tedlium_$x rescored: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_${x}_rescore/wer)"
   fi

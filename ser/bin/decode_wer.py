@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=float, default=15.0)
     p.add_argument("--lattice-beam", type=float, default=8.0)
     p.add_argument("--max-active", type=int, default=7000, help="of the no-acoustics one-best search")
+    p.add_argument("--post-decode-acwt", type=float, default=10.0, help="acoustic scale of the written lattices")
     add_device_argument(p)
     p.add_argument("model")
     p.add_argument("graph_dir")
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     t0 = time.time()
     s = decode_job(a.model, a.data_dir, a.online_ivector_dir, a.graph_dir, a.out, a.beam, a.lattice_beam,
-                   a.max_active, a.device)
+                   a.max_active, a.device, a.post_decode_acwt)
     print(f"decode_wer: {a.out}: {s['utts']} utterances ({s['failed']} without lattice), {s['frames']} frames, "
           f"{s['lattice_arcs']} lattice arcs, {time.time() - t0:.1f} s")
     return 0

@@ -2,7 +2,7 @@
 
 Scoring of steps/chain/decode.sh (Kaldi's steps/score_kaldi.sh + utils/best_wer.sh): best paths of
 <decode-dir>/lat.*.pt over LM weights and word-insertion penalties against <data>/stm (<unk> removed);
-writes wer_LMWT_WIP, wer (the best), scoring/best.txt, wer_no_acoustics.  With --rescore-arpa the lattices'
+writes wer_LMWT_WIP, wer (the best), scoring/best.txt, wer_no_acoustics, wer_lm_only.  With --rescore-arpa the lattices'
 first-pass LM scores (<graph-dir>/lm.arpa[.gz]) are replaced by that ARPA's first, and the results go to
 --out-dir (Kaldi's decode_<set>_rescore).  See ser/chain/decode_wer.py.
 """
@@ -38,18 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     if not stm.is_file():
         raise ValueError(f"{a.data_dir}: no stm to score against")
     words = Path(a.graph_dir) / "words.txt"
+    old = [p for p in (Path(a.graph_dir) / "lm.arpa", Path(a.graph_dir) / "lm.arpa.gz") if p.is_file()]
+    if not old:
+        raise ValueError(f"{a.graph_dir}: no lm.arpa[.gz] (the first-pass LM, utils/mkgraph.sh copies it)")
     rescorer = None
     if a.rescore_arpa:
         from ser.chain.mkgraph import read_symbols
 
-        old = [p for p in (Path(a.graph_dir) / "lm.arpa", Path(a.graph_dir) / "lm.arpa.gz") if p.is_file()]
-        if not old:
-            raise ValueError(f"{a.graph_dir}: no lm.arpa[.gz] (the first-pass LM) to rescore from")
         if not Path(a.rescore_arpa).is_file():
             raise ValueError(f"--rescore-arpa: no such file: {a.rescore_arpa}")
         rescorer = LmRescorer(old[0], a.rescore_arpa, {i: w for w, i in read_symbols(words).items()})
-    r = score_decode_dir(a.decode_dir, stm, words, a.min_lmwt, a.max_lmwt, wips, a.out_dir, rescorer)
-    print(f"score_wer: {r['best']}   (no acoustics: {r['no_acoustics']})")
+    r = score_decode_dir(a.decode_dir, stm, words, a.min_lmwt, a.max_lmwt, wips, a.out_dir, rescorer, old[0])
+    print(f"score_wer: {r['best']}   (no acoustics: graph {r['no_acoustics']}; LM, reference length "
+          f"{r['lm_only']})")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Word decoding with the chain model: lattices on HCLG, best path over LM weight and word-insertion
 penalty, WER against the stm.
 
-Mirrors steps/nnet3/decode.sh (--acwt 1.0 --post-decode-acwt 10.0 for chain models) and
+Mirrors steps/nnet3/decode.sh (--acwt 1.0 --post-decode-acwt 10.0, as Kaldi's chain recipes call it) and
 steps/score_kaldi.sh + utils/best_wer.sh as egs/tedlium/s5_r2/local/score.sh runs them:
 
 1. the nnet output ``output`` of each utterance as log-likelihoods (acoustic scale 1.0; chain models
@@ -9,11 +9,14 @@ steps/score_kaldi.sh + utils/best_wer.sh as egs/tedlium/s5_r2/local/score.sh run
    utterance, the online i-vector of every frame);
 2. Kaldi's LatticeSimpleDecoder (kaldi-decoder's binding of src/decoder/lattice-simple-decoder.cc)
    on HCLG with ``beam`` and ``lattice_beam``; the raw state-level lattice is kept per utterance
-   (graph and acoustic costs apart, as Kaldi's lattices); one job per part of the data dir's
+   (graph and acoustic costs apart, as Kaldi's lattices), its acoustic costs scaled by
+   ``post_decode_acwt`` (10: so that score_kaldi.sh's LM weights 7..17 mean acoustic scales 1.4..0.6,
+   as for Kaldi's chain lattices); one job per part of the data dir's
    split (``$decode_cmd JOB=1:nj``) writes ``lat.JOB.pt``;
-3. the no-acoustics baseline: the same graph searched with all log-likelihoods 0 (Kaldi's
-   FasterDecoder, ``beam`` and ``max_active``): the LM's (graph's) best word sequence for the
-   utterance's number of frames;
+3. the no-acoustics baselines: the same graph searched with all log-likelihoods 0 (Kaldi's
+   FasterDecoder, ``beam`` and ``max_active``): the graph's best word sequence for the utterance's
+   number of frames (with the chain topology, silence: no words); and the first-pass LM's most likely
+   sentence with as many words as the reference (an oracle length), ``wer_lm_only``;
 4. scoring (score_kaldi.sh): for LMWT in min_lmwt..max_lmwt and each word-insertion penalty, the best
    path of the lattice with acoustic costs scaled by 1/LMWT and the penalty added to each word arc
    (lattice-scale --inv-acoustic-scale, lattice-add-penalty, lattice-best-path), ``<unk>`` removed
@@ -221,7 +224,7 @@ def _linear_words(fst) -> list[int]:
 @torch.no_grad()
 def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
                graph_dir: str | Path, out_path: str | Path, beam: float = 15.0, lattice_beam: float = 8.0,
-               max_active: int = 7000, device: str = "cpu") -> dict[str, int]:
+               max_active: int = 7000, device: str = "cpu", post_decode_acwt: float = 10.0) -> dict[str, int]:
     """Decode the utterances of ``data_dir`` (a split part) -> ``out_path`` (lattices, baseline words)."""
     import kaldi_decoder as kd
     import kaldifst
@@ -256,6 +259,8 @@ def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | 
             stats["failed"] += 1
             continue
         lat = Lattice.from_kaldi(raw)
+        lat.ac *= post_decode_acwt
+        lat.final_ac *= post_decode_acwt
         lats[utt] = lat.state_dict()
         one_best.decode(kd.DecodableCtc(np.zeros_like(loglik)))
         ok, bp = one_best.get_best_path()
@@ -307,10 +312,12 @@ def _score(refs: dict[str, list[str]], hyps: dict[str, list[str]]) -> ErrorCount
 
 def score_decode_dir(decode_dir: str | Path, stm: str | Path, words_txt: str | Path, min_lmwt: int = 7,
                      max_lmwt: int = 17, wips: Sequence[float] = (0.0, 0.5, 1.0), out_dir: str | Path | None = None,
-                     rescorer: LmRescorer | None = None) -> dict[str, str]:
+                     rescorer: LmRescorer | None = None, lm_arpa: str | Path | None = None) -> dict[str, str]:
     """Score ``decode_dir/lat.*.pt`` (rescored with ``rescorer`` when given) into ``out_dir`` (default
-    ``decode_dir``): wer_LMWT_WIP, wer (best, best_wer.sh's line), scoring/best.txt, wer_no_acoustics (the
-    first-pass baseline).  Returns the best line and the baseline's."""
+    ``decode_dir``): wer_LMWT_WIP, wer (best, best_wer.sh's line), scoring/best.txt, and two baselines
+    without acoustics: wer_no_acoustics (the graph searched with log-likelihoods 0) and, given the
+    first-pass ``lm_arpa``, wer_lm_only (the LM's most likely sentence of each reference's length,
+    ser.chain.word_lm.best_sentences).  Returns the best line and the baselines'."""
     from ser.chain.mkgraph import read_symbols
 
     src_dir = Path(decode_dir)
@@ -350,4 +357,12 @@ def score_decode_dir(decode_dir: str | Path, stm: str | Path, words_txt: str | P
                                                           for u in sorted(h)))
     eb = _score(refs, base)
     atomic_write_text(d / "wer_no_acoustics", eb.line() + "\n")
-    return {"best": line, "no_acoustics": eb.line()}
+    out = {"best": line, "no_acoustics": eb.line()}
+    if lm_arpa is not None:
+        from ser.chain.word_lm import best_sentences, read_arpa
+
+        guess = best_sentences(read_arpa(lm_arpa), [len(r) for r in refs.values()])
+        el = _score(refs, {u: guess[len(r)] for u, r in refs.items()})
+        atomic_write_text(d / "wer_lm_only", el.line() + "\n")
+        out["lm_only"] = el.line()
+    return out

@@ -213,3 +213,36 @@ def read_arpa(path: str | Path) -> ArpaLm:
     if not ngrams:
         raise ValueError(f"{path}: no n-grams (not an ARPA file)")
     return ArpaLm(ngrams)
+
+
+def best_sentences(lm: ArpaLm, lengths: Iterable[int], beam: int = 10, top_unigrams: int = 30) -> dict[int, list[str]]:
+    """The LM's most likely sentence of each length in ``lengths`` (``<s> w1..wn </s>``, ``<unk>``
+    excluded), by beam search: each hypothesis is extended by the words with an explicit n-gram after
+    a suffix of its history and by the ``top_unigrams`` most likely unigrams (the best backed-off
+    words).  The no-acoustics baseline of word decoding with the reference's length (ser.chain.decode_wer)."""
+    lengths = sorted(set(lengths))
+    out: dict[int, list[str]] = {0: []} if 0 in lengths else {}
+    if not lengths or lengths[-1] <= 0:
+        return out
+    followers: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for n in range(2, lm.order + 1):
+        for g in lm.ngrams[n]:
+            followers[g[:-1]].add(g[-1])
+    skip = {BOS, EOS, UNK}
+    uni = sorted((w for w in lm.vocab() if w not in skip), key=lambda w: -lm.ngrams[1][(w,)][0])[:top_unigrams]
+    hyps: list[tuple[float, tuple[str, ...]]] = [(0.0, (BOS,))]
+    for n in range(1, lengths[-1] + 1):
+        cand: dict[tuple[str, ...], float] = {}
+        for lp, words in hyps:
+            h = words[-(lm.order - 1):] if lm.order > 1 else ()
+            succ = set(uni)
+            for k in range(len(h)):
+                succ |= followers.get(h[k:], set())
+            for w in succ - skip:
+                key = words + (w,)
+                cand[key] = max(cand.get(key, -math.inf), lp + arpa_prob(lm, h, w))
+        hyps = sorted(((v, k) for k, v in cand.items()), key=lambda x: -x[0])[:beam]
+        if n in lengths:
+            best = max(hyps, key=lambda x: x[0] + arpa_prob(lm, x[1][-(lm.order - 1):] if lm.order > 1 else (), EOS))
+            out[n] = list(best[1][1:])
+    return out

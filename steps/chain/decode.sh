@@ -9,6 +9,7 @@
 #   --cmd <cmd>                  job runner (default: local pool; see cmd.sh)
 #   --online-ivector-dir <dir>   online i-vectors of <data-dir>
 #   --beam 15.0 --lattice-beam 8.0 --max-active 7000   (Kaldi's defaults; max-active: see the docs)
+#   --post-decode-acwt 10.0      acoustic scale of the lattices (Kaldi's chain decoding)
 #   --min-lmwt 7 --max-lmwt 17 --word-ins-penalty 0.0,0.5,1.0   (score_kaldi.sh's)
 #   --device <cpu|cuda|auto>     where the network runs (default cpu)
 #   --rescore-arpa <arpa>        also rescore the lattices with this LM -> <decode-dir>_rescore (lmrescore.sh)
@@ -19,12 +20,13 @@ online_ivector_dir=
 beam=15.0
 lattice_beam=8.0
 max_active=7000
+post_decode_acwt=10.0
 min_lmwt=7
 max_lmwt=17
 word_ins_penalty=0.0,0.5,1.0
 device=cpu
 rescore_arpa=
-help_message=$(sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//')
 . "$(dirname "$0")/../../path.sh"
 . utils/parse_options.sh
 if [ $# -ne 4 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
@@ -40,7 +42,7 @@ rm -f "$dir"/lat.*.pt "$dir"/wer "$dir"/wer_*   # another --nj's lattices must n
 ivec=(); [ -n "$online_ivector_dir" ] && ivec=(--online-ivector-dir "$online_ivector_dir")
 $cmd JOB=1:$nj "$dir/log/decode.JOB.log" \
   python -m ser.bin.decode_wer "${ivec[@]}" --beam "$beam" --lattice-beam "$lattice_beam" \
-    --max-active "$max_active" --device "$device" "$model" "$graph" "$data/split$nj/JOB" "$dir/lat.JOB.pt" \
+    --max-active "$max_active" --post-decode-acwt "$post_decode_acwt" --device "$device" "$model" "$graph" "$data/split$nj/JOB" "$dir/lat.JOB.pt" \
   || { echo "$0: decoding $data failed; logs in $dir/log" >&2; exit 1; }
 $cmd "$dir/log/score.log" python -m ser.bin.score_wer --min-lmwt "$min_lmwt" --max-lmwt "$max_lmwt" \
   --word-ins-penalty "$word_ins_penalty" "$data" "$graph" "$dir" \
