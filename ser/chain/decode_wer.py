@@ -85,24 +85,28 @@ class Lattice:
         return cls(d["num_states"], d["start"], *(d[k].numpy() for k in
                    ("src", "dst", "word", "graph", "ac", "final_graph", "final_ac")))
 
-    def topo_order(self) -> np.ndarray:
-        """States in topological order (Kahn); a lattice is acyclic."""
+    def levels(self) -> np.ndarray:
+        """Level of each state: states of a level have incoming arcs from lower levels only (Kahn's
+        algorithm a frontier at a time); a lattice is acyclic."""
         S = self.num_states
         indeg = np.bincount(self.dst, minlength=S)
         order = np.argsort(self.src, kind="stable")
         starts = np.searchsorted(self.src[order], np.arange(S + 1))
-        stack = [s for s in range(S) if indeg[s] == 0]
-        out = []
-        while stack:
-            s = stack.pop()
-            out.append(s)
-            for d in self.dst[order[starts[s]:starts[s + 1]]].tolist():
-                indeg[d] -= 1
-                if indeg[d] == 0:
-                    stack.append(d)
-        if len(out) != S:
+        level = np.full(S, -1, dtype=np.int64)
+        frontier = np.flatnonzero(indeg == 0)
+        n = 0
+        while frontier.size:
+            level[frontier] = n
+            cnt = starts[frontier + 1] - starts[frontier]
+            k = int(cnt.sum())
+            outs = order[np.repeat(starts[frontier], cnt) + np.arange(k) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+            d = self.dst[outs]
+            np.subtract.at(indeg, d, 1)
+            frontier = np.unique(d[indeg[d] == 0])
+            n += 1
+        if (level < 0).any():
             raise ValueError("lattice has a cycle")
-        return np.array(out, dtype=np.int64)
+        return level
 
 
 def best_paths(lat: Lattice, lmwts: Sequence[float], wips: Sequence[float]) -> list[list[list[int]]]:
@@ -119,18 +123,23 @@ def best_paths(lat: Lattice, lmwts: Sequence[float], wips: Sequence[float]) -> l
     cost = np.full((S, K), np.inf)
     cost[lat.start] = 0.0
     back = np.full((S, K), -1, dtype=np.int64)
-    order = np.argsort(lat.dst, kind="stable")
-    starts = np.searchsorted(lat.dst[order], np.arange(S + 1))
-    for s in lat.topo_order().tolist():
-        idx = order[starts[s]:starts[s + 1]]
-        if not len(idx):
+    level = lat.levels()
+    arcs = np.lexsort((lat.dst, level[lat.dst]))  # by the level of the arc's end, then by its end
+    lv = level[lat.dst[arcs]]
+    bounds = np.searchsorted(lv, np.arange(int(level.max()) + 2))
+    for n in range(1, len(bounds) - 1):  # level 0: states without incoming arcs
+        a = arcs[bounds[n]:bounds[n + 1]]
+        if not a.size:
             continue
-        cand = cost[lat.src[idx]] + W[idx]  # [in, K]
-        j = np.argmin(cand, axis=0)
-        best = cand[j, np.arange(K)]
-        better = best < cost[s]
-        cost[s, better] = best[better]
-        back[s, better] = idx[j[better]]
+        cand = cost[lat.src[a]] + W[a]  # [arcs, K]
+        d = lat.dst[a]
+        g = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # first arc of each end state
+        best = np.minimum.reduceat(cand, g, axis=0)
+        counts = np.diff(np.r_[g, len(a)])
+        pos = np.where(cand == np.repeat(best, counts, axis=0), np.arange(len(a))[:, None], len(a))
+        first = np.minimum.reduceat(pos, g, axis=0)  # the first arc reaching the minimum
+        cost[d[g]] = best
+        back[d[g]] = a[first]
     total = cost + (lat.final_graph[:, None] * lm + lat.final_ac[:, None])
     out: list[list[int]] = []
     for k in range(K):
@@ -181,7 +190,7 @@ class LmRescorer:
         ids: dict[tuple[int, tuple[str, ...]], int] = {(lat.start, (BOS,)): 0}
         hists: dict[int, list[tuple[str, ...]]] = {lat.start: [(BOS,)]}
         src, dst, word, graph, ac, fg, fa = [], [], [], [], [], [], []
-        for s in lat.topo_order().tolist():
+        for s in np.argsort(lat.levels(), kind="stable").tolist():  # a topological order
             for h in hists.get(s, []):
                 me = ids[(s, h)]
                 while len(fg) <= me:
