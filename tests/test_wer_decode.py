@@ -15,7 +15,7 @@ import kaldifst
 import numpy as np
 import pytest
 
-from ser.chain.decode_wer import Lattice, LmRescorer, best_paths, read_stm_refs
+from ser.chain.decode_wer import Lattice, LmRescorer, best_paths, job_utts, read_stm_refs
 from ser.chain.lang import Lang
 from ser.chain.topo import PdfMap
 from ser.chain.word_lm import BOS, EOS, UNK, arpa_prob, best_sentences, read_arpa, train_kneser_ney
@@ -282,3 +282,13 @@ def test_make_preceding_same_and_self_loops():
     assert sorted(zip(h.src[loops].tolist(), h.ilabel[loops].tolist())) == sorted(
         (s, l + 1) for s, l in entered.items() if l > 0)
     assert np.allclose(h.cost[loops], -math.log(0.5))
+
+
+def test_job_utts_partition_balanced_by_frames():
+    frames = {f"u{i}": n for i, n in enumerate([900, 100, 120, 80, 400, 390, 30])}
+    parts = [job_utts(list(frames), frames, j, 3) for j in (1, 2, 3)]
+    assert sorted(u for p in parts for u in p) == sorted(frames)  # each utterance in exactly one job
+    loads = [sum(frames[u] for u in p) for p in parts]
+    assert max(loads) == 900 and min(loads) >= 400
+    with pytest.raises(ValueError, match="job 4 of 3"):
+        job_utts(list(frames), frames, 4, 3)

@@ -11,8 +11,8 @@ steps/score_kaldi.sh + utils/best_wer.sh as egs/tedlium/s5_r2/local/score.sh run
    on HCLG with ``beam`` and ``lattice_beam``; the raw state-level lattice is kept per utterance
    (graph and acoustic costs apart, as Kaldi's lattices), its acoustic costs scaled by
    ``post_decode_acwt`` (10: so that score_kaldi.sh's LM weights 7..17 mean acoustic scales 1.4..0.6,
-   as for Kaldi's chain lattices); one job per part of the data dir's
-   split (``$decode_cmd JOB=1:nj``) writes ``lat.JOB.pt``;
+   as for Kaldi's chain lattices); each of ``nj`` jobs (``$decode_cmd JOB=1:nj``) decodes a share
+   of the utterances balanced by frames and writes ``lat.JOB.pt``;
 3. the no-acoustics baselines: the same graph searched with all log-likelihoods 0 (Kaldi's
    FasterDecoder, ``beam`` and ``max_active``): the graph's best word sequence for the utterance's
    number of frames (with the chain topology, silence: no words); and the first-pass LM's most likely
@@ -230,11 +230,30 @@ def _linear_words(fst) -> list[int]:
     return [int(o) for o in olabels]
 
 
+def job_utts(utts: Sequence[str], num_frames: dict[str, int], job: int, num_jobs: int) -> list[str]:
+    """The utterances of job ``job`` (1-based) of ``num_jobs``: longest first onto the least-loaded job,
+    so the jobs get about equal frames (utterances without a count weigh 1)."""
+    if not 1 <= job <= num_jobs:
+        raise ValueError(f"job {job} of {num_jobs}: need 1 <= job <= num_jobs")
+    load = [0] * num_jobs
+    mine = []
+    for u in sorted(utts, key=lambda u: (-num_frames.get(u, 1), u)):
+        j = min(range(num_jobs), key=lambda i: (load[i], i))
+        load[j] += num_frames.get(u, 1)
+        if j == job - 1:
+            mine.append(u)
+    return sorted(mine)
+
+
 @torch.no_grad()
 def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
                graph_dir: str | Path, out_path: str | Path, beam: float = 15.0, lattice_beam: float = 8.0,
-               max_active: int = 7000, device: str = "cpu", post_decode_acwt: float = 10.0) -> dict[str, int]:
-    """Decode the utterances of ``data_dir`` (a split part) -> ``out_path`` (lattices, baseline words)."""
+               max_active: int = 7000, device: str = "cpu", post_decode_acwt: float = 10.0, job: int = 1,
+               num_jobs: int = 1) -> dict[str, int]:
+    """Decode job ``job`` of ``num_jobs`` over the utterances of ``data_dir`` (balanced by frames,
+    :func:`job_utts`) -> ``out_path`` (lattices, baseline words).  Deviation: Kaldi splits the data dir
+    by speaker (split_data.sh); with precomputed online i-vectors the split changes no result, and a
+    balanced one keeps a set with few speakers from leaving one job with most of the work."""
     import kaldi_decoder as kd
     import kaldifst
 
@@ -250,9 +269,10 @@ def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | 
         raise ValueError(f"{graph_dir}: no HCLG.fst (run utils/mkgraph.sh)")
     hclg = kaldifst.StdVectorFst.read(str(hclg_path))
     data = DataDir.load(data_dir)
-    utts = [u for u in data.utts if u in data.feats]
+    utts = job_utts([u for u in data.utts if u in data.feats], data.utt2num_frames() if data.has("utt2num_frames") else {},
+                     job, num_jobs)
     if not utts:
-        raise ValueError(f"{data_dir}: no utterance with features")
+        raise ValueError(f"{data_dir}: no utterance with features for job {job} of {num_jobs}")
     fs = _features(data_dir, utts, ivector_dir, model)
     lat_dec = kd.LatticeSimpleDecoder(hclg, kd.LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam))
     one_best = kd.FasterDecoder(hclg, kd.FasterDecoderOptions(beam=beam, max_active=max_active))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: steps/chain/decode.sh [options] <model.pt> <graph-dir> <data-dir> <decode-dir>
 # Word decoding with a chain model (Kaldi's steps/nnet3/decode.sh --acwt 1.0 + local/score.sh):
-# lattices on <graph-dir>/HCLG.fst over --nj jobs split by speaker (<decode-dir>/lat.JOB.pt, logs in
+# lattices on <graph-dir>/HCLG.fst over --nj jobs sharing the utterances by frames (<decode-dir>/lat.JOB.pt, logs in
 # <decode-dir>/log), then scoring against <data-dir>/stm over LM weights and insertion penalties:
 # <decode-dir>/wer (best_wer.sh's line), wer_LMWT_WIP, scoring/best.txt, wer_no_acoustics.
 # Options:
@@ -34,15 +34,14 @@ model=$1; graph=$2; data=$3; dir=$4
 for f in "$model" "$graph/HCLG.fst" "$graph/words.txt" "$data/feats.scp" "$data/stm"; do
   [ -f "$f" ] || { echo "$0: no such file: $f" >&2; exit 1; }
 done
-nspk=$(wc -l < "$data/spk2utt")
-[ "$nj" -gt "$nspk" ] && nj=$nspk
-utils/split_data.sh "$data" "$nj" > /dev/null
+nutt=$(wc -l < "$data/feats.scp")
+[ "$nj" -gt "$nutt" ] && nj=$nutt
 mkdir -p "$dir/log"
 rm -f "$dir"/lat.*.pt "$dir"/wer "$dir"/wer_*   # another --nj's lattices must not be scored
 ivec=(); [ -n "$online_ivector_dir" ] && ivec=(--online-ivector-dir "$online_ivector_dir")
 $cmd JOB=1:$nj "$dir/log/decode.JOB.log" \
   python -m ser.bin.decode_wer "${ivec[@]}" --beam "$beam" --lattice-beam "$lattice_beam" \
-    --max-active "$max_active" --post-decode-acwt "$post_decode_acwt" --device "$device" "$model" "$graph" "$data/split$nj/JOB" "$dir/lat.JOB.pt" \
+    --max-active "$max_active" --post-decode-acwt "$post_decode_acwt" --device "$device" --job JOB --num-jobs "$nj" "$model" "$graph" "$data" "$dir/lat.JOB.pt" \
   || { echo "$0: decoding $data failed; logs in $dir/log" >&2; exit 1; }
 $cmd "$dir/log/score.log" python -m ser.bin.score_wer --min-lmwt "$min_lmwt" --max-lmwt "$max_lmwt" \
   --word-ins-penalty "$word_ins_penalty" "$data" "$graph" "$dir" \
