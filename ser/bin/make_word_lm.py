@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     sents = [line.split()[1:] for line in read_lines(a.text) if line.strip()]
     lm = train_kneser_ney(sents, a.order, lang.lexicon, min_counts)
     lm.write(a.out)
-    print(f"make_word_lm: {a.out}: order {a.order}, " + ", ".join(f"{len(lm.ngrams[n])} {n}-grams" for n in sorted(lm.ngrams))
-          + f" from {len(sents)} sentences")
+    sizes = ", ".join(f"{len(lm.ngrams[n])} {n}-grams" for n in sorted(lm.ngrams))
+    print(f"make_word_lm: {a.out}: order {a.order}, {sizes} from {len(sents)} sentences")
     return 0
 
 

@@ -73,7 +73,8 @@ class Lattice:
         if lat.num_states == 0:
             return cls(0, 0, *([[]] * 7))
         S, start, final, src, dst, _, word, w = read_vector_fst(lat, 2)
-        return cls(S, start, src, dst, word, w[:, 0], w[:, 1], final[:, 0], np.where(np.isinf(final[:, 0]), 0.0, final[:, 1]))
+        final_ac = np.where(np.isinf(final[:, 0]), 0.0, final[:, 1])
+        return cls(S, start, src, dst, word, w[:, 0], w[:, 1], final[:, 0], final_ac)
 
     def state_dict(self) -> dict:
         return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k))) for k in
@@ -269,8 +270,8 @@ def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | 
         raise ValueError(f"{graph_dir}: no HCLG.fst (run utils/mkgraph.sh)")
     hclg = kaldifst.StdVectorFst.read(str(hclg_path))
     data = DataDir.load(data_dir)
-    utts = job_utts([u for u in data.utts if u in data.feats], data.utt2num_frames() if data.has("utt2num_frames") else {},
-                     job, num_jobs)
+    frames = data.utt2num_frames() if data.has("utt2num_frames") else {}
+    utts = job_utts([u for u in data.utts if u in data.feats], frames, job, num_jobs)
     if not utts:
         raise ValueError(f"{data_dir}: no utterance with features for job {job} of {num_jobs}")
     fs = _features(data_dir, utts, ivector_dir, model)

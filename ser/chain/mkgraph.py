@@ -160,7 +160,10 @@ def make_g(arpa: str | Path, words_txt: str | Path):
     return kaldifst.compile(text)
 
 
-def lexicon_disambig(lexicon: list[tuple[str, float, tuple[int, ...]]]) -> tuple[list[tuple[str, float, tuple[int, ...], int]], int]:
+Entry = tuple[str, float, tuple[int, ...]]  # word, pronunciation probability, phone ids
+
+
+def lexicon_disambig(lexicon: list[Entry]) -> tuple[list[tuple[str, float, tuple[int, ...], int]], int]:
     """utils/add_lex_disambig.pl: (word, prob, phones, k) with #k appended when k > 0 (a pronunciation
     shared by several words or a proper prefix of another); returns the entries and the largest k."""
     count = Counter(p for _, _, p in lexicon)
