@@ -292,3 +292,18 @@ def test_job_utts_partition_balanced_by_frames():
     assert max(loads) == 900 and min(loads) >= 400
     with pytest.raises(ValueError, match="job 4 of 3"):
         job_utts(list(frames), frames, 4, 3)
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    from ser.chain.decode_wer import score_decode_dir
+    from ser.chain.mkgraph import make_g
+
+    (tmp_path / "words.txt").write_text("<eps> 0\na 1\n#0 2\n")
+    with pytest.raises(ValueError, match="nope.arpa: no such ARPA file"):
+        make_g(tmp_path / "nope.arpa", tmp_path / "words.txt")
+    (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n\\end\\\n")
+    with pytest.raises(ValueError, match="bad.arpa:5: 1-gram line with 0 words"):
+        read_arpa(tmp_path / "bad.arpa")
+    (tmp_path / "stm").write_text("t A t 0.0 1.0 <o> a\n")
+    with pytest.raises(ValueError, match="no lat.*pt"):
+        score_decode_dir(tmp_path, tmp_path / "stm", tmp_path / "words.txt")
