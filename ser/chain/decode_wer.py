@@ -22,7 +22,9 @@ steps/score_kaldi.sh + utils/best_wer.sh as egs/tedlium/s5_r2/local/score.sh run
    (lattice-scale --inv-acoustic-scale, lattice-add-penalty, lattice-best-path), ``<unk>`` removed
    from hypothesis and reference; references are the stm's segments (ignore_time_segment_in_scoring
    dropped), matched by utterance id; ``wer_LMWT_WIP`` per setting, the best (best_wer.sh) in
-   ``wer`` and its transcripts in ``scoring/best.txt``.
+   ``wer`` and its transcripts in ``scoring/best.txt``;
+5. with a second ARPA (steps/lmrescore_const_arpa.sh): :class:`LmRescorer` replaces each path's
+   first-pass LM costs by the second LM's before step 4, into ``<decode-dir>_rescore``.
 
 Deviations: Kaldi's LatticeFasterDecoder applies max-active 7000 during lattice generation;
 LatticeSimpleDecoder has no max-active (only the baseline's FasterDecoder uses it); lattices are not
