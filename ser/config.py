@@ -95,6 +95,33 @@ class ChainConfig:
     num_extra_lm_states: int = 2000
 
 
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Stage 6: word decoding of tedlium_dev/test with the chain model (local/chain/run_tdnn.sh: Kaldi's
+    local/ted_train_lm.sh, utils/mkgraph.sh, steps/nnet3/decode.sh, local/score.sh; docs/wer.md)."""
+    lm_order: int = 4                              # ted_train_lm.sh: a 4-gram
+    lm_min_counts: list[int] = field(default_factory=list)  # count cut-offs of orders 2..lm_order ([]: none)
+    lm_arpa: str = ""                              # a first-pass ARPA of yours (4gram_small.arpa.gz); "": trained
+    rescore_arpa: str = ""                         # a second ARPA to rescore lattices with (4gram_big.arpa.gz); "": none
+    beam: float = 15.0                             # Kaldi's decode.sh defaults
+    lattice_beam: float = 8.0
+    max_active: int = 7000                         # of the no-acoustics one-best search (docs/wer.md)
+    min_lmwt: int = 7                              # score_kaldi.sh's LM weights and insertion penalties
+    max_lmwt: int = 17
+    word_ins_penalty: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
+
+    def __post_init__(self) -> None:
+        if self.lm_order < 1:
+            raise ValueError(f"lm_order: must be >= 1, got {self.lm_order}")
+        if self.lm_min_counts and len(self.lm_min_counts) != self.lm_order - 1:
+            raise ValueError(f"lm_min_counts: {len(self.lm_min_counts)} cut-offs for lm_order {self.lm_order} "
+                             f"(need {self.lm_order - 1}, orders 2..{self.lm_order}, or [])")
+        if not 0 < self.min_lmwt <= self.max_lmwt:
+            raise ValueError(f"min_lmwt/max_lmwt: need 0 < {self.min_lmwt} <= {self.max_lmwt}")
+        if not self.word_ins_penalty:
+            raise ValueError("word_ins_penalty: give at least one penalty")
+
+
 FOLD_NAME = {"session": r"Ses\d\d", "speaker": r"Ses\d\d[FM]"}   # ser.emotion.folds' fold names
 FOLD_EXAMPLE = {"session": "Ses05", "speaker": "Ses05F"}
 
@@ -174,6 +201,7 @@ class RecipeConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ivector: IvectorConfig = field(default_factory=IvectorConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     ser: SerConfig = field(default_factory=SerConfig)
     ctc: CtcConfig = field(default_factory=CtcConfig)
     paper2: Paper2Config = field(default_factory=Paper2Config)

@@ -2,7 +2,7 @@
 # Stage 6 of run.sh: LF-MMI pretraining of the TDNN-F on TED-LIUM (Kaldi egs/tedlium/s5_r2/local/chain/run_tdnn.sh
 # -> tuning/run_tdnn_1g.sh, preceded by a flat-start pass as egs/wsj/s5/local/chain/e2e/run_tdnn_flatstart.sh).
 #   local/chain/run_tdnn.sh [--config conf/mini.yaml]     (from the recipe directory; needs stages 3-5)
-# Config: chain.* (net, epochs, learning rates, minibatches, dropout), device.
+# Config: chain.* (net, epochs, learning rates, minibatches, dropout), decode.* (word LM, beams, LM weights), device.
 #
 #   egs     whole utterances with their numerators, written once by nj jobs      -> exp/chain/egs_e2e
 #   pass 1  flat-start LF-MMI on them                                              -> exp/chain/tdnn_e2e
@@ -11,6 +11,9 @@
 #   pass 2  tdnn_1g proper: 150/111/102-frame chunks, frame shifts 0/1/2, one i-vector per chunk, numerators
 #           from the alignment; starts from the pass-1 model (same pdfs; Kaldi builds a tree and starts afresh)
 #   decode  best path through the den graph -> phones; PER on dev/test       -> exp/chain/tdnn/decode_{dev,test}
+#   words   word n-gram of the ASR transcripts (or decode.lm_arpa) -> exp/chain/lm; HCLG -> exp/chain/tdnn/graph;
+#           lattices over nj jobs, best LM weight / insertion penalty against the stm -> decode_{dev,test}/wer,
+#           scoring/best.txt (+ decode_{dev,test}_rescore with decode.rescore_arpa); docs/wer.md
 #
 # Results, conf/mini.yaml on the embedded corpora, ./run.sh from a fresh clone (mini network: 636,692 parameters,
 # 906 pdfs, context 28/28; CPU; short segments combined, Kaldi's xent rates and max-change x2 under Adam,
@@ -24,6 +27,15 @@
 #   40.31, pass 2 -0.0360/-0.0535; one earlier (numerators 1 ulp apart, see ser/chain/prepare_e2e.py) dev 36.51 /
 #   test 37.07: on ~3000 phones the PER moves by 1-4 points between such runs.
 #   (before the fidelity changes: dev 36.51 / test 38.02; pass 2 final -0.0277/-0.0403, xent -1.307/-1.396, README)
+# Word decoding, conf/mini.yaml (trigram of the 1012 training sentences over the 4581-word lexicon, HCLG 64,997
+# states; beam 9, lattice-beam 5), measured in a worktree on 2 shared cores (load ~7.5, so times are high) with
+# that run's model (pass 2 -0.0338/-0.0502; PER dev 37.31 / test 37.94):
+#   %WER     dev 28.04 [ 224 / 799, 3 ins, 32 del, 189 sub ] (LMWT 8, WIP 1.0)
+#            test 34.66 [ 261 / 753, 13 ins, 34 del, 214 sub ] (LMWT 9, WIP 0.5)
+#   without acoustics: the LM's most likely sentence of the reference's length dev 98.37 / test 97.48; the graph
+#   with log-likelihoods 0 outputs silence, 100.00 / 100.00
+#   time     LM 1 s, graph 30 s, decoding + scoring dev 33 s, test 33 s (2 jobs of ~16 s decoding each)
+#   Kaldi's run_tdnn_1g.sh on the real TED-LIUM (real corpus, not comparable): dev 7.9 / 7.3 rescored, test 8.0 / 7.6
 # conf/paper.yaml (tdnn_1g: 9,431,072 parameters with 3600 pdfs, as Kaldi's; 2 + 6 epochs) on the real TED-LIUM:
 # unmeasured.
 set -euo pipefail
@@ -91,4 +103,38 @@ for x in dev test; do
     exp/chain/den.stamp data/lang_chain/phones.txt data/lang_chain/lexiconp.txt \
     -- $decode_cmd exp/chain/tdnn/log/decode_$x.log "${step[@]}"
   echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
+done
+
+# word decoding (Kaldi's local/ted_train_lm.sh, utils/mkgraph.sh --self-loop-scale 1.0, steps/nnet3/decode.sh
+# --acwt 1.0, local/score.sh; docs/wer.md): a word n-gram of the ASR training transcripts (or the config's
+# ARPA), HCLG, lattices over nj jobs, best LM weight / insertion penalty against the stm
+if [ -n "$decode_lm_arpa" ]; then
+  arpa=$decode_lm_arpa
+  [ -f "$arpa" ] || { echo "$0: decode.lm_arpa: no such file: $arpa" >&2; exit 1; }
+else
+  arpa=exp/chain/lm/lm.arpa.gz
+  step=(steps/chain/make_word_lm.sh --order "$decode_lm_order" --min-counts "$decode_lm_min_counts"
+        data/tedlium_train/text data/lang_chain $arpa)
+  "${stamp[@]}" run exp/chain/lm/.stamp --opt "step=${step[*]}" data/tedlium_train/text data/lang_chain/.stamp \
+    -- $train_cmd exp/chain/log/make_word_lm.log "${step[@]}"
+  grep '^make_word_lm:' exp/chain/log/make_word_lm.log
+fi
+graph=exp/chain/tdnn/graph
+step=(utils/mkgraph.sh data/lang_chain exp/chain "$arpa" $graph)
+"${stamp[@]}" run $graph/.stamp --opt "step=${step[*]}" data/lang_chain/.stamp exp/chain/den.stamp "$arpa" \
+  -- $train_cmd exp/chain/log/mkgraph.log "${step[@]}"
+grep '^mkgraph:' exp/chain/log/mkgraph.log
+for x in dev test; do
+  step=(steps/chain/decode.sh --nj "$nj" --cmd "$decode_cmd" --online-ivector-dir exp/nnet3/ivectors_tedlium_$x
+        --beam "$decode_beam" --lattice-beam "$decode_lattice_beam" --max-active "$decode_max_active"
+        --min-lmwt "$decode_min_lmwt" --max-lmwt "$decode_max_lmwt" --word-ins-penalty "$decode_word_ins_penalty"
+        --device "$device" --rescore-arpa "$decode_rescore_arpa"
+        exp/chain/tdnn/final.pt $graph data/tedlium_$x exp/chain/tdnn/decode_$x)
+  "${stamp[@]}" run exp/chain/tdnn/decode_$x/.wer.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp $graph/.stamp \
+    data/tedlium_$x/.feats.stamp data/tedlium_$x/stm exp/nnet3/ivectors_tedlium_$x/.stamp \
+    ${decode_rescore_arpa:+"$decode_rescore_arpa"} -- "${step[@]}"
+  echo "tedlium_$x: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 exp/chain/tdnn/decode_$x/wer)"))   (no acoustics: graph $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_no_acoustics), LM $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_lm_only))"
+  if [ -n "$decode_rescore_arpa" ]; then
+    echo "tedlium_$x rescored: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_${x}_rescore/wer)"
+  fi
 done

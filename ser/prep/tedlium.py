@@ -105,15 +105,21 @@ def _centi(t: str) -> int:
     return int(float(t) * 100)  # awk printf %d truncates the float product, quirks included
 
 
+def stm_utt_words(r: list[str]) -> tuple[str, list[str]]:
+    """(utterance id, words) of an stm record as the data dir has them (``{NOISE}`` -> ``[NOISE]``);
+    the word scorer (ser.chain.decode_wer) matches its references to decoded utterances with it."""
+    words = " ".join(r[6:]).translate(str.maketrans("{}", "[]")).split()
+    return f"{r[0]}-{_centi(r[3]):07d}-{_centi(r[4]):07d}", words
+
+
 def stm_to_datadir(recs: list[list[str]], sph_dir: Path, stats: Counter) -> DataDir:
     utt2spk, text, segs, wav = {}, {}, {}, {}
     for r in recs:
         if IGNORE in r[6:]:
             stats["ignore_time_segment_in_scoring"] += 1
             continue
-        words = " ".join(r[6:]).translate(str.maketrans("{}", "[]")).split()
+        utt, words = stm_utt_words(r)
         a, b = _centi(r[3]), _centi(r[4])
-        utt = f"{r[0]}-{a:07d}-{b:07d}"
         if not words:
             log.warning("stm %s %s %s: empty transcript; skipped", r[0], r[3], r[4])
             stats["empty_transcript_skipped"] += 1
