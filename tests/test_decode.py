@@ -20,7 +20,7 @@ from ser.chain.viterbi import viterbi
 from ser.eval.error_rate import ErrorCounts, align_counts
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
-from ser.nnet.model_io import save_chain_model
+from ser.nnet.model_io import load_chain_model, save_chain_model
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
 
 from conftest import TINY_TEXTS
@@ -147,7 +147,7 @@ def test_decode_data_dir_end_to_end(tiny_chain, tmp_path):
     lang, pm = tiny_chain.lang, tiny_chain.pdf_map
     chain_dir = tiny_chain.write_chain_dir(tmp_path / "chain")
     utts, feats, ivecs, model = _write_decode_inputs(tmp_path, pm.num_pdfs)
-    stats = decode_data_dir(tmp_path / "final.pt", tmp_path / "data", tmp_path / "iv", chain_dir,
+    stats = decode_data_dir(load_chain_model(tmp_path / "final.pt"), tmp_path / "data", tmp_path / "iv", chain_dir,
                             tiny_chain.lang_dir, tmp_path / "decode")
     graph = ChainDir.load(chain_dir).decoding_graph
     phone_of, class_of = pdf_phone_tables(pm)
@@ -171,8 +171,10 @@ def test_decode_data_dir_end_to_end(tiny_chain, tmp_path):
     assert (out / "per_most_frequent.txt").read_text() == stats["most_frequent"].line() + "\n"
     # this model takes i-vectors: none given, or none for an utterance, is a one-line error
     with pytest.raises(ValueError, match="needs i-vectors"):
-        decode_data_dir(tmp_path / "final.pt", tmp_path / "data", None, chain_dir, tiny_chain.lang_dir, out)
+        decode_data_dir(load_chain_model(tmp_path / "final.pt"), tmp_path / "data", None, chain_dir,
+                        tiny_chain.lang_dir, out)
     scp = tmp_path / "iv" / "ivector_online.scp"
     scp.write_text("".join(scp.read_text().splitlines(keepends=True)[1:]))
     with pytest.raises(ValueError, match="no usable i-vectors for utterance spk0-u0"):
-        decode_data_dir(tmp_path / "final.pt", tmp_path / "data", tmp_path / "iv", chain_dir, tiny_chain.lang_dir, out)
+        decode_data_dir(load_chain_model(tmp_path / "final.pt"), tmp_path / "data", tmp_path / "iv", chain_dir,
+                        tiny_chain.lang_dir, out)

@@ -11,6 +11,7 @@ import argparse
 
 from ser.chain.decode import decode_data_dir
 from ser.cli import add_device_argument, run_main, setup_logging
+from ser.nnet.model_io import load_chain_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("decode_dir")
     a = p.parse_args(argv)
     setup_logging()
-    stats = decode_data_dir(a.model, a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
+    stats = decode_data_dir(load_chain_model(a.model, map_location="cpu"), a.data_dir, a.online_ivector_dir, a.chain_dir, a.lang_dir,
                             a.decode_dir, a.train_text, a.device)
     for name, s in stats.items():
         print(f"{name}: {s.line()}")

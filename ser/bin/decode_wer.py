@@ -12,6 +12,7 @@ import time
 
 from ser.chain.decode_wer import decode_job
 from ser.cli import add_device_argument, run_main, setup_logging
+from ser.nnet.model_io import load_chain_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     setup_logging()
     t0 = time.time()
-    s = decode_job(a.model, a.data_dir, a.online_ivector_dir, a.graph_dir, a.out, a.beam, a.lattice_beam,
+    s = decode_job(load_chain_model(a.model, map_location="cpu"), a.data_dir, a.online_ivector_dir, a.graph_dir, a.out, a.beam, a.lattice_beam,
                    a.max_active, a.device, a.post_decode_acwt, a.job, a.num_jobs)
     print(f"decode_wer: {a.out}: {s['utts']} utterances ({s['failed']} without lattice), {s['frames']} frames, "
           f"{s['lattice_arcs']} lattice arcs, {time.time() - t0:.1f} s")

@@ -128,16 +128,15 @@ def _features(data_dir: str | Path, utts: list[str], ivector_dir: str | Path | N
 
 
 @torch.no_grad()
-def decode_data_dir(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
+def decode_data_dir(model: torch.nn.Module, data_dir: str | Path, ivector_dir: str | Path | None,
                     chain_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
                     train_text: str | Path | None = None, device: str = "cpu") -> dict[str, ErrorCounts]:
     """Decode every utterance of ``data_dir`` with text and features (see the module
     docstring); writes hyp.txt, ref.txt, per.txt, per_lm_only.txt, per_most_frequent.txt."""
     from ser.io.datadir import DataDir
-    from ser.nnet.model_io import load_chain_model
 
     dev = torch.device(device)
-    model = load_chain_model(model_path, map_location="cpu").to(dev).eval()
+    model = model.to(dev).eval()
     lang = Lang.load(lang_dir)
     chain = ChainDir.load(chain_dir)
     graph = chain.decoding_graph.to(dev)

@@ -249,7 +249,7 @@ def job_utts(utts: Sequence[str], num_frames: dict[str, int], job: int, num_jobs
 
 
 @torch.no_grad()
-def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | Path | None,
+def decode_job(model: torch.nn.Module, data_dir: str | Path, ivector_dir: str | Path | None,
                graph_dir: str | Path, out_path: str | Path, beam: float = 15.0, lattice_beam: float = 8.0,
                max_active: int = 7000, device: str = "cpu", post_decode_acwt: float = 10.0, job: int = 1,
                num_jobs: int = 1) -> dict[str, int]:
@@ -263,10 +263,9 @@ def decode_job(model_path: str | Path, data_dir: str | Path, ivector_dir: str | 
     from ser.chain.decode import _features
     from ser.io.batching import model_inputs
     from ser.io.datadir import DataDir
-    from ser.nnet.model_io import load_chain_model
 
     dev = torch.device(device)
-    model = load_chain_model(model_path, map_location="cpu").to(dev).eval()
+    model = model.to(dev).eval()
     hclg_path = Path(graph_dir) / "HCLG.fst"
     if not hclg_path.is_file():
         raise ValueError(f"{graph_dir}: no HCLG.fst (run utils/mkgraph.sh)")
