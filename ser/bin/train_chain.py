@@ -90,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_device_argument(p)
     p.add_argument("--bf16", type=str2bool, default=True, help="bf16 autocast of the network on CUDA")
     p.add_argument("--resume", type=str2bool, default=True)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many minibatches (benchmarks: bench/scale.py); default: the schedule")
     p.add_argument("train_data")
     p.add_argument("ivector_dir")
     p.add_argument("chain_dir")
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s network: %d parameters, %d pdfs, context %d/%d, device %s, %d rank(s)",
                  a.net, n, num_pdfs, model.left_context, model.right_context, device, world)
     last = trainer.train(train, valid_egs=valid, train_diag_egs=diag,
-                         lda_egs=None if a.input_model else diag, resume=a.resume)
+                         lda_egs=None if a.input_model else diag, resume=a.resume, max_steps=a.max_steps)
     trainer.ddp_model = trainer.model  # drop the DDP wrapper, then the process group, before the interpreter exits
     ddp.stop()
     if rank == 0:

@@ -1,0 +1,175 @@
+"""How stage 6's programs grow with the corpus: a finished mini run's ASR training data replicated N times.
+
+The replicas are a new data dir whose utterances and speakers are renamed ``rep<k>-...`` and whose
+feats.scp / ivector_online.scp lines point at the run's own arks (no feature is copied); the alignment is
+replicated likewise.  For each N each program runs as the recipe runs it, under /usr/bin/time:
+
+* ``get_egs_e2e``  steps/chain/get_egs.sh --lang (whole utterances), ``--nj 1`` and ``--nj 2``;
+* ``get_egs_chunk`` steps/chain/get_egs.sh --ali-dir (chunks), ``--nj 1`` and ``--nj 2``;
+* ``train_e2e`` / ``train_chunk``  steps/train_chain.sh from those egs (``--egs-dir``), ``NPROC=1`` and ``2``,
+  ``--max-steps`` minibatches, started fresh and again resumed from the checkpoint of a killed run;
+* ``train_e2e_inmem``  the same training with its egs made in the process (no ``--egs-dir``): the reference,
+  the features and every numerator in memory;
+* ``align``  steps/chain/align.sh --egs-dir.
+
+Per program and N it prints frames, peak RSS of the largest process (MB), seconds from the start to the
+first minibatch, seconds per minibatch, wall seconds and the disk its outputs take, and writes them to
+``--out`` (JSON: a list of objects with keys program, replicas, frames, peak_rss_mb, start_s, step_s,
+wall_s, disk_mb, nj, nproc).  Times depend on the machine's load: compare rows of one run.
+
+    .venv/bin/python bench/scale.py [--recipe .] [--replicas 1 8] [--max-steps 20] [--out exp/bench/scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = "data/tedlium_train_sp_comb"
+IVECTORS = "exp/nnet3/ivectors_tedlium_train_sp_comb"
+
+
+def replicate(recipe: Path, n: int, out: Path) -> int:
+    """``n`` renamed copies of the mini run's chain training data (and i-vectors, alignment) under ``out``;
+    returns the number of feature frames."""
+    import torch
+
+    from ser.io.datadir import DataDir
+    from ser.train.align import Alignment
+
+    d = DataDir.load(recipe / DATA, validate=False)
+    iv = dict(line.split(None, 1) for line in (recipe / IVECTORS / "ivector_online.scp").read_text().splitlines())
+    frames = d.utt2num_frames()
+    ren = [(f"rep{k}-", u) for k in range(n) for u in sorted(d.utt2spk)]
+    data, ivd = out / "data", out / "ivectors"
+    for sub in (data, ivd):
+        sub.mkdir(parents=True, exist_ok=True)
+    DataDir(utt2spk={p + u: p + d.utt2spk[u] for p, u in ren}, text={p + u: d.text[u] for p, u in ren},
+            feats={p + u: d.feats[u] for p, u in ren},
+            extras={"utt2num_frames": {p + u: str(frames[u]) for p, u in ren}}).write(data)
+    (ivd / "ivector_online.scp").write_text("".join(f"{p + u} {iv[u]}\n" for p, u in ren))
+    shutil.copy(recipe / IVECTORS / "ivector_period", ivd / "ivector_period")
+    ali = Alignment.load(recipe / "exp/chain/ali_e2e/ali.pt")
+    rep = {f: {p + u: getattr(ali, f)[u] for p, u in ren if u in getattr(ali, f)} for f in ("phones", "phone_start",
+                                                                                           "pdfs", "logprob")}
+    (out / "ali").mkdir(exist_ok=True)
+    Alignment(rep["phones"], rep["phone_start"], rep["pdfs"], rep["logprob"], ali.frame_subsampling_factor,
+              ali.num_pdfs).save(out / "ali" / "ali.pt")
+    chain = out / "chain"  # the run's den graph and pdf map; its num.pt (if any) replicated
+    chain.mkdir(exist_ok=True)
+    for f in ("den.pt", "pdf_map.pt", "den.stamp"):
+        if (recipe / "exp/chain" / f).is_file():
+            (chain / f).symlink_to(recipe / "exp/chain" / f)
+    if (recipe / "exp/chain/num.pt").is_file():
+        num = torch.load(recipe / "exp/chain/num.pt", weights_only=True)
+        torch.save({"frame_subsampling_factor": num["frame_subsampling_factor"],
+                    "num_output_frames": {p + u: num["num_output_frames"][u] for p, u in ren
+                                          if u in num["num_output_frames"]},
+                    "graphs": {p + u: num["graphs"][u] for p, u in ren if u in num["graphs"]}}, chain / "num.pt")
+    return sum(frames[u] for _, u in ren)
+
+
+def timed(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float]:
+    """Runs ``cmd`` under /usr/bin/time -v; (wall s, peak RSS MB of its largest process, start epoch s)."""
+    t0 = time.time()
+    with open(log, "w") as f:
+        r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    text = log.read_text()
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}); see {log}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
+    return time.time() - t0, rss, t0
+
+
+def minibatch_times(train_log: Path) -> list[tuple[int, float]]:
+    """(minibatch, epoch seconds) of the trainer's progress lines ("minibatch K/N ...")."""
+    out = []
+    for line in train_log.read_text().splitlines():
+        m = re.match(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* minibatch (\d+)/\d+ ", line)
+        if m:
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            out.append((int(m.group(2)), t))
+    return out
+
+
+def disk_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2 ** 20
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=".", help="a finished mini run (stages 0-6)")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--max-steps", type=int, default=20)
+    p.add_argument("--work", default="exp/bench/scale", help="replicas, egs and trainings (removed per N)")
+    p.add_argument("--out", default="exp/bench/scale.json")
+    a = p.parse_args()
+    recipe = Path(a.recipe).resolve()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    rows: list[dict] = []
+
+    def add(program, n, frames, wall, rss, nj=1, nproc=1, start=None, step=None, disk=None):
+        rows.append({"program": program, "replicas": n, "frames": frames, "peak_rss_mb": round(rss, 1),
+                     "start_s": None if start is None else round(start, 2),
+                     "step_s": None if step is None else round(step, 3), "wall_s": round(wall, 2),
+                     "disk_mb": None if disk is None else round(disk, 1), "nj": nj, "nproc": nproc})
+        print(f"{program:18s} N={n:<3d} nj={nj} nproc={nproc} frames={frames:>10d} peak={rss:8.1f} MB "
+              f"start={'-' if start is None else f'{start:6.1f}'} s step={'-' if step is None else f'{step:.3f}'} s "
+              f"wall={wall:6.1f} s disk={'-' if disk is None else f'{disk:.1f}'} MB", flush=True)
+
+    def train(program, n, frames, egs_args, exp, nproc, resume_from=None):
+        cmd = ["steps/train_chain.sh", "--net", "mini", "--device", "cpu", "--max-steps", str(a.max_steps),
+               "--num-valid-utts", "50", *egs_args, str(w / "data"), str(w / "ivectors"), str(w / "chain"), str(exp)]
+        wall, rss, t0 = timed(cmd, {**env, "NPROC": str(nproc)}, w / f"{exp.name}.time.log")
+        mb = [(k, t) for k, t in minibatch_times(exp / "log" / "train.log") if t >= t0]
+        first = min(mb)[1] - t0 if mb else None
+        step = (mb[-1][1] - mb[0][1]) / (mb[-1][0] - mb[0][0]) if len(mb) > 1 and mb[-1][0] > mb[0][0] else None
+        add(program + ("_resume" if resume_from else ""), n, frames, wall, rss, nproc=nproc, start=first, step=step)
+
+    for n in a.replicas:
+        w = (ROOT / a.work).resolve() / f"x{n}"
+        shutil.rmtree(w, ignore_errors=True)
+        frames = replicate(recipe, n, w)
+        chain = str(w / "chain")
+        common = ["--num-utts-subset", "50", str(w / "data"), str(w / "ivectors"), chain]
+        for kind, how in (("e2e", ["--lang", str(recipe / "data/lang_chain"), "--net", "mini"]),
+                          ("chunk", ["--ali-dir", str(w / "ali"), "--model",
+                                     str(recipe / "exp/chain/tdnn_e2e/final.pt")])):
+            for nj in (1, 2):
+                egs = w / f"egs_{kind}_nj{nj}"
+                wall, rss, _ = timed(["steps/chain/get_egs.sh", "--nj", str(nj), *how, *common, str(egs)], env,
+                                     w / f"get_egs_{kind}_nj{nj}.time.log")
+                add(f"get_egs_{kind}", n, frames, wall, rss, nj=nj, disk=disk_mb(egs))
+            egs_args = ["--egs-type", kind, "--egs-dir", str(w / f"egs_{kind}_nj2")]
+            if kind == "chunk":
+                egs_args += ["--input-model", str(recipe / "exp/chain/tdnn_e2e/final.pt")]
+            for nproc in (1, 2):
+                train(f"train_{kind}", n, frames, egs_args, w / f"train_{kind}_np{nproc}", nproc)
+            # a resume: the checkpoint of the run above, the schedule continued for --max-steps more
+            train(f"train_{kind}", n, frames, egs_args, w / f"train_{kind}_np1", 1, resume_from=True)
+        if (w / "chain/num.pt").is_file():  # the in-memory reference needs num.pt
+            train("train_e2e_inmem", n, frames, ["--egs-type", "e2e"], w / "train_e2e_inmem", 1)
+        wall, rss, _ = timed(["steps/chain/align.sh", "--device", "cpu", "--egs-dir", str(w / "egs_e2e_nj2"),
+                              str(w / "data"), chain, str(recipe / "exp/chain/tdnn_e2e/final.pt"), str(w / "ali_out")],
+                             env, w / "align.time.log")
+        add("align", n, frames, wall, rss)
+    out = ROOT / a.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
