@@ -48,6 +48,8 @@ def write_system(root: Path, name: str, folds: dict[str, int], seed: int = 0, ac
     data = root / "data" / set_name
     data.mkdir(parents=True, exist_ok=True)
     (data / "utt2emo").write_text("".join(f"{u} {e}\n" for u, e in sorted(reference.items())))
+    # four speakers a fold (the bootstrap's clusters): <fold>-s<i % 4>
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}-s{int(u[-3:]) % 4}\n" for u in sorted(reference)))
     return d, reference
 
 
@@ -83,7 +85,7 @@ def test_results_equal_sklearn_end_to_end(scored):
     d, ref, res = scored
     on_disk = json.loads((d / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
-    assert on_disk["schema"] == 1 and on_disk["labels"] == LABELS
+    assert on_disk["schema"] == 2 and on_disk["labels"] == LABELS
     assert (on_disk["set"], on_disk["protocol"]) == ("iemocap_4cls_exc", "session")
     all_r, all_h, uas = [], [], []
     for f, fold in zip(on_disk["folds"], FOLDS):
@@ -105,6 +107,11 @@ def test_results_equal_sklearn_end_to_end(scored):
     assert p["wa"] == pytest.approx(skm.accuracy_score(all_r, all_h), abs=1e-12)
     assert p["macro_f1"] == pytest.approx(sk(skm.f1_score, all_r, all_h, average="macro"), abs=1e-12)
     assert p["ua_ci95"][0] < p["ua"] < p["ua_ci95"][1]
+    assert p["ua_mean_ci95"][0] < on_disk["mean"]["ua"] < p["ua_mean_ci95"][1]
+    # speakers resampled (4 a fold): wider than the utterance interval, and each utterance names its speaker
+    assert p["bootstrap"]["clusters"] == "speaker"
+    assert p["ua_ci95"][1] - p["ua_ci95"][0] != p["ua_ci95_utterance"][1] - p["ua_ci95_utterance"][0]
+    assert all(v[3] == f"{u.split('-')[0]}-s{int(u[-3:]) % 4}" for u, v in on_disk["utterances"].items())
     mean_cm = np.mean([skm.confusion_matrix([ref[u] for u in read_pairs(d / f / "utt2pred")],
                                             list(read_pairs(d / f / "utt2pred").values()),
                                             labels=LABELS, normalize="true") for f in FOLDS], axis=0)

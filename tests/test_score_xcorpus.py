@@ -86,9 +86,9 @@ def test_scores_and_writes_the_row(xexp, capsys, monkeypatch):
     assert row[1:4] == ["iemocap_4cls_exc", "trained on IEMOCAP_full_release, tested on IEMOCAP_B", "1"]
     assert row[7] == f"{100 * res['pooled']['ua']:.1f}"
     lo, hi = res["pooled"]["ua_ci95"]
-    assert row[10] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert row[11] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     # the same ids and labels on corpus A are other recordings: never paired with tdnn_l12
-    assert row[11] == "n/a: tested on another corpus" and rows["tdnn_l12"][11] == "(reference)"
+    assert row[12] == "n/a: tested on another corpus" and rows["tdnn_l12"][12] == "(reference)"
     assert res["test_corpus"] == "IEMOCAP_B"
 
 

@@ -72,7 +72,8 @@ def _cross_validation(system_dir: Path | None) -> tuple[dict, dict | None]:
     res = json.loads(res_path.read_text())
     keep = {k: res[k] for k in ("mean", "std") if k in res}
     if "pooled" in res:
-        keep["pooled"] = {k: res["pooled"][k] for k in ("n", "ua", "wa", "macro_f1", "ua_ci95")
+        keep["pooled"] = {k: res["pooled"][k] for k in ("n", "ua", "wa", "macro_f1", "ua_ci95", "ua_mean_ci95",
+                                                           "bootstrap")
                           if k in res["pooled"]}
     keep["folds"] = [f.get("fold") for f in res.get("folds", [])]
     return meta, keep
