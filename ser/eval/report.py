@@ -37,7 +37,7 @@ REFERENCE_SYSTEM = "tdnn_l12"
 PAPER1 = {  # Zhou & Beigi: TDNN-F transfer from TED-LIUM ASR, IEMOCAP 4 classes, leave-one-session-out
     "cv_ua": 71.7,
     "per_session_ua": {"Ses01": 65.3, "Ses02": 78.9, "Ses03": 71.1, "Ses04": 73.9, "Ses05": 69.3},
-    "table2_ses5": {"prefinal-l": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},
+    "table2_ses5": {"prefinal": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},  # rows: Table 2's
     "prior_work_ua": {"RNN-ELM": 63.9, "Conv-LSTM": 68.8, "CTC-BLSTM": 54.0},
 }
 P1_SET = "4 classes, ang / exc→hap / neu / sad (4936 turns)"
