@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from ser.eval.classes import shown_labels
 from ser.eval.scoring import ScoringError, score_system
 
 LABELS = ["ang", "hap", "neu", "sad"]
@@ -227,3 +228,17 @@ def test_reference_errors(tmp_path):
     (d / "meta.json").write_text(json.dumps({"protocol": "speaker"}))
     with pytest.raises(ScoringError, match="meta.json: protocol 'speaker' differs from --protocol 'session'"):
         score_system(d, ref, protocol="session")
+
+
+def test_paper1_hap_is_shown_as_exc_and_paper2_hap_as_happiness(scored, tmp_path):
+    """Issue 24.4: paper 1's set calls IEMOCAP's excited turns hap; tables and figures show hap(exc), the
+    data and results.json keep the machine label; paper 2's hap (happiness) is shown as it is."""
+    d, _, res = scored
+    md = (d / "results.md").read_text()
+    assert "| hap(exc) |" in md and "| ref \\ decided | ang | hap(exc) | neu | sad |" in md and "excited" in md
+    assert res["labels"] == LABELS and "hap" in LABELS
+    assert shown_labels("iemocap_4cls_exc", LABELS) == ["hap(exc)" if x == "hap" else x for x in LABELS]
+    assert shown_labels("iemocap_impro_agree", LABELS) == LABELS
+    d2, _ = write_system(tmp_path, "dense", {"Ses01": 20, "Ses02": 20}, set_name="iemocap_impro_agree")
+    md2 = score_system(d2, tmp_path / "data" / "iemocap_impro_agree") and (d2 / "results.md").read_text()
+    assert "hap(exc)" not in md2 and "| hap |" in md2

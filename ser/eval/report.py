@@ -40,7 +40,7 @@ PAPER1 = {  # Zhou & Beigi: TDNN-F transfer from TED-LIUM ASR, IEMOCAP 4 classes
     "table2_ses5": {"prefinal": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},  # rows: Table 2's
     "prior_work_ua": {"RNN-ELM": 63.9, "Conv-LSTM": 68.8, "CTC-BLSTM": 54.0},
 }
-P1_SET = "4 classes, ang / exc→hap / neu / sad (4936 turns)"
+P1_SET = "4 classes, ang / hap(exc) / neu / sad (4936 turns; hap(exc): IEMOCAP's excited, which paper 1 names hap)"
 P2_SET = "improvised turns, all evaluators agree, ang / hap / neu / sad (500 / 94 / 392 / 467)"
 PAPER2 = {  # Andova et al.: DeepSpeech first-layer features, IEMOCAP improvised, all evaluators agree
     "majority": 34, "openSMILE + RandomForest": 67,

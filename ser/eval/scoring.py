@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.eval import significance
+from ser.eval.classes import label_note, shown_labels
 from ser.eval.metrics import confusion_counts, f1_from_confusion, row_normalise, ua_from_confusion
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.datadir import DataDirError, read_kv
@@ -358,8 +359,10 @@ def _fold_table(res: dict) -> list[str]:
 
 def results_markdown(res: dict) -> str:
     """results.md of one system: per-fold table, mean ± std, pooled, CI, mean confusion."""
-    p, labels = res["pooled"], res["labels"]
+    p, labels = res["pooled"], shown_labels(res["set"], res["labels"])
     out = [f"# {res['system']}: set {res['set'] or 'n/a'}, protocol {res['protocol'] or 'n/a'}", ""]
+    if label_note(res["set"]):
+        out += [label_note(res["set"]), ""]
     if res.get("description"):
         out += [res["description"], ""]
     out += [f"Scored against `{res['reference']}`: {p['n']} of its {res['n_reference']} utterances tested, "
@@ -410,7 +413,8 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
     res["utterances"] = {u: [f, out.labels[r], out.labels[h], sp]
                          for u, f, r, h, sp in sorted(zip(out.utts, out.fold_of, out.ref, out.hyp, out.spk))}
     title = f"{res['system']}: mean of {len(out.folds)} fold(s), row-normalised"
-    write_confusion_png(system_dir / "confusion.png", np.array(res["confusion_mean"]), out.labels, title)
+    write_confusion_png(system_dir / "confusion.png", np.array(res["confusion_mean"]),
+                        shown_labels(res["set"], out.labels), title)
     atomic_write_text(system_dir / "results.md", results_markdown(res))
     atomic_write_text(system_dir / "results.json", json.dumps(res, indent=1) + "\n")
     log.info("%s: UA %s (pooled %s) over %d fold(s)", res["system"],
