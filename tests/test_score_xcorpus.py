@@ -131,6 +131,9 @@ def test_overlap_with_the_training_set_is_measured_and_printed(xexp, capsys, mon
     assert score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)]) == 0
     assert f"0 of its {N} turns read a sentence" in capsys.readouterr().out
     assert json.loads((xexp["system"] / "meta.json").read_text())["overlap"]["shared_speaker_names"] == []
-    (xexp["data_a"] / "text").unlink()
-    with pytest.raises(ScoringError, match="text"):
+    (xexp["data_a"] / "text").unlink()   # not compared, and said so
+    assert score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)]) == 0
+    assert f"sentences not compared (no {xexp['data_a'] / 'text'})" in capsys.readouterr().out
+    (xexp["data_a"] / "utt2spk").unlink()
+    with pytest.raises(ScoringError, match="utt2spk"):
         score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)])

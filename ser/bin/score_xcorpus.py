@@ -54,22 +54,30 @@ def _table(data: Path, name: str) -> dict[str, str]:
 
 
 def overlap(train_data: Path, test_data: Path) -> dict:
-    """Sentences and speaker names the test set shares with the training set (their ``text``, ``utt2spk``)."""
+    """Sentences and speaker names the test set shares with the training set (their ``text``, ``utt2spk``;
+    without a ``text`` on either side the sentences are not compared: ``no_text`` names the file)."""
+    train_spk, test_spk = set(_table(train_data, "utt2spk").values()), set(_table(test_data, "utt2spk").values())
+    out = {"train_data": str(train_data), "test_speakers": sorted(test_spk),
+           "shared_speaker_names": sorted(train_spk & test_spk)}
+    missing = [d / "text" for d in (train_data, test_data) if not (d / "text").is_file()]
+    if missing:
+        return {**out, "no_text": str(missing[0])}
     train_text = {_sentence(t) for t in _table(train_data, "text").values()} - {""}
     test_text = {u: _sentence(t) for u, t in _table(test_data, "text").items()}
     shared = sorted({s for s in test_text.values() if s in train_text})
-    train_spk, test_spk = set(_table(train_data, "utt2spk").values()), set(_table(test_data, "utt2spk").values())
-    return {"train_data": str(train_data), "test_turns": len(test_text),
+    return {**out, "test_turns": len(test_text),
             "test_turns_with_a_training_sentence": sum(s in train_text for s in test_text.values()),
-            "shared_sentences": len(shared), "shared_sentence_examples": shared[:3],
-            "test_speakers": sorted(test_spk), "shared_speaker_names": sorted(train_spk & test_spk)}
+            "shared_sentences": len(shared), "shared_sentence_examples": shared[:3]}
 
 
 def overlap_text(o: dict) -> str:
     """One sentence on what :func:`overlap` found."""
-    text = (f"{o['test_turns_with_a_training_sentence']} of its {o['test_turns']} turns read a sentence of the "
-            f"training transcripts ({o['shared_sentences']} distinct"
-            + (f", e.g. {o['shared_sentence_examples'][0]!r}" if o["shared_sentences"] else "") + "); ")
+    if "no_text" in o:
+        text = f"sentences not compared (no {o['no_text']}); "
+    else:
+        text = (f"{o['test_turns_with_a_training_sentence']} of its {o['test_turns']} turns read a sentence of "
+                f"the training transcripts ({o['shared_sentences']} distinct"
+                + (f", e.g. {o['shared_sentence_examples'][0]!r}" if o["shared_sentences"] else "") + "); ")
     names = o["shared_speaker_names"]
     text += (f"{len(names)} of its {len(o['test_speakers'])} speaker names are also training speaker names"
              + (f" ({', '.join(names)}: the data dirs cannot tell whether these are the same voices)" if names
