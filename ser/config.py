@@ -139,7 +139,7 @@ class SerConfig:
     systems: list[str] = field(default_factory=lambda: ["tdnn_l12", "tdnn_l13", "tdnn_prefinal",
                                                         "tdnn_scratch", "tdnn_l12_uttivec"])
     layer: str = "tdnnf12"                         # paper 1's 12th TDNN layer (Kaldi's name)
-    prefinal_layer: str = "prefinal-l"             # the linear prefinal layer (Table 2)
+    prefinal_layer: str = "prefinal-chain"         # Table 2: paper 1's 1024-dim prefinal layer (README)
     layer_selection_folds: list[str] = field(default_factory=lambda: ["Ses05"])  # Table 2: test on session 5
     hidden_dim: int = 1024                         # the head's dense layer (paper: not given; layer width)
     primary_lr_factor: float = 0.25                # transferred layers' rate factor (Kaldi; 0 = frozen)

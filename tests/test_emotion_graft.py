@@ -103,3 +103,24 @@ def test_frozen_body_cache_gives_the_uncached_training(fold, tmp_path):
     _, plain = _train(fold, tmp_path / "b", 0.0, cache=False)
     for k in cached:
         torch.testing.assert_close(cached[k], plain[k], rtol=1e-4, atol=1e-5)
+
+
+def test_table2_prefinal_row_grafts_on_prefinal_chain_of_the_mini_network():
+    """Issue 24.2: paper 1's "fully connected prefinal layer of 1024 dimension" is tdnn_1g's prefinal-chain
+    (prefinal-layer big-dim 1024), the shipped configs graft Table 2's prefinal row there, and on the mini
+    network of conf/mini.yaml the head reads its small-dim output (64, as prefinal-l: the same head cost)."""
+    from ser.config import SerConfig, load
+    from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel
+
+    assert SerConfig().prefinal_layer == "prefinal-chain"
+    for conf in ("conf/mini.yaml", "conf/paper.yaml"):
+        assert load(conf).ser.prefinal_layer == "prefinal-chain"
+    assert TdnnfConfig().prefinal_big_dim == 1024
+    cfg = TdnnfConfig.mini(30, feat_dim=FEAT_DIM, ivector_dim=IVEC_DIM)
+    net = TdnnfModel(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    assert net.layer_dim("prefinal-chain") == net.layer_dim("prefinal-l") == cfg.prefinal_small_dim == 64
+    assert body_layers(net, "prefinal-chain")[-2:] == ["prefinal-l", "prefinal-chain"]
+    g = make_grafted_model(net, "prefinal-chain", 16, 4, 0.25, False)
+    assert "output" not in g.body.layers and "prefinal-xent" not in g.body.layers
+    out = g.eval()(torch.randn(2, 100 + 56, FEAT_DIM), torch.randn(2, IVEC_DIM))
+    assert out.shape == (2, 34, 4) and torch.isfinite(out).all()

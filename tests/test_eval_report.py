@@ -72,10 +72,10 @@ def test_report_rows_tests_and_links(scored_exp):
     assert r["tdnn_l12"][4] == f"{100 * res['mean']['ua']:.1f} ± {100 * res['std']['ua']:.1f}"
     assert r["tdnn_l12"][7] == f"{100 * res['pooled']['ua']:.1f}"
     lo, hi = res["pooled"]["ua_ci95"]
-    assert r["tdnn_l12"][10] == f"[{100 * lo:.1f}, {100 * hi:.1f}]" and r["tdnn_l12"][11] == "(reference)"
-    assert r["tdnn_scratch"][11].startswith("+") and float(r["tdnn_scratch"][12]) < 0.01
-    assert "on the 31 common utterances" in r["tdnn_l13"][11]
-    assert r["dense"][1:3] == ["iemocap_impro_agree", "speaker"] and r["dense"][11] == "n/a: different test sets"
+    assert r["tdnn_l12"][11] == f"[{100 * lo:.1f}, {100 * hi:.1f}]" and r["tdnn_l12"][12] == "(reference)"
+    assert r["tdnn_scratch"][12].startswith("+") and float(r["tdnn_scratch"][13].split()[0]) < 0.01
+    assert "on the 31 common utterances" in r["tdnn_l13"][12]
+    assert r["dense"][1:3] == ["iemocap_impro_agree", "speaker"] and r["dense"][12] == "n/a: different test sets"
     assert "not scored yet" in r["tdnn_l12_uttivec"] and "cache" not in r
     assert "[confusion](ser/tdnn_l12/confusion.png)" in md and "[confusion](ser/dense/" not in md
     assert "[Ses01/training_curve](ser/tdnn_l12/Ses01/training_curve.png)" in md
@@ -91,12 +91,12 @@ def test_reference_of_another_protocol_is_tdnn_l12_run_there(exp_copy):
                         set_name="iemocap_impro_agree")
     assert score_ser.main(["--protocol", "speaker", str(root / "data" / "iemocap_impro_agree"), str(d)]) == 0
     r = rows((exp_copy / "results.md").read_text())
-    assert r["tdnn_l12_impro_agree_speaker"][11] == "(reference)" and r["tdnn_l12"][11] == "(reference)"
+    assert r["tdnn_l12_impro_agree_speaker"][12] == "(reference)" and r["tdnn_l12"][12] == "(reference)"
     a, b = (json.loads((exp_copy / "ser" / n / "results.json").read_text())
             for n in ("dense", "tdnn_l12_impro_agree_speaker"))
     t, note = compare(a, b)
-    assert note == "" and r["dense"][11] == f"{100 * t.diff:+.1f} vs tdnn_l12_impro_agree_speaker"
-    assert r["tdnn_scratch"][11].startswith("+") and "vs" not in r["tdnn_scratch"][11]
+    assert note == "" and r["dense"][12] == f"{100 * t.diff:+.1f} vs tdnn_l12_impro_agree_speaker"
+    assert r["tdnn_scratch"][12].startswith("+") and "vs" not in r["tdnn_scratch"][12]
 
 
 def test_published_figures_section(tmp_path):
@@ -104,7 +104,7 @@ def test_published_figures_section(tmp_path):
     write_results_report(tmp_path / "exp")
     md = (tmp_path / "exp" / "results.md").read_text()
     assert "## Published figures (real IEMOCAP, not comparable with the embedded corpus)" in md
-    for figure in ("UA 71.7", "65.3 / 78.9 / 71.1 / 73.9 / 69.3", "prefinal-l 63.4, tdnnf13 69.3, tdnnf12 66.7",
+    for figure in ("UA 71.7", "65.3 / 78.9 / 71.1 / 73.9 / 69.3", "prefinal 63.4, tdnnf13 69.3, tdnnf12 66.7",
                    "| majority | improvised", "accuracy 34%", "openSMILE + RandomForest", "accuracy 67%",
                    "| Dense | ", "accuracy 58%", "| LSTM |", "accuracy 7%", "accuracy 26%", "accuracy 66%",
                    "leave-one-speaker-out", "session (5 folds)"):
@@ -123,7 +123,9 @@ def test_paired_test_in_report_equals_direct_call(scored_exp):
     hb = np.array([code[b["utterances"][u][2]] for u in utts])
     fold_index = {f: i for i, f in enumerate(sorted(FOLDS))}
     folds = np.array([fold_index[a["utterances"][u][0]] for u in utts])
-    assert note == "" and t == paired_test(ref, ha, hb, folds, 4)
+    _, spk = np.unique([a["utterances"][u][3] for u in utts], return_inverse=True)   # the speaker clusters
+    assert note == "" and t == paired_test(ref, ha, hb, folds, 4, clusters=spk)
+    assert a["pooled"]["bootstrap"]["clusters"] in ("speaker", "utterance")
     assert t.diff == pytest.approx(a["pooled"]["ua"] - b["pooled"]["ua"], abs=1e-12)
 
 
@@ -160,7 +162,7 @@ def test_programs_fail_with_one_line(exp_copy, tmp_path, capsys):
     assert len(err.splitlines()) == 1
     (exp / "ser" / "tdnn_l13" / "results.json").write_text('{"schema": 0}')
     assert run_program(make_results_report.main, [str(exp)]) == 1
-    assert "tdnn_l13/results.json: not a schema-1 results file" in capsys.readouterr().err
+    assert "tdnn_l13/results.json: not a schema-2 results file" in capsys.readouterr().err
     assert run_program(make_results_report.main, [str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.strip() == f"make_results_report: {tmp_path / 'nowhere'}: no such experiment directory"
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from ser.eval.classes import shown_labels
 from ser.eval.scoring import ScoringError, score_system
 
 LABELS = ["ang", "hap", "neu", "sad"]
@@ -48,6 +49,8 @@ def write_system(root: Path, name: str, folds: dict[str, int], seed: int = 0, ac
     data = root / "data" / set_name
     data.mkdir(parents=True, exist_ok=True)
     (data / "utt2emo").write_text("".join(f"{u} {e}\n" for u, e in sorted(reference.items())))
+    # four speakers a fold (the bootstrap's clusters): <fold>-s<i % 4>
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}-s{int(u[-3:]) % 4}\n" for u in sorted(reference)))
     return d, reference
 
 
@@ -83,7 +86,7 @@ def test_results_equal_sklearn_end_to_end(scored):
     d, ref, res = scored
     on_disk = json.loads((d / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
-    assert on_disk["schema"] == 1 and on_disk["labels"] == LABELS
+    assert on_disk["schema"] == 2 and on_disk["labels"] == LABELS
     assert (on_disk["set"], on_disk["protocol"]) == ("iemocap_4cls_exc", "session")
     all_r, all_h, uas = [], [], []
     for f, fold in zip(on_disk["folds"], FOLDS):
@@ -105,6 +108,11 @@ def test_results_equal_sklearn_end_to_end(scored):
     assert p["wa"] == pytest.approx(skm.accuracy_score(all_r, all_h), abs=1e-12)
     assert p["macro_f1"] == pytest.approx(sk(skm.f1_score, all_r, all_h, average="macro"), abs=1e-12)
     assert p["ua_ci95"][0] < p["ua"] < p["ua_ci95"][1]
+    assert p["ua_mean_ci95"][0] < on_disk["mean"]["ua"] < p["ua_mean_ci95"][1]
+    # speakers resampled (4 a fold): wider than the utterance interval, and each utterance names its speaker
+    assert p["bootstrap"]["clusters"] == "speaker"
+    assert p["ua_ci95"][1] - p["ua_ci95"][0] != p["ua_ci95_utterance"][1] - p["ua_ci95_utterance"][0]
+    assert all(v[3] == f"{u.split('-')[0]}-s{int(u[-3:]) % 4}" for u, v in on_disk["utterances"].items())
     mean_cm = np.mean([skm.confusion_matrix([ref[u] for u in read_pairs(d / f / "utt2pred")],
                                             list(read_pairs(d / f / "utt2pred").values()),
                                             labels=LABELS, normalize="true") for f in FOLDS], axis=0)
@@ -220,3 +228,17 @@ def test_reference_errors(tmp_path):
     (d / "meta.json").write_text(json.dumps({"protocol": "speaker"}))
     with pytest.raises(ScoringError, match="meta.json: protocol 'speaker' differs from --protocol 'session'"):
         score_system(d, ref, protocol="session")
+
+
+def test_paper1_hap_is_shown_as_exc_and_paper2_hap_as_happiness(scored, tmp_path):
+    """Issue 24.4: paper 1's set calls IEMOCAP's excited turns hap; tables and figures show hap(exc), the
+    data and results.json keep the machine label; paper 2's hap (happiness) is shown as it is."""
+    d, _, res = scored
+    md = (d / "results.md").read_text()
+    assert "| hap(exc) |" in md and "| ref \\ decided | ang | hap(exc) | neu | sad |" in md and "excited" in md
+    assert res["labels"] == LABELS and "hap" in LABELS
+    assert shown_labels("iemocap_4cls_exc", LABELS) == ["hap(exc)" if x == "hap" else x for x in LABELS]
+    assert shown_labels("iemocap_impro_agree", LABELS) == LABELS
+    d2, _ = write_system(tmp_path, "dense", {"Ses01": 20, "Ses02": 20}, set_name="iemocap_impro_agree")
+    md2 = score_system(d2, tmp_path / "data" / "iemocap_impro_agree") and (d2 / "results.md").read_text()
+    assert "hap(exc)" not in md2 and "| hap |" in md2

@@ -90,6 +90,9 @@ def test_export_provenance_from_the_system_dir(system, tmp_path):
     assert info["system"] == "tdnn_x" and info["set"] == "iemocap_4cls_exc" and info["corpus"] == "IEMOCAP"
     assert info["cross_validation"]["mean"]["ua"] == 0.6 and info["cross_validation"]["folds"] == ["Ses01", "Ses02"]
     assert info["cross_validation"]["pooled"]["ua_ci95"] == [0.4, 0.8]
+    # paper 1's hap is IEMOCAP's excited: the export says so beside the machine labels (issue 24.4)
+    assert info["labels"] == CLASSES and info["shown_labels"] == [
+        "hap(exc)" if c == "hap" else c for c in CLASSES] and "excited" in info["label_note"]
 
 
 def test_export_rejects_incomplete_inputs(system, tmp_path, capsys):

@@ -145,3 +145,29 @@ def test_paper2_systems_write_the_layout_and_score(tmp_path) -> None:
     t2 = (exp / "ser" / "paper2_table2.md").read_text()
     assert "| Dense | 25.0 [34]" in t2.replace(f"{100 * maj['pooled']['wa']:.1f}", "25.0")
     assert "| ds_lstm | not run |" in t2 and (exp / "ser" / "paper2_fig3.png") in paths
+
+
+def test_baselines_train_on_every_training_speaker(tmp_path) -> None:
+    """Issue 24.5: RF and majority select nothing on validation, so the validation speaker trains: each fold
+    trains on train + valid (no validation figures), the heads keep their validation speaker."""
+    d, feats = _iemocap_set(tmp_path / "data", 6)
+    folds = write_folds(d, "speaker")
+    exp = tmp_path / "exp"
+    for system in ("majority", "rf"):
+        meta = run_system(system, feats, folds, exp / "ser" / system, system_options(
+            system, HeadOptions(), 10, 3, 0), "set", "")
+        for f in meta["folds"]:
+            n = {p: len(DataDir.load(folds / f / p).utts) for p in ("train", "valid")}
+            info = json.loads((exp / "ser" / system / f / "valid.json").read_text())
+            assert n["valid"] > 0 and info["num_train_utts"] == n["train"] + n["valid"]
+            assert "ua" not in info and meta["valid"][f] == {"num_valid_utts": 0}
+        score_system(exp / "ser" / system, d / "utt2emo", protocol="speaker")   # meta.json still scores
+    # majority: the most frequent class of train + valid (ties to the first label)
+    f = meta["folds"][0]
+    emo = DataDir.load(d).extra("utt2emo")
+    names = [emo[u] for p in ("train", "valid") for u in DataDir.load(folds / f / p).utts]
+    counts = {lab: names.count(lab) for lab in LABELS}
+    best = max(LABELS, key=lambda lab: (counts[lab], -LABELS.index(lab)))
+    assert set((exp / "ser" / "majority" / f / "utt2pred").read_text().split()[1::2]) == {best}
+    heads = system_options("ds_dense", HeadOptions(), 10, 3, 0)
+    assert "train_parts" not in heads

@@ -86,9 +86,9 @@ def test_scores_and_writes_the_row(xexp, capsys, monkeypatch):
     assert row[1:4] == ["iemocap_4cls_exc", "trained on IEMOCAP_full_release, tested on IEMOCAP_B", "1"]
     assert row[7] == f"{100 * res['pooled']['ua']:.1f}"
     lo, hi = res["pooled"]["ua_ci95"]
-    assert row[10] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert row[11] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     # the same ids and labels on corpus A are other recordings: never paired with tdnn_l12
-    assert row[11] == "n/a: tested on another corpus" and rows["tdnn_l12"][11] == "(reference)"
+    assert row[12] == "n/a: tested on another corpus" and rows["tdnn_l12"][12] == "(reference)"
     assert res["test_corpus"] == "IEMOCAP_B"
 
 
@@ -102,3 +102,38 @@ def test_every_utterance_needs_a_decision(xexp):
     with pytest.raises(ScoringError, match="utterance Ses09F-x is not in"):
         score_xcorpus.main(_argv(xexp))
     assert not (xexp["system"] / "results.json").exists()
+
+
+def test_overlap_with_the_training_set_is_measured_and_printed(xexp, capsys, monkeypatch):
+    """Issue 24.7: the description states the sentences and speaker names found in both sets, not an assumption."""
+    monkeypatch.setattr("ser.eval.scoring.write_confusion_png", lambda path, *a, **k: path.write_bytes(b"png"))
+    utts = sorted(xexp["ref"])
+    a_utts = [u.replace("Ses01F-", "Ses03M-") for u in utts[:5]] + ["Ses01F-shared_F000"]
+    _table(xexp["data_a"] / "text", {**{u: f"a training sentence number {i}" for i, u in enumerate(a_utts)},
+                                     "Ses01F-shared_F000": "The kettle is ON the stove."})
+    _table(xexp["data_a"] / "utt2spk", {**{u: "Ses03M" for u in a_utts[:5]}, "Ses01F-shared_F000": "Ses01F"})
+    # B: two turns read A's sentence (punctuation and case aside); speakers Ses01F (a name A uses) and Ses02M
+    _table(xexp["data"] / "text", {u: ("the kettle is on the stove" if i < 2 else f"b sentence {i}")
+                                   for i, u in enumerate(utts)})
+    _table(xexp["data"] / "utt2spk", {u: ("Ses01F" if i % 2 else "Ses02M") for i, u in enumerate(utts)})
+    assert score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)]) == 0
+    out = capsys.readouterr().out
+    assert f"2 of its {N} turns read a sentence of the training transcripts (1 distinct" in out
+    assert "1 of its 2 speaker names are also training speaker names (Ses01F:" in out
+    meta = json.loads((xexp["system"] / "meta.json").read_text())
+    o = meta["overlap"]
+    assert (o["test_turns_with_a_training_sentence"], o["shared_sentences"], o["shared_speaker_names"]) == \
+        (2, 1, ["Ses01F"])
+    assert "2 of its 40 turns" in meta["description"] and "shares no speaker" not in meta["description"]
+    # disjoint sets: 0 and 0, said as found
+    _table(xexp["data"] / "text", {u: f"b sentence {i}" for i, u in enumerate(utts)})
+    _table(xexp["data"] / "utt2spk", {u: "Ses09F" for u in utts})
+    assert score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)]) == 0
+    assert f"0 of its {N} turns read a sentence" in capsys.readouterr().out
+    assert json.loads((xexp["system"] / "meta.json").read_text())["overlap"]["shared_speaker_names"] == []
+    (xexp["data_a"] / "text").unlink()   # not compared, and said so
+    assert score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)]) == 0
+    assert f"sentences not compared (no {xexp['data_a'] / 'text'})" in capsys.readouterr().out
+    (xexp["data_a"] / "utt2spk").unlink()
+    with pytest.raises(ScoringError, match="utt2spk"):
+        score_xcorpus.main(["--train-data", str(xexp["data_a"]), *_argv(xexp)])

@@ -12,7 +12,7 @@
 # Config: ser.* (every choice below), nj (trainings at once), device.  Systems (exp/ser/<system>/):
 #   tdnn_l12          head on $ser_layer (tdnnf12), per-speaker online i-vectors, every fold   (Table 3)
 #   tdnn_l13          head on tdnnf13, the layer-selection folds (Ses05)                         (Table 2)
-#   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-l), the layer-selection folds        (Table 2)
+#   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-chain), the layer-selection folds    (Table 2)
 #   tdnn_scratch      the same network from random initialisation, every layer at the full rate (Table 3)
 #   tdnn_l12_uttivec  as tdnn_l12 with per-utterance online i-vectors (what one recording gets)
 # Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $train_cmd:
@@ -33,7 +33,8 @@
 #   tdnn_scratch      26.4  31.8  52.7  25.0  25.4        32.3 ± 11.7     31.7       28.9
 #   transfer - scratch 8.6  12.8 -13.3  18.5  13.8         8.1
 #   Table 2 (Ses05): test UA / valid UA  prefinal-l 40.3 / 41.0, tdnnf13 42.4 / 43.0, tdnnf12 39.3 / 45.2
-#   (validation picks tdnnf12, as paper 1)
+#   (validation picks tdnnf12, as paper 1; measured with the prefinal row on prefinal-l, before it moved to
+#   prefinal-chain: unmeasured there)
 #   Run to run: the fresh clone before (stages 4 and 6 then differed in float rounding only: the i-vector
 #   precisions summed in another order, the LF-MMI denominator's scaling applied elsewhere) gave tdnn_l12
 #   35.4 ± 7.2, tdnn_l12_uttivec 43.3 ± 5.7, tdnn_scratch 30.7 ± 9.2: on ~110 test turns a fold moves by up

@@ -2,9 +2,9 @@
 
     steps/ser/make_results_report.sh [exp]
 
-One row per system x protocol: UA, WA, macro-F1 (mean ± std over folds and pooled), a
-95% bootstrap interval of the pooled UA, a paired test against tdnn_l12, links to the
-figures, and the papers' published figures (ser.eval.report).
+One row per system x protocol: UA, WA, macro-F1 (mean ± std over folds and pooled), 95%
+speaker-bootstrap intervals of the mean-of-folds and the pooled UA, paired tests against tdnn_l12
+(Holm-adjusted beside the raw p), links to the figures, and the papers' published figures (ser.eval.report).
 """
 
 from __future__ import annotations

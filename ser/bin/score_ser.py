@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     m, s, pooled = res["mean"], res["std"], res["pooled"]
     std = "n/a" if s["ua"] is None else f"{100 * s['ua']:.1f}"
     print(f"{res['system']}: UA {100 * m['ua']:.1f} ± {std} over {len(res['folds'])} fold(s), "
-          f"pooled UA {100 * pooled['ua']:.1f} [{100 * pooled['ua_ci95'][0]:.1f}, {100 * pooled['ua_ci95'][1]:.1f}], "
+          f"pooled UA {100 * pooled['ua']:.1f} [{100 * pooled['ua_ci95'][0]:.1f}, {100 * pooled['ua_ci95'][1]:.1f}] "
+          f"({pooled['bootstrap']['clusters']}s resampled), "
           f"WA {100 * pooled['wa']:.1f}, macro-F1 {100 * pooled['macro_f1']:.1f} "
           f"-> {Path(a.system_dir) / 'results.md'}" + (f", {report}" if report else ""))
     return 0

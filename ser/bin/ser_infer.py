@@ -147,7 +147,7 @@ def classify(rec: EmotionRecognizer, r, a: argparse.Namespace) -> Classification
     fp = rec.frame_posteriors(r.blocks(), r.id, r.where)
     tl = Timeline.from_frames(fp, rec.labels, a.window, a.shift)
     out = Path(a.timeline) / timeline_name(r.id)
-    tl.write_png(out.with_name(out.name + ".png"))
+    tl.write_png(out.with_name(out.name + ".png"), rec.shown_labels)
     tl.write_csv(out.with_name(out.name + ".csv"))
     return Classification.of(r.id, rec.labels, fp.posteriors.double().mean(0), fp.duration)
 

@@ -5,8 +5,10 @@ of every emotion system (INTERFACES.md §5): ``<system>/labels.txt``, ``<system>
 
 Each fold reads its ``{train,valid,test}`` data dirs (utterance lists, ``utt2emo``, ``utt2spk``) and takes
 the features from a separate data dir (``feats.scp`` of all the set's utterances: layer_1 features or
-openSMILE functionals).  The test part is predicted once, by the model chosen on ``valid``.  A fold whose
-``valid.json`` records the same options is kept (re-running is a no-op).
+openSMILE functionals).  The test part is predicted once, by the model chosen on ``valid``.  The baselines
+(random forest, majority) choose nothing on validation, so they train on ``train`` and ``valid`` together:
+every training speaker (their ``valid.json`` has no validation figures).  A fold whose ``valid.json``
+records the same options is kept (re-running is a no-op).
 """
 
 from __future__ import annotations
@@ -53,19 +55,18 @@ def _part(fold_dir: Path, part: str, feats: MatrixTable, labels: list[str]) -> t
 
 
 def _predict(system: str, train: Utterances, spk: list[str], valid: Utterances, test: Utterances,
-             labels: list[str], opts: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(validation posteriors, test posteriors) of one system trained on ``train``."""
+             labels: list[str], opts: dict) -> tuple[np.ndarray | None, np.ndarray]:
+    """(validation posteriors, test posteriors) of one system trained on ``train``; a baseline, which
+    selects nothing, trains on ``train`` + ``valid`` and has no validation posteriors (None)."""
     if system in HEADS:
         head = train_head(system, train, spk, valid, len(labels), HeadOptions(**opts["heads"]))
         return head.predict(valid.x).numpy(), head.predict(test.x).numpy()
-    names = [labels[int(c)] for c in train.y]
+    every = Utterances(list(train.x) + list(valid.x), torch.cat([train.y, valid.y]))
+    names = [labels[int(c)] for c in every.y]
     if system == "majority":
-        return (baselines.majority(names, len(valid.y), labels).post,
-                baselines.majority(names, len(test.y), labels).post)
+        return None, baselines.majority(names, len(test.y), labels).post
     rows = lambda u: torch.cat([x[:1] for x in u.x]).double().numpy()  # noqa: E731 - one row per utterance
-    both = np.concatenate([rows(valid), rows(test)])
-    post = baselines.random_forest(rows(train), names, both, labels, **opts["rf"]).post
-    return post[:len(valid.y)], post[len(valid.y):]
+    return None, baselines.random_forest(rows(every), names, rows(test), labels, **opts["rf"]).post
 
 
 def run_fold(system: str, fold_dir: Path, feats: MatrixTable, labels: list[str], out: Path, opts: dict) -> dict:
@@ -88,9 +89,12 @@ def run_fold(system: str, fold_dir: Path, feats: MatrixTable, labels: list[str],
         f"{u} {' '.join(f'{p:.6f}' for p in row)}\n" for u, row in zip(test_utts, t_post)))
     atomic_write_text(out / "utt2pred", "".join(
         f"{u} {labels[int(row.argmax())]}\n" for u, row in zip(test_utts, t_post)))
-    v_hyp = v_post.argmax(axis=1)
-    info = {"ua": unweighted_accuracy(valid.y.numpy(), v_hyp), "wa": weighted_accuracy(valid.y.numpy(), v_hyp),
-            "num_valid_utts": len(valid.y), "num_train_utts": len(train.y), "options": opts}
+    if v_post is None:   # a baseline: the validation speaker trained
+        info = {"num_valid_utts": 0, "num_train_utts": len(train.y) + len(valid.y), "options": opts}
+    else:
+        v_hyp = v_post.argmax(axis=1)
+        info = {"ua": unweighted_accuracy(valid.y.numpy(), v_hyp), "wa": weighted_accuracy(valid.y.numpy(), v_hyp),
+                "num_valid_utts": len(valid.y), "num_train_utts": len(train.y), "options": opts}
     atomic_write_text(done, json.dumps(info, indent=1) + "\n")
     return info
 
@@ -101,9 +105,11 @@ def system_options(system: str, heads: HeadOptions, rf_trees: int, rf_max_depth:
         raise ValueError(f"unknown system {system!r}; systems are {', '.join(SYSTEMS)}")
     if system in HEADS:
         return {"system": system, "heads": asdict(heads)}
+    # the baselines train on the validation speaker too (the key also re-runs a fold made before)
     if system == "rf":
-        return {"system": system, "rf": {"seed": seed, "n_estimators": rf_trees, "max_depth": rf_max_depth}}
-    return {"system": system}
+        return {"system": system, "rf": {"seed": seed, "n_estimators": rf_trees, "max_depth": rf_max_depth},
+                "train_parts": ["train", "valid"]}
+    return {"system": system, "train_parts": ["train", "valid"]}
 
 
 def run_system(system: str, feats_dir: Path, folds_dir: Path, system_dir: Path, opts: dict,
@@ -115,8 +121,12 @@ def run_system(system: str, feats_dir: Path, folds_dir: Path, system_dir: Path, 
     valid = {}
     for f in folds:
         info = run_fold(system, folds_dir / f, feats, labels, system_dir / f, opts)
-        valid[f] = {k: info[k] for k in ("ua", "wa", "num_valid_utts")}
-        log.info("%s %s: validation UA %.3f WA %.3f", system_dir.name, f, info["ua"], info["wa"])
+        valid[f] = {k: info[k] for k in ("ua", "wa", "num_valid_utts") if k in info}
+        if "ua" in info:
+            log.info("%s %s: validation UA %.3f WA %.3f", system_dir.name, f, info["ua"], info["wa"])
+        else:
+            log.info("%s %s: trained on %d turns (validation speaker included)", system_dir.name, f,
+                     info["num_train_utts"])
     atomic_write_text(system_dir / "labels.txt", "".join(f"{x}\n" for x in labels))
     meta = {"system": system_dir.name, "set": set_name, "protocol": folds_dir.name, "description": description,
             "folds": folds, "valid": valid, "options": opts, "features": str(feats_dir)}

@@ -21,8 +21,9 @@ from ser.eval.report import PAPER1
 from ser.eval.scoring import fmt_pct, fmt_pm
 from ser.io.atomic import atomic_write_text
 
-# system, the paper's row name, the layer the paper's Table 2 figure is keyed by
-TABLE2_ROWS = [("tdnn_prefinal", "Prefinal", "prefinal-l"), ("tdnn_l13", "13th TDNN", "tdnnf13"),
+# system, the paper's row name, the key of the paper's Table 2 figure (its row; "prefinal" is read as
+# tdnn_1g's prefinal-chain, the 1024-dim prefinal-layer: conf ser.prefinal_layer, README)
+TABLE2_ROWS = [("tdnn_prefinal", "Prefinal", "prefinal"), ("tdnn_l13", "13th TDNN", "tdnnf13"),
                ("tdnn_l12", "12th TDNN", "tdnnf12")]
 TABLE3_ROWS = [("tdnn_l12", "ASR transfer learning (tdnn_l12)"),
                ("tdnn_l12_uttivec", "ASR transfer, per-utterance i-vectors (tdnn_l12_uttivec)"),

@@ -8,7 +8,8 @@ and written atomically.  A directory under ``exp/ser`` counts as a system when i
 
 Each system is compared with paper 1's ``tdnn_l12`` of its own set and protocol (``tdnn_l12`` itself on
 paper 1's, ``tdnn_l12_<set>_<protocol>`` -- e.g. stage 9's ``tdnn_l12_impro_agree_speaker`` -- on another;
-see :func:`reference_name`) by a paired bootstrap of the pooled-UA difference and McNemar's exact test (ser.eval.significance) when both were
+see :func:`reference_name`) by a paired speaker-level bootstrap of the pooled-UA difference and McNemar's exact
+test of accuracy (ser.eval.significance), with Holm-adjusted p-values over the table's comparisons, when both were
 tested on the same utterances with the same reference labels; when one test set is
 contained in the other (e.g. the Session 5 layer-selection systems of paper 1's Table 2)
 the test runs on the common utterances and says so.  A cross-corpus test (results.json's ``test_corpus``,
@@ -36,10 +37,10 @@ REFERENCE_SYSTEM = "tdnn_l12"
 PAPER1 = {  # Zhou & Beigi: TDNN-F transfer from TED-LIUM ASR, IEMOCAP 4 classes, leave-one-session-out
     "cv_ua": 71.7,
     "per_session_ua": {"Ses01": 65.3, "Ses02": 78.9, "Ses03": 71.1, "Ses04": 73.9, "Ses05": 69.3},
-    "table2_ses5": {"prefinal-l": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},
+    "table2_ses5": {"prefinal": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},  # rows: Table 2's
     "prior_work_ua": {"RNN-ELM": 63.9, "Conv-LSTM": 68.8, "CTC-BLSTM": 54.0},
 }
-P1_SET = "4 classes, ang / exc→hap / neu / sad (4936 turns)"
+P1_SET = "4 classes, ang / hap(exc) / neu / sad (4936 turns; hap(exc): IEMOCAP's excited, which paper 1 names hap)"
 P2_SET = "improvised turns, all evaluators agree, ang / hap / neu / sad (500 / 94 / 392 / 467)"
 PAPER2 = {  # Andova et al.: DeepSpeech first-layer features, IEMOCAP improvised, all evaluators agree
     "majority": 34, "openSMILE + RandomForest": 67,
@@ -103,7 +104,8 @@ def compare(res: dict, ref: dict) -> tuple[significance.PairedResult | None, str
     ha = np.array([code[a[u][2]] for u in common])
     hb = np.array([code[b[u][2]] for u in common])
     _, strata = np.unique([f"{a[u][0]}|{b[u][0]}" for u in common], return_inverse=True)
-    return significance.paired_test(r, ha, hb, strata, len(labels)), note
+    _, spk = np.unique([a[u][3] for u in common], return_inverse=True)
+    return significance.paired_test(r, ha, hb, strata, len(labels), clusters=spk), note
 
 
 def _p(p: float) -> str:
@@ -111,29 +113,53 @@ def _p(p: float) -> str:
 
 
 HEADER = ("| system | set | protocol | folds | UA % | WA % | macro-F1 % | UA pooled | WA pooled | F1 pooled "
-          f"| 95% CI UA pooled | ΔUA vs {REFERENCE_SYSTEM} | p paired bootstrap | p McNemar (b/c) |")
+          f"| 95% CI UA mean of folds | 95% CI UA pooled | ΔUA vs {REFERENCE_SYSTEM} | p paired bootstrap (Holm) "
+          "| p McNemar, accuracy (Holm) (b/c) |")
+NUM_COLUMNS = HEADER.count(" | ") + 1
 
 
-def _row(name: str, res: dict | None, reference: tuple[str, dict | None]) -> str:
-    """One table row; ``reference`` is (name, results or None) of the tdnn_l12 it is compared with."""
+def _ci(pair: list[float]) -> str:
+    return f"[{fmt_pct(pair[0])}, {fmt_pct(pair[1])}]"
+
+
+def _row(name: str, res: dict | None, test: tuple[str, significance.PairedResult | None, tuple[float, float] | None]
+         ) -> str:
+    """One table row; ``test`` is (ΔUA cell text, paired result or None, Holm-adjusted (p bootstrap,
+    p McNemar) or None)."""
     if res is None:
-        return f"| {name} | | | | not scored yet |" + " |" * 9
+        return f"| {name} | | | | not scored yet |" + " |" * (NUM_COLUMNS - 5)
     p = res["pooled"]
     keys = ("ua", "wa", "macro_f1")
     cells = [name, res["set"] or "n/a", res["protocol"] or "n/a", str(len(res["folds"])),
              *(fmt_pm(res["mean"][k], res["std"][k]) for k in keys), *(fmt_pct(p[k]) for k in keys),
-             f"[{fmt_pct(p['ua_ci95'][0])}, {fmt_pct(p['ua_ci95'][1])}]"]
-    ref_name, ref = reference
-    if name == ref_name:
-        cells += ["(reference)", "", ""]
-    elif ref is None:
-        cells += [f"n/a: {REFERENCE_SYSTEM} not scored", "", ""]
-    else:
-        t, note = compare(res, ref)
-        note += "" if ref_name == REFERENCE_SYSTEM else f" vs {ref_name}"
-        cells += [note, "", ""] if t is None else \
-            [f"{100 * t.diff:+.1f}{note}", _p(t.p_bootstrap), f"{_p(t.p_mcnemar)} ({t.n_a_only}/{t.n_b_only})"]
+             _ci(p["ua_mean_ci95"]), _ci(p["ua_ci95"])]
+    text, t, adj = test
+    cells += [text, "", ""] if t is None else \
+        [text, f"{_p(t.p_bootstrap)} ({_p(adj[0])})",
+         f"{_p(t.p_mcnemar)} ({_p(adj[1])}) ({t.n_a_only}/{t.n_b_only})"]
     return "| " + " | ".join(cells) + " |"
+
+
+def _tests(rows: list[tuple[str, dict | None]], refs: dict, main: tuple[str, dict | None]) -> list[tuple]:
+    """Per row: (ΔUA cell, paired result or None, Holm-adjusted p pair or None); Holm over every row with a
+    test, separately for the bootstrap and the McNemar p-values (two families)."""
+    out = []
+    for name, res in rows:
+        ref_name, ref = refs.get((res["set"], res["protocol"]), main) if res else main
+        if res is None:
+            out.append(("", None))
+        elif name == ref_name:
+            out.append(("(reference)", None))
+        elif ref is None:
+            out.append((f"n/a: {REFERENCE_SYSTEM} not scored", None))
+        else:
+            t, note = compare(res, ref)
+            note += "" if ref_name == REFERENCE_SYSTEM else f" vs {ref_name}"
+            out.append((note if t is None else f"{100 * t.diff:+.1f}{note}", t))
+    tested = [t for _, t in out if t is not None]
+    adj = iter(zip(significance.holm([t.p_bootstrap for t in tested]),
+                   significance.holm([t.p_mcnemar for t in tested])))
+    return [(text, t, next(adj) if t is not None else None) for text, t in out]
 
 
 def _figures(exp_dir: Path, name: str) -> str:
@@ -178,19 +204,25 @@ def render(exp_dir: Path) -> str:
              "Each row is measured on the corpus its set was prepared from: numbers on the embedded (synthetic) "
              "corpora show that the code works and say nothing about accuracy on real speech, which stays "
              "unmeasured until `conf/paper.yaml` is run on the real corpora.", "",
-             "UA = mean per-class recall, WA = accuracy, macro-F1: mean ± sample std (ddof 1) over folds, and "
-             "pooled over all test utterances. 95% CI: percentile bootstrap of the pooled UA "
-             f"({significance.DRAWS} draws, test utterances resampled within folds, seed {significance.SEED}). "
+             "UA = mean per-class recall, WA = accuracy, macro-F1: mean ± sample std (ddof 1) over folds (the "
+             "papers' figure), and pooled over all test utterances. 95% CIs: percentile bootstrap "
+             f"({significance.DRAWS} draws, seed {significance.SEED}) of the mean of the fold UAs and of the pooled "
+             "UA, resampling whole test SPEAKERS with replacement within each fold (turns of one speaker are not "
+             "independent; resampling single turns gives intervals that are too narrow). Each interval conditions "
+             "on the fold partition and the trained models (the uncertainty of testing on these speakers, not of "
+             "training) and treats a fold's test speakers as drawn from a population of speakers; with 2 test "
+             "speakers a fold (leave one session out) it is itself rough. "
              f"ΔUA: pooled UA of the system minus that of {REFERENCE_SYSTEM} on the same test utterances "
              f"(paper 1's {REFERENCE_SYSTEM} run on the row's set and protocol, named {REFERENCE_SYSTEM}_<set>_<protocol> "
-             "where that is not paper 1's), with "
-             "the two-sided paired-bootstrap p and McNemar's exact p on per-utterance correctness (b = only "
-             f"this system right, c = only {REFERENCE_SYSTEM} right).", "",
-             HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
-    lines += [_row(name, res, refs.get((res["set"], res["protocol"]), main) if res else main)
-              for name, res in sorted(systems, key=order)]
+             "where that is not paper 1's), with the two-sided paired bootstrap p of ΔUA (speakers resampled "
+             "within folds) and McNemar's exact p, a test of ACCURACY (WA) on per-utterance correctness that "
+             f"treats turns as independent (b = only this system right, c = only {REFERENCE_SYSTEM} right). In "
+             "brackets: Holm-adjusted p over all the table's comparisons (each column its own family).", "",
+             HEADER, "|" + "---|" * NUM_COLUMNS]
+    rows = sorted(systems, key=order)
+    lines += [_row(name, res, test) for (name, res), test in zip(rows, _tests(rows, refs, main))]
     if not systems:
-        lines.append("| (no systems under exp/ser yet) |" + " |" * 13)
+        lines.append("| (no systems under exp/ser yet) |" + " |" * (NUM_COLUMNS - 1))
     lines += ["", "## Figures", ""]
     lines += [_figures(exp_dir, name) for name, _ in systems] or ["(none)"]
     lines += [""] + _published()

@@ -15,7 +15,7 @@ the utterance.
 Outputs, each written atomically, ``results.json`` last (so its presence means the
 other two are complete): ``confusion.png``, ``results.md``, ``results.json``.
 
-results.json schema (``"schema": 1``; fractions in [0, 1], not percent)::
+results.json schema (``"schema": 2``; fractions in [0, 1], not percent)::
 
     system, set, protocol, description   strings (set/protocol/description may be null)
     test_corpus                          meta.json's test_corpus: the corpus of a cross-corpus test
@@ -29,11 +29,16 @@ results.json schema (``"schema": 1``; fractions in [0, 1], not percent)::
     mean, std                            {ua, wa, macro_f1} over folds; std is the SAMPLE
                                          standard deviation (ddof 1), null for one fold
     pooled                               {n, ua, wa, macro_f1, confusion [[counts]],
-                                          ua_ci95 [lo, hi], bootstrap {draws, seed, strata}}
+                                          ua_ci95 [lo, hi]            pooled UA, speakers resampled,
+                                          ua_mean_ci95 [lo, hi]       mean of fold UAs, speakers resampled,
+                                          ua_ci95_utterance [lo, hi]  pooled UA, utterances resampled,
+                                          bootstrap {draws, seed, strata, clusters}}
+                                         (ser.eval.significance; clusters "speaker" from the reference's
+                                         utt2spk, "utterance" when there is none)
     confusion_mean                       [[K x K]] row-normalised confusion averaged over
                                          folds; each row over the folds where its class occurs
     valid                                meta.json's validation figures per fold, or null
-    utterances                           {utt: [fold, reference label, decided label]}
+    utterances                           {utt: [fold, reference label, decided label, speaker]}
                                          (lets the results report run paired tests)
 
 UA follows ser.eval.metrics: a class absent from a fold's reference is left out of
@@ -52,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.eval import significance
+from ser.eval.classes import label_note, shown_labels
 from ser.eval.metrics import confusion_counts, f1_from_confusion, row_normalise, ua_from_confusion
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.datadir import DataDirError, read_kv
@@ -59,7 +65,7 @@ from ser.io.datadir import DataDirError, read_kv
 log = logging.getLogger(__name__)
 
 POST_TOLERANCE = 1e-4
-SCHEMA = 1
+SCHEMA = 2  # 2: speaker-level bootstrap intervals, the speaker of each utterance
 
 
 class ScoringError(ValueError):
@@ -76,6 +82,7 @@ class SystemOutputs:
     ref: list[int] = field(default_factory=list)
     hyp: list[int] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    spk: list[str] = field(default_factory=list)   # cluster of each utterance (speaker, else the utterance)
 
 
 def _read_table(path: Path) -> dict[str, str]:
@@ -106,6 +113,15 @@ def read_reference(ref: str | os.PathLike | dict[str, str]) -> tuple[dict[str, s
     if not path.is_file():
         raise ScoringError(f"{path}: reference utt2emo missing")
     return _read_table(path), str(path)
+
+
+def read_speakers(ref: str | os.PathLike | dict[str, str]) -> dict[str, str] | None:
+    """utt2spk beside the reference utt2emo (the data dir's), or None (a dict reference, no file)."""
+    if isinstance(ref, dict):
+        return None
+    path = Path(ref)
+    path = (path if path.is_dir() else path.parent) / "utt2spk"
+    return _read_table(path) if path.is_file() else None
 
 
 def _check_posteriors(path: Path, utt: str, value: str, num_classes: int) -> None:
@@ -209,8 +225,10 @@ def find_folds(system_dir: Path, meta: dict) -> list[str]:
     return folds
 
 
-def load_system(system_dir: str | os.PathLike, reference: dict[str, str], ref_name: str = "utt2emo") -> SystemOutputs:
-    """Read and validate every fold of ``system_dir`` against the reference labels."""
+def load_system(system_dir: str | os.PathLike, reference: dict[str, str], ref_name: str = "utt2emo",
+                speakers: dict[str, str] | None = None) -> SystemOutputs:
+    """Read and validate every fold of ``system_dir`` against the reference labels; ``speakers``
+    (utt2spk) gives the bootstrap's clusters, each utterance its own when None."""
     system_dir = Path(system_dir)
     if not system_dir.is_dir():
         raise ScoringError(f"{system_dir}: no such system directory")
@@ -236,6 +254,9 @@ def load_system(system_dir: str | os.PathLike, reference: dict[str, str], ref_na
             out.fold_of.append(fold)
             out.ref.append(index[reference[utt]])
             out.hyp.append(index[lab])
+            if speakers is not None and utt not in speakers:
+                raise ScoringError(f"{pred_path}: utterance {utt} has no speaker in the reference's utt2spk")
+            out.spk.append(speakers[utt] if speakers is not None else utt)
     return out
 
 
@@ -275,10 +296,13 @@ def summarise(out: SystemOutputs) -> dict:
     for key in ("ua", "wa", "macro_f1"):
         res["mean"][key], res["std"][key] = _mean_std([f[key] for f in folds])
     pooled = metrics_of(ref, hyp, out.labels)
-    lo, hi = significance.bootstrap_ua_ci(ref, hyp, fold_of, len(out.labels))
+    ci = significance.cluster_bootstrap_ua(ref, hyp, fold_of, np.array(out.spk), len(out.labels))
     res["pooled"] = {k: pooled[k] for k in ("n", "ua", "wa", "macro_f1", "confusion")}
-    res["pooled"]["ua_ci95"] = [lo, hi]
-    res["pooled"]["bootstrap"] = {"draws": significance.DRAWS, "seed": significance.SEED, "strata": "fold"}
+    res["pooled"]["ua_ci95"] = list(ci.pooled)
+    res["pooled"]["ua_mean_ci95"] = list(ci.mean_of_strata)
+    res["pooled"]["ua_ci95_utterance"] = list(significance.bootstrap_ua_ci(ref, hyp, fold_of, len(out.labels)))
+    res["pooled"]["bootstrap"] = {"draws": significance.DRAWS, "seed": significance.SEED, "strata": "fold",
+                                  "clusters": "speaker" if out.spk != out.utts else "utterance"}
     res["confusion_mean"] = mean_confusion([np.array(f["confusion"]) for f in folds]).tolist()
     return res
 
@@ -335,8 +359,10 @@ def _fold_table(res: dict) -> list[str]:
 
 def results_markdown(res: dict) -> str:
     """results.md of one system: per-fold table, mean ± std, pooled, CI, mean confusion."""
-    p, labels = res["pooled"], res["labels"]
+    p, labels = res["pooled"], shown_labels(res["set"], res["labels"])
     out = [f"# {res['system']}: set {res['set'] or 'n/a'}, protocol {res['protocol'] or 'n/a'}", ""]
+    if label_note(res["set"]):
+        out += [label_note(res["set"]), ""]
     if res.get("description"):
         out += [res["description"], ""]
     out += [f"Scored against `{res['reference']}`: {p['n']} of its {res['n_reference']} utterances tested, "
@@ -345,9 +371,12 @@ def results_markdown(res: dict) -> str:
             "mean of the fold UAs.", ""]
     out += _fold_table(res) + [""]
     b = p["bootstrap"]
-    out += [f"95% confidence interval of the pooled UA: [{fmt_pct(p['ua_ci95'][0])}, {fmt_pct(p['ua_ci95'][1])}] "
-            f"(percentile bootstrap, {b['draws']} draws resampling test utterances within folds, seed {b['seed']}).",
-            ""]
+    ci = lambda key: f"[{fmt_pct(p[key][0])}, {fmt_pct(p[key][1])}]"  # noqa: E731
+    out += [f"95% confidence intervals (percentile bootstrap, {b['draws']} draws, seed {b['seed']}), resampling "
+            f"whole test {b['clusters']}s within folds: mean of the fold UAs {ci('ua_mean_ci95')}, pooled UA "
+            f"{ci('ua_ci95')}. Resampling single test utterances (which treats the turns of a speaker as "
+            f"independent, too narrow) gives {ci('ua_ci95_utterance')} for the pooled UA. All condition on the "
+            "fold partition and the trained models: they are the uncertainty of testing, not of training.", ""]
     absent = [f"{f['fold']}: {', '.join(f['absent'])}" for f in res["folds"] if f["absent"]]
     if absent:
         out += ["Classes absent from a fold's reference (left out of that fold's UA): " + "; ".join(absent) + ".", ""]
@@ -371,7 +400,7 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
     """Validate ``system_dir``, write confusion.png, results.md and results.json there; return the results."""
     system_dir = Path(system_dir)
     reference, ref_name = read_reference(ref_utt2emo)
-    out = load_system(system_dir, reference, ref_name)
+    out = load_system(system_dir, reference, ref_name, read_speakers(ref_utt2emo))
     meta = out.meta
     if set_name is None and not isinstance(ref_utt2emo, dict) and "set" not in meta:
         set_name = Path(ref_name).parent.name
@@ -381,10 +410,11 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
            "reference": ref_name, "n_reference": len(reference)}
     res.update(summarise(out))
     res["valid"] = meta.get("valid")
-    res["utterances"] = {u: [f, out.labels[r], out.labels[h]]
-                         for u, f, r, h in sorted(zip(out.utts, out.fold_of, out.ref, out.hyp))}
+    res["utterances"] = {u: [f, out.labels[r], out.labels[h], sp]
+                         for u, f, r, h, sp in sorted(zip(out.utts, out.fold_of, out.ref, out.hyp, out.spk))}
     title = f"{res['system']}: mean of {len(out.folds)} fold(s), row-normalised"
-    write_confusion_png(system_dir / "confusion.png", np.array(res["confusion_mean"]), out.labels, title)
+    write_confusion_png(system_dir / "confusion.png", np.array(res["confusion_mean"]),
+                        shown_labels(res["set"], out.labels), title)
     atomic_write_text(system_dir / "results.md", results_markdown(res))
     atomic_write_text(system_dir / "results.json", json.dumps(res, indent=1) + "\n")
     log.info("%s: UA %s (pooled %s) over %d fold(s)", res["system"],

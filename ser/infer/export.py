@@ -12,7 +12,8 @@ Layout of ``<export-dir>`` (nothing outside it is read at inference time)::
                                online_cmvn.conf, splice_opts (ser.ivector's extractor dir)
     model.json                 provenance and inference settings (below)
 
-``model.json``: ``format``, ``system``, ``corpus``, ``set``, ``protocol``, the graft config,
+``model.json``: ``format``, ``system``, ``corpus``, ``set``, ``protocol``, ``labels``, ``shown_labels``
+and ``label_note`` (how a person reads them: paper 1's ``hap`` is ``hap(exc)``, ser.eval.classes), the graft config,
 ``cross_validation`` (mean / std / pooled UA, WA, macro-F1 of the system's folds from
 ``results.json``, when the system was scored), ``final_training`` (the validation figures of
 the model exported), ``ivector`` (mode ``utterance``: each recording gets its own online
@@ -33,6 +34,7 @@ from typing import Any
 
 import ser
 from ser.emotion.graft import load_grafted
+from ser.eval.classes import label_note, shown_labels
 from ser.features.mfcc import MfccOptions
 from ser.io.atomic import atomic_dir
 from ser.io.torch_io import save_torch
@@ -72,7 +74,8 @@ def _cross_validation(system_dir: Path | None) -> tuple[dict, dict | None]:
     res = json.loads(res_path.read_text())
     keep = {k: res[k] for k in ("mean", "std") if k in res}
     if "pooled" in res:
-        keep["pooled"] = {k: res["pooled"][k] for k in ("n", "ua", "wa", "macro_f1", "ua_ci95")
+        keep["pooled"] = {k: res["pooled"][k] for k in ("n", "ua", "wa", "macro_f1", "ua_ci95", "ua_mean_ci95",
+                                                           "bootstrap")
                           if k in res["pooled"]}
     keep["folds"] = [f.get("fold") for f in res.get("folds", [])]
     return meta, keep
@@ -139,6 +142,9 @@ def export_model(model_path: str | Path, mfcc_config: str | Path, extractor_dir:
             "description": info.description or meta.get("description", ""),
             "corpus": info.corpus, "set": meta.get("set", info.set),
             "protocol": meta.get("protocol", info.protocol), "labels": labels,
+            # how a person should read each label (ser.eval.classes: paper 1's hap is IEMOCAP's excited)
+            "shown_labels": shown_labels(meta.get("set", info.set), labels),
+            "label_note": label_note(meta.get("set", info.set)),
             "graft": {k: d[k] for k in ("layer", "hidden_dim", "num_classes", "primary_lr_factor",
                                         "from_scratch", "body_config")},
             "context": {"left": model.left_context, "right": model.right_context,

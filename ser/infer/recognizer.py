@@ -243,6 +243,10 @@ class EmotionRecognizer:
             self.net = lambda x, iv: self.model(x[None], None if iv is None else iv[None])[0]
         self.labels, self.mfcc_opts, self.ivectors = list(labels), mfcc_opts, ivectors
         self.info, self.block_frames = dict(info or {}), int(block_frames)
+        # how a person reads each label (model.json's shown_labels: paper 1's hap is IEMOCAP's excited)
+        shown = self.info.get("shown_labels")
+        self.shown_labels = list(shown) if isinstance(shown, list) and len(shown) == len(self.labels) \
+            else list(self.labels)
         shift = mfcc_opts.frame_shift / 1000.0
         self.frame_period = shift * fsf
         self.min_frames = model.left_context + model.right_context + 1

@@ -93,8 +93,9 @@ class Timeline:
         with atomic_open(path) as f:
             f.write(buf.getvalue())
 
-    def write_png(self, path) -> None:
-        """Posterior of each class over the window centres; the decided class shaded."""
+    def write_png(self, path, shown: list[str] | None = None) -> None:
+        """Posterior of each class over the window centres; the decided class shaded.  ``shown``: the
+        legend's class names (an export's ``shown_labels``, ser.eval.classes), default the labels."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -108,7 +109,7 @@ class Timeline:
         for s in self.segments():
             ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
                        alpha=0.15, lw=0)
-        for k, lab in enumerate(self.labels):
+        for k, lab in enumerate(shown or self.labels):
             ax.plot(t, self.posteriors[:, k], color=colours[k % 10], lw=1, label=lab)
         ax.set(xlim=(0, self.duration / scale), ylim=(0, 1), ylabel="posterior",
                xlabel="time (min)" if minutes else "time (s)",
