@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ser.bin._online import add_online_arguments, online_kwargs
+from ser.bin._online import add_online_arguments, online_kwargs, training_runner
 from ser.cli import run_main, setup_logging, str2bool
 from ser.ivector.diag_ubm import train_diag_ubm
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     train_diag_ubm(a.data, a.num_gauss, a.pca_dir, a.ubm_dir, a.num_iters, a.num_gselect, a.num_frames,
                    a.num_iters_init, a.initial_gauss_proportion, a.subsample, a.min_gaussian_weight,
-                   a.remove_low_count_gaussians, a.srand, **online_kwargs(a))
+                   a.remove_low_count_gaussians, a.srand, nj=a.nj, runner=training_runner(a), **online_kwargs(a))
     return 0
 
 
