@@ -49,14 +49,14 @@ step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e
       --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size"
       $train_data $ivdir exp/chain exp/chain/tdnn_e2e)
 "${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" \
-  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd exp/chain/log/train_e2e.log "${step[@]}"
+  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) exp/chain/log/train_e2e.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
 step=(steps/chain/align.sh --device "$device" --online-ivector-dir $ivdir
       $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e)
 "${stamp[@]}" run exp/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/tdnn_e2e/.stamp \
-  -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
+  -- $cuda_cmd $(job_opts chain_train) exp/chain/log/align.log "${step[@]}"
 grep '^chain_align:' exp/chain/log/align.log
 
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
@@ -65,7 +65,7 @@ step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk
       --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch"
       $train_data $ivdir exp/chain exp/chain/tdnn)
 "${stamp[@]}" run exp/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
-  --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd exp/chain/log/train.log "${step[@]}"
+  --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) exp/chain/log/train.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do
@@ -75,6 +75,6 @@ for x in dev test; do
   "${stamp[@]}" run exp/chain/tdnn/decode_$x/.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp \
     data/tedlium_$x/.feats.stamp data/tedlium_$x/text exp/nnet3/ivectors_tedlium_$x/.stamp data/tedlium_train/text \
     exp/chain/den.stamp data/lang_chain/phones.txt data/lang_chain/lexiconp.txt \
-    -- $decode_cmd exp/chain/tdnn/log/decode_$x.log "${step[@]}"
+    -- $decode_cmd $(job_opts decode) exp/chain/tdnn/log/decode_$x.log "${step[@]}"
   echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
 done

@@ -23,12 +23,13 @@ def add_online_arguments(p: argparse.ArgumentParser) -> None:
                         "extract_ivectors_online: N worker threads of one torch thread each")
 
 
-def training_runner(a: argparse.Namespace):
-    """The trainers' job runner: ``--cmd`` with ``--num-threads`` per job, or in this process."""
+def training_runner(a: argparse.Namespace, threads_factor: int = 1):
+    """The trainers' job runner: ``--cmd`` with ``threads_factor`` x ``--num-threads`` per job, or in this
+    process."""
     from ser.ivector.parallel import Runner
     if a.nj < 1:
         raise ValueError(f"--nj must be >= 1, got {a.nj}")
-    return Runner(a.cmd, max(1, a.num_threads)) if a.cmd else Runner()
+    return Runner(a.cmd, threads_factor * max(1, a.num_threads)) if a.cmd else Runner()
 
 
 def online_kwargs(a: argparse.Namespace) -> dict:

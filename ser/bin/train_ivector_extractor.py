@@ -1,7 +1,9 @@
 """steps/online/train_ivector_extractor.sh [opts] <data> <ubm-dir> <extractor-dir>
 
 i-vector extractor (total variability model) trained by EM, as Kaldi's
-steps/online/nnet2/train_ivector_extractor.sh; see ser/ivector/extractor.py.
+steps/online/nnet2/train_ivector_extractor.sh; see ser/ivector/extractor.py.  With --cmd, --nj
+statistics jobs (log/stats.<job>.log) and --nj accumulation jobs per iteration (log/acc.<iter>.<job>.log),
+--num-threads each, go through that job runner; this process sums and updates.
 """
 
 from __future__ import annotations

@@ -441,10 +441,17 @@ def ubm_update(ubm_dir: str | os.PathLike, iteration: int, nj: int, last: bool, 
     return ll
 
 
-def split_parts(data: str | os.PathLike, nj: int) -> str:
-    """``utils/split_data.sh data nj`` (whole speakers); returns ``<data>/split<nj>/JOB``."""
-    load_data(data).split(nj)
-    return str(Path(data) / f"split{nj}" / "JOB")
+def split_parts(data: str | os.PathLike, nj: int) -> tuple[str, int]:
+    """``utils/split_data.sh data nj`` (whole speakers; nj at most the speakers, as Kaldi's scripts cap it);
+    returns ``(<data>/split<nj>/JOB, nj)``."""
+    if nj < 1:
+        raise ValueError(f"--nj must be >= 1, got {nj}")
+    d = load_data(data)
+    if nj > len(d.spk2utt):
+        log.info("%s has %d speakers: %d jobs instead of %d", data, len(d.spk2utt), len(d.spk2utt), nj)
+        nj = len(d.spk2utt)
+    d.split(nj)
+    return str(Path(data) / f"split{nj}" / "JOB"), nj
 
 
 def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.PathLike, ubm_dir: str | os.PathLike,
@@ -467,7 +474,7 @@ def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.Pa
                                 min_gaussian_weight=min_gaussian_weight, seed=seed, device=device,
                                 batch_frames=batch_frames)
     init_hist = [float(line.split()[2]) for line in (out / "log_likelihoods.init").read_text().splitlines()]
-    sdata = split_parts(data, nj)
+    sdata, nj = split_parts(data, nj)
     hist = []
     for it in range(num_iters):
         runner.run("gmm-global-acc-stats", out / "log" / f"acc.{it}.JOB.log", nj, ubm_dir=str(out), data=sdata,

@@ -446,7 +446,7 @@ def train_ivector_extractor(data: str | os.PathLike, ubm_dir: str | os.PathLike,
     if feats_fn.mat.shape[0] != ubm.dim:
         raise ValueError(f"{ubm_dir}: transform output dim {feats_fn.mat.shape[0]} != UBM dim {ubm.dim}")
     IvectorExtractor.init_from_diag_ubm(ubm, ivector_dim, seed).save(out / "0.ie.pt")
-    sdata = split_parts(data, nj)
+    sdata, nj = split_parts(data, nj)
     runner.run("ivector-extractor-get-stats", out / "log" / "stats.JOB.log", nj, ie_dir=str(out), data=sdata,
                job="JOB", num_gselect=num_gselect, posterior_scale=posterior_scale, min_post=min_post,
                subsample=subsample, device=device, batch_frames=batch_frames)
