@@ -5,7 +5,7 @@ Kaldi's ``steps/online/nnet2/train_{diag_ubm,ivector_extractor}.sh`` call one bi
 function of ``ser.ivector`` with scalar keyword arguments; :class:`Runner` runs it
 
 - with a ``cmd`` (``$train_cmd`` of cmd.sh plus the step's resource options): as
-  ``<cmd> --num-threads T JOB=1:N <log> python -m ser.bin.ivector_job <step> --key value ...``, one
+  ``<cmd> --num-threads T JOB=1:N <log> python -m ser.bin._ivector_job <step> --key value ...``, one
   process (local pool or Slurm array task) and one log per job, ``JOB`` replaced by the job index;
 - without one: in this process, job after job, through the same command-line parser (tests, nj 1).
 
@@ -73,7 +73,7 @@ def _convert(fn: Callable, name: str, value: str) -> Any:
 def job_main(argv: list[str]) -> Any:
     """``<step> [--num-threads T] --key value ...``: runs one job of a step."""
     if not argv or argv[0] in ("-h", "--help"):
-        raise StepError(f"usage: python -m ser.bin.ivector_job <step> --key value ... (steps: {', '.join(STEPS)})")
+        raise StepError(f"usage: python -m ser.bin._ivector_job <step> --key value ... (steps: {', '.join(STEPS)})")
     fn = _function(argv[0])
     rest = argv[1:]
     if len(rest) % 2:
@@ -109,7 +109,7 @@ class Runner:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         argv = [*shlex.split(self.cmd), "--num-threads", str(self.num_threads),
                 *([f"JOB=1:{nj}"] if nj else []), str(log),
-                sys.executable, "-m", "ser.bin.ivector_job", *args, "--num-threads", str(self.num_threads)]
+                sys.executable, "-m", "ser.bin._ivector_job", *args, "--num-threads", str(self.num_threads)]
         r = subprocess.run(argv)
         if r.returncode != 0:
             raise StepError(f"{step} failed (exit status {r.returncode}); see {log}")

@@ -1,6 +1,7 @@
-"""python -m ser.bin.ivector_job <step> [--num-threads T] --key value ...
+"""python -m ser.bin._ivector_job <step> [--num-threads T] --key value ...
 
-One job of a step of the i-vector trainers, as the trainers run it through $cmd (ser/ivector/parallel.py):
+Not a recipe program (no steps/ wrapper): one job of a step of the i-vector trainers, as the trainers
+(steps/online/train_{diag_ubm,ivector_extractor}.sh) start it through $cmd (ser/ivector/parallel.py):
 gmm-global-init-from-feats, gmm-global-acc-stats, ivector-extractor-get-stats, ivector-extractor-acc-stats.
 """
 
