@@ -170,7 +170,7 @@ if run_stage 5; then
   step=(steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states"
         --num-graphs false data/tedlium_train_sp_comb data/lang_chain exp/chain)
   "${stamp[@]}" run exp/chain/.prepare.stamp --opt "step=${step[*]}" data/tedlium_train_sp_comb/.stamp \
-    data/tedlium_train_sp_comb/text data/lang_chain/.stamp -- $train_cmd exp/chain/log/prepare_e2e.log "${step[@]}"
+    data/tedlium_train_sp_comb/text data/lang_chain/.stamp -- $train_cmd $(job_opts chain_prep) exp/chain/log/prepare_e2e.log "${step[@]}"
   grep '^prepare_e2e: [0-9]' exp/chain/log/prepare_e2e.log
 fi
 

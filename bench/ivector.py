@@ -17,6 +17,15 @@ into memory before timing (no disk I/O is timed).
                                       [--smooth | --extractor-dir exp/nnet3/extractor --data data/tedlium_dev]
 
 Times are the best of ``--repeats`` passes (the machine may be shared).
+
+``--train-data DIR``: instead, the training of stage 4 (run_ivector_common.sh: UBM on every 4th
+utterance, extractor on all) on the features of DIR replicated ``--replicate`` times (new speaker and
+utterance ids, the same feature arks), once for each ``--train-nj`` (jobs through ``python -m ser.jobs``,
+local backend, one thread each; the UBM's init job, which runs alone, nj threads): wall time of the UBM and the extractor, peak RSS of each kind of job
+(the logs' Accounting lines), and how far the models of the other nj are from the first's.
+
+    .venv/bin/python bench/ivector.py --train-data data/tedlium_train_sp --replicate 8 --train-nj 1 2 \
+        [--num-gauss 128 --ivector-dim 100 --num-iters 10 --ubm-num-frames 200000] [--workdir exp/bench_ivector]
 """
 
 from __future__ import annotations
@@ -137,6 +146,80 @@ def reference(ie, ubm, ff, b: UttBatch, o: OnlineIvectorOptions) -> list[np.ndar
     return out
 
 
+def replicate(data: str, out: Path, n: int) -> Path:
+    """``data`` with every speaker and utterance ``n`` times (ids ``r<k>-...``), pointing at the same features."""
+    from ser.io.datadir import DataDir, write_kv
+    d = load_data(data)
+    utt2spk = {f"r{k}-{u}": f"r{k}-{s}" for k in range(n) for u, s in d.utt2spk.items()}
+    DataDir(utt2spk=utt2spk).write(out, replace=True)
+    write_kv(out / "feats.scp", {f"r{k}-{u}": d.feats[u] for k in range(n) for u in d.utts})
+    return out
+
+
+def job_accounting(logdir: Path) -> tuple[dict[str, float], float, float]:
+    """From the jobs' Accounting lines: the largest ``maxrss`` (GiB) of each kind of job (init, acc, stats),
+    the CPU seconds of all jobs, and the critical path: the sum over the steps (init, stats, acc.<iter>)
+    of their slowest job's CPU seconds (the wall time on an otherwise idle machine with a core per job)."""
+    import re
+    rss: dict[str, float] = {}
+    step_cpu: dict[str, float] = {}
+    total = 0.0
+    for p in logdir.glob("*.log"):
+        m = re.search(r"maxrss=(\d+)KB cpu=([\d.]+)s", p.read_text(errors="replace"))
+        if m:
+            kind, step = p.name.split(".")[0], p.name.rsplit(".", 2)[0]
+            rss[kind] = max(rss.get(kind, 0.0), int(m.group(1)) / 2 ** 20)
+            step_cpu[step] = max(step_cpu.get(step, 0.0), float(m.group(2)))
+            total += float(m.group(2))
+    return rss, total, sum(step_cpu.values())
+
+
+def train_bench(a: argparse.Namespace) -> None:
+    from ser.io.datadir import DataDir
+    from ser.ivector.diag_ubm import train_diag_ubm
+    from ser.ivector.extractor import train_ivector_extractor
+    from ser.ivector.parallel import Runner
+    from ser.ivector.pca import get_pca_transform
+    torch.set_num_threads(1)
+    work = Path(a.workdir)
+    data = replicate(a.train_data, work / "data", a.replicate)
+    d = DataDir.load(data)
+    subset = d.subset(d.utts[::4]).write(work / "data_subset", replace=True)  # awk 'NR % 4 == 1'
+    frames = sum(int(m.shape[0]) for b in iter_speaker_batches(d, speaker_order(d), 10 ** 6, torch.device("cpu"))
+                 for m in [b.feats])
+    print(f"{a.train_data} x{a.replicate}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, {frames} frames")
+    t0 = time.perf_counter()
+    get_pca_transform(subset, work / "pca", dim=40, device="cpu")
+    print(f"PCA (one process, not parallel): {time.perf_counter() - t0:.1f} s")
+    models = {}
+    for nj in a.train_nj:
+        runner = Runner(f"{sys.executable} -m ser.jobs --backend local --max-jobs-run {nj}", 1)
+        t0, c0 = time.perf_counter(), time.process_time()
+        init_runner = Runner(runner.cmd, nj)  # as steps/online/train_diag_ubm.sh: the init job alone, nj threads
+        ubm, _ = train_diag_ubm(subset, a.num_gauss, work / "pca", work / f"ubm_nj{nj}", num_frames=a.ubm_num_frames,
+                                device="cpu", nj=nj, runner=runner, init_runner=init_runner)
+        t1 = time.perf_counter()
+        ie, hist = train_ivector_extractor(data, work / f"ubm_nj{nj}", work / f"ie_nj{nj}", ivector_dim=a.ivector_dim,
+                                           num_iters=a.num_iters, device="cpu", nj=nj, runner=runner)
+        t2, driver_cpu = time.perf_counter(), time.process_time() - c0
+        models[nj] = (ubm, ie)
+        (rss_u, cpu_u, path_u), (rss_e, cpu_e, path_e) = (job_accounting(work / f"ubm_nj{nj}" / "log"),
+                                                          job_accounting(work / f"ie_nj{nj}" / "log"))
+        print(f"nj {nj}: wall: UBM {t1 - t0:.1f} s, extractor {t2 - t1:.1f} s, total {t2 - t0:.1f} s; "
+              f"CPU: jobs {cpu_u + cpu_e:.1f} s, critical path {path_u + path_e:.1f} s + driver {driver_cpu:.1f} s "
+              f"= {path_u + path_e + driver_cpu:.1f} s; auxf {hist[-1]:.4f}; peak RSS per job (GiB): "
+              + ", ".join(f"ubm {k} {v:.2f}" for k, v in sorted(rss_u.items())) + ", "
+              + ", ".join(f"extractor {k} {v:.2f}" for k, v in sorted(rss_e.items())), flush=True)
+    first = a.train_nj[0]
+    for nj in a.train_nj[1:]:
+        (u0, e0), (u1, e1) = models[first], models[nj]
+        du = max(float((getattr(u1, k) - getattr(u0, k)).abs().max() / getattr(u0, k).abs().max())
+                 for k in ("weights", "means", "vars"))
+        de = max(float((getattr(e1, k) - getattr(e0, k)).abs().max() / getattr(e0, k).abs().max())
+                 for k in ("M", "Sigma_inv"))
+        print(f"nj {nj} vs nj {first}: largest relative difference UBM {du:.1e}, extractor {de:.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=600.0, help="audio seconds for the vectorised extractor")
@@ -151,7 +234,17 @@ def main() -> None:
     ap.add_argument("--nj", type=int, default=os.cpu_count() or 1,
                     help="also time N parallel jobs of one thread each (extract_ivectors_online.sh --nj); default: cores")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes; the best one is reported")
+    ap.add_argument("--train-data", help="benchmark the training on this data dir's features instead")
+    ap.add_argument("--replicate", type=int, default=8, help="--train-data: copies of every speaker")
+    ap.add_argument("--train-nj", type=int, nargs="+", default=[1, 2], help="--train-data: numbers of jobs")
+    ap.add_argument("--num-gauss", type=int, default=128)
+    ap.add_argument("--ivector-dim", type=int, default=100)
+    ap.add_argument("--num-iters", type=int, default=10)
+    ap.add_argument("--ubm-num-frames", type=int, default=200000)
+    ap.add_argument("--workdir", default="exp/bench_ivector")
     a = ap.parse_args()
+    if a.train_data:
+        return train_bench(a)
     if a.threads:
         torch.set_num_threads(a.threads)
     if (a.extractor_dir is None) != (a.data is None):

@@ -193,6 +193,40 @@ class Paper2Config:
 
 
 @dataclass(frozen=True)
+class JobResources:
+    """What one job of a step asks the job runner for (cmd.sh's options; conf/slurm.conf maps them onto
+    sbatch): ``mem`` per CPU as Kaldi's --mem (slurm: --mem-per-cpu), CPUs (the threads the job may use),
+    GPUs (local backend: that many distinct GPUs per running job; slurm: --gres=gpu:N)."""
+    mem: str = "2G"
+    num_threads: int = 1
+    gpu: int = 0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"\d+[KMGT]?", self.mem):
+            raise ValueError(f"mem: expected a size such as 2G or 500M, got {self.mem!r}")
+        if self.num_threads < 1 or self.gpu < 0:
+            raise ValueError(f"num_threads must be >= 1 and gpu >= 0, got {self.num_threads} and {self.gpu}")
+
+
+def _res(mem: str, num_threads: int = 1, gpu: int = 0):
+    return field(default_factory=lambda: JobResources(mem, num_threads, gpu))
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Resources of each step's jobs (conf/README.jobs.md: the measured peaks behind the values)."""
+    default: JobResources = _res("2G")               # $train_cmd: data prep, features, graphs, scoring
+    decode: JobResources = _res("4G")                # $decode_cmd
+    ubm: JobResources = _res("2G")                   # stage 4: diag UBM init and accumulation jobs
+    extractor: JobResources = _res("2G")             # stage 4: extractor statistics and accumulation jobs
+    ivector_extract: JobResources = _res("1G", 4)    # stage 4: online extraction (--nj worker threads)
+    chain_prep: JobResources = _res("4G")            # stage 5: phone LM, den graph, numerator supervision
+    chain_train: JobResources = _res("8G", 4, 1)     # stage 6 / 8: LF-MMI and CTC training ($cuda_cmd)
+    ser_train: JobResources = _res("4G", 1, 1)       # stage 7: one (system, fold) training + decoding
+    paper2: JobResources = _res("4G", 2)             # stage 9: one system's folds
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     """The whole YAML file: top-level options, then one field per section."""
     nj: int = 4                                    # parallel jobs (Kaldi's --nj), split by speaker
@@ -205,6 +239,7 @@ class RecipeConfig:
     ser: SerConfig = field(default_factory=SerConfig)
     ctc: CtcConfig = field(default_factory=CtcConfig)
     paper2: Paper2Config = field(default_factory=Paper2Config)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
 
 # stage 7's systems (local/ser/run_tdnn.sh's known_systems)

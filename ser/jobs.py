@@ -8,7 +8,9 @@ backend; the stages only ever see the ``$train_cmd`` string, so a new backend ne
 A single step runs the same way with one log: ``$train_cmd exp/log/step.log <command...>``.
 
 Backends: ``local`` (a pool of subprocesses, at most ``--max-jobs-run`` at once,
-default the number of CPUs) and ``slurm`` (one job array, see ``ser.slurm``; resource
+default the number of CPUs; ``--num-threads N`` sets the jobs' OpenMP/MKL thread counts to N, ``--gpu N``
+gives every running job N distinct GPUs through CUDA_VISIBLE_DEVICES, a job waiting for a free set; the
+log's Accounting line records the job's peak RSS) and ``slurm`` (one job array, see ``ser.slurm``; resource
 options such as ``--mem 4G --num-threads 2 --gpu 1`` are mapped onto sbatch options by a
 cluster config in the format of Kaldi's conf/slurm.conf).
 """
@@ -16,6 +18,7 @@ cluster config in the format of Kaldi's conf/slurm.conf).
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shlex
 import subprocess
@@ -54,19 +57,76 @@ def _header(cmd: list[str]) -> str:
     return f"# {shlex.join(cmd)}\n# Started at {time.ctime()}\n#\n"
 
 
-def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: int) -> list[int]:
+def visible_gpus() -> list[str]:
+    """The GPUs the local backend hands out: ``$CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``'s."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(r.stdout.splitlines()) if line.startswith("GPU ")] if r.returncode == 0 else []
+
+
+class GpuPool:
+    """Sets of ``per_job`` distinct GPUs for the running jobs (run.pl has none; Kaldi's GPU jobs on one
+    machine rely on compute-exclusive mode): a job takes a free set when it starts, or waits for one."""
+
+    def __init__(self, gpus: list[str], per_job: int):
+        if per_job > len(gpus):
+            raise JobError(f"--gpu {per_job}: only {len(gpus)} GPUs visible ({','.join(gpus) or 'none'})")
+        self.free: queue.Queue[list[str]] = queue.Queue()
+        for k in range(len(gpus) // per_job):
+            self.free.put(gpus[k * per_job:(k + 1) * per_job])
+
+
+def job_env(var: str, i: int, num_threads: int | None, gpus: list[str] | None) -> dict[str, str]:
+    """A job's environment: the job variable; with --num-threads N, N threads for OpenMP/MKL/BLAS (so
+    torch's default is N, as Slurm's --cpus-per-task); with --gpu, the job's own GPUs."""
+    env = {**os.environ, var: str(i)}
+    if num_threads is not None:
+        for v in THREAD_VARS:
+            env[v] = str(num_threads)
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: int, num_threads: int | None = None,
+              gpus_per_job: int = 0) -> list[int]:
+    gpus = visible_gpus() if gpus_per_job > 0 else []
+    pool = GpuPool(gpus, gpus_per_job) if gpus else None  # no GPU here: the jobs run on the CPU
+
     def one(i: int) -> int:
         c = [_subst(a, var, i) for a in cmd]
         lp = Path(_subst(log, var, i))
         lp.parent.mkdir(parents=True, exist_ok=True)
+        gpus = pool.free.get() if pool else None
         t0 = time.time()
-        with open(lp, "w") as f:
-            f.write(_header(c))
-            f.flush()
-            # a single argument is a shell command line (as run.pl treats it)
-            argv = ["bash", "-c", c[0]] if len(c) == 1 else c
-            rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, var: str(i)})
-            f.write(f"# Accounting: time={int(time.time() - t0)} threads=1\n# Ended (code {rc}) at {time.ctime()}, elapsed time {int(time.time() - t0)} seconds\n")
+        try:
+            with open(lp, "w") as f:
+                f.write(_header(c))
+                if gpus is not None:
+                    f.write(f"# CUDA_VISIBLE_DEVICES={','.join(gpus)}\n")
+                f.flush()
+                # a single argument is a shell command line (as run.pl treats it)
+                argv = ["bash", "-c", c[0]] if len(c) == 1 else c
+                p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=job_env(var, i, num_threads, gpus))
+                _, status, ru = os.wait4(p.pid, 0)
+                p.returncode = rc = os.waitstatus_to_exitcode(status)
+                dt = int(time.time() - t0)
+                # maxrss: the peak resident memory of the job's largest process (KiB); cpu: user + system
+                # seconds of the job's processes (getrusage; on a shared machine the wall time is not the work)
+                f.write(f"# Accounting: time={dt} threads={num_threads or 1} maxrss={ru.ru_maxrss}KB "
+                        f"cpu={ru.ru_utime + ru.ru_stime:.1f}s\n"
+                        f"# Ended (code {rc}) at {time.ctime()}, elapsed time {dt} seconds\n")
+        finally:
+            if pool and gpus is not None:
+                pool.free.put(gpus)
         return rc
 
     with ThreadPoolExecutor(max_workers=max(1, max_jobs)) as ex:
@@ -81,7 +141,9 @@ Options:
   --max-jobs-run N           at most N jobs at once (local default: the CPUs; slurm: --array=1-M%N)
   --config FILE              slurm: cluster config in Kaldi's format (default conf/slurm.conf)
   --mem M, --num-threads N, --gpu N, --time T, or any option the cluster config describes:
-                             slurm: mapped onto sbatch options by the config; local: ignored (as run.pl)
+                             slurm: mapped onto sbatch options by the config; local: --num-threads N sets
+                             OMP/MKL/OPENBLAS_NUM_THREADS=N, --gpu N gives each running job N GPUs of its
+                             own (CUDA_VISIBLE_DEVICES), the others are ignored (as run.pl)
   -x VALUE                   slurm: passed to sbatch as it is (e.g. -p gpu)"""
 
 
@@ -116,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         backend = opts.pop("backend", "local")
         max_jobs = int(opts.pop("max_jobs_run")) if "max_jobs_run" in opts else None
         if backend == "local":
-            codes = run_local(var, lo, hi, log, cmd, max_jobs or os.cpu_count() or 1)
+            threads = int(opts["num_threads"]) if "num_threads" in opts else None
+            codes = run_local(var, lo, hi, log, cmd, max_jobs or os.cpu_count() or 1, threads,
+                              int(opts.get("gpu", "0")))
             results = [(c, "COMPLETED" if c == 0 else "FAILED") for c in codes]
         elif backend == "slurm":
             config = opts.pop("config", None)

@@ -91,7 +91,8 @@ def _with_task_id(s: str, var: str) -> str:
 
 
 def job_script(var: str, log: str, cmd: list[str], threads: int) -> str:
-    """The bash script every array task runs (the command, its log header and footer, a SIGTERM note)."""
+    """The bash script every array task runs (the command, its log header and footer, a SIGTERM note);
+    OpenMP/MKL/OpenBLAS get the ``threads`` the job asked for (--num-threads, its --cpus-per-task)."""
     if len(cmd) == 1:  # one argument is a shell command line (as run.pl and slurm.pl take it)
         body = re.sub(rf"\b{var}\b", "${SLURM_ARRAY_TASK_ID}", cmd[0])
     else:
@@ -99,6 +100,7 @@ def job_script(var: str, log: str, cmd: list[str], threads: int) -> str:
     return f"""#!/bin/bash
 cd {shlex.quote(str(Path.cwd()))}
 export {var}=$SLURM_ARRAY_TASK_ID
+export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}
 log={_with_task_id(log, var)}
 trap 'echo "# Killed by SIGTERM (cancelled, or past its time limit) at $(date)" >> "$log"; exit 143' TERM
 printf '%s\n' {shlex.quote(body)} | sed -e "s/[$]{{SLURM_ARRAY_TASK_ID}}/$SLURM_ARRAY_TASK_ID/g" -e 's/^/# /' > "$log"

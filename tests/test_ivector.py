@@ -477,3 +477,151 @@ def test_top_k_is_torch_topk(C: int, k: int, group: int):
     ref = torch.topk(x, k, dim=1)
     assert torch.equal(vals, ref.values) and torch.equal(idx, ref.indices)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# training over nj jobs (Kaldi's shape) against the single-process training it replaced
+def _serial_ubm(data: Path, pca_dir: Path, num_gauss: int, num_frames: int, num_iters_init: int, num_iters: int = 4,
+                num_gselect: int = 30, subsample: int = 2, min_gaussian_weight: float = 1e-4) -> DiagGmm:
+    """The single-process UBM training before the jobs (commit 6cfd780): every pass over the whole data
+    in one process, Gaussian selection recomputed from 0.dubm in every pass, float32 sums per 32768 frames."""
+    from ser.ivector.diag_ubm import init_from_feats
+    from ser.ivector.features import global_cmvn_stats, iter_speaker_batches, load_data, speaker_order, subsample_mask
+    d, dev = load_data(data), torch.device("cpu")
+    src = UbmFeatures.from_dir(pca_dir)
+    gstats, total = global_cmvn_stats(d, dev)
+    ff = UbmFeatures(src.mat, gstats, src.splice_opts, src.cmvn_opts)
+    gen = torch.Generator().manual_seed(0)
+    keep = min(1.0, num_frames / total)
+    kept = []
+    for b in iter_speaker_batches(d, speaker_order(d), 200_000, dev):
+        x = ff(b)
+        kept.append(x[torch.rand(x.shape[0], generator=gen) < keep] if keep < 1.0 else x)
+    gmm, _ = init_from_feats(torch.cat(kept)[:num_frames], num_gauss, num_gauss // 2, num_iters_init,
+                             min_gaussian_weight, 0)
+    gmm0 = gmm
+    for it in range(num_iters):
+        st = GmmStats.zeros(gmm.num_gauss, gmm.dim, dev)
+        for b in iter_speaker_batches(d, speaker_order(d), 200_000, dev):
+            x = ff(b)[subsample_mask(b, subsample)]
+            accumulate(gmm, x, st, gselect_indices(gmm0, x, num_gselect))
+        gmm = mle_update(gmm, st, min_gaussian_weight=min_gaussian_weight, remove_low_count_gaussians=it == num_iters - 1)
+    return gmm
+
+
+def _serial_extractor(data: Path, ubm_dir: Path, ivector_dim: int, num_iters: int, gaussian_min_count: float,
+                      variance_floor_factor: float = 0.1) -> IvectorExtractor:
+    """The single-process extractor training before the jobs (commit 6cfd780), per-utterance statistics
+    kept in memory."""
+    from ser.ivector.extractor import ExtractorStats, accumulate_utterances, update, utterance_stats
+    from ser.ivector.features import iter_speaker_batches, load_data, speaker_order
+    d, dev = load_data(data), torch.device("cpu")
+    ff, ubm = UbmFeatures.from_dir(ubm_dir), DiagGmm.load(ubm_dir / "final.dubm.pt")
+    C, F = ubm.num_gauss, ubm.dim
+    S = torch.zeros(C, F, F, dtype=torch.float64)
+    cache = [utterance_stats(b, ff, ubm, 5, 0.025, 0.1, 2, S, ubm.loglike_params(dev))
+             for b in iter_speaker_batches(d, speaker_order(d), 200_000, dev)]
+    ie = IvectorExtractor.init_from_diag_ubm(ubm, ivector_dim, 0)
+    for _ in range(num_iters):
+        derived = (ie.sigma_inv_m(), ie.U(), ie.gconsts(), torch.log(ie.w_vec))
+        st = ExtractorStats.zeros(C, F, ivector_dim, dev)
+        for us in cache:
+            accumulate_utterances(ie, us.gamma.double(), us.X.double(), st, derived)
+        ie = update(ie, st, S, variance_floor_factor, gaussian_min_count)
+    return ie
+
+
+def _assert_gmm_close(a: DiagGmm, b: DiagGmm, rtol: float) -> None:
+    for k in ("weights", "means", "vars"):
+        x, y = getattr(a, k), getattr(b, k)
+        assert float((x - y).abs().max() / y.abs().max()) < rtol, (k, float((x - y).abs().max()))
+
+
+def _assert_ie_close(a: IvectorExtractor, b: IvectorExtractor, rtol: float) -> None:
+    for k in ("M", "Sigma_inv", "w_vec"):
+        x, y = getattr(a, k), getattr(b, k)
+        assert float((x - y).abs().max() / y.abs().max()) < rtol, (k, float((x - y).abs().max()))
+    assert a.prior_offset == pytest.approx(b.prior_offset, rel=rtol)
+
+
+@pytest.fixture(scope="module")
+def nj_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ivjobs")
+    d = make_synthetic_datadir(root / "data", num_spk=12, utts_per_spk=5, dim=8, seed=0)
+    get_pca_transform(d.path, root / "pca", dim=10, device="cpu")
+    return root, d.path
+
+
+def test_ubm_jobs_equal_the_single_process_training(nj_setup):
+    """nj 1 is the single-process training up to float32 rounding (its sums were float32 over other
+    chunks); nj 4 (whole speakers per job, summed per iteration) is nj 1 up to double rounding; the
+    stored Gaussian selection is gmm-gselect's from 0.dubm; one log per job and pass."""
+    from ser.ivector.diag_ubm import train_diag_ubm
+    root, data = nj_setup
+    kw = dict(num_frames=20000, num_iters_init=10, device="cpu")
+    ref = _serial_ubm(data, root / "pca", 16, 20000, 10)
+    one, h1 = train_diag_ubm(data, 16, root / "pca", root / "ubm1", nj=1, **kw)
+    four, h4 = train_diag_ubm(data, 16, root / "pca", root / "ubm4", nj=4, **kw)
+    _assert_gmm_close(one, ref, 1e-4)
+    _assert_gmm_close(four, one, 1e-12)
+    np.testing.assert_allclose(h4["passes"], h1["passes"], rtol=1e-12)
+    assert not list((root / "ubm4").glob("acc.*")) and not list((root / "ubm4").glob("gselect.*"))
+    assert DiagGmm.load(root / "ubm4" / "final.dubm.pt").weights.equal(four.weights)
+
+
+def test_extractor_jobs_equal_the_single_process_training(nj_setup):
+    from ser.ivector.diag_ubm import train_diag_ubm
+    root, data = nj_setup
+    train_diag_ubm(data, 16, root / "pca", root / "ubm", num_frames=20000, num_iters_init=10, device="cpu")
+    kw = dict(ivector_dim=6, num_iters=3, gaussian_min_count=10, device="cpu")
+    ref = _serial_extractor(data, root / "ubm", 6, 3, 10)
+    one, h1 = train_ivector_extractor(data, root / "ubm", root / "ie1", nj=1, **kw)
+    four, h4 = train_ivector_extractor(data, root / "ubm", root / "ie4", nj=4, **kw)
+    _assert_ie_close(one, ref, 1e-10)
+    _assert_ie_close(four, one, 1e-9)
+    np.testing.assert_allclose(h4, h1, rtol=1e-10)
+    left = sorted(p.name for p in (root / "ie4").iterdir() if p.is_file())
+    assert left == ["auxf", "final.dubm.pt", "final.ie.pt", "final.mat.pt", "global_cmvn.stats.pt",
+                    "online_cmvn.conf", "splice_opts"]
+
+
+def test_ubm_passes_as_jobs_of_the_job_runner(nj_setup):
+    """A pass through ``python -m ser.jobs JOB=1:2`` (two processes): one log per job, the model of the
+    in-process jobs; the jobs were given the threads the runner asked for."""
+    from ser.ivector.diag_ubm import train_diag_ubm
+    from ser.ivector.parallel import Runner
+    root, data = nj_setup
+    kw = dict(num_frames=20000, num_iters_init=10, num_iters=1, device="cpu", nj=2)
+    ref, _ = train_diag_ubm(data, 16, root / "pca", root / "ubm_ref", **kw)
+    got, _ = train_diag_ubm(data, 16, root / "pca", root / "ubm_cmd", runner=Runner("python -m ser.jobs", 1),
+                            init_runner=Runner(), **kw)
+    _assert_gmm_close(got, ref, 1e-12)
+    for it in (0,):
+        for job in (1, 2):
+            text = (root / "ubm_cmd" / "log" / f"acc.{it}.{job}.log").read_text()
+            assert f"pass {it} job {job}: log-likelihood per frame" in text and "# Ended (code 0)" in text
+            assert "--num-threads 1" in text.splitlines()[0]
+
+
+def test_job_steps_reject_bad_options(tmp_path):
+    from ser.ivector.parallel import StepError, job_main
+    with pytest.raises(StepError, match="unknown step 'gmm-foo'"):
+        job_main(["gmm-foo"])
+    with pytest.raises(StepError, match="unknown option --num-gauses"):
+        job_main(["gmm-global-init-from-feats", "--num-gauses", "3"])
+    with pytest.raises(StepError, match="--iteration: expected int, got 'x'"):
+        job_main(["gmm-global-acc-stats", "--iteration", "x"])
+
+
+def test_stored_gselect_must_match_the_data(nj_setup, tmp_path):
+    """A later pass reading another data dir's Gaussian selection is an error naming the file."""
+    from ser.ivector.diag_ubm import train_diag_ubm, ubm_acc
+    root, data = nj_setup
+    train_diag_ubm(data, 16, root / "pca", tmp_path / "u", num_frames=20000, num_iters_init=4, num_iters=1, device="cpu")
+    import shutil
+    DiagGmm.load(tmp_path / "u" / "final.dubm.pt").save(tmp_path / "u" / "0.dubm.pt")
+    ubm_acc(str(tmp_path / "u"), str(data), 0, 1, device="cpu")
+    shutil.copyfile(tmp_path / "u" / "0.dubm.pt", tmp_path / "u" / "1.dubm.pt")
+    other = make_synthetic_datadir(tmp_path / "other", num_spk=2, utts_per_spk=2, dim=8, seed=5)
+    with pytest.raises(ValueError, match=r"gselect\.1\.npys: does not match the frames"):
+        ubm_acc(str(tmp_path / "u"), str(other.path), 1, 1, device="cpu")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,68 @@ def test_cmd_sh_options_map_onto_sbatch(gpus, gres):
     assert got == [(["--mem-per-cpu=2G"], None), (["--mem-per-cpu=4G"], None), (gres, "1")]
 
 
+def step_cmd(step: str, cmd: str = "train_cmd", conf: str = "conf/mini.yaml", backend: str = "slurm",
+             gpus: str | None = None) -> str:
+    """``$<cmd> $(job_opts <step>)`` as a recipe driver writes it: cmd.sh and the config's jobs.<step>."""
+    env = {k: v for k, v in os.environ.items() if k != "SER_GPUS"} | {"SER_BACKEND": backend}
+    if gpus is not None:
+        env["SER_GPUS"] = gpus
+    r = subprocess.run(["bash", "-c", f'. ./cmd.sh; eval "$({sys.executable} -m ser.config {conf})"; '
+                        f'echo ${cmd} $(job_opts {step})'], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    return r.stdout.strip()
+
+
+def sbatch_of(command: str) -> tuple[list[str], str | None]:
+    """The sorted sbatch options (conf/slurm.conf) and --max-jobs-run of a ``python -m ser.jobs ...`` string."""
+    opts, raw, *_ = parse_args(command.split()[5:] + ["log", "true"])
+    max_jobs = opts.pop("max_jobs_run", None)
+    return sorted(ClusterConfig.load(ROOT / "conf" / "slurm.conf").sbatch_options(opts)) + raw, max_jobs
+
+
+@pytest.mark.parametrize("conf", ["conf/mini.yaml", "conf/paper.yaml"])
+def test_step_resources_come_from_the_config(conf):
+    """Every step's --mem/--num-threads/--gpu are the config's jobs.<step>, after cmd.sh's own options."""
+    from ser.config import load
+    jobs = load(ROOT / conf).jobs
+    for step, cmd in (("ubm", "train_cmd"), ("extractor", "train_cmd"), ("ser_train", "cuda_cmd"),
+                      ("chain_train", "cuda_cmd"), ("paper2", "train_cmd"), ("ivector_extract", "train_cmd")):
+        res = getattr(jobs, step)
+        got, _ = sbatch_of(step_cmd(step, cmd, conf))
+        want = [f"--cpus-per-task={res.num_threads}", f"--mem-per-cpu={res.mem}"]
+        assert got == sorted(want + ([f"--gres=gpu:{res.gpu}"] if res.gpu else [])), (step, got)
+    assert sbatch_of(step_cmd("ser_train", "cuda_cmd", conf, gpus="0"))[0] == sorted(
+        [f"--cpus-per-task={jobs.ser_train.num_threads}", f"--mem-per-cpu={jobs.ser_train.mem}"])
+    assert sbatch_of(step_cmd("ubm", "train_cmd", conf, gpus="2"))[0] == sorted(  # SER_GPUS: GPU steps only
+        [f"--cpus-per-task={jobs.ubm.num_threads}", f"--mem-per-cpu={jobs.ubm.mem}"])
+    r = subprocess.run(["bash", "-c", f'. ./cmd.sh; eval "$({sys.executable} -m ser.config {conf})"; job_opts nope'],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and "no jobs.nope in the recipe config" in r.stderr
+
+
+def test_local_backend_threads_and_distinct_gpus(tmp_path):
+    """--num-threads N: the jobs' OpenMP/MKL threads; --gpu 1: no two running jobs share a GPU (a job
+    that found its GPU taken would fail); the Accounting line records the peak RSS."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "4,7"}
+    r = jobs("--num-threads", "3", "--gpu", "1", "--max-jobs-run", "4", "JOB=1:6", str(tmp_path / "g.JOB.log"),
+             f"echo omp=$OMP_NUM_THREADS mkl=$MKL_NUM_THREADS gpu=$CUDA_VISIBLE_DEVICES; "
+             f"mkdir {tmp_path}/busy$CUDA_VISIBLE_DEVICES || exit 9; sleep 0.3; rmdir {tmp_path}/busy$CUDA_VISIBLE_DEVICES",
+             env=env)
+    assert r.returncode == 0, r.stderr
+    used = set()
+    for i in range(1, 7):
+        text = (tmp_path / f"g.{i}.log").read_text()
+        assert "omp=3 mkl=3 gpu=" in text and re.search(r"maxrss=\d+KB", text), text
+        used.add(re.search(r"^omp=3 mkl=3 gpu=(\S+)$", text, re.M).group(1))
+    assert used == {"4", "7"}
+    r = jobs("--gpu", "3", "JOB=1:1", str(tmp_path / "x.JOB.log"), "true", env=env)
+    assert r.returncode == 1 and "--gpu 3: only 2 GPUs visible (4,7)" in r.stderr
+    # without --num-threads the environment is left alone; without GPUs, GPU jobs run (on the CPU)
+    env = {**os.environ, "OMP_NUM_THREADS": "5", "CUDA_VISIBLE_DEVICES": ""}
+    r = jobs("--gpu", "1", "JOB=1:1", str(tmp_path / "y.JOB.log"), "echo omp=$OMP_NUM_THREADS", env=env)
+    assert r.returncode == 0 and "omp=5" in (tmp_path / "y.1.log").read_text()
+
+
 def test_job_script_runs_one_task(tmp_path):
     """The array task script, run by bash as Slurm would run task 3: substitution, quoting, log, exit code."""
     log = str(tmp_path / "log" / "t.JOB.log")
@@ -114,6 +177,7 @@ def test_job_script_runs_one_task(tmp_path):
     assert (tmp_path / "o.3").read_text() == "its job 3\n"
     text = (tmp_path / "log" / "t.3.log").read_text()
     assert text.startswith("# bash -c ") and "o.3" in text.splitlines()[0]
+    assert "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1" in script.read_text()
     assert "as Slurm job 77_3" in text and "# Ended (code 3)" in text
 
 
@@ -170,6 +234,43 @@ def test_cluster_options_reach_sbatch(cluster, tmp_path):
     assert [ln.split()[0] for ln in order if ln] == ["start", "end"] * 3
     r = jobs("--backend", "slurm", "--max-rss", "1G", "JOB=1:1", str(tmp_path / "o.JOB.log"), "true")
     assert r.returncode == 1 and "option --max-rss 1G is not described in conf/slurm.conf" in r.stderr
+
+
+@pytest.mark.slurm
+def test_stage4_and_emotion_jobs_ask_for_their_resources(cluster, tmp_path):
+    """A UBM pass and the extractor's jobs of a small training as Slurm arrays with the options of
+    conf/mini.yaml's jobs.ubm / jobs.extractor, and an emotion training job (jobs.ser_train; SER_GPUS=0:
+    the test cluster has no GPU): each got the CPUs and memory it asked for and as many threads."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synthetic_ivector import make_synthetic_datadir
+    from ser.config import load
+    from ser.ivector.diag_ubm import train_diag_ubm
+    from ser.ivector.extractor import train_ivector_extractor
+    from ser.ivector.parallel import Runner
+    from ser.ivector.pca import get_pca_transform
+    jobs_cfg = load(ROOT / "conf" / "mini.yaml").jobs
+    d = make_synthetic_datadir(tmp_path / "data", num_spk=4, utts_per_spk=5, dim=8, seed=0).path
+    get_pca_transform(d, tmp_path / "pca", dim=10, device="cpu")
+    ubm_cmd, ie_cmd = step_cmd("ubm"), step_cmd("extractor")
+    train_diag_ubm(d, 8, tmp_path / "pca", tmp_path / "ubm", num_frames=5000, num_iters_init=2, num_iters=1,
+                   device="cpu", nj=2, runner=Runner(ubm_cmd, jobs_cfg.ubm.num_threads), init_runner=Runner())
+    train_ivector_extractor(d, tmp_path / "ubm", tmp_path / "ie", ivector_dim=4, num_iters=1, gaussian_min_count=1,
+                            device="cpu", nj=2, runner=Runner(ie_cmd, jobs_cfg.extractor.num_threads))
+    for q, res in ((tmp_path / "ubm" / "q" / "acc.0.sh", jobs_cfg.ubm), (tmp_path / "ie" / "q" / "acc.0.sh", jobs_cfg.extractor)):
+        submitted = q.read_text().split("## submitted with:")[1]
+        assert f"--cpus-per-task={res.num_threads}" in submitted and f"--mem-per-cpu={res.mem}" in submitted
+        assert "--array=1-2" in submitted
+        for job in (1, 2):
+            text = (q.parent.parent / "log" / f"acc.0.{job}.log").read_text()
+            assert "as Slurm job" in text and "# Ended (code 0)" in text and f"threads={res.num_threads}" in text
+    ser_cmd = step_cmd("ser_train", "cuda_cmd", gpus="0")
+    r = subprocess.run([*ser_cmd.split()[:3], *ser_cmd.split()[3:], "JOB=1:1", str(tmp_path / "ser" / "log" / "t.JOB.log"),
+                        f"echo cpus=$SLURM_CPUS_PER_TASK mem=$SLURM_MEM_PER_CPU omp=$OMP_NUM_THREADS"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    mem_mb = int(jobs_cfg.ser_train.mem[:-1]) * 1024
+    n = jobs_cfg.ser_train.num_threads
+    assert f"cpus={n} mem={mem_mb} omp={n}" in (tmp_path / "ser" / "log" / "t.1.log").read_text()
 
 
 def _sleeping_array(tmp_path: Path, name: str) -> subprocess.Popen:

@@ -59,7 +59,7 @@ train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk data/tedliu
           exp/chain/den.stamp)
 
 # whole utterances with their numerators, written once by nj jobs (Kaldi's e2e get_egs_e2e.sh)
-step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"
+step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd $(job_opts default)" --num-utts-subset "$chain_num_valid_utts"
       --lang data/lang_chain --net "$chain_net" $train_data $ivdir exp/chain exp/chain/egs_e2e)
 "${stamp[@]}" run exp/chain/egs_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" data/lang_chain/phones.txt \
   data/lang_chain/lexiconp.txt -- "${step[@]}"
@@ -69,18 +69,18 @@ step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --egs-dir exp/chain
       --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size"
       $train_data $ivdir exp/chain exp/chain/tdnn_e2e)
 "${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/egs_e2e/.stamp \
-  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd exp/chain/log/train_e2e.log "${step[@]}"
+  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) exp/chain/log/train_e2e.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
 step=(steps/chain/align.sh --device "$device" --egs-dir exp/chain/egs_e2e
       $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e)
 "${stamp[@]}" run exp/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/tdnn_e2e/.stamp \
-  exp/chain/egs_e2e/.stamp -- $cuda_cmd exp/chain/log/align.log "${step[@]}"
+  exp/chain/egs_e2e/.stamp -- $cuda_cmd $(job_opts chain_train) exp/chain/log/align.log "${step[@]}"
 grep '^chain_align:' exp/chain/log/align.log
 
 # the chunks of pass 2 with their numerators, written once by nj jobs (Kaldi's get_egs.sh)
-step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd" --num-utts-subset "$chain_num_valid_utts"
+step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd $(job_opts default)" --num-utts-subset "$chain_num_valid_utts"
       --ali-dir exp/chain/ali_e2e --model exp/chain/tdnn_e2e/final.pt $train_data $ivdir exp/chain exp/chain/egs)
 "${stamp[@]}" run exp/chain/egs/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
   -- "${step[@]}"
@@ -91,7 +91,8 @@ step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --egs-dir exp/cha
       --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch"
       $train_data $ivdir exp/chain exp/chain/tdnn)
 "${stamp[@]}" run exp/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
-  exp/chain/egs/.stamp --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd exp/chain/log/train.log "${step[@]}"
+  exp/chain/egs/.stamp --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) \
+  exp/chain/log/train.log "${step[@]}"
 grep '^train_chain:' exp/chain/log/train.log
 
 for x in dev test; do
@@ -101,7 +102,7 @@ for x in dev test; do
   "${stamp[@]}" run exp/chain/tdnn/decode_$x/.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp \
     data/tedlium_$x/.feats.stamp data/tedlium_$x/text exp/nnet3/ivectors_tedlium_$x/.stamp data/tedlium_train/text \
     exp/chain/den.stamp data/lang_chain/phones.txt data/lang_chain/lexiconp.txt \
-    -- $decode_cmd exp/chain/tdnn/log/decode_$x.log "${step[@]}"
+    -- $decode_cmd $(job_opts decode) exp/chain/tdnn/log/decode_$x.log "${step[@]}"
   echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
 done
 

@@ -39,12 +39,12 @@ step=(steps/ctc/train.sh --net "$ctc_net" --device "$device"
       --num-valid-utts "$ctc_num_valid_utts" --valid-interval "$ctc_valid_interval" --dropout-rate "$ctc_dropout_rate"
       $train $dir)
 "${stamp[@]}" run $dir/.stamp --opt "step=${step[*]}" $train/.feats.stamp $train/feats.scp $train/text \
-  --stale $dir/final.pt --stale $dir/checkpoint.pt -- $cuda_cmd $dir/log/train_ctc.log "${step[@]}"
+  --stale $dir/final.pt --stale $dir/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) $dir/log/train_ctc.log "${step[@]}"
 grep '^train_ctc:' $dir/log/train_ctc.log
 
 for x in dev test; do
   step=(steps/ctc/decode.sh --device "$device" $dir/final.pt data/tedlium_${x}_mfcc26 $dir/decode_$x)
   "${stamp[@]}" run $dir/decode_$x/.stamp --opt "step=${step[*]}" $dir/.stamp data/tedlium_${x}_mfcc26/.feats.stamp \
-    data/tedlium_${x}_mfcc26/feats.scp data/tedlium_${x}_mfcc26/text -- $decode_cmd $dir/log/decode_$x.log "${step[@]}"
+    data/tedlium_${x}_mfcc26/feats.scp data/tedlium_${x}_mfcc26/text -- $decode_cmd $(job_opts decode) $dir/log/decode_$x.log "${step[@]}"
   grep '^decode_ctc:' $dir/log/decode_$x.log
 done

@@ -46,7 +46,7 @@ train_paper2() {  # <system> <feats> <folds-dir> <system-dir> [options...]
   local step=(steps/ser/train_paper2.sh --system $system "$@" $feats $folds $dir) stale=() f
   for f in $folds/*/; do stale+=(--stale $dir/$(basename $f)/valid.json); done  # a fold's "done" (its options only)
   "${stamp[@]}" run $dir/.stamp --opt "step=${step[*]}" $feats/.feats.stamp $feats/feats.scp $folds/folds.json \
-    "${stale[@]}" -- $train_cmd $dir/log/train.log "${step[@]}"
+    "${stale[@]}" -- $train_cmd $(job_opts paper2) $dir/log/train.log "${step[@]}"
 }
 train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
   local system=$1 set=$2 protocol=$3 dir=$4; shift 4

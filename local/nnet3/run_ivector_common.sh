@@ -2,7 +2,10 @@
 # Stage 4 of run.sh: online i-vectors for the TDNN-F (Kaldi egs/tedlium/s5_r2/local/nnet3/run_ivector_common.sh,
 # stages 3-6; speed/volume perturbation and hires MFCC are run.sh stage 3).
 #   local/nnet3/run_ivector_common.sh [--config conf/mini.yaml]     (from the recipe directory)
-# Config: ivector.{num_gauss,dim,num_iters,ubm_num_frames}, features.compress (the i-vector arks), nj, device.
+# Config: ivector.{num_gauss,dim,num_iters,ubm_num_frames}, features.compress (the i-vector arks), nj, device,
+# jobs.{ubm,extractor,ivector_extract}.
+# The UBM and the extractor are trained by nj jobs per iteration (data split by speaker, statistics summed),
+# as Kaldi's steps/online/nnet2/train_{diag_ubm,ivector_extractor}.sh (docs/ivector-training.md).
 #
 # PCA (splice +-3, 40 dims) and the diagonal UBM on a quarter of the training utterances, the extractor
 # on all of them (Kaldi: LDA+MLLT needs GMM alignments, so PCA as steps/online/nnet2/get_pca_transform.sh);
@@ -36,23 +39,29 @@ if ! "${stamp[@]}" check "${ie_stamp[@]}"; then
   "${stamp[@]}" clear "${ie_stamp[@]}"
   awk 'NR % 4 == 1' $train/utt2spk > exp/nnet3/train_subset.list
   utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list $train ${train}_subset
-  $train_cmd exp/nnet3/log/pca.log steps/online/get_pca_transform.sh --num-threads 1 --device "$device" \
-    ${train}_subset exp/nnet3/pca
-  $train_cmd exp/nnet3/log/diag_ubm.log steps/online/train_diag_ubm.sh --num-threads 1 --device "$device" \
-    --num-frames "$ivector_ubm_num_frames" ${train}_subset "$ivector_num_gauss" exp/nnet3/pca \
-    exp/nnet3/diag_ubm
-  $train_cmd exp/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh --num-threads 1 --device "$device" \
-    --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" $train exp/nnet3/diag_ubm $ie
+  $train_cmd $(job_opts ubm) exp/nnet3/log/pca.log steps/online/get_pca_transform.sh \
+    --num-threads "$jobs_ubm_num_threads" --device "$device" ${train}_subset exp/nnet3/pca
+  # the trainers drive their jobs ($train_cmd JOB=1:$nj, logs exp/nnet3/{diag_ubm,extractor}/log/) from this
+  # machine, as Kaldi's scripts do; the driver's own log is run.pl's (the local backend)
+  $local_cmd exp/nnet3/log/diag_ubm.log steps/online/train_diag_ubm.sh --cmd "$train_cmd $(job_opts ubm)" \
+    --nj "$nj" --num-threads "$jobs_ubm_num_threads" --device "$device" \
+    --num-frames "$ivector_ubm_num_frames" ${train}_subset "$ivector_num_gauss" exp/nnet3/pca exp/nnet3/diag_ubm
+  $local_cmd exp/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh \
+    --cmd "$train_cmd $(job_opts extractor)" --nj "$nj" --num-threads "$jobs_extractor_num_threads" \
+    --device "$device" --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" $train exp/nnet3/diag_ubm $ie
   "${stamp[@]}" write "${ie_stamp[@]}"
 fi
 # extract <data-dir> <ivector-dir> <utts-per-spk-max>: online i-vectors, redone when the extractor, the
 # features, the speakers or the option change
 extract() {
-  local iv_stamp=($2/.stamp --opt "utts_per_spk_max=$3" --opt "compress=$features_compress" $ie/.stamp $1/feats.scp $1/utt2spk $1/.feats.stamp)
+  local iv_stamp=($2/.stamp --opt "utts_per_spk_max=$3" --opt "compress=$features_compress" $ie/.stamp $1/feats.scp
+                  $1/utt2spk $1/.feats.stamp)
   if ! "${stamp[@]}" check "${iv_stamp[@]}"; then
     "${stamp[@]}" clear "${iv_stamp[@]}"
-    $train_cmd exp/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh --nj "$nj" --device "$device" \
-      --compress "$features_compress" --utts-per-spk-max $3 $1 $ie $2
+    # one job of --nj worker threads, one per CPU it asks for
+    $train_cmd $(job_opts ivector_extract) exp/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh \
+      --nj "$jobs_ivector_extract_num_threads" --device "$device" --compress "$features_compress" \
+      --utts-per-spk-max $3 $1 $ie $2
     "${stamp[@]}" write "${iv_stamp[@]}"
   fi
   echo "$2: $(wc -l < $2/ivector_online.scp) utterances"

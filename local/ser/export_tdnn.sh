@@ -36,7 +36,7 @@ $train_cmd $d/log/make_final_fold.log steps/ser/make_final_fold.sh \
 stamp=(python -m ser.bin.stamp)
 step=(steps/ser/train.sh "$@" $data/folds/final/all $iv $ser_model $d)
 "${stamp[@]}" run $d/.stamp --opt "step=${step[*]}" $ser_model $data/folds/final/all/train/utt2spk \
-  $data/folds/final/all/valid/utt2spk $data/utt2emo $iv/.stamp --stale $d/options.json -- $train_cmd $d/log/train.log "${step[@]}"
+  $data/folds/final/all/valid/utt2spk $data/utt2emo $iv/.stamp --stale $d/options.json -- $cuda_cmd $(job_opts ser_train) $d/log/train.log "${step[@]}"
 corpus="IEMOCAP"
 [ "$corpora_synthesize" = true ] && corpus="IEMOCAP layout, embedded synthetic corpus (stage 0)"
 step=(steps/ser/export.sh --system $sys --system-dir exp/ser/$sys --corpus "$corpus"

@@ -15,7 +15,7 @@
 #   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-chain), the layer-selection folds    (Table 2)
 #   tdnn_scratch      the same network from random initialisation, every layer at the full rate (Table 3)
 #   tdnn_l12_uttivec  as tdnn_l12 with per-utterance online i-vectors (what one recording gets)
-# Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $train_cmd:
+# Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $cuda_cmd:
 # steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
 # exp/ser/table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
@@ -110,7 +110,7 @@ train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs
               --patience "$ser_patience" --initial-lrate "$ser_initial_lrate" --final-lrate "$ser_final_lrate"
               --chunk-width "$ser_chunk_width" --minibatch-size "$ser_minibatch_size"
               --seed "$ser_seed"
-              --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads 1)
+              --cache-frozen-body "$ser_cache_frozen_body" --device "$device" --num-threads "$jobs_ser_train_num_threads")
 
 # one job per (system, fold) whose stamp (ser.io.stamp, written when both steps succeeded) does not record
 # the same commands, model, folds and i-vectors; each of its two steps runs through the local job runner
@@ -135,8 +135,8 @@ for sys in $systems; do
       echo "set -e"
       printf '%q ' "${step[@]}" $d/log/train.log steps/ser/train.sh "${train_common[@]}" "${opts[@]}" \
         "$foldsdir/$fold" "$iv" "$model" $d; echo
-      printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" --num-threads 1 \
-        "$foldsdir/$fold/test" "$iv" $d; echo
+      printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" \
+        --num-threads "$jobs_ser_train_num_threads" "$foldsdir/$fold/test" "$iv" $d; echo
     } > $d/cmd.sh
     if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp"; then continue; fi
     njobs=$((njobs + 1))
@@ -146,7 +146,8 @@ for sys in $systems; do
 done
 echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
-  $train_cmd --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log bash $jobdir/JOB.sh
+  # GPU jobs: each running one gets a GPU of its own (cmd.sh), on slurm --gres; memory and CPUs from jobs.ser_train
+  $cuda_cmd $(job_opts ser_train) --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log bash $jobdir/JOB.sh
 fi
 
 for sys in $systems; do

@@ -1,14 +1,16 @@
 """steps/online/train_diag_ubm.sh [opts] <data> <num-gauss> <pca-dir> <ubm-dir>
 
 Diagonal-covariance UBM on PCA-transformed spliced features, as Kaldi's
-steps/online/nnet2/train_diag_ubm.sh; see ser/ivector/diag_ubm.py.
+steps/online/nnet2/train_diag_ubm.sh; see ser/ivector/diag_ubm.py.  With --cmd, the init job
+(log/init.log, nj x --num-threads threads: it runs alone) and --nj accumulation jobs per pass
+(log/acc.<pass>.<job>.log, --num-threads each) go through that job runner; this process sums and updates.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ser.bin._online import add_online_arguments, online_kwargs
+from ser.bin._online import add_online_arguments, online_kwargs, training_runner
 from ser.cli import run_main, setup_logging, str2bool
 from ser.ivector.diag_ubm import train_diag_ubm
 
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     train_diag_ubm(a.data, a.num_gauss, a.pca_dir, a.ubm_dir, a.num_iters, a.num_gselect, a.num_frames,
                    a.num_iters_init, a.initial_gauss_proportion, a.subsample, a.min_gaussian_weight,
-                   a.remove_low_count_gaussians, a.srand, **online_kwargs(a))
+                   a.remove_low_count_gaussians, a.srand, nj=a.nj, runner=training_runner(a),
+                   init_runner=training_runner(a, a.nj), **online_kwargs(a))
     return 0
 
 

@@ -1,14 +1,16 @@
 """steps/online/train_ivector_extractor.sh [opts] <data> <ubm-dir> <extractor-dir>
 
 i-vector extractor (total variability model) trained by EM, as Kaldi's
-steps/online/nnet2/train_ivector_extractor.sh; see ser/ivector/extractor.py.
+steps/online/nnet2/train_ivector_extractor.sh; see ser/ivector/extractor.py.  With --cmd, --nj
+statistics jobs (log/stats.<job>.log) and --nj accumulation jobs per iteration (log/acc.<iter>.<job>.log),
+--num-threads each, go through that job runner; this process sums and updates.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ser.bin._online import add_online_arguments, online_kwargs
+from ser.bin._online import add_online_arguments, online_kwargs, training_runner
 from ser.cli import run_main, setup_logging, str2bool
 from ser.ivector.extractor import train_ivector_extractor
 
@@ -26,8 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsample", type=int, default=2)
     p.add_argument("--gaussian-min-count", type=float, default=100.0)
     p.add_argument("--variance-floor-factor", type=float, default=0.1)
-    p.add_argument("--cache-gb", type=float, default=4.0,
-                   help="keep per-utterance stats in memory up to this size, else recompute each iteration")
     p.add_argument("--online-cmvn-iextractor", type=str2bool, default=False)
     p.add_argument("--srand", type=int, default=0)
     add_online_arguments(p)
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--online-cmvn-iextractor true is not supported")
     train_ivector_extractor(a.data, a.ubm_dir, a.extractor_dir, a.ivector_dim, a.num_iters, a.num_gselect,
                             a.posterior_scale, a.min_post, a.subsample, a.gaussian_min_count,
-                            a.variance_floor_factor, a.srand, cache_gb=a.cache_gb, **online_kwargs(a))
+                            a.variance_floor_factor, a.srand, nj=a.nj, runner=training_runner(a), **online_kwargs(a))
     return 0
 
 

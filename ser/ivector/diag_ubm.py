@@ -15,10 +15,18 @@ Mirrors Kaldi's ``egs/wsj/s5/steps/online/nnet2/train_diag_ubm.sh`` with
   Gaussians; low-count Gaussians are removed only on the last pass.
 
 Features (as Kaldi): ``apply-cmvn-online`` (no speaker carry-over) → splice → PCA transform.
+Jobs, as Kaldi's script: the init job (``log/init.log``; global CMVN stats and the initial model over
+the whole data), then per pass ``nj`` jobs on ``data/split<nj>/JOB`` (whole speakers) each writing its
+statistics ``acc.<pass>.<job>.pt`` (``log/acc.<pass>.<job>.log``), summed and re-estimated in the
+driver (Kaldi: ``gmm-global-sum-accs | gmm-global-est`` as one more job).  Pass 0 stores the
+Gaussian selection of every kept frame (``gselect.<job>.npys``, Kaldi's ``gselect.JOB.gz``), the later
+passes read it.  Statistics are float32 sums per speaker chunk added in float64 (``accumulate``), so
+nj jobs give nj=1's model up to double rounding.
+
 Deviations: the random frame subset is drawn by per-frame Bernoulli sampling with probability
-num_frames/total (capped at num_frames) instead of Kaldi's reservoir sampling; Gaussian-selection
-indices are recomputed from ``0.dubm`` on every pass instead of being stored in ``gselect.*.gz``
-(identical selections, no disk).
+num_frames/total (capped at num_frames) instead of Kaldi's reservoir sampling; the selected Gaussians'
+log-likelihoods are taken from one dense GEMM over all Gaussians (faster on CPUs than scoring only the
+selected ones, see ``ubm_acc``); pass 0's ``gmm-gselect`` shares that pass's scoring with ``0.dubm``.
 
 Model file ``final.dubm.pt``: {"weights": float64 (C,), "means": float64 (C, D), "vars": float64 (C, D)}.
 """
@@ -39,7 +47,9 @@ from ser.device import resolve_device
 from ser.ivector.features import (OnlineCmvnOptions, SpliceOptions, UttBatch, apply_transform, global_cmvn_stats,
                                   iter_speaker_batches, load_data, online_cmn, speaker_order,
                                   splice, subsample_mask)
+from ser.io.npy_stream import NpyStreamWriter, iter_npy_stream
 from ser.io.torch_io import load_torch, save_torch
+from ser.ivector.parallel import Runner
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +116,33 @@ class GmmStats:
         return cls(z(C), z(C, D), z(C, D))
 
 
-def accumulate(gmm: DiagGmm, x: torch.Tensor, stats: GmmStats, gselect: torch.Tensor | None = None) -> None:
-    """``AccumulateFromDiag`` over all Gaussians, or (``gselect`` (N, k) indices) over the selected ones."""
+def accumulate(gmm: DiagGmm, x: torch.Tensor, stats: GmmStats, gselect: torch.Tensor | None = None,
+               num_gselect: int = 0, segments: list[int] | None = None) -> torch.Tensor | None:
+    """``AccumulateFromDiag`` over all Gaussians, or (``gselect`` (N, k) indices) over the selected ones.
+    With ``num_gselect`` > 0 (and no ``gselect``): ``gmm-gselect --n`` from these log-likelihoods, the
+    statistics over the selection, which is returned ((N, min(n, C)) int64).
+
+    ``segments``: the frame counts of consecutive blocks (whole speakers) whose float32 partial sums do
+    not depend on which other frames are in ``x``: the statistics are summed in float32 over chunks of at
+    most ``CHUNK`` frames counted from each segment's start, the chunks' sums in float64 (Kaldi
+    accumulates in double).  Jobs split the data by whole speakers, so nj jobs give the statistics of one
+    job up to double rounding, for float32's speed (float64 products were 6x slower, measured).
+    """
     params = gmm.loglike_params(x.device, x.dtype)
-    for s in range(0, x.shape[0], CHUNK):
-        xc = x[s:s + CHUNK]
+    sels = []
+    bounds = [0]
+    for n in (segments if segments is not None else [x.shape[0]]):
+        bounds += [min(bounds[-1] + k + CHUNK, bounds[-1] + n) for k in range(0, n, CHUNK)][:-1] + [bounds[-1] + n]
+    if bounds[-1] != x.shape[0]:
+        raise ValueError(f"segments of {bounds[-1]} frames for {x.shape[0]} frames")
+    for s, e in zip(bounds, bounds[1:]):
+        xc = x[s:e]
         ll = gmm.loglikes(xc, params)
-        if gselect is not None:
-            sel = gselect[s:s + CHUNK]
+        sel = gselect[s:e] if gselect is not None else None
+        if sel is None and num_gselect > 0:
+            sel = top_k(ll, min(num_gselect, gmm.num_gauss))[1]
+            sels.append(sel)
+        if sel is not None:
             lls = ll.gather(1, sel)
             lse = torch.logsumexp(lls, 1)
             post = torch.zeros_like(ll).scatter_(1, sel, torch.exp(lls - lse[:, None]))
@@ -122,9 +151,24 @@ def accumulate(gmm: DiagGmm, x: torch.Tensor, stats: GmmStats, gselect: torch.Te
             post = torch.exp(ll - lse[:, None])
         stats.tot_like += float(lse.double().sum())
         stats.num_frames += xc.shape[0]
-        stats.occ += post.sum(0).double()
+        stats.occ += post.double().sum(0)
         stats.x += (post.T @ xc).double()
         stats.x2 += (post.T @ (xc * xc)).double()
+    if gselect is not None or num_gselect <= 0:
+        return None
+    return torch.cat(sels) if sels else torch.zeros(0, min(num_gselect, gmm.num_gauss), dtype=torch.long)
+
+
+def speaker_segments(b: UttBatch, keep: torch.Tensor) -> list[int]:
+    """The kept frames of each speaker of the batch (consecutive), as ``accumulate``'s ``segments``."""
+    per_utt = torch.bincount(b.utt_index()[keep], minlength=len(b.utts)).tolist()
+    out: list[int] = []
+    for i, n in enumerate(per_utt):
+        if i and b.spks[i] == b.spks[i - 1]:
+            out[-1] += n
+        else:
+            out.append(n)
+    return out
 
 
 def top_k(x: torch.Tensor, k: int, group: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,11 +316,12 @@ class UbmFeatures:
                 os.replace(tmp, Path(dst) / f)
 
 
-def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.PathLike, ubm_dir: str | os.PathLike,
-                   num_iters: int = 4, num_gselect: int = 30, num_frames: int = 500_000, num_iters_init: int = 20,
-                   initial_gauss_proportion: float = 0.5, subsample: int = 2, min_gaussian_weight: float = 1e-4,
-                   remove_low_count_gaussians: bool = True, seed: int = 0, device: str = "auto",
-                   batch_frames: int = 200_000) -> tuple[DiagGmm, dict[str, list[float]]]:
+def ubm_init(data: str = "", num_gauss: int = 0, pca_dir: str = "", ubm_dir: str = "", num_frames: int = 500_000,
+             num_iters_init: int = 20, initial_gauss_proportion: float = 0.5, min_gaussian_weight: float = 1e-4,
+             seed: int = 0, device: str = "auto", batch_frames: int = 200_000) -> list[float]:
+    """Kaldi's ``gmm_init`` job: global CMVN stats of ``data`` (``matrix-sum``), the feature pipeline's files
+    copied into ``ubm_dir``, and ``gmm-global-init-from-feats`` on a random subset of the (non-subsampled)
+    frames of the whole data -> ``0.dubm.pt``.  Returns the per-frame log-likelihood of every iteration."""
     if num_gauss <= 0:
         raise ValueError(f"bad num-gauss {num_gauss}")
     dev = resolve_device(device)
@@ -288,44 +333,157 @@ def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.Pa
     feats_fn = UbmFeatures(src.mat, gstats, src.splice_opts, src.cmvn_opts)
     src.copy_to(pca_dir, out)
     save_torch({"stats": gstats}, out / "global_cmvn.stats.pt")
-    spk_utts = speaker_order(d)
-
-    # --- in-memory initialisation on a random subset of (non-subsampled) frames
     gen = torch.Generator().manual_seed(seed)
     keep_prob = min(1.0, num_frames / total)
     kept = []
-    for b in iter_speaker_batches(d, spk_utts, batch_frames, dev, progress="ubm init frames"):
+    for b in iter_speaker_batches(d, speaker_order(d), batch_frames, dev, progress="ubm init frames"):
         x = feats_fn(b)
         if keep_prob < 1.0:
             x = x[(torch.rand(x.shape[0], generator=gen) < keep_prob).to(dev)]
         kept.append(x)
     init_feats = torch.cat(kept)[:num_frames]
+    del kept
     num_gauss_init = int(initial_gauss_proportion * num_gauss)
     if num_gauss_init <= 0:
         raise ValueError(f"invalid num-gauss-init {num_gauss_init}")
     log.info("initializing from %d Gaussians to %d over %d iterations on %d of %d frames",
              num_gauss_init, num_gauss, num_iters_init, init_feats.shape[0], total)
-    gmm, init_hist = init_from_feats(init_feats, num_gauss, num_gauss_init, num_iters_init, min_gaussian_weight, seed)
-    del init_feats, kept
+    gmm, hist = init_from_feats(init_feats, num_gauss, num_gauss_init, num_iters_init, min_gaussian_weight, seed)
     gmm.save(out / "0.dubm.pt")
-    gmm0 = gmm
+    atomic_write_text(out / "log_likelihoods.init", "".join(f"init {i} {v:.6f}\n" for i, v in enumerate(hist)))
+    return hist
 
-    # --- E-M passes over the subsampled data with Gaussian selection from 0.dubm
+
+def _stats_to_dict(st: GmmStats) -> dict:
+    return {"occ": st.occ.cpu(), "x": st.x.cpu(), "x2": st.x2.cpu(),
+            "tot_like": torch.tensor(st.tot_like, dtype=torch.float64),
+            "num_frames": torch.tensor(st.num_frames, dtype=torch.int64)}
+
+
+def ubm_acc(ubm_dir: str = "", data: str = "", iteration: int = 0, job: int = 1, num_gselect: int = 30,
+            subsample: int = 2, device: str = "auto", batch_frames: int = 200_000) -> None:
+    """One job of one E-M pass (``gmm-global-acc-stats --gselect``) on the job's part of the data:
+    ``acc.<iteration>.<job>.pt``.  Pass 0 also does Kaldi's ``gmm-gselect --n`` with ``0.dubm`` (the model
+    of pass 0, so the log-likelihoods it computes serve both) and stores the selection in
+    ``gselect.<job>.npys``, which the later passes read instead of scoring every frame with ``0.dubm``
+    again.  Deviation: a later pass still scores the current model's Gaussians by one dense GEMM and keeps
+    the selected ones; evaluating only the selected ones (a gather of their parameters per frame) was
+    1.3x slower for 512 Gaussians and 8x slower for 128 on one CPU core (measured, 32768 frames x 30)."""
+    dev = resolve_device(device)
+    out = Path(ubm_dir)
+    d = load_data(data)
+    feats_fn = UbmFeatures.from_dir(out)
+    gmm = DiagGmm.load(out / f"{iteration}.dubm.pt")
+    st = GmmStats.zeros(gmm.num_gauss, gmm.dim, dev)
+    gsel_path = out / f"gselect.{job}.npys"
+    batches = iter_speaker_batches(d, speaker_order(d), batch_frames, dev, progress=f"ubm pass {iteration}")
+    if iteration == 0:
+        if gmm.num_gauss > 32767:
+            raise ValueError(f"{out}/0.dubm.pt: {gmm.num_gauss} Gaussians: gselect indices are stored as int16")
+        with NpyStreamWriter(gsel_path, 1) as w:
+            for b in batches:
+                keep = subsample_mask(b, subsample)
+                sel = accumulate(gmm, feats_fn(b)[keep], st, num_gselect=num_gselect, segments=speaker_segments(b, keep))
+                w.write(sel.to(torch.int16).cpu().numpy())
+    else:
+        records = iter_npy_stream(gsel_path, 1)
+        for b in batches:
+            keep = subsample_mask(b, subsample)
+            x = feats_fn(b)[keep]
+            sel = next(records, (None,))[0]
+            if sel is None or sel.shape[0] != x.shape[0]:
+                raise ValueError(f"{gsel_path}: does not match the frames of {data} (written for other data?)")
+            accumulate(gmm, x, st, torch.from_numpy(sel).to(dev, torch.int64), segments=speaker_segments(b, keep))
+        if next(records, None) is not None:
+            raise ValueError(f"{gsel_path}: has more batches than {data}")
+    save_torch(_stats_to_dict(st), out / f"acc.{iteration}.{job}.pt")
+    log.info("pass %d job %d: log-likelihood per frame %.4f over %d frames", iteration, job,
+             st.tot_like / max(st.num_frames, 1), st.num_frames)
+
+
+def sum_accs(paths: list[Path]) -> GmmStats:
+    """``gmm-global-sum-accs``: the jobs' statistics added in job order (float64)."""
+    st = None
+    for p in paths:
+        a = load_torch(p, what="UBM statistics", expect_keys=("occ", "x", "x2", "tot_like", "num_frames"))
+        if st is None:
+            st = GmmStats(a["occ"].clone(), a["x"].clone(), a["x2"].clone())
+        elif a["x"].shape != st.x.shape:
+            raise ValueError(f"{p}: statistics of shape {tuple(a['x'].shape)}, the others {tuple(st.x.shape)}")
+        else:
+            st.occ += a["occ"]
+            st.x += a["x"]
+            st.x2 += a["x2"]
+        st.tot_like += float(a["tot_like"])
+        st.num_frames += int(a["num_frames"])
+    if st is None:
+        raise ValueError("no statistics to sum")
+    return st
+
+
+def ubm_update(ubm_dir: str | os.PathLike, iteration: int, nj: int, last: bool, min_gaussian_weight: float = 1e-4,
+               remove_low_count_gaussians: bool = True) -> float:
+    """``gmm-global-est`` on ``gmm-global-sum-accs`` of the pass's jobs: ``<iteration+1>.dubm.pt``;
+    the statistics and the previous model (except ``0.dubm.pt``, the gselect model) are deleted.
+    Returns the pass's log-likelihood per frame."""
+    out = Path(ubm_dir)
+    accs = [out / f"acc.{iteration}.{j}.pt" for j in range(1, nj + 1)]
+    st = sum_accs(accs)
+    ll = st.tot_like / max(st.num_frames, 1)
+    log.info("pass %d: log-likelihood per frame %.4f over %d frames", iteration, ll, st.num_frames)
+    gmm = mle_update(DiagGmm.load(out / f"{iteration}.dubm.pt"), st, min_gaussian_weight=min_gaussian_weight,
+                     remove_low_count_gaussians=remove_low_count_gaussians and last)
+    gmm.save(out / f"{iteration + 1}.dubm.pt")
+    for p in accs:
+        p.unlink()
+    if iteration > 0:
+        (out / f"{iteration}.dubm.pt").unlink(missing_ok=True)
+    return ll
+
+
+def split_parts(data: str | os.PathLike, nj: int) -> tuple[str, int]:
+    """``utils/split_data.sh data nj`` (whole speakers; nj at most the speakers, as Kaldi's scripts cap it);
+    returns ``(<data>/split<nj>/JOB, nj)``."""
+    if nj < 1:
+        raise ValueError(f"--nj must be >= 1, got {nj}")
+    d = load_data(data)
+    if nj > len(d.spk2utt):
+        log.info("%s has %d speakers: %d jobs instead of %d", data, len(d.spk2utt), len(d.spk2utt), nj)
+        nj = len(d.spk2utt)
+    d.split(nj)
+    return str(Path(data) / f"split{nj}" / "JOB"), nj
+
+
+def train_diag_ubm(data: str | os.PathLike, num_gauss: int, pca_dir: str | os.PathLike, ubm_dir: str | os.PathLike,
+                   num_iters: int = 4, num_gselect: int = 30, num_frames: int = 500_000, num_iters_init: int = 20,
+                   initial_gauss_proportion: float = 0.5, subsample: int = 2, min_gaussian_weight: float = 1e-4,
+                   remove_low_count_gaussians: bool = True, seed: int = 0, device: str = "auto",
+                   batch_frames: int = 200_000, nj: int = 1, runner: Runner | None = None,
+                   init_runner: Runner | None = None) -> tuple[DiagGmm, dict[str, list[float]]]:
+    """``steps/online/nnet2/train_diag_ubm.sh``: the init job, then ``num_iters`` passes of ``nj``
+    accumulation jobs (``log/acc.<pass>.<job>.log``) each followed by the sum and update (in this process).
+    ``runner`` runs the jobs (default: in this process); ``init_runner`` the init job (default ``runner``)."""
+    runner = runner or Runner()
+    out = Path(ubm_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in [*out.glob("acc.*.pt"), *out.glob("gselect.*.npys"), *out.glob("[0-9]*.dubm.pt")]:
+        f.unlink()  # a previous run's (another nj, other data)
+    (init_runner or runner).run("gmm-global-init-from-feats", out / "log" / "init.log", data=str(data),
+                                num_gauss=num_gauss, pca_dir=str(pca_dir), ubm_dir=str(out), num_frames=num_frames,
+                                num_iters_init=num_iters_init, initial_gauss_proportion=initial_gauss_proportion,
+                                min_gaussian_weight=min_gaussian_weight, seed=seed, device=device,
+                                batch_frames=batch_frames)
+    init_hist = [float(line.split()[2]) for line in (out / "log_likelihoods.init").read_text().splitlines()]
+    sdata, nj = split_parts(data, nj)
     hist = []
     for it in range(num_iters):
-        st = GmmStats.zeros(gmm.num_gauss, gmm.dim, dev)
-        for b in iter_speaker_batches(d, spk_utts, batch_frames, dev, progress=f"ubm pass {it}"):
-            x = feats_fn(b)[subsample_mask(b, subsample)]
-            accumulate(gmm, x, st, gselect_indices(gmm0, x, num_gselect))
-        hist.append(st.tot_like / st.num_frames)
-        log.info("pass %d: log-likelihood per frame %.4f over %d frames", it, hist[-1], st.num_frames)
-        last = it == num_iters - 1
-        gmm = mle_update(gmm, st, min_gaussian_weight=min_gaussian_weight,
-                         remove_low_count_gaussians=remove_low_count_gaussians and last)
-        gmm.save(out / f"{it + 1}.dubm.pt")
-        (out / f"{it}.dubm.pt").unlink(missing_ok=True) if it > 0 else None
+        runner.run("gmm-global-acc-stats", out / "log" / f"acc.{it}.JOB.log", nj, ubm_dir=str(out), data=sdata,
+                   iteration=it, job="JOB", num_gselect=num_gselect, subsample=subsample, device=device,
+                   batch_frames=batch_frames)
+        hist.append(ubm_update(out, it, nj, it == num_iters - 1, min_gaussian_weight, remove_low_count_gaussians))
+    gmm = DiagGmm.load(out / f"{num_iters}.dubm.pt")
     gmm.save(out / "final.dubm.pt")
-    for f in out.glob("[0-9]*.dubm.pt"):
+    for f in [*out.glob("[0-9]*.dubm.pt"), *out.glob("gselect.*.npys"), out / "log_likelihoods.init"]:
         f.unlink()
     atomic_write_text(out / "log_likelihoods", "".join(
         [f"init {i} {v:.6f}\n" for i, v in enumerate(init_hist)] + [f"pass {i} {v:.6f}\n" for i, v in enumerate(hist)]))

@@ -18,6 +18,13 @@ N(o'·e_0, I)) with the ``diagonalize`` rotation of dims 1..D-1.  ``auxf`` is Ka
 + prior terms, with the i-vector posterior variance) summed over utterances — an evidence lower bound
 that E-M cannot decrease.
 
+Jobs, as Kaldi's script: ``nj`` jobs on ``data/split<nj>/JOB`` first compute the UBM posteriors of
+their frames once (the UBM is fixed) and keep each utterance's zeroth/first-order statistics on disk
+(``utt_stats.<job>.npys``, read batch by batch) and their second-order sums (``S.<job>.pt``); every
+iteration then runs ``nj`` accumulation jobs on those (``acc.<iter>.<job>.pt``,
+``log/acc.<iter>.<job>.log``), summed and re-estimated in the driver.  Kaldi recomputes the posteriors
+in every iteration (``gmm-global-get-post`` in the acc pipeline); the statistics here are the same.
+
 Deviation: Kaldi solves M_c with ``SolveQuadraticMatrixProblem`` (robust to singular R); we use a direct
 solve (R_c is positive definite whenever the Gaussian has been seen).  All training maths in float64.
 
@@ -35,11 +42,14 @@ from pathlib import Path
 
 import torch
 
-from ser.ivector.diag_ubm import DiagGmm, UbmFeatures, top_k
+from ser.ivector.diag_ubm import DiagGmm, UbmFeatures, split_parts, top_k
 from ser.device import resolve_device
 from ser.ivector.features import (UttBatch, apply_transform, iter_speaker_batches, load_data,
                                   speaker_order, splice, subsample_mask)
+from ser.io.atomic import atomic_write_text
+from ser.io.npy_stream import NpyStreamWriter, iter_npy_stream
 from ser.io.torch_io import load_torch, save_torch
+from ser.ivector.parallel import Runner
 
 log = logging.getLogger(__name__)
 
@@ -321,17 +331,113 @@ def utterance_stats(b: UttBatch, feats_fn: UbmFeatures, ubm: DiagGmm, num_gselec
     return UttStats(gamma, X.reshape(B, C, F))
 
 
+def _stats_path(out: Path, job: int) -> Path:
+    return out / f"utt_stats.{job}.npys"
+
+
+def ie_utt_stats(ie_dir: str = "", data: str = "", job: int = 1, num_gselect: int = 5, posterior_scale: float = 0.1,
+                 min_post: float = 0.025, subsample: int = 2, device: str = "auto", batch_frames: int = 200_000) -> None:
+    """One job's pass over its part of the data with the (fixed) UBM ``final.dubm.pt``: the posteriors of
+    every kept frame (``gmm-global-get-post --n --min-post | scale-post``, computed once instead of in every
+    iteration as Kaldi does), reduced to the zeroth and first-order statistics of every utterance, which
+    the iterations read: ``utt_stats.<job>.npys`` (per batch: gamma (B, C), X (B, C, F), float32), and
+    the second-order statistics Σ_t γ_tc x_t x_tᵀ (model-independent) in ``S.<job>.pt`` (float64)."""
+    dev = resolve_device(device)
+    out = Path(ie_dir)
+    d = load_data(data)
+    feats_fn = UbmFeatures.from_dir(out)
+    ubm = DiagGmm.load(out / "final.dubm.pt")
+    params = ubm.loglike_params(dev)
+    C, F = ubm.num_gauss, ubm.dim
+    S = torch.zeros(C, F, F, dtype=torch.float64, device=dev)
+    n_utts = 0
+    with NpyStreamWriter(_stats_path(out, job), 2) as w:
+        for b in iter_speaker_batches(d, speaker_order(d), batch_frames, dev, progress="ivector stats"):
+            us = utterance_stats(b, feats_fn, ubm, num_gselect, min_post, posterior_scale, subsample, S, params)
+            w.write(us.gamma.cpu().numpy(), us.X.cpu().numpy())
+            n_utts += len(b.utts)
+    save_torch({"S": S.cpu()}, out / f"S.{job}.pt")
+    log.info("job %d: statistics of %d utterances", job, n_utts)
+
+
+def _ie_stats_to_dict(st: ExtractorStats) -> dict:
+    f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return {"gamma": st.gamma.cpu(), "Y": st.Y.cpu(), "R": st.R.cpu(), "num_ivectors": f64(st.num_ivectors),
+            "ivector_sum": st.ivector_sum.cpu(), "ivector_scatter": st.ivector_scatter.cpu(),
+            "tot_auxf": f64(st.tot_auxf)}
+
+
+def ie_acc(ie_dir: str = "", iteration: int = 0, job: int = 1, device: str = "auto") -> None:
+    """``ivector-extractor-acc-stats`` of one job with model ``<iteration>.ie.pt`` on the job's stored
+    per-utterance statistics: ``acc.<iteration>.<job>.pt`` (``IvectorExtractorStats``, float64)."""
+    dev = resolve_device(device)
+    out = Path(ie_dir)
+    ie = IvectorExtractor.load(out / f"{iteration}.ie.pt")
+    derived = (ie.sigma_inv_m().to(dev), ie.U().to(dev), ie.gconsts().to(dev), torch.log(ie.w_vec).to(dev))
+    st = ExtractorStats.zeros(ie.num_gauss, ie.feat_dim, ie.ivector_dim, dev)
+    for gamma, X in iter_npy_stream(_stats_path(out, job), 2):
+        if gamma.shape[1:] != (ie.num_gauss,) or X.shape[1:] != (ie.num_gauss, ie.feat_dim):
+            raise ValueError(f"{_stats_path(out, job)}: statistics of shape {X.shape[1:]}, the model's "
+                             f"{(ie.num_gauss, ie.feat_dim)}")
+        accumulate_utterances(ie, torch.from_numpy(gamma).to(dev).double(), torch.from_numpy(X).to(dev).double(),
+                              st, derived)
+    save_torch(_ie_stats_to_dict(st), out / f"acc.{iteration}.{job}.pt")
+
+
+def sum_ie_accs(paths: list[Path]) -> ExtractorStats:
+    """``ivector-extractor-sum-accs``: the jobs' statistics added in job order (float64)."""
+    keys = ("gamma", "Y", "R", "num_ivectors", "ivector_sum", "ivector_scatter", "tot_auxf")
+    st = None
+    for p in paths:
+        a = load_torch(p, what="i-vector extractor statistics", expect_keys=keys)
+        if st is None:
+            st = ExtractorStats(a["gamma"].clone(), a["Y"].clone(), a["R"].clone(), float(a["num_ivectors"]),
+                                a["ivector_sum"].clone(), a["ivector_scatter"].clone(), float(a["tot_auxf"]))
+            continue
+        if a["Y"].shape != st.Y.shape:
+            raise ValueError(f"{p}: statistics of shape {tuple(a['Y'].shape)}, the others {tuple(st.Y.shape)}")
+        for k in ("gamma", "Y", "R", "ivector_sum", "ivector_scatter"):
+            getattr(st, k).add_(a[k])
+        st.num_ivectors += float(a["num_ivectors"])
+        st.tot_auxf += float(a["tot_auxf"])
+    if st is None:
+        raise ValueError("no statistics to sum")
+    return st
+
+
+def ie_update(ie_dir: str | os.PathLike, iteration: int, nj: int, S: torch.Tensor, variance_floor_factor: float = 0.1,
+              gaussian_min_count: float = 100.0) -> float:
+    """``ivector-extractor-est`` on ``ivector-extractor-sum-accs`` of the iteration's jobs:
+    ``<iteration+1>.ie.pt``; the statistics and the previous model are deleted.  Returns the auxf per frame."""
+    out = Path(ie_dir)
+    accs = [out / f"acc.{iteration}.{j}.pt" for j in range(1, nj + 1)]
+    st = sum_ie_accs(accs)
+    ie = IvectorExtractor.load(out / f"{iteration}.ie.pt")
+    st.tot_auxf += -0.5 * float(torch.einsum("cij,cji->", ie.Sigma_inv, S))
+    auxf = st.tot_auxf / float(st.gamma.sum())
+    log.info("iteration %d: auxf per frame %.5f over %.1f frames (%d utterances)", iteration, auxf,
+             float(st.gamma.sum()), int(st.num_ivectors))
+    update(ie, st, S, variance_floor_factor, gaussian_min_count).save(out / f"{iteration + 1}.ie.pt")
+    for p in accs:
+        p.unlink()
+    (out / f"{iteration}.ie.pt").unlink()
+    return auxf
+
+
 def train_ivector_extractor(data: str | os.PathLike, ubm_dir: str | os.PathLike, out_dir: str | os.PathLike,
                             ivector_dim: int = 100, num_iters: int = 10, num_gselect: int = 5,
                             posterior_scale: float = 0.1, min_post: float = 0.025, subsample: int = 2,
                             gaussian_min_count: float = 100.0, variance_floor_factor: float = 0.1,
-                            seed: int = 0, device: str = "auto", batch_frames: int = 200_000,
-                            cache_gb: float = 4.0) -> tuple[IvectorExtractor, list[float]]:
-    """``train_ivector_extractor.sh``; returns the model and the auxf per frame of every iteration."""
-    dev = resolve_device(device)
-    d = load_data(data)
+                            seed: int = 0, device: str = "auto", batch_frames: int = 200_000, nj: int = 1,
+                            runner: Runner | None = None) -> tuple[IvectorExtractor, list[float]]:
+    """``train_ivector_extractor.sh``: ``nj`` statistics jobs (``log/stats.<job>.log``), then per iteration
+    ``nj`` accumulation jobs (``log/acc.<iteration>.<job>.log``) and the sum and update (in this process).
+    Returns the model and the auxf per frame of every iteration."""
+    runner = runner or Runner()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for f in [*out.glob("acc.*.pt"), *out.glob("utt_stats.*.npys"), *out.glob("S.*.pt"), *out.glob("[0-9]*.ie.pt")]:
+        f.unlink()  # a previous run's (another nj, other data)
     ubm_dir = Path(ubm_dir)
     feats_fn = UbmFeatures.from_dir(ubm_dir)
     feats_fn.copy_to(ubm_dir, out)
@@ -339,49 +445,22 @@ def train_ivector_extractor(data: str | os.PathLike, ubm_dir: str | os.PathLike,
     ubm.save(out / "final.dubm.pt")
     if feats_fn.mat.shape[0] != ubm.dim:
         raise ValueError(f"{ubm_dir}: transform output dim {feats_fn.mat.shape[0]} != UBM dim {ubm.dim}")
-    ie = IvectorExtractor.init_from_diag_ubm(ubm, ivector_dim, seed)
-    ie.save(out / "0.ie.pt")
-    params = ubm.loglike_params(dev)
-    spk_utts = speaker_order(d)
-    C, F = ubm.num_gauss, ubm.dim
-
-    S = torch.zeros(C, F, F, dtype=torch.float64, device=dev)
-    cache: list[UttStats] | None = []
-    cache_bytes = 0.0
-
-    def batches(first: bool):
-        nonlocal cache, cache_bytes
-        if not first and cache is not None:
-            yield from cache
-            return
-        for b in iter_speaker_batches(d, spk_utts, batch_frames, dev, progress="ivector stats" if first else None):
-            us = utterance_stats(b, feats_fn, ubm, num_gselect, min_post, posterior_scale, subsample,
-                                 S if first else None, params)
-            if first and cache is not None:
-                cache_bytes += (us.X.numel() + us.gamma.numel()) * 4
-                if cache_bytes > cache_gb * 2 ** 30:
-                    log.info("per-utterance stats exceed --cache-gb %g: recomputing them every iteration", cache_gb)
-                    cache = None
-                else:
-                    cache.append(us)
-            yield us
-
+    IvectorExtractor.init_from_diag_ubm(ubm, ivector_dim, seed).save(out / "0.ie.pt")
+    sdata, nj = split_parts(data, nj)
+    runner.run("ivector-extractor-get-stats", out / "log" / "stats.JOB.log", nj, ie_dir=str(out), data=sdata,
+               job="JOB", num_gselect=num_gselect, posterior_scale=posterior_scale, min_post=min_post,
+               subsample=subsample, device=device, batch_frames=batch_frames)
+    S = torch.zeros(ubm.num_gauss, ubm.dim, ubm.dim, dtype=torch.float64)
+    for j in range(1, nj + 1):
+        S += load_torch(out / f"S.{j}.pt", what="second-order statistics", expect_keys=("S",))["S"]
     history = []
     for it in range(num_iters):
-        SiM, U = ie.sigma_inv_m().to(dev), ie.U().to(dev)
-        derived = (SiM, U, ie.gconsts().to(dev), torch.log(ie.w_vec).to(dev))
-        st = ExtractorStats.zeros(C, F, ivector_dim, dev)
-        for us in batches(it == 0):
-            accumulate_utterances(ie, us.gamma.double(), us.X.double(), st, derived)
-        st.tot_auxf += -0.5 * float(torch.einsum("cij,cji->", ie.Sigma_inv.to(dev), S))
-        history.append(st.tot_auxf / float(st.gamma.sum()))
-        log.info("iteration %d: auxf per frame %.5f over %.1f frames (%d utterances)", it, history[-1],
-                 float(st.gamma.sum()), int(st.num_ivectors))
-        ie = update(ie, st, S, variance_floor_factor, gaussian_min_count)
-        ie.save(out / f"{it + 1}.ie.pt")
-        (out / f"{it}.ie.pt").unlink(missing_ok=True)
+        runner.run("ivector-extractor-acc-stats", out / "log" / f"acc.{it}.JOB.log", nj, ie_dir=str(out),
+                   iteration=it, job="JOB", device=device)
+        history.append(ie_update(out, it, nj, S, variance_floor_factor, gaussian_min_count))
+    ie = IvectorExtractor.load(out / f"{num_iters}.ie.pt")
     ie.save(out / "final.ie.pt")
-    (out / f"{num_iters}.ie.pt").unlink(missing_ok=True)
-    from ser.io.atomic import atomic_write_text
+    for f in [out / f"{num_iters}.ie.pt", *out.glob("utt_stats.*.npys"), *out.glob("S.*.pt")]:
+        f.unlink()
     atomic_write_text(out / "auxf", "".join(f"{i} {v:.6f}\n" for i, v in enumerate(history)))
     return ie, history
