@@ -1,7 +1,7 @@
 # Job backends (as Kaldi's cmd.sh).  Steps run  $train_cmd JOB=1:N <log> <command>  (N jobs, a log each)
 # or  $train_cmd <log> <command>  (one job); a failure names the log and prints its last lines.
-#   local: a process pool on this machine, at most --max-jobs-run at once; resource options are ignored
-#          (as run.pl ignores them)
+#   local: a process pool on this machine, at most --max-jobs-run at once; --num-threads sets the jobs'
+#          thread counts, --gpu gives each running job its own GPUs; --mem is ignored (as run.pl ignores it)
 #   slurm: one job array per call (sbatch --array), SER_BACKEND=slurm ./run.sh
 # Resource options of a call, as in Kaldi: --mem 2G  --num-threads N  --gpu N  --time T  --max-jobs-run N.
 # On slurm, conf/slurm.conf (Kaldi's format) maps them onto sbatch options: --mem -> --mem-per-cpu,
