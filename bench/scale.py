@@ -14,8 +14,10 @@ replicated likewise.  For each N each program runs as the recipe runs it, under 
 
 Per program and N it prints frames, peak RSS of the largest process (MB), seconds from the start to the
 first minibatch, seconds per minibatch, wall seconds and the disk its outputs take, and writes them to
-``--out`` (JSON: a list of objects with keys program, replicas, frames, peak_rss_mb, start_s, step_s,
-wall_s, disk_mb, nj, nproc).  Times depend on the machine's load: compare rows of one run.
+``--out`` (JSON: a list of objects with keys program, replicas, frames, peak_rss_mb, peak_anon_mb, start_s,
+step_s, wall_s, disk_mb, nj, nproc).  peak_rss_mb (GNU time) counts the pages of the memory-mapped egs a
+trainer has touched, which the kernel may drop at any time; peak_anon_mb (sampled every 0.2 s) is the
+memory a process holds of its own, the figure that must not grow with N.  Times depend on the machine's load: compare rows of one run.
 
     .venv/bin/python bench/scale.py [--recipe .] [--replicas 1 8] [--max-steps 20] [--out exp/bench/scale.json]
 """
@@ -80,16 +82,48 @@ def replicate(recipe: Path, n: int, out: Path) -> int:
     return sum(frames[u] for _, u in ren)
 
 
-def timed(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float]:
-    """Runs ``cmd`` under /usr/bin/time -v; (wall s, peak RSS MB of its largest process, start epoch s)."""
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (from /proc/*/stat)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                parent[int(d)] = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return out
+
+
+def _rss(pid: int) -> tuple[float, float]:
+    """(RssAnon, RssFile) of ``pid`` in MB; (0, 0) once it is gone."""
+    try:
+        fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    except OSError:
+        return 0.0, 0.0
+    return tuple(int(fields.get(k, "0 kB").split()[0]) / 1024 for k in ("RssAnon", "RssFile"))  # type: ignore
+
+
+def timed(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, float]:
+    """Runs ``cmd`` under /usr/bin/time -v, sampling its processes every 0.2 s; (wall s, peak RSS MB of its
+    largest process (time -v: anonymous and file-backed pages, the memory-mapped egs included), the peak
+    anonymous RSS MB of any of its processes (what it holds in memory of its own), start epoch s)."""
     t0 = time.time()
+    peak_anon = 0.0
     with open(log, "w") as f:
-        r = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(["/usr/bin/time", "-v", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        while p.poll() is None:
+            peak_anon = max([peak_anon] + [_rss(q)[0] for q in _tree(p.pid)])
+            time.sleep(0.2)
     text = log.read_text()
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}); see {log}")
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}); see {log}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
-    return time.time() - t0, rss, t0
+    return time.time() - t0, rss, peak_anon, t0
 
 
 def minibatch_times(train_log: Path) -> list[tuple[int, float]]:
@@ -119,23 +153,26 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     rows: list[dict] = []
 
-    def add(program, n, frames, wall, rss, nj=1, nproc=1, start=None, step=None, disk=None):
+    def add(program, n, frames, wall, rss, anon, nj=1, nproc=1, start=None, step=None, disk=None):
         rows.append({"program": program, "replicas": n, "frames": frames, "peak_rss_mb": round(rss, 1),
+                     "peak_anon_mb": round(anon, 1),
                      "start_s": None if start is None else round(start, 2),
                      "step_s": None if step is None else round(step, 3), "wall_s": round(wall, 2),
                      "disk_mb": None if disk is None else round(disk, 1), "nj": nj, "nproc": nproc})
         print(f"{program:18s} N={n:<3d} nj={nj} nproc={nproc} frames={frames:>10d} peak={rss:8.1f} MB "
+              f"anon={anon:8.1f} MB "
               f"start={'-' if start is None else f'{start:6.1f}'} s step={'-' if step is None else f'{step:.3f}'} s "
               f"wall={wall:6.1f} s disk={'-' if disk is None else f'{disk:.1f}'} MB", flush=True)
 
     def train(program, n, frames, egs_args, exp, nproc, resume_from=None):
         cmd = ["steps/train_chain.sh", "--net", "mini", "--device", "cpu", "--max-steps", str(a.max_steps),
                "--num-valid-utts", "50", *egs_args, str(w / "data"), str(w / "ivectors"), str(w / "chain"), str(exp)]
-        wall, rss, t0 = timed(cmd, {**env, "NPROC": str(nproc)}, w / f"{exp.name}.time.log")
+        wall, rss, anon, t0 = timed(cmd, {**env, "NPROC": str(nproc)}, w / f"{exp.name}.time.log")
         mb = [(k, t) for k, t in minibatch_times(exp / "log" / "train.log") if t >= t0]
         first = min(mb)[1] - t0 if mb else None
         step = (mb[-1][1] - mb[0][1]) / (mb[-1][0] - mb[0][0]) if len(mb) > 1 and mb[-1][0] > mb[0][0] else None
-        add(program + ("_resume" if resume_from else ""), n, frames, wall, rss, nproc=nproc, start=first, step=step)
+        add(program + ("_resume" if resume_from else ""), n, frames, wall, rss, anon, nproc=nproc, start=first,
+            step=step)
 
     for n in a.replicas:
         w = (ROOT / a.work).resolve() / f"x{n}"
@@ -148,9 +185,9 @@ def main() -> int:
                                      str(recipe / "exp/chain/tdnn_e2e/final.pt")])):
             for nj in (1, 2):
                 egs = w / f"egs_{kind}_nj{nj}"
-                wall, rss, _ = timed(["steps/chain/get_egs.sh", "--nj", str(nj), *how, *common, str(egs)], env,
-                                     w / f"get_egs_{kind}_nj{nj}.time.log")
-                add(f"get_egs_{kind}", n, frames, wall, rss, nj=nj, disk=disk_mb(egs))
+                wall, rss, anon, _ = timed(["steps/chain/get_egs.sh", "--nj", str(nj), *how, *common, str(egs)], env,
+                                           w / f"get_egs_{kind}_nj{nj}.time.log")
+                add(f"get_egs_{kind}", n, frames, wall, rss, anon, nj=nj, disk=disk_mb(egs))
             egs_args = ["--egs-type", kind, "--egs-dir", str(w / f"egs_{kind}_nj2")]
             if kind == "chunk":
                 egs_args += ["--input-model", str(recipe / "exp/chain/tdnn_e2e/final.pt")]
@@ -160,10 +197,10 @@ def main() -> int:
             train(f"train_{kind}", n, frames, egs_args, w / f"train_{kind}_np1", 1, resume_from=True)
         if (w / "chain/num.pt").is_file():  # the in-memory reference needs num.pt
             train("train_e2e_inmem", n, frames, ["--egs-type", "e2e"], w / "train_e2e_inmem", 1)
-        wall, rss, _ = timed(["steps/chain/align.sh", "--device", "cpu", "--egs-dir", str(w / "egs_e2e_nj2"),
-                              str(w / "data"), chain, str(recipe / "exp/chain/tdnn_e2e/final.pt"), str(w / "ali_out")],
-                             env, w / "align.time.log")
-        add("align", n, frames, wall, rss)
+        wall, rss, anon, _ = timed(["steps/chain/align.sh", "--device", "cpu", "--egs-dir", str(w / "egs_e2e_nj2"),
+                                    str(w / "data"), chain, str(recipe / "exp/chain/tdnn_e2e/final.pt"),
+                                    str(w / "ali_out")], env, w / "align.time.log")
+        add("align", n, frames, wall, rss, anon)
     out = ROOT / a.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
