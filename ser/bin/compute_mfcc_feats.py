@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.features.mfcc import MfccOptions, compute_mfcc
 from ser.io.atomic import atomic_open
+from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, seconds, n_ok = time.time(), 0.0, 0
     frames: dict[str, int] = {}
     with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp", compress=a.compress) as w:
-        for utt, wave in tqdm(iter_utterance_audio(d, fs, stats), total=len(d.utts), desc=Path(a.data).name,
+        for utt, wave in tqdm(iter_utterance_audio(d, fs, stats, effects=sox_effects), total=len(d.utts),
+                              desc=Path(a.data).name,
                               mininterval=10, file=sys.stderr):
             g = torch.Generator().manual_seed(zlib.crc32(utt.encode()))
             feats = compute_mfcc([wave], opts, device=a.device, generator=g)[0]

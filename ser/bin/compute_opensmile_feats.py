@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ser.cli import run_main, setup_logging
 from ser.features.opensmile import FEATURE_SETS, OpenSmileExtractor
+from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     d = DataDir.load(a.data)
     stats, t0, seconds, n = AudioStats(), time.time(), 0.0, 0
     with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp") as w:
-        for utt, wave in tqdm(iter_utterance_audio(d, a.sample_frequency, stats), total=len(d.utts),
+        for utt, wave in tqdm(iter_utterance_audio(d, a.sample_frequency, stats, effects=sox_effects),
+                              total=len(d.utts),
                               desc=Path(a.data).name, mininterval=10):
             w.write(utt, smile(wave, f"{a.data}: utterance {utt}"))
             seconds += wave.shape[0] / a.sample_frequency

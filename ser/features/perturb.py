@@ -109,3 +109,29 @@ def to_int16(wave: ArrayLike) -> np.ndarray:
     """Round to the nearest integer and clip to [-32768, 32767], as a 16-bit writer does (no dither)."""
     arr = _as_float_array(wave, "waveform")
     return np.clip(np.rint(arr), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def _per_channel(f, x: np.ndarray) -> np.ndarray:
+    return np.stack([f(x[:, c]) for c in range(x.shape[1])], axis=1).astype(np.float32)
+
+
+def sox_effects(x: np.ndarray, fs: int, args: list[str], who: str) -> np.ndarray:
+    """The effects of a perturbed wav.scp entry's sox command on samples [N, C] (int16 scale) at ``fs``:
+    ``--vol v`` (:func:`volume_perturb`, clipped to 16 bits as sox does) and ``speed f``
+    (:func:`speed_perturb`); the readers of ser.io.audio take it as their ``effects``."""
+    from ser.io.audio import AudioError
+
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--vol" and i + 1 < len(args):
+            v = float(args[i + 1])
+            x = _per_channel(lambda c: volume_perturb(c, v, name=who), x)
+            i += 2
+        elif a == "speed" and i + 1 < len(args):
+            f = float(args[i + 1])
+            x = _per_channel(lambda c: speed_perturb(c, f, sample_frequency=fs, name=who), x)
+            i += 2
+        else:
+            raise AudioError(f"{who}: unsupported sox option {a!r}")
+    return x

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 import soundfile as sf
 
+from ser.features.perturb import sox_effects
 from ser.io.audio import AudioError, AudioStats, RecordingCache, check_sample_rate, cut_segment, declared_frames
 from ser.io.datadir import DataDir, read_kv
 
@@ -146,7 +147,7 @@ def _data_dir_recordings(d: DataDir, allow_pipes: bool = False) -> Iterator[Reco
     ``segments`` cut as extract-segments does); each recording is read once for its segments.
     A ``wav.scp`` pipeline is an error unless ``allow_pipes``."""
     stats = AudioStats()
-    cache = RecordingCache(d.wav, SAMPLE_RATE, stats, allow_pipes)
+    cache = RecordingCache(d.wav, SAMPLE_RATE, stats, allow_pipes, effects=sox_effects)
     for u in d.utts:
         def read(u: str = u) -> Iterator[np.ndarray]:
             if d.segments is None:

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -130,28 +131,18 @@ def _read_bytes(buf: bytes, who: str) -> tuple[np.ndarray, int]:
     return data * 32768.0, fs
 
 
-def _per_channel(f, x: np.ndarray) -> np.ndarray:
-    return np.stack([f(x[:, c]) for c in range(x.shape[1])], axis=1).astype(np.float32)
+Effects = Callable[[np.ndarray, int, list[str], str], np.ndarray]
+"""Applies sox effect arguments (``--vol v``, ``speed f``) to samples [N, C] at a rate:
+ser.features.perturb.sox_effects; the readers take it from their callers, so that io keeps to data."""
 
 
-def _apply_sox_effects(x: np.ndarray, fs: int, args: list[str], who: str) -> np.ndarray:
-    """``--vol v`` (scale, clipped to 16 bits as sox does) and ``speed f`` (ser.features.perturb)."""
-    from ser.features.perturb import speed_perturb, volume_perturb
-
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--vol" and i + 1 < len(args):
-            v = float(args[i + 1])
-            x = _per_channel(lambda c: volume_perturb(c, v, name=who), x)
-            i += 2
-        elif a == "speed" and i + 1 < len(args):
-            f = float(args[i + 1])
-            x = _per_channel(lambda c: speed_perturb(c, f, sample_frequency=fs, name=who), x)
-            i += 2
-        else:
-            raise AudioError(f"{who}: unsupported sox option {a!r}")
-    return x
+def _apply(effects: Effects | None, x: np.ndarray, fs: int, args: list[str], who: str, rx: str) -> np.ndarray:
+    if not args:
+        return x
+    if effects is None:
+        raise AudioError(f"{who}: {rx!r} applies sox effects ({' '.join(args)}); this reader was given no "
+                         "effects function (ser.features.perturb.sox_effects)")
+    return effects(x, fs, args, who)
 
 
 def _parse_sox(cmd: list[str], who: str) -> tuple[str | None, list[str]]:
@@ -178,10 +169,11 @@ def _parse_sox(cmd: list[str], who: str) -> tuple[str | None, list[str]]:
     return (None if files[0] == "-" else files[0]), effects
 
 
-def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None, allow_pipes: bool = True
-                ) -> tuple[np.ndarray, int]:
+def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None, allow_pipes: bool = True,
+                effects: Effects | None = None) -> tuple[np.ndarray, int]:
     """Read a ``wav.scp`` value.  Returns (samples [N, C] float32 in int16 units, sample rate).
-    ``allow_pipes=False``: a pipeline is an error (nothing is run)."""
+    ``allow_pipes=False``: a pipeline is an error (nothing is run).  ``effects``: applies the sox
+    effects of a perturbed entry (ser.features.perturb.sox_effects; without it such an entry is an error)."""
     who = who or rx
     rx = rx.strip()
     if not rx.endswith("|"):
@@ -192,7 +184,7 @@ def read_rxfile(rx: str, who: str = "", stats: AudioStats | None = None, allow_p
     if any(not s for s in stages):
         raise AudioError(f"{who}: empty command in pipeline {rx!r}")
     try:
-        x, fs = _run_known(stages, who, stats)
+        x, fs = _run_known(stages, who, stats, lambda x, fs, args: _apply(effects, x, fs, args, who, rx))
     except _Unknown:
         return _run_shell(rx, stages[0][0], who)
     return x, fs
@@ -202,7 +194,7 @@ class _Unknown(Exception):
     pass
 
 
-def _run_known(stages: list[list[str]], who: str, stats: AudioStats | None) -> tuple[np.ndarray, int]:
+def _run_known(stages: list[list[str]], who: str, stats: AudioStats | None, apply) -> tuple[np.ndarray, int]:
     first = stages[0]
     if first[0] == "sph2pipe":
         args = [a for a in first[1:]]
@@ -218,7 +210,7 @@ def _run_known(stages: list[list[str]], who: str, stats: AudioStats | None) -> t
         if src is None:
             raise AudioError(f"{who}: sox reads stdin at the start of a pipeline")
         x, fs = _read_file(src, who, stats)
-        x = _apply_sox_effects(x, fs, effects, who)
+        x = apply(x, fs, effects)
     elif first[0] == "cat" and len(first) == 2:
         x, fs = _read_file(first[1], who, stats)
     else:
@@ -229,7 +221,7 @@ def _run_known(stages: list[list[str]], who: str, stats: AudioStats | None) -> t
         src, effects = _parse_sox(st, who)
         if src is not None:
             raise _Unknown
-        x = _apply_sox_effects(x, fs, effects, who)
+        x = apply(x, fs, effects)
     return x, fs
 
 
@@ -264,8 +256,9 @@ class RecordingCache:
     """Reads each recording once while its segments are cut (segments are sorted by utterance,
     and Kaldi-style utterance ids start with the recording id, so one-entry caching suffices)."""
 
-    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None, allow_pipes: bool = True):
-        self.wav, self.fs, self.stats, self.allow_pipes = wav, fs, stats, allow_pipes
+    def __init__(self, wav: dict[str, str], fs: int, stats: AudioStats | None = None, allow_pipes: bool = True,
+                 effects: Effects | None = None):
+        self.wav, self.fs, self.stats, self.allow_pipes, self.effects = wav, fs, stats, allow_pipes, effects
         self._key: str | None = None
         self._val: np.ndarray | None = None
 
@@ -274,7 +267,7 @@ class RecordingCache:
             if reco not in self.wav:
                 raise AudioError(f"recording {reco!r} not in wav.scp")
             x, fs = read_rxfile(self.wav[reco], who=f"recording {reco}", stats=self.stats,
-                                allow_pipes=self.allow_pipes)
+                                allow_pipes=self.allow_pipes, effects=self.effects)
             self._val = to_mono_rate(x, fs, self.fs, f"recording {reco}", self.stats)
             self._key = reco
         return self._val
@@ -303,10 +296,12 @@ def cut_segment(
     return x[s:e]
 
 
-def iter_utterance_audio(data, fs: int = 16000, stats: AudioStats | None = None, utts=None):
-    """Yield (utt, samples float32 int16-scale) for a DataDir; skipped segments are not yielded."""
+def iter_utterance_audio(data, fs: int = 16000, stats: AudioStats | None = None, utts=None,
+                         effects: Effects | None = None):
+    """Yield (utt, samples float32 int16-scale) for a DataDir; skipped segments are not yielded.
+    ``effects``: as :func:`read_rxfile`'s."""
     stats = stats if stats is not None else AudioStats()
-    cache = RecordingCache(data.wav, fs, stats)
+    cache = RecordingCache(data.wav, fs, stats, effects=effects)
     for u in utts if utts is not None else data.utts:
         if data.segments is not None:
             seg = data.segments[u]
