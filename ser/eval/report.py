@@ -104,7 +104,8 @@ def compare(res: dict, ref: dict) -> tuple[significance.PairedResult | None, str
     ha = np.array([code[a[u][2]] for u in common])
     hb = np.array([code[b[u][2]] for u in common])
     _, strata = np.unique([f"{a[u][0]}|{b[u][0]}" for u in common], return_inverse=True)
-    _, spk = np.unique([a[u][3] for u in common], return_inverse=True)
+    # clusters: each utterance's speaker (results.json schema 2), else the utterance itself
+    _, spk = np.unique([a[u][3] if len(a[u]) > 3 else u for u in common], return_inverse=True)
     return significance.paired_test(r, ha, hb, strata, len(labels), clusters=spk), note
 
 

@@ -296,13 +296,14 @@ def summarise(out: SystemOutputs) -> dict:
     for key in ("ua", "wa", "macro_f1"):
         res["mean"][key], res["std"][key] = _mean_std([f[key] for f in folds])
     pooled = metrics_of(ref, hyp, out.labels)
-    ci = significance.cluster_bootstrap_ua(ref, hyp, fold_of, np.array(out.spk), len(out.labels))
+    spk = out.spk or out.utts  # no speakers given: each utterance its own cluster
+    ci = significance.cluster_bootstrap_ua(ref, hyp, fold_of, np.array(spk), len(out.labels))
     res["pooled"] = {k: pooled[k] for k in ("n", "ua", "wa", "macro_f1", "confusion")}
     res["pooled"]["ua_ci95"] = list(ci.pooled)
     res["pooled"]["ua_mean_ci95"] = list(ci.mean_of_strata)
     res["pooled"]["ua_ci95_utterance"] = list(significance.bootstrap_ua_ci(ref, hyp, fold_of, len(out.labels)))
     res["pooled"]["bootstrap"] = {"draws": significance.DRAWS, "seed": significance.SEED, "strata": "fold",
-                                  "clusters": "speaker" if out.spk != out.utts else "utterance"}
+                                  "clusters": "speaker" if spk != out.utts else "utterance"}
     res["confusion_mean"] = mean_confusion([np.array(f["confusion"]) for f in folds]).tolist()
     return res
 
