@@ -58,8 +58,8 @@ chain:
   frames_per_iter: 20000
   num_valid_utts: 2
   num_chunk_per_minibatch: 4
-  type: biphone
-  num_extra_lm_states: 100
+  type: mono                      # one minute of audio: biphone tying would share pdfs across phones,
+  num_extra_lm_states: 100        # which word decoding refuses (ser.chain.mkgraph.check_pdf_pairs)
 """
 
 # every word of conftest's TED-LIUM texts (CMUdict pronunciations), so stage 2 needs no CMUdict

@@ -307,3 +307,20 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "stm").write_text("t A t 0.0 1.0 <o> a\n")
     with pytest.raises(ValueError, match="no lat.*pt"):
         score_decode_dir(tmp_path, tmp_path / "stm", tmp_path / "words.txt")
+
+
+def test_mkgraph_refuses_pdfs_shared_across_phones():
+    """A pdf map that ties phones to one pdf (gmm-init-biphone --tie on too little data) is refused in one
+    line: a graph over pdf labels could not tell those phones' words apart (OpenFst: not determinizable)."""
+    import numpy as np
+    import pytest
+
+    from ser.chain.mkgraph import check_pdf_pairs
+    from ser.chain.topo import PdfMap
+
+    pm = PdfMap.mono(3, [[1], [2], [3]])
+    check_pdf_pairs(pm)
+    table = pm.table.copy()
+    table[:, 3, :] = table[:, 2, :]  # phone 3 backed off to phone 2's pdfs
+    with pytest.raises(ValueError, match="pdf .* is shared by phones 2 and 3"):
+        check_pdf_pairs(PdfMap(pm.kind, table, pm.num_pdfs))

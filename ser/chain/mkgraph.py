@@ -280,10 +280,21 @@ def add_self_loops(f: Fst, num_pdfs: int, self_loop_cost: float = -math.log(0.5)
 
 
 def check_pdf_pairs(pdf_map: PdfMap) -> None:
-    """add_self_loops relies on pdf(l, p, 1) == pdf(l, p, 0) + 1 (ser.chain.topo numbering)."""
+    """add_self_loops relies on pdf(l, p, 1) == pdf(l, p, 0) + 1 (ser.chain.topo numbering); the graph's
+    input labels are pdfs, so two central phones sharing a pdf (gmm-init-biphone --tie backing rare
+    phones off to one shared pdf) would make H o CLG non-functional (Kaldi's transition-ids keep the
+    phones apart): refused in one line instead of OpenFst's "not determinizable"."""
     t = pdf_map.table[:, 1:, :]
     if not np.array_equal(t[..., 1], t[..., 0] + 1):
         raise ValueError("mkgraph: the pdf map does not pair each first-frame pdf with the next pdf id")
+    owner: dict[int, int] = {}
+    for p in range(t.shape[1]):
+        for pdf in np.unique(t[:, p, 0]).tolist():
+            if owner.setdefault(pdf, p) != p:
+                raise ValueError(f"mkgraph: pdf {pdf} is shared by phones {owner[pdf] + 1} and {p + 1} (the pdf map "
+                                 "tied rare phones together); a graph over pdf labels cannot tell their words apart: "
+                                 "word decoding needs a pdf map that gives every phone its own pdfs (more data, "
+                                 "or prepare_e2e.sh --type mono)")
 
 
 # ------------------------------------------------------------------------------------------
