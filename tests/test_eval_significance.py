@@ -215,3 +215,22 @@ def test_holm_against_hand_computed_values():
     assert holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
     assert holm([0.4, 0.2]) == pytest.approx([0.4, 0.4])      # 0.2 * 2, then 0.4 * 1 (monotone)
     assert holm([0.4]) == [0.4] and holm([0.5, 0.6, 0.7]) == [1.0, 1.0, 1.0]
+
+
+def test_leave_one_speaker_out_resamples_the_folds():
+    """Each fold one speaker (leave-one-speaker-out): a speaker cannot be resampled within its fold, so the
+    folds are the clusters -- the intervals are not of zero width, and the mean-of-folds interval is the
+    percentile interval of the mean of resampled fold UAs (numpy reference, same seed)."""
+    from ser.eval.significance import cluster_bootstrap_ua
+
+    rng = np.random.default_rng(3)
+    folds = np.repeat(np.arange(6), 20)
+    ref = rng.integers(0, 2, folds.size)
+    p_right = np.array([0.9, 0.4, 0.7, 0.5, 0.95, 0.3])[folds]
+    hyp = np.where(rng.random(folds.size) < p_right, ref, 1 - ref)
+    ci = cluster_bootstrap_ua(ref, hyp, folds, folds, 2, draws=500, seed=0)
+    assert ci.pooled[1] - ci.pooled[0] > 0.1 and ci.mean_of_strata[1] - ci.mean_of_strata[0] > 0.1
+    ua = np.array([np.mean([np.mean(hyp[(folds == f) & (ref == k)] == k) for k in (0, 1)]) for f in range(6)])
+    w = np.random.default_rng(1).multinomial(6, np.full(6, 1 / 6), size=500)
+    want = np.quantile(w @ ua / 6, [0.025, 0.975])
+    assert np.allclose(ci.mean_of_strata, want)

@@ -146,11 +146,32 @@ def cluster_bootstrap_ua(ref: np.ndarray, hyp: np.ndarray, strata: np.ndarray, c
     ref, hyp, strata, clusters = map(np.asarray, (ref, hyp, strata, clusters))
     _check(ref, strata, hyp, clusters)
     cells = ref * 2 + (ref == hyp)
+    if _one_cluster_per_stratum(strata, clusters):
+        # leave-one-speaker-out: a fold's only speaker cannot be resampled within it (a zero-width
+        # interval); the folds are the clusters: they are resampled, the mean is over the drawn folds
+        c = _cluster_counts(cells, np.zeros_like(strata), strata, 2 * num_classes, draws, seed)
+        c = c.reshape(draws, num_classes, 2)
+        fold_ids, fold = np.unique(strata, return_inverse=True)
+        per_fold = np.zeros((fold_ids.size, 2 * num_classes), dtype=np.int64)
+        np.add.at(per_fold, (fold, cells), 1)
+        per_fold = per_fold.reshape(-1, num_classes, 2)
+        ua_fold = _ua_nan(per_fold[..., 1], per_fold.sum(-1))    # [F]
+        w = np.random.default_rng(seed + 1).multinomial(fold_ids.size, np.full(fold_ids.size, 1 / fold_ids.size),
+                                                        size=draws)
+        return ClusterCI(_interval(ua_of_counts(c[..., 1], c.sum(-1)), level),
+                         _interval(w @ ua_fold / fold_ids.size, level))
     c = _cluster_counts(cells, strata, clusters, 2 * num_classes, draws, seed)
     c = c.reshape(draws, -1, num_classes, 2)                       # [draws, S, K, 2]
     pooled = ua_of_counts(c[..., 1].sum(1), c.sum(-1).sum(1))
     per_stratum = _ua_nan(c[..., 1], c.sum(-1))                    # [draws, S]
     return ClusterCI(_interval(pooled, level), _interval(per_stratum.mean(1), level))
+
+
+def _one_cluster_per_stratum(strata: np.ndarray, clusters: np.ndarray) -> bool:
+    """Every stratum (fold) holds a single cluster (speaker), and there are several strata."""
+    pairs = np.unique(np.stack([np.unique(strata, return_inverse=True)[1],
+                                np.unique(clusters, return_inverse=True)[1]]), axis=1)
+    return np.unique(strata).size > 1 and pairs.shape[1] == np.unique(strata).size
 
 
 def paired_cluster_bootstrap_ua(ref: np.ndarray, hyp_a: np.ndarray, hyp_b: np.ndarray, strata: np.ndarray,
@@ -161,6 +182,8 @@ def paired_cluster_bootstrap_ua(ref: np.ndarray, hyp_a: np.ndarray, hyp_b: np.nd
     ref, hyp_a, hyp_b, strata, clusters = map(np.asarray, (ref, hyp_a, hyp_b, strata, clusters))
     _check(ref, strata, hyp_a, hyp_b, clusters)
     cells = ref * 4 + (ref == hyp_a) * 2 + (ref == hyp_b)
+    if _one_cluster_per_stratum(strata, clusters):  # leave-one-speaker-out: the folds are the clusters
+        strata, clusters = np.zeros_like(strata), strata
     c = _cluster_counts(cells, strata, clusters, 4 * num_classes, draws, seed).sum(1)
     return _shift_p(c.reshape(draws, num_classes, 2, 2), cells, num_classes, draws)
 
