@@ -33,7 +33,6 @@ from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
 from ser import ddp
 from ser.train.chain_trainer import ChainTrainer, ChainTrainerConfig
-from ser.train.minibatch import subset_minibatch
 from ser.train.optimizer import OPTIMIZERS
 
 log = logging.getLogger("train_chain")
@@ -109,18 +108,16 @@ def _ivector_dim(ivector_dir: str) -> int:
 
 
 class RankShard:
-    """Rank ``rank`` of ``world`` takes every world-th sequence of each global minibatch, so all ranks
-    together see exactly the single-process minibatches (the egs are built with the same seed)."""
+    """Rank ``rank`` of ``world`` takes every world-th sequence of each global minibatch (the egs make
+    only that share: ser.train.egs set_share), so all ranks together see exactly the single-process
+    minibatches (the egs are built with the same seed)."""
 
     def __init__(self, egs, rank: int, world: int) -> None:
         self.egs, self.rank, self.world = egs, rank, world
-        self.whole = world > 1 and not hasattr(egs, "set_share")  # ChunkEgs makes just this rank's share
-        if world > 1 and not self.whole:
-            egs.set_share(rank, world)
+        egs.set_share(rank, world)
 
     def __iter__(self):
-        for mb in self.egs:
-            yield subset_minibatch(mb, ddp.shard(mb.batch_size, self.rank, self.world)) if self.whole else mb
+        return iter(self.egs)
 
     def __len__(self) -> int:
         return len(self.egs)
