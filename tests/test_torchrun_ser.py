@@ -29,7 +29,7 @@ import torch
 from emotion_data import save_tiny_model, write_tiny_set
 from ser.bin.train_ser import main as train_ser
 from ser.cli import run_program
-from ser.emotion import trainer as trainer_mod
+from ser.train import loop as loop_mod
 from ser.emotion.folds import write_folds
 from test_slurm import _cluster_problem, srun_two_tasks
 from test_torchrun import UPDATE_REL, assert_same_stats, assert_same_updates
@@ -103,7 +103,7 @@ def kill_after_epoch0(root: Path, system: str, out: Path, monkeypatch) -> None:
     """A 1-rank run of ``system`` into ``out`` killed after its first epoch's checkpoint (the
     trainer's SER_KILL_AT hook; in-process its SIGKILL becomes an exception)."""
     monkeypatch.setenv("SER_KILL_AT", f"{out}:epoch0")
-    monkeypatch.setattr(trainer_mod.os, "kill", _kill)
+    monkeypatch.setattr(loop_mod.os, "kill", _kill)
     with pytest.raises(Killed):
         run_program(train_ser, train_args(root, system, out.name))
     monkeypatch.delenv("SER_KILL_AT")
