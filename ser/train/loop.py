@@ -125,11 +125,16 @@ class Loop:
         self.task, self.device, self.opts, self.what = task, device, opts, what
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.total_steps, self.patience = int(total_steps), int(patience)
-        self.valid_interval = valid_interval or task.num_batches()
+        self._valid_interval = int(valid_interval)
         self.state = LoopState()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.rank = ddp.rank()
         self.progress = progress
+
+    @property
+    def valid_interval(self) -> int:
+        """Minibatches between points (0 given: one epoch's)."""
+        return self._valid_interval or self.task.num_batches()
 
     # -- checkpoints -------------------------------------------------------------------------------
     @property
@@ -170,8 +175,9 @@ class Loop:
         log.info("resuming from %s at minibatch %d of %d (epoch %d, minibatch %d of it)", path,
                  self.state.step, self.total_steps, self.state.epoch, self.state.step_in_epoch)
 
-    def resume_or_start(self) -> None:
-        if self.checkpoint is not None and self.checkpoint.is_file():
+    def resume_or_start(self, resume: bool = True) -> None:
+        """Resume from ``checkpoint.pt`` if there is one (and ``resume``), else a fresh start."""
+        if resume and self.checkpoint is not None and self.checkpoint.is_file():
             self.load(self.checkpoint)
         else:
             self.task.start()
