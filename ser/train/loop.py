@@ -8,7 +8,8 @@ In the spirit of nanoGPT's ``train.py``::
             sums += task.step(mb)                                      # this rank's share of the update
             every valid_interval minibatches (and at the end):         # Kaldi: compute_prob per iteration
                 sums over the ranks; entry = task.point(sums)          # train figures + validation
-                keep the best model by task.score(entry); checkpoint; curve
+                keep the best model by task.score(entry); checkpoint
+                log Kaldi's "Overall average objective function for 'output' is ... over N frames."
             every checkpoint_interval minibatches: checkpoint          # a mid-epoch resumption point
     task.finish(...)                                                   # final.pt of the selected model
 
@@ -248,7 +249,11 @@ class Loop:
     def _point(self) -> None:
         """A point of the curve: the task's figures, model selection, checkpoint."""
         st = self.state
-        entry = self.task.point(self._reduced_sums(), self)
+        sums = self._reduced_sums()
+        if sums.get("frames", 0) > 0 and "loss" in sums and self.rank == 0:  # nnet3-train's wording
+            log.info("Overall average objective function for 'output' is %.6g over %d frames.",
+                     -sums["loss"] / sums["frames"], int(sums["frames"]))
+        entry = self.task.point(sums, self)
         st.history.append(entry)
         st.sums = {}
         if self.improves(entry):
