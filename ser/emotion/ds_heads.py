@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ser.config import Paper2Config
 from ser.eval.metrics import unweighted_accuracy
-from ser.train.loop import Loop
+from ser.train.loop import Loop, Task
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def seq_batcher(batch: int) -> Batcher:
     return Batcher(lambda d, g: _seq_batches(d, batch, g), lambda d: -(-len(d.y) // batch))
 
 
-class _HeadTask:
+class _HeadTask(Task):
     """One head (or stage) as the task of ser.train.loop: Adam on cross entropy, a pass per epoch, the pass with
     the best validation UA selected (ties: the earlier pass).  No files: the heads train in seconds."""
 
@@ -190,17 +190,11 @@ class _HeadTask:
         self.batcher, self.predict, self.train, self.valid = batcher, predict, train, valid
         self.gen, self.what = gen, what
 
-    def options(self) -> dict[str, Any]:
-        return {}
-
     def num_batches(self) -> int:
         return self.batcher.count(self.train)
 
     def batches(self, epoch: int, start: int):
         return self.batcher.make(self.train, self.gen)  # draws the pass's order from the shared generator
-
-    def start(self) -> None:
-        pass
 
     def step(self, mb, loop: Loop) -> dict[str, float]:
         x, y = mb
@@ -225,11 +219,6 @@ class _HeadTask:
     def score(self, entry: dict[str, Any]) -> tuple[float]:
         return (entry["valid_ua"],)
 
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, d: dict[str, Any]) -> None:
-        pass
 
 
 def _fit(model: nn.Module, batcher: Batcher, predict: Callable[[nn.Module], Predictor], train: Utterances,

@@ -66,7 +66,7 @@ from ser.io.batching import FeatureSet, MatrixTable, gather_frames
 from ser.io.torch_io import save_torch
 from ser.nnet.tdnnf import KaldiBatchNorm
 from ser import ddp
-from ser.train.loop import Loop, LoopOptions, kill_point, my_share
+from ser.train.loop import Loop, LoopOptions, Task, kill_point, my_share
 
 __all__ = ["SerTrainConfig", "SerTrainer", "EvalResult", "score_frames", "frame_logits", "kill_point"]
 
@@ -159,7 +159,7 @@ class FrameClassifier(nn.Module):
         return self.model.head(h[inside])
 
 
-class SerTrainer:
+class SerTrainer(Task):
     """Trains ``model`` on ``train_utts`` of ``fs`` and selects the epoch on ``valid_utts``;
     writes ``checkpoint.pt``, ``final.pt``, ``valid.json`` and ``training_curve.png`` in
     ``out_dir``.  The task of a :class:`ser.train.loop.Loop`: minibatches, a step and a validation."""

@@ -48,7 +48,7 @@ from ser.io.atomic import atomic_open, atomic_write_text
 from ser.nnet.deepspeech import DeepSpeechModel
 from ser.nnet.model_io import save_deepspeech_model
 from ser.train.ctc_data import CtcBatches, CtcData, CtcMinibatch
-from ser.train.loop import Loop, LoopOptions, LoopState, my_share
+from ser.train.loop import Loop, LoopOptions, LoopState, Task, my_share
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,10 @@ def share_of(mb: CtcMinibatch, rows: Sequence[int]) -> CtcMinibatch:
                         mb.target_lengths[rows])
 
 
-class CtcTrainer:
+class CtcTrainer(Task):
     """``CtcTrainer(model, config, out_dir).train(train_data, held_out)``; see the module docstring.  The task
-    of a :class:`ser.train.loop.Loop`: minibatches, a step (CTC loss) and a held-out evaluation."""
+    of a :class:`ser.train.loop.Loop`: minibatches, a step (CTC loss) and a held-out evaluation; no model
+    selection (the last model is the final one, as DeepSpeech's)."""
 
     def __init__(self, model: DeepSpeechModel, config: CtcTrainerConfig, out_dir: str | Path,
                  device: str | torch.device = "cpu", opts: LoopOptions = LoopOptions()) -> None:
@@ -154,9 +155,6 @@ class CtcTrainer:
 
     def load_extra_state(self, d: dict[str, Any]) -> None:
         self.skipped_utts = int(d["skipped_utts"])
-
-    def score(self, entry: dict[str, Any]) -> None:
-        return None  # no model selection: the last model is the final one (DeepSpeech)
 
     def step(self, mb: CtcMinibatch, loop: Loop) -> dict[str, float]:
         sums = self.train_step(mb)

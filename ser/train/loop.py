@@ -43,7 +43,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -89,22 +89,40 @@ class LoopOptions:
     checkpoint_interval: int = 0   # minibatches between mid-epoch checkpoints (0: at validation points only)
 
 
-class Task(Protocol):
-    """What a trainer supplies.  ``model`` and ``optimizer`` are checkpointed; ``net`` is what DDP wraps."""
+class Task:
+    """What a trainer supplies: ``model`` and ``optimizer`` (checkpointed), ``net`` (what DDP wraps: the model or
+    a module around it), and the methods below; the first four have to be given, the rest have defaults."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     net: nn.Module
 
-    def options(self) -> dict[str, Any]: ...                       # a checkpoint of other options: error
-    def num_batches(self) -> int: ...                              # minibatches per epoch
-    def batches(self, epoch: int, start: int) -> Iterator[Any]: ...  # global minibatches from ``start``
-    def start(self) -> None: ...                                   # a fresh run (seeds, statistics)
-    def step(self, mb: Any, loop: "Loop") -> dict[str, float]: ...  # one update; this rank's sums
-    def point(self, sums: dict[str, float], loop: "Loop") -> dict[str, Any]: ...  # history entry
-    def score(self, entry: dict[str, Any]) -> tuple | None: ...    # higher is better; None: no selection
-    def extra_state(self) -> dict[str, Any]: ...
-    def load_extra_state(self, d: dict[str, Any]) -> None: ...
+    def num_batches(self) -> int:  # minibatches per epoch
+        raise NotImplementedError
+
+    def batches(self, epoch: int, start: int) -> Iterator[Any]:  # the epoch's GLOBAL minibatches from ``start``
+        raise NotImplementedError
+
+    def step(self, mb: Any, loop: "Loop") -> dict[str, float]:  # one update; this rank's sums for the curve
+        raise NotImplementedError
+
+    def point(self, sums: dict[str, float], loop: "Loop") -> dict[str, Any]:  # a history entry (validation)
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:  # a checkpoint made with other options is an error
+        return {}
+
+    def start(self) -> None:  # a fresh run (seeds, statistics)
+        pass
+
+    def score(self, entry: dict[str, Any]) -> tuple | None:  # model selection, higher is better; None: last
+        return None
+
+    def extra_state(self) -> dict[str, Any]:  # the task's own state in the checkpoint (generators, counters)
+        return {}
+
+    def load_extra_state(self, d: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass
