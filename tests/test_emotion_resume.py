@@ -1,6 +1,6 @@
-"""A training killed at any point and re-run ends with the numbers of an uninterrupted run.
+"""A training killed at any point (also within an epoch) and re-run ends with the numbers of an uninterrupted run.
 
-The kill is ser.emotion.trainer's test hook (SER_KILL_AT); in-process here, its SIGKILL becomes an
+The kill is ser.train.loop's test hook (SER_KILL_AT); in-process here, its SIGKILL becomes an
 exception raised at the same point, so the files on disk are those a killed process leaves
 (the driver-level test, tests/test_emotion_e2e.py, kills real processes)."""
 
@@ -15,7 +15,7 @@ import torch
 from emotion_data import save_tiny_model, write_tiny_set
 from ser.bin.train_ser import main as train_ser
 from ser.cli import run_program
-from ser.emotion import trainer as trainer_mod
+from ser.train import loop as loop_mod
 from ser.emotion.folds import write_folds
 
 OPTS = ["--num-epochs", "3", "--patience", "0", "--chunk-width", "45", "--minibatch-size", "8",
@@ -34,7 +34,7 @@ def train(monkeypatch, fold, ivs, model, out, kill=None, extra=()):
     monkeypatch.delenv("SER_KILL_AT", raising=False)
     if kill:
         monkeypatch.setenv("SER_KILL_AT", kill)
-    monkeypatch.setattr(trainer_mod.os, "kill", _kill)
+    monkeypatch.setattr(loop_mod.os, "kill", _kill)
     return run_program(train_ser, [*OPTS, *extra, str(fold), str(ivs), str(model), str(out)])
 
 
@@ -45,10 +45,13 @@ def test_kill_and_rerun_gives_the_uninterrupted_result(tmp_path, monkeypatch, ca
     model = save_tiny_model(tmp_path / "final.pt")
     assert train(monkeypatch, fold, ivs, model, tmp_path / "ref") == 0
     out = tmp_path / "killed"
-    for point in (f"{out}:epoch0:step1", f"{out}:epoch1"):  # mid-epoch, then after a checkpoint
+    # mid-epoch after a mid-epoch checkpoint (--checkpoint-interval 1), then after an epoch's checkpoint
+    for point, extra in ((f"{out}:epoch0:step0", ["--checkpoint-interval", "1"]), (f"{out}:epoch1", [])):
+        caplog.clear()
         with pytest.raises(Killed):
-            train(monkeypatch, fold, ivs, model, out, kill=point)
+            train(monkeypatch, fold, ivs, model, out, kill=point, extra=extra)
         assert not (out / "final.pt").exists()
+    assert "(epoch 0, minibatch 1 of it)" in caplog.text  # the second run resumed mid-epoch
     caplog.clear()
     assert train(monkeypatch, fold, ivs, model, out) == 0
     assert "resuming from" in caplog.text

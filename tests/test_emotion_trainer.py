@@ -1,7 +1,7 @@
 """Early stopping and model selection of ser.emotion.trainer on scripted validation curves.
 
 The recipe trains with ``patience`` 3 (stop after that many epochs without a better validation
-figure); the other trainer tests use patience 0 (no early stopping).  Here the training epochs are
+figure); the other trainer tests use patience 0 (no early stopping).  Here the training steps are
 stubbed and the validation figures scripted, so stopping one epoch early or late shows."""
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ def run_scripted(fold, out_dir, monkeypatch, patience: int, curve: list[tuple[fl
     seen: list[int] = []
 
     def validate(self):
-        seen.append(self.epoch)
-        ua, fa = curve[self.epoch]
+        epoch = self.loop.state.epoch - 1  # the epoch just trained
+        seen.append(epoch)
+        ua, fa = curve[epoch]
         return EvalResult(ua, ua, fa, 1.0 - fa, torch.zeros(len(valid), len(CLASSES)), [0] * len(valid))
 
     monkeypatch.setattr(SerTrainer, "validate", validate)
-    monkeypatch.setattr(SerTrainer, "train_epoch", lambda self: {"train_loss": 1.0, "train_frame_acc": 0.5})
+    monkeypatch.setattr(SerTrainer, "train_step", lambda self, mb: (1.0, 1, 2))  # loss 0.5, frame acc 0.5
     monkeypatch.setattr("ser.emotion.trainer.plot_curve", lambda *a: None)  # drawing is the slow part
     model = make_grafted_model(tiny_model(), "tdnnf12", 16, 4, 0.25, False)
     cfg = SerTrainConfig(num_epochs=num_epochs, patience=patience, chunk_width=60, minibatch_size=8,

@@ -29,7 +29,7 @@ import torch
 from emotion_data import save_tiny_model, write_tiny_set
 from ser.bin.train_ser import main as train_ser
 from ser.cli import run_program
-from ser.emotion import trainer as trainer_mod
+from ser.train import loop as loop_mod
 from ser.emotion.folds import write_folds
 from test_slurm import _cluster_problem, srun_two_tasks
 from test_torchrun import UPDATE_REL, assert_same_stats, assert_same_updates
@@ -65,18 +65,18 @@ def single(root: Path, system: str) -> Path:
 
 
 def assert_same_training(root: Path, system: str, ref: Path, got: Path) -> None:
-    """The last state (checkpoint.pt: after every update) and the history are the single run's: each
+    """The last state (checkpoint.pt of ser.train.loop: after every epoch) and the history are the single run's: each
     trained tensor within 5% of its change (measured worst: 0.84%, the from-scratch body's), the BatchNorm
     statistics (synchronised over the ranks) within 1e-3 of their scale (measured 3.4e-5)."""
     a = torch.load(ref / "checkpoint.pt", weights_only=True)
     b = torch.load(got / "checkpoint.pt", weights_only=True)
-    assert a["step"] == b["step"] == 14 and a["model"].keys() == b["model"].keys()
+    assert a["loop"]["step"] == b["loop"]["step"] == 14 and a["model"].keys() == b["model"].keys()
     init = initial_model(system)
     names = [k for k, w in a["model"].items() if w.is_floating_point() and ".stats_" not in k
              and ".lda." not in k and (k.startswith("head.") or system != "frozen")]
     assert_same_updates(b["model"], a["model"], init, names, UPDATE_REL)
     assert_same_stats(b["model"], a["model"], 1, rtol=1e-3)
-    for ha, hb in zip(a["history"], b["history"], strict=True):
+    for ha, hb in zip(a["loop"]["history"], b["loop"]["history"], strict=True):
         assert ha.keys() == hb.keys()
         for k in ha:  # losses moved by 0.03-0.1 in training, the gap measured 2e-5; a frame may flip
             tol = 3e-4 if k.endswith("_loss") else 0.01 if k.endswith("frame_acc") else 1e-12
@@ -103,7 +103,7 @@ def kill_after_epoch0(root: Path, system: str, out: Path, monkeypatch) -> None:
     """A 1-rank run of ``system`` into ``out`` killed after its first epoch's checkpoint (the
     trainer's SER_KILL_AT hook; in-process its SIGKILL becomes an exception)."""
     monkeypatch.setenv("SER_KILL_AT", f"{out}:epoch0")
-    monkeypatch.setattr(trainer_mod.os, "kill", _kill)
+    monkeypatch.setattr(loop_mod.os, "kill", _kill)
     with pytest.raises(Killed):
         run_program(train_ser, train_args(root, system, out.name))
     monkeypatch.delenv("SER_KILL_AT")

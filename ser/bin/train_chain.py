@@ -29,6 +29,7 @@ import torch
 
 from ser.chain.chain_dir import ChainDir
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
+from ser.config import ChainConfig
 from ser.nnet.tdnnf import NET_PRESETS, TdnnfConfig, TdnnfModel
 from ser.nnet.model_io import load_chain_model
 from ser import ddp
@@ -39,10 +40,10 @@ log = logging.getLogger("train_chain")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    d = ChainTrainerConfig()
+    d, rec = ChainTrainerConfig(), ChainConfig()  # defaults defined once: ser.config (ChainTrainerConfig's too)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--net", choices=list(NET_PRESETS), default="tdnn_1g",
+    p.add_argument("--net", choices=list(NET_PRESETS), default=rec.net,
                    help="network size (ser.nnet.tdnnf.TdnnfConfig.tiny / .mini / .tdnn_1g)")
     p.add_argument("--num-epochs", type=float, default=d.num_epochs)
     p.add_argument("--initial-effective-lrate", type=float, default=d.initial_effective_lrate)
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-jobs-initial", type=int, default=d.num_jobs_initial)
     p.add_argument("--num-jobs-final", type=int, default=d.num_jobs_final)
     p.add_argument("--frames-per-iter", type=int, default=d.frames_per_iter)
-    p.add_argument("--num-chunk-per-minibatch", type=int, default=64,
+    p.add_argument("--num-chunk-per-minibatch", type=int, default=rec.num_chunk_per_minibatch,
                    help="sequences per minibatch, all ranks together")
     p.add_argument("--chunk-width", default="150,110,100",
                    help="chunk widths (input frames) for chunked egs; whole utterances for e2e egs")
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--egs-dir", default=None,
                    help="egs written by steps/chain/get_egs.sh (default: made in this process)")
     p.add_argument("--ali", default=None, help="ali.pt from steps/chain/align.sh (for --egs-type chunk)")
-    p.add_argument("--e2e-minibatch-size", default="150=128,64/300=64,32/600=32,16/1200=8",
+    p.add_argument("--e2e-minibatch-size", default=rec.e2e_minibatch_size,
                    help="whole-utterance minibatch sizes by input length (Kaldi e2e rule syntax)")
     p.add_argument("--input-model", default=None,
                    help="start from this chain model (final.pt of an earlier run with the same network and pdfs, "
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="training sequences over which final.pt's BatchNorm stats are recomputed "
                    "(nnet3-chain-combine's RecomputeStats); 0: keep the decayed sums")
     p.add_argument("--batchnorm-stats-scale", type=float, default=d.batchnorm_stats_scale)
-    p.add_argument("--num-valid-utts", type=int, default=300, help="Kaldi num_utts_subset")
+    p.add_argument("--num-valid-utts", type=int, default=rec.num_valid_utts, help="Kaldi num_utts_subset")
     p.add_argument("--lda-minibatches", type=int, default=d.lda_minibatches)
     p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval)
     p.add_argument("--srand", type=int, default=d.seed)

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from ser.cli import run_main, setup_logging
+from ser.config import Paper2Config
 from ser.emotion.ds_heads import HeadOptions
 from ser.emotion.paper2 import SYSTEMS, run_system, system_options
 
@@ -23,12 +24,15 @@ from ser.emotion.paper2 import SYSTEMS, run_system, system_options
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--system", choices=SYSTEMS, required=True)
-    p.add_argument("--epochs", type=int, default=30, help="passes per head stage (best on validation kept)")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam step size of the heads")
-    p.add_argument("--segment-frames", type=int, default=20, help="frames per segment of the two-half heads")
-    p.add_argument("--rf-trees", type=int, default=1000)
-    p.add_argument("--rf-max-depth", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    rec = Paper2Config()  # the defaults, defined once (ser.config)
+    p.add_argument("--epochs", type=int, default=rec.head_epochs,
+                   help="passes per head stage (best on validation kept)")
+    p.add_argument("--learning-rate", type=float, default=rec.head_learning_rate, help="Adam step size of the heads")
+    p.add_argument("--segment-frames", type=int, default=rec.segment_frames,
+                   help="frames per segment of the two-half heads")
+    p.add_argument("--rf-trees", type=int, default=rec.rf_trees)
+    p.add_argument("--rf-max-depth", type=int, default=rec.rf_max_depth)
+    p.add_argument("--seed", type=int, default=rec.seed)
     p.add_argument("--set", default=None, help="set name for meta.json (default: from <folds-dir>)")
     p.add_argument("--description", default="")
     p.add_argument("feats_dir")

@@ -28,22 +28,27 @@ from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.emotion.folds import load_fold, utt2class
 from ser.emotion.frames import load_parts
 from ser.emotion.graft import make_grafted_model
+from ser.config import SerConfig
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.atomic import atomic_write_text
 from ser.io.datadir import DataDir
 from ser.nnet.model_io import load_chain_model
+from ser.train.loop import LoopOptions
 from ser import ddp
 
 log = logging.getLogger("train_ser")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Defaults: the recipe's (ser.config.SerConfig), the trainer's (SerTrainConfig, whose defaults are
+    SerConfig's) and the loop's (LoopOptions) -- each defined once."""
+    rec = SerConfig()
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--labels", default="ang hap neu sad", help="class order (labels.txt)")
-    p.add_argument("--layer", default="tdnnf12", help="Kaldi name of the layer the head reads")
-    p.add_argument("--hidden-dim", type=int, default=256, help="width of the head's dense layer")
-    p.add_argument("--primary-lr-factor", type=float, default=0.25,
+    p.add_argument("--labels", default=" ".join(rec.labels), help="class order (labels.txt)")
+    p.add_argument("--layer", default=rec.layer, help="Kaldi name of the layer the head reads")
+    p.add_argument("--hidden-dim", type=int, default=rec.hidden_dim, help="width of the head's dense layer")
+    p.add_argument("--primary-lr-factor", type=float, default=rec.primary_lr_factor,
                    help="learning-rate factor of the transferred layers (0 = frozen)")
     p.add_argument("--from-scratch", type=str2bool, default=False,
                    help="random initialisation of the body instead of the pretrained weights")
@@ -51,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(SerTrainConfig):
         typ = str2bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
         p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=getattr(defaults, f.name))
+    p.add_argument("--checkpoint-interval", type=int, default=LoopOptions().checkpoint_interval,
+                   help="minibatches between mid-epoch checkpoints (0: after each epoch only)")
     add_device_argument(p)
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("fold_dir")
@@ -101,7 +108,7 @@ def run(a: argparse.Namespace) -> int:
              ", body in train mode" if a.from_scratch else ", body in eval mode", a.hidden_dim,
              len(classes), len(train_d.utts), len(valid_d.utts))
     trainer = SerTrainer(model, cfg, fs, train_d.utts, valid_d.utts, labels, out, device,
-                         class_names=classes)
+                         class_names=classes, opts=LoopOptions(a.checkpoint_interval))
     figures = trainer.run()
     if ddp.rank() == 0:
         atomic_write_text(out / "options.json", json.dumps(options, indent=1) + "\n")

@@ -18,23 +18,26 @@ outputs in [0, 20] with very different scales per unit).  Labels are class indic
 * ``ds_dense_lstm``: the frame model on one half; an LSTM(20) (ReLU) over the sequence of its
   segment-averaged posteriors, trained on the other half, -> dense softmax.
 
-Training (every head and stage): Adam, cross entropy, ``epochs`` passes; after each pass the model is
-scored on the validation utterances (speakers of the training sessions only) and the pass with the best
-unweighted accuracy is kept (ties: the earlier pass).  Paper 2 gives no optimiser or schedule.
+Training (every head and stage; the task of ser.train.loop, without checkpoints): Adam, cross entropy,
+``epochs`` passes; after each pass the model is scored on the validation utterances (speakers of the training
+sessions only) and the pass with the best unweighted accuracy is kept (ties: the earlier pass).  Paper 2 gives
+no optimiser or schedule.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ser.config import Paper2Config
 from ser.eval.metrics import unweighted_accuracy
+from ser.train.loop import Loop, Task
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +103,18 @@ class SequenceLstm(nn.Module):
         return self.out(self.lstm(x, lengths))
 
 
+_REC = Paper2Config()  # the recipe's defaults (ser.config): defined once
+
+
 @dataclass(frozen=True)
 class HeadOptions:
-    epochs: int = 30
-    learning_rate: float = 1e-3
-    segment_frames: int = 20
+    epochs: int = _REC.head_epochs
+    learning_rate: float = _REC.head_learning_rate
+    segment_frames: int = _REC.segment_frames
     frame_batch: int = 256        # frames per minibatch of the frame models
     seq_batch: int = 16           # sequences per minibatch of the LSTMs (of similar length)
     segment_batch: int = 32       # segments per minibatch of ds_dense_dense's second dense
-    seed: int = 0
+    seed: int = _REC.seed
 
 
 def pad(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +148,12 @@ class Utterances:
 Predictor = Callable[[list[torch.Tensor]], torch.Tensor]   # utterance matrices -> posteriors [N, K]
 
 
+class Batcher(NamedTuple):
+    """Minibatches of a pass (``make(data, gen)``) and how many a pass of ``data`` has (``count(data)``)."""
+    make: Callable
+    count: Callable[[Utterances], int]
+
+
 def _frame_batches(data: Utterances, batch: int, gen: torch.Generator):
     x = torch.cat(data.x)
     y = torch.cat([torch.full((len(u),), int(c)) for u, c in zip(data.x, data.y)])
@@ -159,29 +171,65 @@ def _seq_batches(data: Utterances, batch: int, gen: torch.Generator):
         yield (x, lengths), data.y[chunks[c]]
 
 
-def _fit(model: nn.Module, batches: Callable, predict: Callable[[nn.Module], Predictor], train: Utterances,
+def frame_batcher(batch: int) -> Batcher:
+    return Batcher(lambda d, g: _frame_batches(d, batch, g), lambda d: -(-sum(len(x) for x in d.x) // batch))
+
+
+def seq_batcher(batch: int) -> Batcher:
+    return Batcher(lambda d, g: _seq_batches(d, batch, g), lambda d: -(-len(d.y) // batch))
+
+
+class _HeadTask(Task):
+    """One head (or stage) as the task of ser.train.loop: Adam on cross entropy, a pass per epoch, the pass with
+    the best validation UA selected (ties: the earlier pass).  No files: the heads train in seconds."""
+
+    def __init__(self, model: nn.Module, batcher: Batcher, predict: Callable[[nn.Module], Predictor],
+                 train: Utterances, valid: Utterances, opts: HeadOptions, gen: torch.Generator, what: str) -> None:
+        self.model = self.net = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=opts.learning_rate)
+        self.batcher, self.predict, self.train, self.valid = batcher, predict, train, valid
+        self.gen, self.what = gen, what
+
+    def num_batches(self) -> int:
+        return self.batcher.count(self.train)
+
+    def batches(self, epoch: int, start: int):
+        return self.batcher.make(self.train, self.gen)  # draws the pass's order from the shared generator
+
+    def step(self, mb, loop: Loop) -> dict[str, float]:
+        x, y = mb
+        self.model.train()
+        logits = self.model(*x) if isinstance(x, tuple) else self.model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{self.what}: non-finite training loss in pass {loop.state.epoch + 1}")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()) * len(y), "n": float(len(y))}
+
+    def point(self, sums: dict[str, float], loop: Loop) -> dict[str, Any]:
+        self.model.eval()
+        with torch.no_grad():
+            ua = unweighted_accuracy(self.valid.y.numpy(), self.predict(self.model)(self.valid.x).argmax(1).numpy())
+        log.debug("%s: pass %d: training loss %.4f, validation UA %.4f", self.what, loop.state.epoch,
+                  sums["loss"] / sums["n"], ua)
+        return {"pass": loop.state.epoch, "valid_ua": ua}
+
+    def score(self, entry: dict[str, Any]) -> tuple[float]:
+        return (entry["valid_ua"],)
+
+
+
+def _fit(model: nn.Module, batcher: Batcher, predict: Callable[[nn.Module], Predictor], train: Utterances,
          valid: Utterances, opts: HeadOptions, gen: torch.Generator, what: str) -> nn.Module:
     """Adam on cross entropy for ``opts.epochs`` passes; the pass with the best validation UA is kept."""
-    opt = torch.optim.Adam(model.parameters(), lr=opts.learning_rate)
-    best_ua, best_state = -1.0, None
-    for epoch in range(opts.epochs):
-        model.train()
-        for x, y in batches(train, gen):
-            logits = model(*x) if isinstance(x, tuple) else model(x)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"{what}: non-finite training loss in pass {epoch + 1}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            ua = unweighted_accuracy(valid.y.numpy(), predict(model)(valid.x).argmax(1).numpy())
-        log.debug("%s: pass %d: validation UA %.4f", what, epoch + 1, ua)
-        if ua > best_ua:
-            best_ua, best_state = ua, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    log.info("%s: best validation UA %.4f", what, best_ua)
+    task = _HeadTask(model, batcher, predict, train, valid, opts, gen, what)
+    loop = Loop(task, None, opts.epochs * task.num_batches(), torch.device("cpu"), what=what)
+    loop.resume_or_start()
+    loop.run()
+    best = loop.selected()  # loads the selected pass's model
+    log.info("%s: best validation UA %.4f", what, best["valid_ua"])
     return model.eval()
 
 
@@ -249,8 +297,7 @@ def train_head(head: str, train: Utterances, train_speakers: Sequence[str], vali
     gen = torch.Generator().manual_seed(opts.seed)
     torch.manual_seed(opts.seed)  # the heads' initial weights
     dim, k = train.x[0].shape[1], num_classes
-    frames = lambda d, g: _frame_batches(d, opts.frame_batch, g)  # noqa: E731
-    seqs = lambda d, g: _seq_batches(d, opts.seq_batch, g)  # noqa: E731
+    frames, seqs = frame_batcher(opts.frame_batch), seq_batcher(opts.seq_batch)
     everything = list(range(len(train.y)))
     if head == "ds_dense":
         m = _fit(FrameDense(dim, k), frames, _frame_predictor, train, valid, opts, gen, head)
@@ -267,9 +314,8 @@ def train_head(head: str, train: Utterances, train_speakers: Sequence[str], vali
     second_train = Utterances(seg(train.subset(b).x), train.y[b])
     second_valid = Utterances(seg(valid.x), valid.y)
     if head == "ds_dense_dense":
-        segments = lambda d, g: _frame_batches(d, opts.segment_batch, g)  # noqa: E731
-        m2 = _fit(nn.Linear(k, k), segments, _frame_predictor, second_train, second_valid, opts, gen,
-                  f"{head} segment dense")
+        m2 = _fit(nn.Linear(k, k), frame_batcher(opts.segment_batch), _frame_predictor, second_train, second_valid,
+                  opts, gen, f"{head} segment dense")
         inner = _frame_predictor(m2)
     else:
         m2 = _fit(SequenceLstm(k, k), seqs, _seq_predictor, second_train, second_valid, opts, gen,

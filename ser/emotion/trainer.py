@@ -1,6 +1,6 @@
-"""Training one fold of a grafted emotion network: the loop, model selection, checkpoints.
+"""Training one fold of a grafted emotion network: the task of ser.train.loop (minibatches, step, validation).
 
-A readable loop in the spirit of nanoGPT's ``train.py``::
+The loop (ser.train.loop: checkpoints, exact resumption, model selection, early stopping, DDP) runs::
 
     for epoch in range(start, num_epochs):
         for minibatch in egs.minibatches(epoch):            # seeded by (seed, epoch)
@@ -22,12 +22,12 @@ Frozen body (``primary_lr_factor`` 0): the body's outputs never change, so with
 phases 0, 1, 2), and training reads minibatches from that table instead of running the body:
 the head sees the same frames as without the cache.
 
-Resumption: ``checkpoint.pt`` (atomic) after every epoch holds the model, the optimiser, the
-best state so far, the history and the generator of the orthonormal constraint; the data
-order is a function of ``(seed, epoch)``.  A run killed at any point and restarted therefore
-ends with the same numbers as an uninterrupted one.  ``SER_KILL_AT=<glob>`` kills the process
-(SIGKILL) at a matching kill point ``<dir>:epoch<k>`` / ``<dir>:epoch<k>:step<s>`` -- the test
-hook for that guarantee.
+Resumption (ser.train.loop): ``checkpoint.pt`` (atomic) after every epoch, and every
+``checkpoint_interval`` minibatches within one, holds the model, the optimiser, the best state so
+far, the history and the generator of the orthonormal constraint; the data order is a function of
+``(seed, epoch)``.  A run killed at any point and restarted therefore ends with the same numbers as
+an uninterrupted one.  ``SER_KILL_AT=<glob>`` kills the process (SIGKILL) at a matching kill point
+``<dir>:epoch<k>`` / ``<dir>:epoch<k>:step<s>`` -- the test hook for that guarantee.
 
 Data parallel (``NPROC=N steps/ser/train.sh``, ser.ddp): every rank makes the same global
 minibatches (a function of ``(seed, epoch)``) and trains on every N-th chunk of each; one DDP
@@ -44,62 +44,49 @@ and data order are identical).
 
 from __future__ import annotations
 
-import copy
-import fnmatch
+import itertools
 import json
 import logging
 import math
-import os
-import signal
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from ser.emotion.frames import FrameEgs, context_of, utterance_outputs
+from ser.config import SerConfig
+from ser.emotion.frames import FrameEgs, FrameMinibatch, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
 from ser.emotion.voting import vote
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_open, atomic_write_text
 from ser.io.batching import FeatureSet, MatrixTable, gather_frames
-from ser.io.torch_io import TorchFileError, load_torch, save_torch
+from ser.io.torch_io import save_torch
 from ser.nnet.tdnnf import KaldiBatchNorm
 from ser import ddp
-from ser.train.checkpoint import rng_state, set_rng_state
+from ser.train.loop import Loop, LoopOptions, Task, kill_point, my_share
+
+__all__ = ["SerTrainConfig", "SerTrainer", "EvalResult", "score_frames", "frame_logits", "kill_point"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "ser.emotion.checkpoint.v1"
-
-
-def kill_point(label: str) -> None:
-    """Test hook: SIGKILL this process when ``SER_KILL_AT`` (a glob) matches ``label``."""
-    pattern = os.environ.get("SER_KILL_AT")
-    if pattern and fnmatch.fnmatchcase(label, pattern):
-        log.warning("SER_KILL_AT=%s: killing the process at %s", pattern, label)
-        logging.shutdown()
-        os.kill(os.getpid(), signal.SIGKILL)
+_REC = SerConfig()  # the recipe's defaults (ser.config): defined once
 
 
 @dataclass
 class SerTrainConfig:
     """Options of one training (the ``ser:`` section of the recipe config holds them)."""
 
-    num_epochs: int = 8              # at most; the selected epoch is chosen on validation
-    patience: int = 3                # stop after this many epochs without a better validation
-    initial_lrate: float = 1.0e-3    # Adam step size of the head at the start ...
-    final_lrate: float = 1.0e-4      # ... and at the end of num_epochs (exponential decay)
-    chunk_width: int = 150           # training chunk, input frames (multiple of 3)
-    minibatch_size: int = 64         # chunks per minibatch
+    num_epochs: int = _REC.num_epochs            # at most; the selected epoch is chosen on validation
+    patience: int = _REC.patience                # stop after this many epochs without a better validation
+    initial_lrate: float = _REC.initial_lrate    # Adam step size of the head at the start ...
+    final_lrate: float = _REC.final_lrate        # ... and at the end of num_epochs (exponential decay)
+    chunk_width: int = _REC.chunk_width          # training chunk, input frames (multiple of 3)
+    minibatch_size: int = _REC.minibatch_size    # chunks per minibatch
     eval_chunk_width: int = 300      # evaluation chunk, input frames (results do not depend on it)
-    seed: int = 0
-    cache_frozen_body: bool = True   # primary_lr_factor 0 only
+    seed: int = _REC.seed
+    cache_frozen_body: bool = _REC.cache_frozen_body  # primary_lr_factor 0 only
 
 
 @dataclass
@@ -172,15 +159,15 @@ class FrameClassifier(nn.Module):
         return self.model.head(h[inside])
 
 
-class SerTrainer:
+class SerTrainer(Task):
     """Trains ``model`` on ``train_utts`` of ``fs`` and selects the epoch on ``valid_utts``;
     writes ``checkpoint.pt``, ``final.pt``, ``valid.json`` and ``training_curve.png`` in
-    ``out_dir``."""
+    ``out_dir``.  The task of a :class:`ser.train.loop.Loop`: minibatches, a step and a validation."""
 
     def __init__(self, model: GraftedModel, cfg: SerTrainConfig, fs: FeatureSet,
                  train_utts: Sequence[str], valid_utts: Sequence[str], labels: Mapping[str, int],
                  out_dir: str | Path, device: torch.device | str = "cpu",
-                 class_names: Sequence[str] | None = None) -> None:
+                 class_names: Sequence[str] | None = None, opts: LoopOptions = LoopOptions()) -> None:
         self.model, self.cfg, self.fs = model, cfg, fs
         self.class_names = list(class_names) if class_names is not None else None
         self.device = torch.device(device)
@@ -192,21 +179,59 @@ class SerTrainer:
         self.optimizer = torch.optim.Adam(model.param_groups(cfg.initial_lrate))
         self.ortho_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.total_steps = cfg.num_epochs * len(self.egs)
-        self.epoch, self.step, self.best_epoch = 0, 0, -1
-        self.history: list[dict[str, float]] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
         self.cache: MatrixTable | None = None
         self.rank, self.world = ddp.rank(), ddp.world_size()
-        self.net: nn.Module = FrameClassifier(model)  # DDP-wrapped in run() under torchrun
+        self.net: nn.Module = FrameClassifier(model)  # DDP-wrapped by the loop under torchrun
         if self.world > 1:
             for bn in model.modules():
                 if isinstance(bn, KaldiBatchNorm):
                     bn.sync_ranks = True
+        self.loop = Loop(self, out_dir, self.total_steps, self.device, patience=cfg.patience, opts=opts,
+                         what="emotion trainer", progress=True)
+
+    # -- the task of the loop -----------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    def num_batches(self) -> int:
+        return len(self.egs)
+
+    def batches(self, epoch: int, start: int) -> Iterator[FrameMinibatch]:
+        return itertools.islice(self.egs.minibatches(epoch), start, None)
+
+    def start(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"ortho_gen": self.ortho_gen.get_state()}
+
+    def load_extra_state(self, d: dict[str, Any]) -> None:
+        self.ortho_gen.set_state(d["ortho_gen"])
+
+    def step(self, mb: FrameMinibatch, loop: Loop) -> dict[str, float]:
+        loss, correct, frames = self.train_step(mb)
+        return {"loss": loss, "correct": correct, "frames": frames}
+
+    def score(self, entry: dict[str, Any]) -> tuple[float, float]:
+        """Model selection: validation UA, then frame accuracy (a tie keeps the earlier epoch)."""
+        return entry["valid_ua"], entry["valid_frame_acc"]
+
+    def point(self, sums: dict[str, float], loop: Loop) -> dict[str, Any]:
+        """After an epoch: its training figures and the validation figures."""
+        epoch = loop.state.epoch - 1
+        rec: dict[str, Any] = {"epoch": epoch, "train_loss": sums["loss"] / sums["frames"],
+                               "train_frame_acc": sums["correct"] / sums["frames"]}
+        v = self.validate()
+        rec.update({f"valid_{k}": x for k, x in v.figures().items()}, lrate=self.lrate())
+        log.info("epoch %d: train loss %.4f frame acc %.3f | valid loss %.4f frame acc %.3f "
+                 "UA %.3f WA %.3f%s", epoch, rec["train_loss"], rec["train_frame_acc"],
+                 v.loss, v.frame_acc, v.ua, v.wa, " *" if loop.improves(rec) else "")
+        return rec
 
     # -- one minibatch ----------------------------------------------------------------------
     def lrate(self) -> float:
         c = self.cfg
-        frac = min(1.0, self.step / max(1, self.total_steps))
+        frac = min(1.0, self.loop.state.step / max(1, self.total_steps))
         return c.initial_lrate * math.exp(frac * math.log(c.final_lrate / c.initial_lrate))
 
     def _inputs(self, mb) -> dict[str, torch.Tensor | None]:
@@ -227,7 +252,7 @@ class SerTrainer:
             g["lr"] = lr * g["lr_factor"]
         frames = mb.num_frames  # of the global minibatch: the loss is its mean
         if self.world > 1:
-            mb = mb.select(ddp.shard(mb.batch_size, self.rank, self.world))
+            mb = mb.select(my_share(mb.batch_size))
         target = mb.target.to(self.device)
         inside = target >= 0
         logits = self.net(inside, **self._inputs(mb))
@@ -236,7 +261,6 @@ class SerTrainer:
         (part * self.world).backward()  # DDP averages the ranks' gradients: their sum is wanted
         self.optimizer.step()
         self.model.after_step(self.ortho_gen)
-        self.step += 1
         return float(part.detach()) * frames, int((logits.argmax(-1) == target[inside]).sum()), int(inside.sum())
 
     # -- epochs -----------------------------------------------------------------------------
@@ -246,58 +270,15 @@ class SerTrainer:
                                                            self.device, self.cache), self.valid_utts)
         return score_frames(logits, [self.labels[u] for u in self.valid_utts])
 
-    def train_epoch(self) -> dict[str, float]:
-        loss_sum, correct, frames = 0.0, 0, 0
-        bar = tqdm(self.egs.minibatches(self.epoch), total=len(self.egs), desc=f"epoch {self.epoch}",
-                   mininterval=10, file=sys.stderr, disable=self.rank > 0)
-        for k, mb in enumerate(bar):
-            l, c, n = self.train_step(mb)
-            loss_sum, correct, frames = loss_sum + l, correct + c, frames + n
-            kill_point(f"{self.out_dir}:epoch{self.epoch}:step{k}")
-        if self.world > 1:  # the sums over the ranks
-            loss_sum, correct, frames = ddp.all_reduce_(torch.tensor([loss_sum, correct, frames],
-                                                                     dtype=torch.float64)).tolist()
-        return {"train_loss": loss_sum / frames, "train_frame_acc": correct / frames}
-
-    def _better(self, v: EvalResult) -> bool:
-        if self.best_epoch < 0:
-            return True
-        b = self.history[self.best_epoch]
-        return (v.ua, v.frame_acc) > (b["valid_ua"], b["valid_frame_acc"])
-
     def run(self) -> dict[str, Any]:
         """Train (resuming from ``checkpoint.pt``), select, write the outputs; returns the
         selected epoch's validation figures."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._resume()
+        self.loop.resume_or_start()
         if self.model.body_frozen and self.cfg.cache_frozen_body:
             self._build_cache()
-        if self.world > 1 and not isinstance(self.net, nn.parallel.DistributedDataParallel):
-            self.net = nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)  # the BatchNorm stats are the same on every rank (sync_ranks)
-        while self.epoch < self.cfg.num_epochs and not self._stopped():
-            rec = {"epoch": self.epoch, **self.train_epoch()}
-            v = self.validate()
-            rec.update({f"valid_{k}": x for k, x in v.figures().items()}, lrate=self.lrate())
-            self.history.append(rec)
-            if self._better(v):
-                self.best_epoch = self.epoch
-                self.best_state = copy.deepcopy(self.model.state_dict())
-            log.info("epoch %d: train loss %.4f frame acc %.3f | valid loss %.4f frame acc %.3f "
-                     "UA %.3f WA %.3f%s", self.epoch, rec["train_loss"], rec["train_frame_acc"],
-                     v.loss, v.frame_acc, v.ua, v.wa, " *" if self.best_epoch == self.epoch else "")
-            self.epoch += 1
-            if self.rank == 0:
-                self._save_checkpoint()
-            kill_point(f"{self.out_dir}:epoch{self.epoch - 1}")
-        if isinstance(self.net, nn.parallel.DistributedDataParallel):
-            self.net = self.net.module  # no DDP hooks left when the process group goes
+        self.loop.run()
         return self._finish()
-
-    def _stopped(self) -> bool:
-        p = self.cfg.patience
-        return p > 0 and self.best_epoch >= 0 and self.epoch - 1 - self.best_epoch >= p
 
     def _build_cache(self) -> None:
         # same utterance order as the features, so a minibatch's utt_idx indexes both
@@ -309,46 +290,20 @@ class SerTrainer:
                  self.cache.data.shape[0])
 
     # -- files ------------------------------------------------------------------------------
-    def _save_checkpoint(self) -> None:
-        save_torch({"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
-                    "best_epoch": self.best_epoch, "history": self.history,
-                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "best_state": self.best_state, "ortho_gen": self.ortho_gen.get_state(),
-                    "rng": rng_state(), "config": asdict(self.cfg)}, self.out_dir / "checkpoint.pt")
-
-    def _resume(self) -> None:
-        path = self.out_dir / "checkpoint.pt"
-        torch.manual_seed(self.cfg.seed)
-        if not path.is_file():
-            return
-        d = load_torch(path, what="emotion trainer checkpoint (delete it to restart)",
-                       expect_keys=("format", "config", "model", "optimizer", "rng"))
-        if d["format"] != CHECKPOINT_FORMAT or d["config"] != asdict(self.cfg):
-            raise TorchFileError(f"{path}: made with other options; delete it to restart")
-        self.model.load_state_dict(d["model"])
-        self.optimizer.load_state_dict(d["optimizer"])
-        self.ortho_gen.set_state(d["ortho_gen"])
-        set_rng_state(d["rng"])
-        self.epoch, self.step, self.best_epoch = int(d["epoch"]), int(d["step"]), int(d["best_epoch"])
-        self.history, self.best_state = list(d["history"]), d["best_state"]
-        log.info("resuming from %s after epoch %d", path, self.epoch - 1)
-
     def _finish(self) -> dict[str, Any]:
-        if self.best_state is None:
-            raise RuntimeError(f"{self.out_dir}: no epoch was trained (num_epochs {self.cfg.num_epochs})")
-        self.model.load_state_dict(self.best_state)
-        best = self.history[self.best_epoch]
+        best = self.loop.selected()  # loads the selected epoch's model
         figures = {k[len("valid_"):]: best[k] for k in ("valid_ua", "valid_wa", "valid_frame_acc",
                                                         "valid_loss")}
-        figures.update(epoch=self.best_epoch, epochs_trained=self.epoch,
+        history = self.loop.state.history
+        figures.update(epoch=best["epoch"], epochs_trained=self.loop.state.epoch,
                        num_valid_utts=len(self.valid_utts))
         if self.rank > 0:
             return figures
         save_torch(dict(self.model.to_dict(), valid=figures, labels=self.class_names),
                    self.out_dir / "final.pt")
-        plot_curve(self.history, self.best_epoch, self.out_dir / "training_curve.png")
+        plot_curve(history, best["epoch"], self.out_dir / "training_curve.png")
         atomic_write_text(self.out_dir / "valid.json",
-                          json.dumps(dict(figures, history=self.history), indent=1) + "\n")
+                          json.dumps(dict(figures, history=history), indent=1) + "\n")
         return figures
 
 

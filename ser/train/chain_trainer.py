@@ -85,6 +85,7 @@ from torch import nn
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import numerator_forward_backward
 from ser.chain.objective import LFMMILoss
+from ser.config import ChainConfig
 from ser.io.atomic import atomic_write_text
 from ser.io.torch_io import save_torch
 from ser.nnet.model_io import save_chain_model
@@ -122,25 +123,28 @@ class EgsSource(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+_REC = ChainConfig()  # the recipe's defaults (ser.config): defined once
+
+
 @dataclass
 class ChainTrainerConfig:
     """Options (Kaldi names with ``--``/``-`` -> ``_``; defaults = run_tdnn_1g.sh, with the Adam
-    step sizes of the module docstring).  The one home of the training defaults: the schedule
-    (ser.train.schedule) and the optimizers (ser.train.optimizer) are built from it."""
+    step sizes of the module docstring; those the recipe sets come from ser.config.ChainConfig).  The
+    schedule (ser.train.schedule) and the optimizers (ser.train.optimizer) are built from it."""
 
-    num_epochs: float = 6.0
-    initial_effective_lrate: float = 0.001  # Adam step size (Kaldi's NG-SGD: 0.00025)
-    final_effective_lrate: float = 0.0001  # Adam step size (Kaldi's NG-SGD: 0.000025)
+    num_epochs: float = float(_REC.num_epochs)
+    initial_effective_lrate: float = _REC.initial_effective_lrate  # Adam step size (Kaldi's NG-SGD: 0.00025)
+    final_effective_lrate: float = _REC.final_effective_lrate  # Adam step size (Kaldi's NG-SGD: 0.000025)
     num_jobs_initial: int = 3
     num_jobs_final: int = 12
-    frames_per_iter: int = 5_000_000
+    frames_per_iter: int = _REC.frames_per_iter
     xent_regularize: float = 0.1
     leaky_hmm_coefficient: float = 0.1
     out_of_range_regularize: float = 0.01
     chain_l2_regularize: float = 0.0
-    dropout_schedule: str | None = "0,0@0.20,0.5@0.50,0"
+    dropout_schedule: str | None = _REC.dropout_schedule
     max_param_change: float = MAX_PARAM_CHANGE
-    optimizer: str = "adam"  # adam (KaldiAdam) | kaldi-sgd (KaldiSgd); see the module docstring
+    optimizer: str = _REC.optimizer  # adam (KaldiAdam) | kaldi-sgd (KaldiSgd); see the module docstring
     adam_beta1: float = ADAM_BETAS[0]
     adam_beta2: float = ADAM_BETAS[1]
     adam_epsilon: float = ADAM_EPSILON

@@ -6,7 +6,7 @@
 # writes <dir>/{final.pt,valid.json,training_curve.png}; resumes from <dir>/checkpoint.pt.
 # Options: --labels --layer --hidden-dim --primary-lr-factor --from-scratch --num-epochs --patience
 # --initial-lrate --final-lrate --chunk-width --minibatch-size --eval-chunk-width --seed
-# --cache-frozen-body --device --num-threads (--help for all).  See ser/bin/train_ser.py.
+# --cache-frozen-body --checkpoint-interval --device --num-threads (--help for all).  See ser/bin/train_ser.py.
 # DDP (utils/torchrun.sh), as steps/train_chain.sh: NPROC=2 steps/ser/train.sh ...  runs 2 ranks on this
 # machine (torchrun); in a Slurm job of T tasks, srun steps/ser/train.sh ... one torchrun agent per task.
 . "$(dirname "$0")/../../path.sh"
