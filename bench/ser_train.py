@@ -38,7 +38,7 @@ from ser.device import resolve_device  # noqa: E402
 from ser.emotion.frames import FrameMinibatch  # noqa: E402
 from ser.io.batching import FeatureSet, MatrixTable  # noqa: E402
 from ser.emotion.graft import make_grafted_model  # noqa: E402
-from ser.emotion.trainer import SerTrainConfig, SerTrainer, body_cache  # noqa: E402
+from ser.emotion.trainer import SerTrainConfig, SerTrainer  # noqa: E402
 from ser.nnet.tdnnf import TdnnfConfig, TdnnfModel  # noqa: E402
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results = {"transfer (factor 0.25)": timed(lambda: tr[0.25].train_step(mb), device, a.steps),
                    "frozen body (factor 0), no cache": timed(lambda: tr[0.0].train_step(mb), device, a.steps)}
-        tr[0.0].cache = body_cache(tr[0.0].model, fs, fs.feats.keys, a.chunk_width, device)
+        tr[0.0]._build_cache()   # the trainer's own cache of the frozen body's outputs
         results["frozen body, cached outputs"] = timed(lambda: tr[0.0].train_step(mb), device, a.steps)
         ref = timed(reference, device, a.steps)
     n_params = sum(p.numel() for p in body.parameters())
