@@ -56,7 +56,14 @@ FORMATS = ("tsv", "jsonl", "kaldi")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+    """The module docstring as written, and every option's default (as it is typed: true/false)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        h = action.help or ""
+        if action.default is None or action.required or "default" in h or action.default is argparse.SUPPRESS:
+            return action.help
+        d = str(action.default).lower() if isinstance(action.default, bool) else "%(default)s"
+        return f"{h} (default: {d})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format")
     p.add_argument("--output", default="-", help="output file, - for stdout (kaldi: a directory)")
     p.add_argument("--allow-pipes", type=str2bool, default=False,
-                   help="run wav.scp pipelines (<cmd> ... |) of data-dir inputs (false: refused)")
+                   help="run wav.scp pipelines (<cmd> ... |) of data-dir inputs; false: refuse them")
     p.add_argument("--vad", type=str2bool, default=True,
                    help="speech detection: decide on the frames of speech, no_speech without any")
     p.add_argument("--vad-threshold", type=float, default=VadOptions.threshold,
