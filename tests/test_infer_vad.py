@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -190,14 +191,19 @@ def test_run_sh_help_lists_the_stages():
         assert f"\n  {n}  " in p.stdout, n
 
 
-def test_version_and_help(capsys):
-    for args in (["--version"], ["--help"]):
-        with pytest.raises(SystemExit) as e:
-            ser_infer.main(args)
-        assert e.value.code == 0
+def console(monkeypatch, *args: str) -> int:
+    """The ``ser-infer`` console script's exit status for ``args`` (ser.cli.run_main names the program)."""
+    monkeypatch.setattr(sys, "argv", ["anything", *args])
+    with pytest.raises(SystemExit) as e:
+        ser_infer.console_main()
+    return e.value.code
+
+
+def test_version_and_help(capsys, monkeypatch):
+    assert console(monkeypatch, "--version") == 0 and console(monkeypatch, "--help") == 0
     out = capsys.readouterr().out
-    assert out.startswith("ser-infer (ser ") and "usage: ser-infer " in out
-    assert "(default: tsv)" in out and "(default: 0.5)" in out and "ser_infer" not in out.split("usage:")[1][:40]
+    assert out.startswith("ser-infer (ser ") and "usage: ser-infer [-h]" in out
+    assert "(default: tsv)" in out and "(default: 0.5)" in out and "(default: true)" in out
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -210,9 +216,7 @@ def test_argument_errors_come_before_the_model_and_the_audio(tmp_path, capsys, m
     def never(*a, **k):
         raise AssertionError("read the model")
     monkeypatch.setattr(EmotionRecognizer, "from_dir", never)
-    with pytest.raises(SystemExit) as e:
-        ser_infer.main(["--model", str(tmp_path / "m"), *args, str(tmp_path / "x.wav")])
-    assert e.value.code == 2
+    assert console(monkeypatch, "--model", str(tmp_path / "m"), *args, str(tmp_path / "x.wav")) == 2
     assert f"ser-infer: error: {msg}" in capsys.readouterr().err
 
 

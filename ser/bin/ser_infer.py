@@ -67,7 +67,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_Formatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)  # prog: ser.cli.run_main's PROG
     p.add_argument("--version", action="version", version=f"{PROG} (ser {ser.__version__})")
     p.add_argument("--model", required=True, help="exported model dir (steps/ser/export.sh)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format")
