@@ -51,6 +51,7 @@ def noise_floor(n: int, seed: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------- network
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # the reference
 def test_silero_network_equals_the_wheels_torchscript_model(speech):
     """The batched network over uneven blocks gives the probabilities of the wheel's model called one 512-sample
     chunk at a time (silero_vad.jit, as get_speech_timestamps calls it; the last chunk zero padded)."""
