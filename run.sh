@@ -42,13 +42,15 @@ usage_text="Usage: $0 [--stage N] [--stop-stage M] [--config conf/X.yaml]
   --stop-stage M    last stage to run (default: all)
   --config FILE     recipe configuration (default $config)"
 usage() { echo "$usage_text" >&2; exit 1; }
+# --help: the usage and the stages (this file's "Stages" comment) on stdout, exit status 0
+help() { echo "$usage_text"; echo; sed -n '/^# Stages/,/^#$/s/^# \{0,1\}//p' "$0"; exit 0; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) [ $# -ge 2 ] || usage; stage=$2; shift 2 ;;
     --stop-stage|--stop_stage) [ $# -ge 2 ] || usage; stop_stage=$2; shift 2 ;;
     --config) [ $# -ge 2 ] || usage; config=$2; shift 2 ;;
-    -h|--help) usage ;;
+    -h|--help) help ;;
     *) echo "$0: unknown option $1" >&2; usage ;;
   esac
 done

@@ -10,7 +10,8 @@ one of the same size: 128 Gaussians, 40-dim PCA features, 100-dim i-vectors) and
 as the real ``dialog/wav`` files are) and measures, each in a fresh process:
 
 * ``infer``: the whole path of ``ser-infer --timeline`` (reading, 16 kHz mono, MFCC, online
-  i-vectors, network, frame posteriors) -> seconds, x real time, peak RSS (ru_maxrss);
+  i-vectors, network, frame posteriors; speech detection unless ``--vad false``) -> seconds, x real
+  time, peak RSS (ru_maxrss);
 * ``mfcc``: reading and MFCC alone on the same file (the reference measured in the same run).
 
 Memory is flat in length when the peak RSS does not grow with the recording's length.  The
@@ -142,7 +143,7 @@ def worker(args: argparse.Namespace) -> None:
         n = sum(b.shape[0] for b in mfcc_blocks(file_blocks(args.file), opts, torch.Generator().manual_seed(0)))
         load = 0.0
     else:
-        rec = EmotionRecognizer.from_dir(args.model, device=args.device)
+        rec = EmotionRecognizer.from_dir(args.model, device=args.device, vad=args.vad == "true")
         load = time.perf_counter() - t0
         t0, c0 = time.perf_counter(), time.process_time()
         n = rec.frame_posteriors(file_blocks(args.file), "bench").posteriors.shape[0]
@@ -156,7 +157,7 @@ def measure(kind: str, model: Path, wav: Path, args: argparse.Namespace) -> dict
     largest peak RSS of them: the speed of a shared virtual machine's cores drifts by tens of percent
     from one minute to the next, so one run says little."""
     cmd = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--file", str(wav),
-           "--threads", str(args.threads), "--device", args.device]
+           "--threads", str(args.threads), "--device", args.device, "--vad", args.vad]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     runs = []
     for _ in range(args.repeats):
@@ -178,6 +179,7 @@ def main() -> None:
     p.add_argument("--corpus", default=str(ROOT / "corpora/IEMOCAP_full_release"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--vad", default="true", choices=("true", "false"), help="speech detection (ser-infer's --vad)")
     p.add_argument("--repeats", type=int, default=3, help="processes per measurement; the best is shown")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -189,7 +191,7 @@ def main() -> None:
         tmp = Path(d)
         ext = extractor_dir(tmp, Path(args.extractor_dir))
         print(f"i-vector extractor: {ext if ext != tmp / 'extractor' else 'random, recipe size'}; "
-              f"torch threads {args.threads}; device {args.device}")
+              f"torch threads {args.threads}; device {args.device}; speech detection {args.vad}")
         wavs = [(f"{s:g} s speech-like", write_speech(tmp / f"speech_{s:g}.wav", s, seed=1)) for s in args.seconds]
         if args.dialog:
             dlg = write_dialog(tmp / "dialog.wav", Path(args.corpus))

@@ -66,8 +66,9 @@ def setup_logging(verbose: int = 1, log_file: str | Path | None = None) -> None:
 
 
 def prog_name(main: Callable) -> str:
-    """The program's name: its module's file name (``train_chain`` for ser/bin/train_chain.py)."""
-    return Path(inspect.getfile(main)).stem
+    """The program's name: its module's ``PROG`` if it sets one (``ser-infer``, a console script), else its
+    module's file name (``train_chain`` for ser/bin/train_chain.py)."""
+    return getattr(inspect.getmodule(main), "PROG", None) or Path(inspect.getfile(main)).stem
 
 
 def run_program(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -19,7 +19,9 @@ from ser.device import resolve_device
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = sorted(p.stem for p in (ROOT / "ser" / "bin").glob("*.py") if not p.stem.startswith("_"))
 SOURCED = ("parse_options.sh", "recipe_config.sh")  # sourced by scripts, not run
-SCRIPTS = sorted(p for d in ("steps", "local", "utils") for p in (ROOT / d).rglob("*.sh") if p.name not in SOURCED)
+# stand-ins for Kaldi's tools, named as wav.scp pipelines call them (no .sh)
+TOOLS = [ROOT / "utils" / "sph2pipe", ROOT / "utils" / "sox"]
+SCRIPTS = sorted(p for d in ("steps", "local", "utils") for p in (ROOT / d).rglob("*.sh") if p.name not in SOURCED) + TOOLS
 
 
 @pytest.mark.parametrize("text,value", [("true", True), ("false", False), ("True", True), ("FALSE", False),

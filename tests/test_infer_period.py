@@ -41,7 +41,7 @@ def exports(tmp_path_factory) -> dict[int, object]:
 def run_recording(export, signal: np.ndarray) -> tuple[EmotionRecognizer, np.ndarray, torch.Tensor]:
     """Classify ``signal`` (one block); returns the recognizer, the online i-vector rows the
     extractor gave and the per-frame i-vectors [T_in, I] the network was given."""
-    rec = EmotionRecognizer.from_dir(export, device="cpu")
+    rec = EmotionRecognizer.from_dir(export, device="cpu", vad=False)
     seen: dict[str, object] = {}
     extract, net = rec.ivectors.extract, rec.net
 
@@ -77,7 +77,7 @@ def test_online_ivector_rows_follow_the_exported_period(exports):
 
 
 def test_minimum_duration_is_exact(exports):
-    rec = EmotionRecognizer.from_dir(exports[10], device="cpu")
+    rec = EmotionRecognizer.from_dir(exports[10], device="cpu", vad=False)
     frames = rec.model.left_context + rec.model.right_context + 1
     assert rec.min_frames == frames == 57
     opts = MfccOptions.from_conf(exports[10] / "mfcc.conf")

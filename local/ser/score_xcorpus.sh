@@ -38,8 +38,9 @@ if [ -f $dir/results.json ] && cmp -s $dir/log/options.new $dir/log/options \
   echo "$dir: up to date"
   exit 0
 fi
-$train_cmd $dir/log/infer.log steps/ser/infer.sh --allow-pipes true --model $export_dir --format kaldi --output $dir/$test/infer \
-  --device "$device" --num-threads 1 $data
+# --vad false: B's utterances are segmented turns, decoded as stage 7 decodes A's (every frame, no speech detection)
+$train_cmd $dir/log/infer.log steps/ser/infer.sh --allow-pipes true --vad false --model $export_dir --format kaldi \
+  --output $dir/$test/infer --device "$device" --num-threads 1 $data
 $train_cmd $dir/log/score.log steps/ser/score_xcorpus.sh --train-corpus "$train" --test-corpus "$test" \
   --train-data "data/$ser_set" $export_dir $dir/$test/infer $data $dir
 mv $dir/log/options.new $dir/log/options

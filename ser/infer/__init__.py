@@ -4,4 +4,5 @@
 * :mod:`ser.infer.audio`       what the inputs name, and their audio as 16 kHz mono blocks;
 * :mod:`ser.infer.recognizer`  :class:`EmotionRecognizer`: MFCC, online i-vectors, network, voting, streamed;
 * :mod:`ser.infer.timeline`    sliding-window posteriors, segments, their PNG and CSV.
+* :mod:`ser.infer.vad`         speech detection (Silero VAD's network from the silero-vad wheel).
 """

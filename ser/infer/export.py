@@ -81,6 +81,11 @@ def _cross_validation(system_dir: Path | None) -> tuple[dict, dict | None]:
     return meta, keep
 
 
+# what model.json's ``corpus`` holds for a model of the embedded corpora (local/ser/export_tdnn.sh writes
+# "IEMOCAP layout, embedded synthetic corpus (stage 0)"); inference warns about such a model
+SYNTHETIC_CORPUS = "embedded synthetic corpus"
+
+
 @dataclass
 class ExportInfo:
     """Provenance the caller knows (the rest is read from the files)."""
@@ -172,6 +177,11 @@ def read_export(path: str | Path) -> tuple[dict, list[str]]:
     Every error is one line naming the file and the key."""
     p = Path(path)
     mj = p / "model.json"
+    if not p.exists():
+        raise ValueError(f"{p}: no such directory (give the export dir of a system, e.g. "
+                         "exp/ser/tdnn_l12_uttivec/export)")
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a directory (the model is an export dir holding model.json)")
     if not mj.is_file():
         raise ValueError(f"{p}: not an exported emotion model (no model.json; made by steps/ser/export.sh)")
     try:

@@ -9,7 +9,14 @@ The pipeline is stage 3 + 4 + 7 on one recording: 16 kHz mono samples -> MFCC (t
 ``mfcc.conf``, dither seeded from the recording id as ser.bin.compute_mfcc_feats seeds it
 from the utterance id) -> online i-vectors of the recording on its own (per-utterance mode,
 as ``exp/nnet3/ivectors_<set>_utt``) -> the grafted network on the whole padded recording ->
-frame softmaxes -> their mean, argmax (ser.emotion.voting).
+frame softmaxes -> their mean over the frames of speech, argmax (ser.emotion.voting).
+
+Speech detection (``vad=True``, the default): Silero VAD (:mod:`ser.infer.vad`) runs over the same
+samples; an output frame counts when the centre of its first MFCC window lies in a speech segment.  The
+recording's posteriors are the mean over those frames (all frames when every one is speech: then the
+posteriors are stage 7's); a recording without a speech frame is labelled ``no_speech`` (posteriors
+``None``), and timeline windows mostly without speech are left unlabelled.  Stage 7 decodes segmented
+turns without a VAD; ``vad=False`` reproduces it on any recording.
 
 Streaming (bounded memory).  MFCC frames are computed in blocks of ``block_frames`` (6144 =
 61.44 s; a multiple of the MFCC extractor's 1024-frame dither block on CPU and of the frame
@@ -52,9 +59,10 @@ from ser.emotion.voting import decide
 from ser.features.mfcc import MfccOptions, compute_mfcc, num_frames
 from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
 from ser.emotion.graft import load_grafted
-from ser.infer.export import read_export
+from ser.infer.export import SYNTHETIC_CORPUS, read_export
 from ser.infer.frame_net import FrameNet
-from ser.infer.timeline import Timeline
+from ser.infer.timeline import NO_SPEECH, Timeline
+from ser.infer.vad import SpeechDetector, VadOptions, VadStream, speech_mask
 from ser.io.audio import AudioError
 from ser.io.batching import FeatureSet, MatrixTable, model_inputs
 from ser.ivector.diag_ubm import DiagGmm, UbmFeatures
@@ -70,36 +78,54 @@ T = TypeVar("T")
 
 @dataclass
 class Classification:
-    """The decision for one recording: ``posteriors`` in ``labels`` order (mean frame softmax)."""
+    """The decision for one recording: ``posteriors`` in ``labels`` order (mean frame softmax over the
+    frames of speech); ``label`` ``no_speech`` and ``posteriors`` None when speech detection found none.
+    ``speech``: seconds of speech found (None without speech detection)."""
 
     id: str
     label: str
     labels: list[str]
-    posteriors: list[float]
+    posteriors: list[float] | None
     duration: float  # seconds of 16 kHz audio
+    speech: float | None = None
 
     @classmethod
-    def of(cls, rec_id: str, labels: list[str], posterior: torch.Tensor, duration: float) -> "Classification":
-        """From the mean frame softmax [K] (float64): the argmax, ties to the first label."""
-        return cls(rec_id, labels[decide(posterior)], list(labels), posterior.tolist(), duration)
+    def of(cls, rec_id: str, labels: list[str], posterior: torch.Tensor | None, duration: float,
+           speech: float | None = None) -> "Classification":
+        """From the mean frame softmax [K] (float64): the argmax, ties to the first label; None: no speech."""
+        if posterior is None:
+            return cls(rec_id, NO_SPEECH, list(labels), None, duration, speech)
+        return cls(rec_id, labels[decide(posterior)], list(labels), posterior.tolist(), duration, speech)
 
     def __str__(self) -> str:
-        post = " ".join(f"{k} {p:.3f}" for k, p in zip(self.labels, self.posteriors))
-        return f"{self.id}: {self.label} ({post}; {self.duration:.2f} s)"
+        post = "no speech found" if self.posteriors is None else \
+            " ".join(f"{k} {p:.3f}" for k, p in zip(self.labels, self.posteriors))
+        sp = "" if self.speech is None else f", {self.speech:.2f} s speech"
+        return f"{self.id}: {self.label} ({post}; {self.duration:.2f} s{sp})"
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "label": self.label,
-                "posteriors": dict(zip(self.labels, self.posteriors)), "duration": self.duration}
+        post = None if self.posteriors is None else dict(zip(self.labels, self.posteriors))
+        return {"id": self.id, "label": self.label, "posteriors": post, "duration": self.duration,
+                "speech": self.speech}
 
 
 @dataclass
 class FramePosteriors:
-    """Frame softmaxes [n, K] (float32) of a recording, one every ``frame_period`` seconds."""
+    """Frame softmaxes [n, K] (float32) of a recording, one every ``frame_period`` seconds; ``speech``
+    [n] bool marks the frames of speech (None without speech detection: all count), ``speech_seconds``
+    the length of the speech segments."""
 
     id: str
     posteriors: torch.Tensor
     frame_period: float
     duration: float
+    speech: np.ndarray | None = None
+    speech_seconds: float | None = None
+
+    def mean(self) -> torch.Tensor | None:
+        """Mean softmax [K] (float64) over the frames of speech; None when there is none."""
+        p = self.posteriors.double() if self.speech is None else self.posteriors.double()[torch.from_numpy(self.speech)]
+        return p.mean(0) if p.shape[0] else None
 
 
 # float audio beyond twice full scale is not audio scaled to [-1, 1] (its MFCC would sit far outside
@@ -222,12 +248,26 @@ def _check_dims(p: Path, mfcc: MfccOptions, feat_dim: int, ubm: UbmFeatures) -> 
             raise ValueError(f"{p / 'mfcc.conf'}: --num-ceps={mfcc.num_ceps}: {who} reads {dim}-dim features")
 
 
+_warned_synthetic = False
+
+
+def warn_if_synthetic(info: dict, where: str) -> None:
+    """One warning per process when model.json says the model was trained on the embedded synthetic corpus."""
+    global _warned_synthetic
+    if not _warned_synthetic and SYNTHETIC_CORPUS in str(info.get("corpus", "")):
+        _warned_synthetic = True
+        log.warning("%s: trained on the embedded synthetic corpus (espeak-ng speech, stage 0): a test of the "
+                    "pipeline, not an emotion recogniser for real recordings", where)
+
+
 class EmotionRecognizer:
-    """An exported emotion model, ready to classify recordings (see the module docstring)."""
+    """An exported emotion model, ready to classify recordings (see the module docstring).  ``vad``: detect
+    speech (True: Silero VAD with ``VadOptions()``; a :class:`ser.infer.vad.SpeechDetector`; False: none)."""
 
     def __init__(self, model: GraftedModel, labels: list[str], mfcc_opts: MfccOptions,
                  ivectors: OnlineIvectorExtractor, info: dict | None = None,
-                 device: str | torch.device = "cpu", block_frames: int = BLOCK_FRAMES) -> None:
+                 device: str | torch.device = "cpu", block_frames: int = BLOCK_FRAMES,
+                 vad: bool | SpeechDetector = True) -> None:
         fsf = model.frame_subsampling_factor
         if block_frames <= 0 or block_frames % fsf:
             raise ValueError(f"block_frames {block_frames} must be a positive multiple of {fsf}")
@@ -251,13 +291,16 @@ class EmotionRecognizer:
         self.frame_period = shift * fsf
         self.min_frames = model.left_context + model.right_context + 1
         self.min_duration = ((self.min_frames - 1) * mfcc_opts.window_shift + mfcc_opts.window_size) / SAMPLE_RATE
+        self.vad = SpeechDetector(VadOptions()) if vad is True else (vad or None)
+        warn_if_synthetic(self.info, "model")
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str | torch.device = "auto",
-                 block_frames: int = BLOCK_FRAMES) -> "EmotionRecognizer":
+                 block_frames: int = BLOCK_FRAMES, vad: bool | SpeechDetector = True) -> "EmotionRecognizer":
         """Load an export dir (ser.infer.export); only files inside it are read."""
         p = Path(path)
         info, labels = read_export(p)  # files checked against model.json's sha256 table
+        warn_if_synthetic(info, str(p))
         model, stored, d = load_grafted(p / "model.pt")
         if stored != labels:
             raise ValueError(f"{p}: model.pt's labels {stored} differ from labels.txt {labels}")
@@ -274,7 +317,7 @@ class EmotionRecognizer:
         _check_dims(p, mfcc, model.body.config.feat_dim, ubm)
         ivectors = OnlineIvectorExtractor(IvectorExtractor.load(e / "final.ie.pt"), DiagGmm.load(e / "final.dubm.pt"),
                                           ubm, opts, dev)
-        return cls(model, labels, mfcc, ivectors, info, dev, block_frames)
+        return cls(model, labels, mfcc, ivectors, info, dev, block_frames, vad)
 
     # -- the pipeline ------------------------------------------------------------------------
     @torch.inference_mode()
@@ -290,15 +333,17 @@ class EmotionRecognizer:
         x, iv = model_inputs(fs, ["rec"], self.model, first_frame=first, num_output_frames=math.ceil(n / fsf))
         return x[0].to(self.device), iv[0].to(self.device) if iv is not None else None
 
-    def _inputs(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"
+    def _inputs(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck", vs: VadStream | None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
-        """(x, i-vectors, frames of the block) for each block of a recording."""
+        """(x, i-vectors, frames of the block) for each block of a recording; the samples also go
+        to the speech detector's stream ``vs``."""
         g = torch.Generator().manual_seed(zlib.crc32(rec_id.encode()))
-        feats = mfcc_blocks(check(blocks), self.mfcc_opts, g, self.block_frames)
+        samples = check(blocks) if vs is None else self.vad.tap(check(blocks), vs)
+        feats = mfcc_blocks(samples, self.mfcc_opts, g, self.block_frames)
         for ext, first, n in with_context(feats, self.model.left_context, self.model.right_context):
             yield *self._block_inputs(ext, first, n), n
 
-    def _stream(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck"
+    def _stream(self, blocks: Iterable[np.ndarray], rec_id: str, check: "_SampleCheck", vs: VadStream | None = None
                 ) -> Iterator[torch.Tensor]:
         """Frame softmax blocks [ceil(n / fsf), K] (float64) of a recording; the input checks run
         when the stream ends.  With more than one torch thread on CPU, the features of block k+1
@@ -306,7 +351,7 @@ class EmotionRecognizer:
         (see the module docstring)."""
         where = check.where
         frames = 0
-        inputs = self._inputs(blocks, rec_id, check)
+        inputs = self._inputs(blocks, rec_id, check, vs)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and threads > 1:
             inputs = Prefetched(inputs)
@@ -326,26 +371,45 @@ class EmotionRecognizer:
             raise AudioError(f"{where}: too short ({check.count / SAMPLE_RATE:.3f} s); the model needs at "
                              f"least {self.min_duration:.3f} s ({self.min_frames} frames of context)")
 
+    def _speech(self, vs: VadStream | None, num_frames: int) -> tuple[np.ndarray | None, float | None]:
+        """(speech mask of the output frames, seconds of speech) once the stream has ended; (None, None)
+        without speech detection."""
+        if vs is None:
+            return None, None
+        segments = self.vad.segments(vs)
+        hop = self.mfcc_opts.window_shift * self.model.frame_subsampling_factor
+        mask = speech_mask(segments, num_frames, hop, self.mfcc_opts.window_size / 2)
+        return mask, sum(b - a for a, b in segments) / SAMPLE_RATE
+
     def classify_blocks(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
                         ) -> Classification:
         """Classify a recording given as 16 kHz mono sample blocks (int16 units)."""
-        total, count = torch.zeros(len(self.labels), dtype=torch.float64), 0
         check = _SampleCheck(where or rec_id)
-        for p in self._stream(blocks, rec_id, check):
+        vs = self.vad.stream() if self.vad else None
+        parts = list(self._stream(blocks, rec_id, check, vs))
+        mask, speech = self._speech(vs, sum(p.shape[0] for p in parts))
+        total, count, a = torch.zeros(len(self.labels), dtype=torch.float64), 0, 0
+        for p in parts:  # block by block, as without speech detection (all speech: the same sums)
+            if mask is not None:
+                a, p = a + p.shape[0], p[torch.from_numpy(mask[a:a + p.shape[0]])]
             total += p.sum(0)
             count += p.shape[0]
         if not bool(torch.isfinite(total).all()):
             raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
-        return Classification.of(rec_id, self.labels, total / count, check.count / SAMPLE_RATE)
+        return Classification.of(rec_id, self.labels, total / count if count else None, check.count / SAMPLE_RATE,
+                                 speech)
 
     def frame_posteriors(self, blocks: Iterable[np.ndarray], rec_id: str, where: str | None = None
                          ) -> FramePosteriors:
-        """Every frame's softmax of a recording (float32; 120,000 x K numbers per hour)."""
+        """Every frame's softmax of a recording (float32; 120,000 x K numbers per hour) and, with speech
+        detection, which frames are speech."""
         check = _SampleCheck(where or rec_id)
-        post = torch.cat([p.float() for p in self._stream(blocks, rec_id, check)])
+        vs = self.vad.stream() if self.vad else None
+        post = torch.cat([p.float() for p in self._stream(blocks, rec_id, check, vs)])
         if not bool(torch.isfinite(post).all()):
             raise AudioError(f"{where or rec_id}: the network's posteriors are not finite (NaN/Inf)")
-        return FramePosteriors(rec_id, post, self.frame_period, check.count / SAMPLE_RATE)
+        mask, speech = self._speech(vs, post.shape[0])
+        return FramePosteriors(rec_id, post, self.frame_period, check.count / SAMPLE_RATE, mask, speech)
 
     # -- the API -------------------------------------------------------------------------------
     def classify_file(self, path: str | Path) -> Classification:

@@ -10,6 +10,11 @@ recording around it.  A recording shorter than one window has one window over al
 Segments: each window stands for the ``shift`` seconds around its centre (the first one from
 0, the last one to the end of the recording); consecutive windows with the same class make one
 segment (``start``, ``end``, ``label`` and the mean posterior of each class over its windows).
+
+With speech detection (the frames' speech mask, ser.infer.vad), a window's posterior is the mean over
+its frames of speech, and a window where fewer than half of the frames are speech is left unlabelled:
+posteriors NaN, label ``no_speech`` in the segments (empty posterior fields in the CSV), shaded grey
+in the PNG (:func:`shade_no_speech`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ import torch
 
 from ser.io.atomic import atomic_open
 
+NO_SPEECH = "no_speech"  # the label of a recording or timeline segment without speech
+MIN_SPEECH_FRACTION = 0.5  # a window with fewer frames of speech is left unlabelled
+
 
 def window_posteriors(post: torch.Tensor, frame_period: float, window: float, shift: float,
-                      duration: float) -> tuple[np.ndarray, np.ndarray]:
-    """(starts [W] seconds, mean frame posterior [W, K]) of the sliding windows."""
+                      duration: float, speech: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(starts [W] seconds, mean frame posterior [W, K]) of the sliding windows; with ``speech`` [n]
+    (bool per frame) the mean over the frames of speech, NaN where they are under half the window's."""
     if window <= 0 or shift <= 0:
         raise ValueError(f"window ({window}) and shift ({shift}) must be positive")
     n = post.shape[0]
@@ -36,8 +45,14 @@ def window_posteriors(post: torch.Tensor, frame_period: float, window: float, sh
     lo = np.searchsorted(t, starts - 1e-9)
     hi = np.maximum(np.searchsorted(t, starts + window - 1e-9), lo + 1).clip(max=n)
     lo = np.minimum(lo, hi - 1)
-    csum = np.concatenate([np.zeros((1, post.shape[1])), np.cumsum(post.double().numpy(), 0)])
-    return starts, (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+    w = np.ones(n) if speech is None else speech.astype(np.float64)
+    csum = np.concatenate([np.zeros((1, post.shape[1])), np.cumsum(post.double().numpy() * w[:, None], 0)])
+    cnt = np.concatenate([[0.0], np.cumsum(w)])
+    k = cnt[hi] - cnt[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (csum[hi] - csum[lo]) / k[:, None]
+    out[k < MIN_SPEECH_FRACTION * (hi - lo)] = np.nan
+    return starts, out
 
 
 @dataclass
@@ -62,14 +77,16 @@ class Timeline:
 
     @classmethod
     def from_frames(cls, fp, labels: list[str], window: float = 2.0, shift: float = 0.5) -> "Timeline":
-        """From :class:`ser.infer.recognizer.FramePosteriors`."""
-        starts, post = window_posteriors(fp.posteriors, fp.frame_period, window, shift, fp.duration)
+        """From :class:`ser.infer.recognizer.FramePosteriors` (its speech mask, if any)."""
+        starts, post = window_posteriors(fp.posteriors, fp.frame_period, window, shift, fp.duration,
+                                         getattr(fp, "speech", None))
         return cls(fp.id, list(labels), starts, post, window, shift, fp.duration)
 
     @property
     def decisions(self) -> np.ndarray:
-        """Class index of every window (argmax; numpy's ties go to the first label)."""
-        return self.posteriors.argmax(1)
+        """Class index of every window (argmax; numpy's ties go to the first label); -1: no speech."""
+        unlabelled = np.isnan(self.posteriors).any(1)
+        return np.where(unlabelled, -1, np.nan_to_num(self.posteriors, nan=-1.0).argmax(1))
 
     def segments(self) -> list[Segment]:
         w = len(self.starts)
@@ -78,18 +95,21 @@ class Timeline:
         dec, out, a = self.decisions, [], 0
         for b in range(1, w + 1):
             if b == w or dec[b] != dec[a]:
-                out.append(Segment(float(bounds[a]), float(bounds[b]), self.labels[dec[a]],
+                out.append(Segment(float(bounds[a]), float(bounds[b]),
+                                   NO_SPEECH if dec[a] < 0 else self.labels[dec[a]],
                                    self.posteriors[a:b].mean(0).tolist()))
                 a = b
         return out
 
     def write_csv(self, path) -> None:
-        """``start,end,label,p_<label>...`` one row per segment (seconds, 3 decimals)."""
+        """``start,end,label,p_<label>...`` one row per segment (seconds, 3 decimals; posteriors empty
+        where there is no speech)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["start", "end", "label"] + [f"p_{x}" for x in self.labels])
         for s in self.segments():
-            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label] + [f"{p:.4f}" for p in s.posteriors])
+            w.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label]
+                       + ["" if s.label == NO_SPEECH else f"{p:.4f}" for p in s.posteriors])
         with atomic_open(path) as f:
             f.write(buf.getvalue())
 
@@ -106,9 +126,12 @@ class Timeline:
         scale = 60.0 if minutes else 1.0
         t = (self.starts + min(self.window, self.duration) / 2) / scale
         fig, ax = plt.subplots(figsize=(12, 3.5))
-        for s in self.segments():
-            ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
-                       alpha=0.15, lw=0)
+        segs = self.segments()
+        for s in segs:
+            if s.label != NO_SPEECH:
+                ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
+                           alpha=0.15, lw=0)
+        shade_no_speech(ax, [(s.start / scale, s.end / scale) for s in segs if s.label == NO_SPEECH])
         for k, lab in enumerate(shown or self.labels):
             ax.plot(t, self.posteriors[:, k], color=colours[k % 10], lw=1, label=lab)
         ax.set(xlim=(0, self.duration / scale), ylim=(0, 1), ylabel="posterior",
@@ -119,3 +142,9 @@ class Timeline:
         with atomic_open(path, "wb") as f:
             fig.savefig(f, format="png", dpi=90)
         plt.close(fig)
+
+
+def shade_no_speech(ax, spans: list[tuple[float, float]]) -> None:
+    """Non-speech spans (x units of the axes) shaded grey and hatched, with one legend entry."""
+    for i, (a, b) in enumerate(spans):
+        ax.axvspan(a, b, facecolor="0.85", edgecolor="0.6", hatch="//", lw=0, label="no speech" if i == 0 else None)
