@@ -1,0 +1,184 @@
+"""Streamed feature reading (issue 22, points 3 and 4): :class:`LazyMatrixTable` gives exactly the matrices
+:meth:`MatrixTable.from_scp` reads (uncompressed, double and Kaldi-compressed arks, and the byte blobs the
+egs shards store); a lazy feature set gives the same network inputs; the CTC trainer's streamed, prefetched
+minibatches are the in-memory path's tensors, and a few training steps end in bit-identical parameters."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from ser.io.batching import (FeatureSet, LazyMatrixTable, MatrixTable, ModelContext, load_features, matrix_blob,
+                             model_inputs)
+from ser.io.datadir import DataDir
+from ser.io.prefetch import prefetch
+from ser.io.tables import ArkScpWriter, TableError, encode_matrix
+
+
+def _mats(n: int, dim: int, seed: int, dtype=np.float32) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # a few short ones: <= 8 rows are CM2 under --compress (kAutomaticMethod), longer ones CM
+    return {f"u{i:02d}": (rng.standard_normal((int(rng.integers(2, 40)), dim)) * 3).astype(dtype) for i in range(n)}
+
+
+def _write(tmp, name: str, mats: dict, compress: bool = False):
+    with ArkScpWriter(tmp / f"{name}.ark", tmp / f"{name}.scp", compress=compress) as w:
+        for k, m in mats.items():
+            w.write(k, m)
+    return tmp / f"{name}.scp"
+
+
+@pytest.mark.parametrize("compress,dtype", [(False, np.float32), (False, np.float64), (True, np.float32)])
+def test_lazy_table_equals_from_scp(tmp_path, compress, dtype):
+    scp = _write(tmp_path, "a", _mats(12, 5, 0, dtype), compress)
+    keys = ["u07", "u00", "u11", "u03"]
+    ref = MatrixTable.from_scp(scp, keys)
+    lazy = LazyMatrixTable.from_scp(scp, keys)
+    assert lazy.keys == keys and lazy.dim == 5 and torch.equal(lazy.lengths, ref.lengths)
+    for k in reversed(keys):  # any order, any number of times
+        assert torch.equal(lazy[k], ref[k]) and lazy[k].dtype == torch.float32
+        assert lazy.num_rows(k) == ref.num_rows(k) and k in lazy
+    sub = lazy.subset(["u03", "u07"])
+    assert torch.equal(sub["u03"], ref["u03"]) and sub.num_rows("u07") == ref.num_rows("u07")
+    with pytest.raises(ValueError, match="u99"):
+        LazyMatrixTable.from_scp(scp, ["u99"])
+
+
+def test_lazy_table_other_rxspecifiers_fall_back_and_nonfinite_is_named(tmp_path):
+    mats = _mats(3, 4, 1)
+    scp = _write(tmp_path, "a", mats)
+    one = torch.arange(1, 9, dtype=torch.float32).view(2, 4)
+    (tmp_path / "one.mat").write_bytes(encode_matrix(one.numpy()))
+    with open(scp, "a") as f:  # a single-matrix file (no offset) and a pipe: read with read_matrix
+        f.write(f"file1 {tmp_path / 'one.mat'}\npipe1 cat {tmp_path / 'one.mat'} |\n")
+    lazy = LazyMatrixTable.from_scp(scp)
+    assert set(lazy.fallback.values()) == {str(tmp_path / "one.mat"), f"cat {tmp_path / 'one.mat'} |"}
+    assert torch.equal(lazy["file1"], one) and torch.equal(lazy["pipe1"], one) and lazy.num_rows("pipe1") == 2
+    assert torch.equal(lazy["u01"], torch.from_numpy(mats["u01"]))
+    bad = {"ok": np.ones((3, 2), np.float32), "bad": np.array([[1, np.nan], [0, 0]], np.float32)}
+    lazy = LazyMatrixTable.from_scp(_write(tmp_path, "b", bad))
+    with pytest.raises(TableError, match="utterance bad.*non-finite"):
+        lazy["bad"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_matrix_blob_round_trip_is_exact(tmp_path, compress):
+    scp = _write(tmp_path, "a", _mats(9, 3, 2), compress)
+    ref = MatrixTable.from_scp(scp)
+    for table in (LazyMatrixTable.from_scp(scp), ref):  # stored bytes as they are; in-memory floats as FM
+        blob, offsets = matrix_blob(table, ref.keys[::-1])
+        back = LazyMatrixTable.from_blob(ref.keys[::-1], blob, offsets, "blob")
+        for k in ref.keys:
+            assert torch.equal(back[k], ref[k])
+    lazy = LazyMatrixTable.from_scp(scp)
+    blob, offsets = matrix_blob(lazy, lazy.keys)
+    # the compressed bytes are kept as they are, not decoded and written as floats
+    assert int(offsets[-1]) == int(lazy.size.sum())
+    with pytest.raises(TableError, match="blob"):
+        LazyMatrixTable.from_blob(lazy.keys, blob[1:], offsets, "blob")
+
+
+def test_lazy_feature_set_gives_the_same_model_inputs(tmp_path):
+    rng = np.random.default_rng(3)
+    lengths = {"s1-a": 50, "s1-b": 31, "s2-a": 64, "s2-b": 12}
+    data, ivd = tmp_path / "data", tmp_path / "iv"
+    DataDir(utt2spk={u: u.split("-")[0] for u in lengths}).write(data)
+    with ArkScpWriter(data / "feats.ark", data / "feats.scp", compress=True) as w:
+        for u in sorted(lengths):
+            w.write(u, rng.standard_normal((lengths[u], 4)).astype(np.float32))
+    ivd.mkdir()
+    with ArkScpWriter(ivd / "ivector_online.ark", ivd / "ivector_online.scp") as w:
+        for u in sorted(lengths):
+            w.write(u, rng.standard_normal(((lengths[u] + 9) // 10, 3)).astype(np.float32))
+    mem, lazy = load_features(data, ivd), load_features(data, ivd, lazy=True)
+    assert isinstance(lazy.feats, LazyMatrixTable) and lazy.utts == mem.utts
+    ctx = ModelContext(left_context=5, right_context=4, frame_subsampling_factor=3)
+    utts = ["s2-a", "s1-b", "s2-a", "s2-b"]
+    for kw in ({}, {"first_frame": torch.tensor([3, 0, 30, 2]), "num_output_frames": 5, "ivector_mode": "chunk"}):
+        for a, b in zip(model_inputs(mem, utts, ctx, **kw), model_inputs(lazy, utts, ctx, **kw)):
+            assert torch.equal(a, b)
+    # row indexes into the lazy set work too (the egs pass them)
+    idx = lazy.utt_index(utts)
+    assert torch.equal(model_inputs(mem, idx, ctx)[0], model_inputs(lazy, idx, ctx)[0])
+
+
+def test_prefetch_keeps_order_propagates_errors_and_stops_on_break():
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+    assert list(prefetch(iter(range(5)), depth=0)) == list(range(5))
+
+    def failing():
+        yield 1
+        raise KeyError("bad utterance")
+    with pytest.raises(KeyError, match="bad utterance"):
+        list(prefetch(failing(), 2))
+    made = []
+
+    def endless():
+        i = 0
+        while True:
+            made.append(i)
+            yield i
+            i += 1
+    before = threading.active_count()
+    for x in prefetch(endless(), 2):
+        if x == 3:
+            break
+    assert threading.active_count() == before  # the thread ended with the generator
+    assert len(made) <= 3 + 1 + 2 + 1  # bounded read-ahead: the queue, the one being made
+
+
+# ------------------------------------------------------------------------------------------------
+# the CTC trainer's data
+# ------------------------------------------------------------------------------------------------
+def _ctc_data_dir(tmp_path, n: int = 14):
+    from ser.ctc.text import encode
+    rng = np.random.default_rng(4)
+    means = rng.normal(size=(28, 6)).astype(np.float32) * 2
+    texts, feats = {}, {}
+    for i in range(n):
+        text = "".join(rng.choice(list("abcde ")) for _ in range(rng.integers(2, 6))).strip() or "a"
+        lab = encode(text)
+        f = np.concatenate([np.repeat(means[c][None], 3, 0) for c in lab] + [np.zeros((2, 6), np.float32)])
+        u = f"spk{i % 3}-utt{i:02d}"
+        texts[u], feats[u] = text, f + rng.normal(scale=0.3, size=f.shape).astype(np.float32)
+    d = tmp_path / "data"
+    DataDir(utt2spk={u: u.split("-")[0] for u in texts}, text=texts).write(d)
+    with ArkScpWriter(d / "feats.ark", d / "feats.scp", compress=True) as w:
+        for u in sorted(feats):
+            w.write(u, feats[u])
+    return d
+
+
+def test_ctc_streamed_batches_and_training_equal_in_memory(tmp_path):
+    from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel
+    from ser.train.ctc_data import CtcBatches, CtcData, load_ctc_data
+    from ser.train.ctc_trainer import CtcTrainer, CtcTrainerConfig
+
+    d = _ctc_data_dir(tmp_path)
+    lazy = load_ctc_data(d)
+    assert isinstance(lazy.feats, LazyMatrixTable)
+    mem = CtcData(lazy.keys, MatrixTable.from_scp(d / "feats.scp", lazy.keys), lazy.labels, lazy.texts,
+                  lazy.skipped)
+    got = list(CtcBatches(lazy, 50).iterate())
+    want = list(CtcBatches(mem, 50, prefetch=0).iterate())
+    assert len(got) == len(want) > 3
+    for a, b in zip(got, want):
+        assert a.keys == b.keys
+        for f in ("feats", "lengths", "targets", "target_lengths"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+    assert [m.keys for m in CtcBatches(lazy, 50).iterate(2)] == [m.keys for m in want[2:]]
+
+    cfg = DeepSpeechConfig(feat_dim=6, context=1, hidden_dim=16, cell_dim=12, dropout=0.05)
+    params = []
+    for name, data in (("lazy", lazy), ("mem", mem)):
+        torch.manual_seed(0)
+        t = CtcTrainer(DeepSpeechModel(cfg, generator=torch.Generator().manual_seed(0)),
+                       CtcTrainerConfig(num_epochs=2.0, learning_rate=0.01, max_frames=50, valid_interval=100,
+                                        print_interval=100), tmp_path / name)
+        t.train(data, max_steps=5)
+        params.append(t.model.state_dict())
+    for k in params[0]:
+        assert torch.equal(params[0][k], params[1][k]), k
