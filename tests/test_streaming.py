@@ -182,3 +182,64 @@ def test_ctc_streamed_batches_and_training_equal_in_memory(tmp_path):
         params.append(t.model.state_dict())
     for k in params[0]:
         assert torch.equal(params[0][k], params[1][k]), k
+
+
+# ------------------------------------------------------------------------------------------------
+# egs shards keep the arks' compressed bytes
+# ------------------------------------------------------------------------------------------------
+def test_shard_features_are_the_arks_compressed_bytes(tmp_path):
+    from ser.chain.graph import ChainGraph
+    from ser.train.egs_shards import EgsShard
+
+    rng = np.random.default_rng(5)
+    lengths = {"a": 40, "b": 7, "c": 25}  # b: <= 8 rows, CM2
+    data, ivd = tmp_path / "data", tmp_path / "iv"
+    DataDir(utt2spk={u: u for u in lengths}).write(data)
+    with ArkScpWriter(data / "feats.ark", data / "feats.scp", compress=True) as w:
+        for u in sorted(lengths):
+            w.write(u, rng.standard_normal((lengths[u], 13)).astype(np.float32) * 4)
+    ivd.mkdir()
+    with ArkScpWriter(ivd / "ivector_online.ark", ivd / "ivector_online.scp") as w:
+        for u in sorted(lengths):
+            w.write(u, rng.standard_normal(((lengths[u] + 9) // 10, 3)).astype(np.float32))
+    fs = load_features(data, ivd, lazy=True)
+    keys = ["c", "a"]  # b has no example: not stored
+    idx = fs.utt_index(keys)
+    graphs = [ChainGraph(2, torch.tensor([0]), torch.tensor([1]), torch.tensor([i]), torch.tensor([-0.5]),
+                         torch.tensor([0.0, -1e30]), torch.tensor([-1e30, 0.0])) for i in range(2)]
+    n = fs.feats.lengths[idx]
+    EgsShard("e2e", fs, idx, torch.zeros(2, dtype=torch.int64), n, (n + 2) // 3, torch.tensor([3, 4]), graphs,
+             int(n.sum()), {}, 3, [], 4, 0, 1).save(tmp_path / "egs.1.pt")
+    sh = EgsShard.load(tmp_path / "egs.1.pt")
+    ark = MatrixTable.from_scp(data / "feats.scp")
+    ivs = MatrixTable.from_scp(ivd / "ivector_online.scp")
+    assert sorted(sh.fs.feats.keys) == ["a", "c"] and isinstance(sh.fs.feats, LazyMatrixTable)
+    for u in sh.fs.feats.keys:
+        assert torch.equal(sh.fs.feats[u], ark[u]) and torch.equal(sh.fs.ivectors[u], ivs[u])
+    # the stored bytes are the compressed ones (one byte per value plus headers), not float32
+    stored = int(sh.fs.feats.size.sum())
+    assert stored == int(fs.feats.subset(["a", "c"]).size.sum()) < 65 * 13 * 4 / 3
+    assert torch.equal(sh.graphs[1].pdf, graphs[1].pdf) and torch.equal(sh.ivector_frame, torch.tensor([3, 4]))
+    ctx = ModelContext(left_context=4, right_context=2)
+    got = model_inputs(sh.fs, sh.utt_idx, ctx, ivector_mode="chunk", ivector_frame=sh.ivector_frame)
+    want = model_inputs(FeatureSet(ark, ivs, 10), keys, ctx, ivector_mode="chunk", ivector_frame=sh.ivector_frame)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_bottleneck_features_streamed_equal_in_memory(tmp_path):
+    """compute_bottleneck_feats reads its part per batch: the ark it writes holds the layer outputs of the
+    features read whole (the old path, layer_outputs over a MatrixTable), bit for bit."""
+    from ser.bin.compute_bottleneck_feats import layer_outputs, main
+    from ser.nnet.deepspeech import DeepSpeechConfig, DeepSpeechModel
+    from ser.nnet.model_io import save_deepspeech_model
+
+    d = _ctc_data_dir(tmp_path, n=9)
+    model = DeepSpeechModel(DeepSpeechConfig(feat_dim=6, context=1, hidden_dim=16, cell_dim=12),
+                            generator=torch.Generator().manual_seed(1))
+    save_deepspeech_model(tmp_path / "final.pt", model)
+    assert main(["--layer", "layer_2", str(tmp_path / "final.pt"), str(d), str(tmp_path / "bnf")]) == 0
+    got = MatrixTable.from_scp(tmp_path / "bnf.scp")
+    want = dict(layer_outputs(model, MatrixTable.from_scp(d / "feats.scp"), "layer_2", torch.device("cpu")))
+    assert sorted(got.keys) == sorted(want)
+    for k, m in want.items():
+        assert np.array_equal(got[k].numpy(), m), k
