@@ -243,3 +243,36 @@ def test_bottleneck_features_streamed_equal_in_memory(tmp_path):
     assert sorted(got.keys) == sorted(want)
     for k, m in want.items():
         assert np.array_equal(got[k].numpy(), m), k
+
+
+def test_paper2_heads_read_lazily_give_the_same_posteriors(tmp_path):
+    """Stage 9 reads each fold's utterances from the feature ark when a head uses them: the posteriors
+    are those of the whole set read into memory first (the old path), to the byte."""
+    from ser.emotion.ds_heads import HeadOptions
+    from ser.emotion.folds import read_fold_names, write_folds
+    from ser.emotion.paper2 import run_fold, set_labels, system_options
+
+    rng = np.random.default_rng(6)
+    d = tmp_path / "set"
+    utts = sorted(f"Ses0{s}{g}_impro01_{g}{k:03d}" for s in range(1, 4) for g in "FM" for k in range(4))
+    labels4 = ["ang", "hap", "neu", "sad"]
+    emo = {u: labels4[i % 4] for i, u in enumerate(utts)}
+    DataDir(utt2spk={u: u[:6] for u in utts}, extras={"utt2emo": emo, "utt2session": {u: u[:5] for u in utts}},
+            wav={u: "/dev/null" for u in utts}).write(d)
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    with ArkScpWriter(feats / "feats.ark", feats / "feats.scp") as w:
+        for u in utts:
+            m = rng.normal(size=(int(rng.integers(10, 20)), 5)).astype(np.float32)
+            m[:, labels4.index(emo[u])] += 2.0
+            w.write(u, m)
+    folds = write_folds(d, "speaker")
+    fold = read_fold_names(folds)[0]
+    labels = set_labels(folds)
+    opts = system_options("ds_dense_lstm", HeadOptions(epochs=2, learning_rate=0.01, segment_frames=4), 10, 3, 0)
+    posts = []
+    for name, table in (("lazy", LazyMatrixTable.from_scp(feats / "feats.scp", utts)),
+                        ("mem", MatrixTable.from_scp(feats / "feats.scp", utts))):
+        run_fold("ds_dense_lstm", folds / fold, table, labels, tmp_path / name, opts)
+        posts.append((tmp_path / name / "utt2post").read_text())
+    assert posts[0] == posts[1] and posts[0].count("\n") > 0

@@ -44,7 +44,7 @@ from ser.io.tables import (MATRIX_HEAD_BYTES, TableError, decode_matrix, encode_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MatrixTable", "LazyMatrixTable", "FeatureSet", "load_features", "ModelContext", "gather_frames",
+__all__ = ["MatrixTable", "LazyMatrixTable", "TableRows", "matrix_blob", "FeatureSet", "load_features", "ModelContext", "gather_frames",
            "ivectors_per_frame", "ivector_per_chunk", "pad_edges", "model_inputs"]
 
 
@@ -289,6 +289,28 @@ class LazyMatrixTable:
 
 
 Table = MatrixTable | LazyMatrixTable
+
+
+class TableRows(Sequence):
+    """The matrices of ``keys`` of a table as a read-only sequence of tensors, read when indexed or
+    iterated (a lazy table reads from disk each time): a list's interface over data left on disk."""
+
+    def __init__(self, table: Table, keys: Sequence[str]) -> None:
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise KeyError(f"no matrix for {missing[0]!r} ({len(missing)} missing)")
+        self.table, self.keys = table, list(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return TableRows(self.table, self.keys[i])
+        return self.table[self.keys[i]]
+
+    def __iter__(self):
+        return (self.table[k] for k in self.keys)
 
 
 def matrix_blob(table: Table, keys: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
