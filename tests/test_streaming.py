@@ -276,3 +276,36 @@ def test_paper2_heads_read_lazily_give_the_same_posteriors(tmp_path):
         run_fold("ds_dense_lstm", folds / fold, table, labels, tmp_path / name, opts)
         posts.append((tmp_path / name / "utt2post").read_text())
     assert posts[0] == posts[1] and posts[0].count("\n") > 0
+
+
+def test_emotion_load_parts_is_lazy_and_equal(tmp_path):
+    """Stage 7's fold parts (two data dirs, one ark each) in one lazy set: the matrices and network inputs
+    of reading both whole."""
+    from ser.emotion.frames import load_parts
+
+    rng = np.random.default_rng(7)
+    dirs, want = [], {}
+    ivd = tmp_path / "iv"
+    ivd.mkdir()
+    with ArkScpWriter(ivd / "ivector_online.ark", ivd / "ivector_online.scp") as iw:
+        for part, utts in (("train", ["s1-a", "s1-b", "s2-a"]), ("valid", ["s3-a", "s3-b"])):
+            d = tmp_path / part
+            DataDir(utt2spk={u: u.split("-")[0] for u in utts}).write(d)
+            with ArkScpWriter(d / "feats.ark", d / "feats.scp", compress=True) as w:
+                for u in utts:
+                    want[u] = rng.standard_normal((int(rng.integers(20, 40)), 4)).astype(np.float32)
+                    w.write(u, want[u])
+                    iw.write(u, rng.standard_normal(((len(want[u]) + 9) // 10, 2)).astype(np.float32))
+            dirs.append(d)
+    fs = load_parts(dirs, ivd)
+    assert isinstance(fs.feats, LazyMatrixTable) and fs.utts == list(want)
+    ref = FeatureSet(MatrixTable.from_arrays(list(want), [MatrixTable.from_scp(d / "feats.scp")[u] for d in dirs
+                                                         for u in DataDir.load(d).utts]),
+                     MatrixTable.from_scp(ivd / "ivector_online.scp", list(want)), 10)
+    ctx = ModelContext(left_context=3, right_context=3)
+    idx = torch.tensor([4, 0, 2, 4])
+    for a, b in zip(model_inputs(fs, idx, ctx, torch.tensor([0, 5, 9, 3]), 4),
+                    model_inputs(ref, idx, ctx, torch.tensor([0, 5, 9, 3]), 4)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="more than one"):
+        LazyMatrixTable.concat([fs.feats, fs.feats])

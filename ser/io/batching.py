@@ -254,6 +254,32 @@ class LazyMatrixTable:
         return LazyMatrixTable(keys, self.sources, self.source[idx], self.start[idx], self.size[idx],
                                self.lengths.numpy()[idx], self.dim, self.what, fb)
 
+    @classmethod
+    def concat(cls, tables: Sequence["LazyMatrixTable"]) -> "LazyMatrixTable":
+        """The entries of ``tables`` one after another (their keys must differ)."""
+        keys = [k for t in tables for k in t.keys]
+        if len(set(keys)) != len(keys):
+            raise ValueError("LazyMatrixTable.concat: a key is in more than one table")
+        dims = {t.dim for t in tables if len(t)}
+        if len(dims) > 1:
+            raise ValueError(f"LazyMatrixTable.concat: matrices of different dims {sorted(dims)}")
+        sources: list = []
+        parts, fallback, base = [], {}, 0
+        for t in tables:
+            remap = np.zeros(max(len(t.sources), 1), dtype=np.int64)
+            for j, src in enumerate(t.sources):
+                hit = [i for i, s in enumerate(sources) if s is src or (isinstance(s, str) and s == src)]
+                remap[j] = hit[0] if hit else len(sources)
+                if not hit:
+                    sources.append(src)
+            parts.append(remap[t.source] if len(t) else t.source)
+            fallback.update({base + i: rx for i, rx in t.fallback.items()})
+            base += len(t)
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
+        return cls(keys, sources, cat(parts), cat([t.start for t in tables]), cat([t.size for t in tables]),
+                   cat([t.lengths.numpy() for t in tables]), dims.pop() if dims else 0,
+                   "+".join(t.what for t in tables), fallback)
+
     def materialize(self, keys: Sequence[str]) -> MatrixTable:
         """The matrices of ``keys`` in memory (one minibatch's utterances)."""
         return MatrixTable.from_arrays(keys, [self[k] for k in keys]) if keys else \
