@@ -163,7 +163,7 @@ def test_ctc_streamed_batches_and_training_equal_in_memory(tmp_path):
     mem = CtcData(lazy.keys, MatrixTable.from_scp(d / "feats.scp", lazy.keys), lazy.labels, lazy.texts,
                   lazy.skipped)
     got = list(CtcBatches(lazy, 50).iterate())
-    want = list(CtcBatches(mem, 50, prefetch=0).iterate())
+    want = list(CtcBatches(mem, 50, prefetch_depth=0).iterate())
     assert len(got) == len(want) > 3
     for a, b in zip(got, want):
         assert a.keys == b.keys

@@ -148,12 +148,12 @@ def make_minibatch(data: CtcData, index: Sequence[int]) -> CtcMinibatch:
 
 
 class CtcBatches:
-    """Length-bucketed minibatches of at most ``max_frames`` padded frames, shortest first; ``prefetch``
-    minibatches made ahead on a background thread (0: on the caller's)."""
+    """Length-bucketed minibatches of at most ``max_frames`` padded frames, shortest first;
+    ``prefetch_depth`` minibatches made ahead on a background thread (0: on the caller's)."""
 
-    def __init__(self, data: CtcData, max_frames: int, prefetch: int = 2) -> None:
+    def __init__(self, data: CtcData, max_frames: int, prefetch_depth: int = 2) -> None:
         self.data = data
-        self.prefetch = prefetch
+        self.prefetch_depth = prefetch_depth
         self.batches = length_buckets([data.feats.num_rows(k) for k in data.keys], max_frames)
 
     def __len__(self) -> int:
@@ -161,4 +161,4 @@ class CtcBatches:
 
     def iterate(self, start: int = 0) -> Iterator[CtcMinibatch]:
         """The minibatches of a pass from position ``start``."""
-        return prefetch((make_minibatch(self.data, b) for b in self.batches[start:]), self.prefetch)
+        return prefetch((make_minibatch(self.data, b) for b in self.batches[start:]), self.prefetch_depth)
