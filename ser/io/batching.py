@@ -167,7 +167,7 @@ class LazyMatrixTable:
                 rx = table[k]
                 m = re.match(r"^(.*):(\d+)$", rx)
                 head = None
-                if m and os.path.isfile(m.group(1)):
+                if m and (m.group(1) in fds or os.path.isfile(m.group(1))):
                     path, off = m.group(1), int(m.group(2))
                     if path not in fds:
                         fds[path] = os.open(path, os.O_RDONLY)
@@ -176,7 +176,7 @@ class LazyMatrixTable:
                     mat = read_matrix(rx, key=k)
                     fallback[i], r, c = rx, mat.shape[0], (mat.shape[1] if mat.ndim == 2 else 0)
                 else:
-                    source[i], start[i], size[i] = paths.setdefault(path, len(paths)), off, head[3]
+                    source[i], start[i], size[i] = paths.setdefault(os.path.abspath(path), len(paths)), off, head[3]
                     r, c = head[1], head[2]
                 if r == 0 or c == 0:
                     raise ValueError(f"{scp}: utterance {k!r} has an empty or non-matrix entry")
