@@ -96,8 +96,8 @@ _FULL_TOKENS = {"FM": "<f4", "DM": "<f8"}
 
 def matrix_header(buf: bytes | memoryview | np.ndarray, what: str) -> tuple[str, int, int, int] | None:
     """``(token, rows, cols, size)`` of the binary Kaldi matrix at the start of ``buf`` (Kaldi's
-    ``MatrixBase::Read`` / ``CompressedMatrix::Read`` after ``"\0B"``): ``size`` counts every byte from the
-    ``"\0B"`` to the matrix's end.  None when ``buf`` does not start a binary FM/DM/CM/CM2/CM3 matrix
+    ``MatrixBase::Read`` / ``CompressedMatrix::Read`` after ``"\\0B"``): ``size`` counts every byte from the
+    ``"\\0B"`` to the matrix's end.  None when ``buf`` does not start a binary FM/DM/CM/CM2/CM3 matrix
     (a text ark, a vector): the caller reads such entries with :func:`read_matrix`."""
     b = bytes(buf[:MATRIX_HEAD_BYTES])
     if b[:2] != b"\0B":
@@ -143,7 +143,7 @@ def decode_matrix(buf: bytes | memoryview | np.ndarray, what: str) -> np.ndarray
 
 
 def encode_matrix(mat: np.ndarray) -> bytes:
-    """A float32 matrix as the bytes of a binary FM entry (``"\0BFM "`` ...), lossless."""
+    """A float32 matrix as the bytes of a binary FM entry (``"\\0BFM "`` ...), lossless."""
     m = np.ascontiguousarray(mat, dtype=np.float32)
     return (b"\0BFM \4" + np.int32(m.shape[0]).tobytes() + b"\4" + np.int32(m.shape[1]).tobytes()
             + m.astype("<f4").tobytes())
