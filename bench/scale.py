@@ -20,7 +20,11 @@ replicated likewise.  For each N each program runs as the recipe runs it, under 
   features.  A replica keeps its turns' speakers (the folds of the protocol are the 10 speakers, each fold
   N times larger), utterance ids are unique.
 
-``--programs`` picks the groups (chain, ctc, paper2); ``--code DIR`` runs the programs of another checkout of
+* ``train_ser``  stage 7's emotion trainer (``python -m ser.bin.train_ser --num-epochs 1``, the run's
+  exp/chain/tdnn model up to tdnnf12) on the first session fold of ``data/iemocap_4cls_exc`` replicated
+  (utterances renamed, speakers kept), with the set's features and online i-vectors.
+
+``--programs`` picks the groups (chain, ctc, paper2, ser); ``--code DIR`` runs the programs of another checkout of
 ser (e.g. ``git archive <commit> | tar -x -C DIR``: the code before streaming) on the same replicas, to compare.
 
 Per program and N it prints frames, peak RSS of the largest process (MB), seconds from the start to the
@@ -55,6 +59,7 @@ IVECTORS = "exp/nnet3/ivectors_tedlium_train_sp_comb"
 CTC_DATA = "data/tedlium_train_mfcc26"
 EMO_SET = "data/iemocap_4cls_exc"
 EMO_FEATS = "data/iemocap_all_ds_mini_layer_1"
+EMO_IVECTORS = "exp/nnet3/ivectors_iemocap_all"
 CODE = ROOT  # the checkout whose programs run (--code)
 
 
@@ -129,27 +134,49 @@ def ctc_epochs(data: Path, steps: int, max_frames: int, num_valid: int) -> float
     return steps / len(length_buckets([int(frames[u]) for u in train], max_frames))
 
 
-def replicate_paper2(recipe: Path, n: int, out: Path) -> int:
-    """``n`` copies of paper 1's 4-class set (utterances renamed, speakers kept), its layer_1 features (scp
-    lines only) and one leave-one-speaker-out fold; returns the set's feature frames."""
+def _emotion_set(recipe: Path, n: int, out: Path, feats_from: str, protocol: str) -> tuple[dict, Path]:
+    """``n`` copies of paper 1's 4-class set under ``out/set`` (utterances renamed, speakers kept: the
+    speaker stays the utterance-id's prefix, Kaldi's sorting rule, ``<spk>-rep<k>-<utt>``) with the feature
+    lines of data dir ``feats_from``, and the first fold of ``protocol``; returns ({(k, utt): new name},
+    the folds dir)."""
     from ser.emotion.folds import write_folds
     from ser.io.datadir import DataDir
 
     d = DataDir.load(recipe / EMO_SET, validate=False)
-    f = DataDir.load(recipe / EMO_FEATS, validate=False)
+    f = DataDir.load(recipe / feats_from, validate=False)
     frames = f.utt2num_frames()
-    # the speaker stays the utterance-id's prefix (Kaldi's sorting rule): <spk>-rep<k>-<utt>
     name = {(k, u): f"{d.utt2spk[u]}-rep{k}-{u}" for k in range(n) for u in d.utt2spk}
     spk = {v: d.utt2spk[u] for (_, u), v in name.items()}
     extras = {x: {v: d.extra(x)[u] for (_, u), v in name.items()} for x in ("utt2emo", "utt2session")}
-    DataDir(utt2spk=spk, extras=extras).write(out / "set")
-    DataDir(utt2spk=spk, feats={v: f.feats[u] for (_, u), v in name.items()},
-            extras={"utt2num_frames": {v: str(frames[u]) for (_, u), v in name.items()}}).write(out / "feats")
-    folds = write_folds(out / "set", "speaker")
+    extras["utt2num_frames"] = {v: str(frames[u]) for (_, u), v in name.items()}
+    DataDir(utt2spk=spk, feats={v: f.feats[u] for (_, u), v in name.items()}, extras=extras).write(out / "set")
+    folds = write_folds(out / "set", protocol)
     info = json.loads((folds / "folds.json").read_text())
     info["folds"] = dict(list(info["folds"].items())[:1])  # one fold: a fixed amount of work per replica
     (folds / "folds.json").write_text(json.dumps(info, indent=1) + "\n")
-    return sum(int(frames[u]) for _, u in name)
+    return name, folds
+
+
+def replicate_paper2(recipe: Path, n: int, out: Path) -> int:
+    """Stage 9's inputs: the replicated set with its layer_1 features (also as the feature dir ``out/feats``)
+    and one leave-one-speaker-out fold; returns the set's feature frames."""
+    _emotion_set(recipe, n, out, EMO_FEATS, "speaker")
+    shutil.copytree(out / "set", out / "feats", ignore=shutil.ignore_patterns("folds"))
+    frames = {u: int(v) for u, v in (ln.split() for ln in (out / "set/utt2num_frames").read_text().splitlines())}
+    return sum(frames.values())
+
+
+def replicate_ser(recipe: Path, n: int, out: Path) -> int:
+    """Stage 7's inputs: the replicated set with its MFCC, online i-vectors (scp lines) and one session
+    fold; returns the set's feature frames."""
+    name, _ = _emotion_set(recipe, n, out, EMO_SET, "session")
+    iv = dict(line.split(None, 1) for line in (recipe / EMO_IVECTORS / "ivector_online.scp").read_text().splitlines())
+    (out / "ivectors").mkdir()
+    (out / "ivectors/ivector_online.scp").write_text("".join(f"{v} {iv[u]}\n" for (_, u), v in sorted(
+        name.items(), key=lambda x: x[1])))
+    shutil.copy(recipe / EMO_IVECTORS / "ivector_period", out / "ivectors/ivector_period")
+    frames = {u: int(v) for u, v in (ln.split() for ln in (out / "set/utt2num_frames").read_text().splitlines())}
+    return sum(frames.values())
 
 
 def _tree(root: int) -> list[int]:
@@ -218,7 +245,8 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=20)
     p.add_argument("--work", default="exp/bench/scale", help="replicas, egs and trainings (removed per N)")
     p.add_argument("--out", default="exp/bench/scale.json")
-    p.add_argument("--programs", nargs="+", choices=["chain", "ctc", "paper2"], default=["chain", "ctc", "paper2"])
+    p.add_argument("--programs", nargs="+", choices=["chain", "ctc", "paper2", "ser"],
+                   default=["chain", "ctc", "paper2", "ser"])
     p.add_argument("--code", default=str(ROOT), help="the ser checkout whose programs run (default: this one)")
     p.add_argument("--tag", default="", help="appended to every program name (e.g. _old with --code)")
     a = p.parse_args()
@@ -277,6 +305,14 @@ def main() -> int:
                                          "--epochs", "1", str(w / "paper2/feats"), str(w / "paper2/set/folds/speaker"),
                                          str(w / "paper2/ds_dense")], env, log)
             add("paper2_ds_dense", n, frames, wall, rss, anon, disk=disk_mb(w / "paper2/ds_dense"))
+        if "ser" in a.programs:
+            frames = replicate_ser(recipe, n, w / "ser")
+            fold = next(p for p in sorted((w / "ser/set/folds/session").iterdir()) if p.is_dir())
+            log = w / "train_ser.time.log"
+            wall, rss, anon, t0 = timed([sys.executable, "-m", "ser.bin.train_ser", "--num-epochs", "1", "--device",
+                                         "cpu", str(fold), str(w / "ser/ivectors"),
+                                         str(recipe / "exp/chain/tdnn/final.pt"), str(w / "ser/train")], env, log)
+            add("train_ser", n, frames, wall, rss, anon, disk=disk_mb(w / "ser/train"))
         if "chain" not in a.programs:
             continue
         frames = replicate(recipe, n, w)
