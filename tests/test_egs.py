@@ -388,6 +388,15 @@ def test_e2e_egs_resume_is_exact(setup):
     c.load_state_dict(state)
     got += [mb.keys for mb in c] + [mb.keys for mb in c]
     assert got == ref
+    # minibatches are made ahead on a prefetch thread; a position moved while iterating (a state loaded)
+    # goes on from there, and an iterator without prefetch gives the same minibatches
+    d = make()
+    it = iter(d)
+    first = next(it).keys
+    d.load_state_dict({**state, "position": 3})
+    assert [first] + [mb.keys for mb in it] == ref[:1] + ref[3:4]
+    d.prefetch_depth = 0
+    assert [mb.keys for mb in d] == ref[4:8] and d.position == 0 and d.epoch == 2
     assert ref[:4] != ref[4:8]  # epochs are shuffled differently
     with pytest.raises(ValueError, match="seed"):
         E2eEgs(data, graphs, nof, 2, 2, minibatch_size=3, seed=2).load_state_dict(state)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.egs_dir:
         ali = align_shards(model, a.egs_dir, chain.pdf_map, out, a.max_batch_frames, a.device)
     else:
-        data = load_features(a.data, a.online_ivector_dir)
+        data = load_features(a.data, a.online_ivector_dir, lazy=True)  # each batch read when aligned
         ali = align_data(model, data, chain.num_graphs.graphs, chain.pdf_map, out, max_batch_frames=a.max_batch_frames,
                          device=a.device)
     print(f"chain_align: aligned {len(ali)} utterances with {a.model} -> {out}")

@@ -28,19 +28,24 @@ from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.model_io import load_deepspeech_model
 from ser.train.ctc_data import length_buckets, pad_batch
-from ser.io.batching import MatrixTable
+from ser.io.batching import LazyMatrixTable, Table
+from ser.io.prefetch import prefetch
 
 log = logging.getLogger("compute_bottleneck_feats")
 
 
 @torch.no_grad()
-def layer_outputs(model, feats: MatrixTable, layer: str, device: torch.device, max_frames: int = 20000):
+def layer_outputs(model, feats: Table, layer: str, device: torch.device, max_frames: int = 20000):
     """Yield (utterance, [T, dim] float32 numpy), utterances of similar length batched up to ``max_frames``
-    padded frames (shortest first)."""
+    padded frames (shortest first); each batch's features read (a lazy table) and padded on a prefetch
+    thread while the previous one is computed."""
     model.eval()
-    for group in length_buckets([feats.num_rows(k) for k in feats.keys], max_frames):
-        keys = [feats.keys[i] for i in group]
-        x, lengths = pad_batch([feats[k] for k in keys])
+
+    def batches():
+        for group in length_buckets([feats.num_rows(k) for k in feats.keys], max_frames):
+            keys = [feats.keys[i] for i in group]
+            yield keys, *pad_batch([feats[k] for k in keys])
+    for keys, x, lengths in prefetch(batches(), 2):
         out = model.embed(x.to(device), upto=layer, lengths=lengths.to(device)).float().cpu().numpy()
         for n, k in enumerate(keys):
             yield k, out[n, :int(lengths[n])]
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     dim = model.layer_dim(a.layer)  # unknown layer names fail here, before any work
     d = DataDir.load(a.data)
     d.validate(need_feats=True)
-    feats = MatrixTable.from_scp(Path(a.data) / "feats.scp", d.utts)
+    feats = LazyMatrixTable.from_scp(Path(a.data) / "feats.scp", d.utts)  # read per batch, not held
     if feats.dim != model.config.feat_dim:
         raise ValueError(f"{a.data}/feats.scp: {feats.dim}-dim features, the model takes {model.config.feat_dim}")
     t0, frames = time.time(), {}

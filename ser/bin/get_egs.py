@@ -102,7 +102,8 @@ def make_shard(a: argparse.Namespace, subset: str) -> None:
         raise ValueError("give --model FILE or --net NAME (the network the egs are for), one of them")
     model = load_chain_model(a.model) if a.model else TdnnfModel(TdnnfConfig.preset(a.net, chain.num_pdfs))
     lc, fsf = model.left_context, model.frame_subsampling_factor
-    data = load_features(a.data, None if a.ivector_dir == "none" else a.ivector_dir, utts)
+    # lazy: the shard gets each utterance's bytes as the ark stores them (compressed stays compressed)
+    data = load_features(a.data, None if a.ivector_dir == "none" else a.ivector_dir, utts, lazy=True)
     utts = [u for u in utts if u in data.feats]
     if kind == "chunk":
         shard = make_chunk_examples(data, Alignment.load(Path(a.ali_dir) / "ali.pt"), chain.pdf_map,

@@ -120,7 +120,7 @@ def _features(data_dir: str | Path, utts: list[str], ivector_dir: str | Path | N
     """Features (and, if the model takes them, online i-vectors) of every utterance to decode."""
     if model.config.ivector_dim and ivector_dir is None:
         raise ValueError("this model needs i-vectors: give --online-ivector-dir")
-    fs = load_features(data_dir, ivector_dir if model.config.ivector_dim else None, utts)
+    fs = load_features(data_dir, ivector_dir if model.config.ivector_dim else None, utts, lazy=True)  # per utterance
     lost = [u for u in utts if u not in fs.feats]
     if lost:
         raise ValueError(f"{ivector_dir}: no usable i-vectors for utterance {lost[0]} ({len(lost)} utterances)")

@@ -279,7 +279,7 @@ class TrainedHead:
 
 
 def _standardiser(train: Utterances) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
-    frames = torch.cat(train.x)
+    frames = torch.cat(list(train.x))  # x may be a sequence read from disk (ser.io.batching.TableRows)
     mean, std = frames.mean(dim=0), frames.std(dim=0)
     std = torch.where(std > 0, std, torch.ones_like(std))
     return lambda xs: [(x - mean) / std for x in xs]

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ser.io.batching import FeatureSet, MatrixTable, ModelContext, load_features, model_inputs
+from ser.io.batching import FeatureSet, LazyMatrixTable, ModelContext, load_features, model_inputs
 from ser.io.datadir import DataDir
 
 
@@ -40,8 +40,9 @@ def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) 
     """Features (and i-vectors) of the utterances of several data dirs in one FeatureSet
     (e.g. a fold's train and valid parts).  Unlike :func:`load_features`, which drops an
     utterance without a usable i-vector with a warning, a lost utterance is an error here:
-    a fold must be trained and tested on all of its utterances."""
-    parts = [load_features(d, ivector_dir) for d in data_dirs]
+    a fold must be trained and tested on all of its utterances.  The matrices stay in their arks
+    (:class:`LazyMatrixTable`): a minibatch reads its utterances (:func:`model_inputs`)."""
+    parts = [load_features(d, ivector_dir, lazy=True) for d in data_dirs]
     for d, p in zip(data_dirs, parts):
         have = set(p.feats.keys)
         lost = [u for u in DataDir.load(d, validate=False).utts if u not in have]
@@ -50,11 +51,8 @@ def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) 
                              f"({len(lost)} such)")
     if len(parts) == 1:
         return parts[0]
-    keys = [k for p in parts for k in p.feats.keys]
-    feats = MatrixTable.from_arrays(keys, [p.feats[k] for p in parts for k in p.feats.keys])
-    ivecs = None
-    if ivector_dir is not None:
-        ivecs = MatrixTable.from_arrays(keys, [p.ivectors[k] for p in parts for k in p.feats.keys])
+    feats = LazyMatrixTable.concat([p.feats for p in parts])
+    ivecs = None if ivector_dir is None else LazyMatrixTable.concat([p.ivectors for p in parts])
     return FeatureSet(feats, ivecs, parts[0].ivector_period)
 
 

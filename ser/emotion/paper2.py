@@ -5,7 +5,9 @@ of every emotion system (INTERFACES.md §5): ``<system>/labels.txt``, ``<system>
 
 Each fold reads its ``{train,valid,test}`` data dirs (utterance lists, ``utt2emo``, ``utt2spk``) and takes
 the features from a separate data dir (``feats.scp`` of all the set's utterances: layer_1 features or
-openSMILE functionals).  The test part is predicted once, by the model chosen on ``valid``.  The baselines
+openSMILE functionals), read from disk when a head uses them (:class:`ser.io.batching.LazyMatrixTable`; no
+copy of the set is held: the heads' own standardised copies of a fold's training frames are what stays in
+memory).  The test part is predicted once, by the model chosen on ``valid``.  The baselines
 (random forest, majority) choose nothing on validation, so they train on ``train`` and ``valid`` together:
 every training speaker (their ``valid.json`` has no validation figures).  A fold whose ``valid.json``
 records the same options is kept (re-running is a no-op).
@@ -26,7 +28,7 @@ from ser.emotion.ds_heads import HEADS, HeadOptions, Utterances, train_head
 from ser.emotion.folds import read_fold_names
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
 from ser.io.atomic import atomic_write_text
-from ser.io.batching import MatrixTable
+from ser.io.batching import LazyMatrixTable, Table, TableRows
 from ser.io.datadir import DataDir
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ def set_labels(folds_dir: Path) -> list[str]:
     return sorted(set(DataDir.load(folds_dir.parents[1]).extra("utt2emo").values()))
 
 
-def _part(fold_dir: Path, part: str, feats: MatrixTable, labels: list[str]) -> tuple[list[str], Utterances, list[str]]:
+def _part(fold_dir: Path, part: str, feats: Table, labels: list[str]) -> tuple[list[str], Utterances, list[str]]:
     d = DataDir.load(fold_dir / part)
     emo = d.extra("utt2emo")
     missing = [u for u in d.utts if u not in feats]
@@ -51,7 +53,7 @@ def _part(fold_dir: Path, part: str, feats: MatrixTable, labels: list[str]) -> t
         raise ValueError(f"{fold_dir / part}/utt2emo: utterance {bad[0]} has label {emo.get(bad[0])!r}, "
                          f"not one of {' '.join(labels)}")
     y = torch.tensor([labels.index(emo[u]) for u in d.utts])
-    return d.utts, Utterances([feats[u].float() for u in d.utts], y), [d.utt2spk[u] for u in d.utts]
+    return d.utts, Utterances(TableRows(feats, d.utts), y), [d.utt2spk[u] for u in d.utts]  # type: ignore[arg-type]
 
 
 def _predict(system: str, train: Utterances, spk: list[str], valid: Utterances, test: Utterances,
@@ -69,7 +71,7 @@ def _predict(system: str, train: Utterances, spk: list[str], valid: Utterances, 
     return None, baselines.random_forest(rows(every), names, rows(test), labels, **opts["rf"]).post
 
 
-def run_fold(system: str, fold_dir: Path, feats: MatrixTable, labels: list[str], out: Path, opts: dict) -> dict:
+def run_fold(system: str, fold_dir: Path, feats: Table, labels: list[str], out: Path, opts: dict) -> dict:
     """Train ``system`` on one fold, write ``out/{utt2post,utt2pred,valid.json}``; returns valid.json."""
     done = out / "valid.json"
     if done.is_file():
@@ -117,7 +119,7 @@ def run_system(system: str, feats_dir: Path, folds_dir: Path, system_dir: Path, 
     """Every fold of ``folds_dir``, then ``labels.txt`` and ``meta.json``."""
     labels = set_labels(folds_dir)
     folds = read_fold_names(folds_dir)
-    feats = MatrixTable.from_scp(feats_dir / "feats.scp", keys=DataDir.load(folds_dir.parents[1]).utts)
+    feats = LazyMatrixTable.from_scp(feats_dir / "feats.scp", keys=DataDir.load(folds_dir.parents[1]).utts)
     valid = {}
     for f in folds:
         info = run_fold(system, folds_dir / f, feats, labels, system_dir / f, opts)

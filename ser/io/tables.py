@@ -25,7 +25,7 @@ os.environ.setdefault("KALDI_ROOT", sys.prefix)
 import kaldi_io  # noqa: E402
 
 from ser.io.atomic import atomic_open  # noqa: E402
-from ser.io.compressed import CompressedMatrixError, compress, read_compressed  # noqa: E402
+from ser.io.compressed import CompressedMatrixError, compress, data_size, decompress, read_compressed  # noqa: E402
 
 
 class TableError(RuntimeError):
@@ -85,6 +85,68 @@ def _read_mat(rxspec: str) -> np.ndarray:
         return read_compressed(fd, token, rxspec)
     finally:
         fd.close()
+
+
+# ------------------------------------------------------------------------------------------
+# one binary matrix in a byte buffer (an ark at an scp offset, or a shard's copy of those bytes)
+# ------------------------------------------------------------------------------------------
+MATRIX_HEAD_BYTES = 22  # "\0B" + the longest token "CM2 " + CompressedMatrix's 16-byte global header
+_FULL_TOKENS = {"FM": "<f4", "DM": "<f8"}
+
+
+def matrix_header(buf: bytes | memoryview | np.ndarray, what: str) -> tuple[str, int, int, int] | None:
+    """``(token, rows, cols, size)`` of the binary Kaldi matrix at the start of ``buf`` (Kaldi's
+    ``MatrixBase::Read`` / ``CompressedMatrix::Read`` after ``"\\0B"``): ``size`` counts every byte from the
+    ``"\\0B"`` to the matrix's end.  None when ``buf`` does not start a binary FM/DM/CM/CM2/CM3 matrix
+    (a text ark, a vector): the caller reads such entries with :func:`read_matrix`."""
+    b = bytes(buf[:MATRIX_HEAD_BYTES])
+    if b[:2] != b"\0B":
+        return None
+    token = b[2:].split(b" ", 1)[0].decode("latin1")
+    start = 2 + len(token) + 1
+    if token in _FULL_TOKENS:  # "\4" int32 rows "\4" int32 cols (kaldi-io's _read_mat_binary)
+        if len(b) < start + 10 or b[start] != 4 or b[start + 5] != 4:
+            raise TableError(f"{what}: truncated or malformed {token} matrix header")
+        rows, cols = (int(np.frombuffer(b, "<i4", 1, start + k)[0]) for k in (1, 6))
+        return token, rows, cols, start + 10 + rows * cols * np.dtype(_FULL_TOKENS[token]).itemsize
+    if token in ("CM", "CM2", "CM3"):
+        if len(b) < start + 16:
+            raise TableError(f"{what}: truncated compressed matrix header")
+        rows, cols = (int(np.frombuffer(b, "<i4", 1, start + k)[0]) for k in (8, 12))
+        return token, rows, cols, start + 16 + (data_size(token, rows, cols) if rows > 0 and cols > 0 else 0)
+    return None
+
+
+def decode_matrix(buf: bytes | memoryview | np.ndarray, what: str) -> np.ndarray:
+    """The float32 matrix of the bytes :func:`matrix_header` describes (all of them): the values
+    :func:`read_matrix` returns for the same entry (FM as stored, DM rounded to float32, compressed
+    matrices through :func:`ser.io.compressed.decompress`); a non-finite value is an error naming ``what``."""
+    head = matrix_header(buf, what)
+    if head is None:
+        raise TableError(f"{what}: not a binary FM/DM/CM/CM2/CM3 matrix")
+    token, rows, cols, size = head
+    if len(buf) < size:
+        raise TableError(f"{what}: truncated matrix ({len(buf)} of {size} bytes)")
+    start = 2 + len(token) + 1
+    if token in _FULL_TOKENS:
+        m = np.frombuffer(buf, _FULL_TOKENS[token], rows * cols, start + 10).reshape(rows, cols)
+        m = m.astype(np.float32)  # a copy: never a view of the caller's buffer
+    else:
+        try:
+            m = decompress(token, memoryview(np.frombuffer(buf, np.uint8, size - start, start)), what)
+        except CompressedMatrixError as e:
+            raise TableError(str(e)) from e
+    if not np.isfinite(m).all():
+        bad = int(m.size - np.count_nonzero(np.isfinite(m)))
+        raise TableError(f"{what}: {bad} non-finite values (NaN/Inf) in a {rows}x{cols} matrix")
+    return m
+
+
+def encode_matrix(mat: np.ndarray) -> bytes:
+    """A float32 matrix as the bytes of a binary FM entry (``"\\0BFM "`` ...), lossless."""
+    m = np.ascontiguousarray(mat, dtype=np.float32)
+    return (b"\0BFM \4" + np.int32(m.shape[0]).tobytes() + b"\4" + np.int32(m.shape[1]).tobytes()
+            + m.astype("<f4").tobytes())
 
 
 def iter_scp_matrices(scp: str | os.PathLike, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:

@@ -4,7 +4,10 @@
 the alphabet (``ser.ctc.text``) and skips, counting and logging each, the utterances whose transcript is
 empty after normalisation and those too short for their label sequence (CTC needs one frame per label
 plus one per repeated pair; torch's ctc_loss would return infinity -- DeepSpeech's importers drop such
-"too short" samples too).
+"too short" samples too).  The features stay on disk (:class:`ser.io.batching.LazyMatrixTable`: per utterance
+its ark offset and length); a minibatch reads and decodes its utterances when it is made, on a background
+thread a few minibatches ahead (:func:`ser.io.prefetch.prefetch`), so a process holds its minibatches, not
+the corpus; the minibatches are the same tensors, in the same order, as with the features in memory.
 
 :class:`CtcBatches` sorts utterances by length and cuts them into minibatches of at most ``max_frames``
 padded frames (the longest utterance times the number of utterances); every pass visits them from the
@@ -26,7 +29,8 @@ import torch
 
 from ser.ctc.text import TextStats, ctc_min_frames, encode, normalize_transcript
 from ser.io.datadir import DataDir
-from ser.io.batching import MatrixTable
+from ser.io.batching import LazyMatrixTable, Table
+from ser.io.prefetch import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ __all__ = ["CtcData", "load_ctc_data", "CtcMinibatch", "CtcBatches", "split_held
 @dataclass
 class CtcData:
     keys: list[str]
-    feats: MatrixTable
+    feats: Table  # LazyMatrixTable when loaded; a MatrixTable works the same
     labels: list[list[int]]   # alphabet ids per utterance
     texts: dict[str, str]     # normalised transcripts
     skipped: dict[str, int]   # reason -> utterances skipped
@@ -59,7 +63,7 @@ def load_ctc_data(data_dir: str | Path, skip_too_short: bool = True) -> CtcData:
     d.validate(need_text=True, need_feats=True)
     stats = TextStats()
     texts = {u: normalize_transcript(t, stats) for u, t in d.text.items()}
-    feats = MatrixTable.from_scp(Path(data_dir) / "feats.scp", d.utts, desc=f"reading {Path(data_dir).name}")
+    feats = LazyMatrixTable.from_scp(Path(data_dir) / "feats.scp", d.utts)
     keys, labels, skipped = [], [], {"empty_transcript": 0, "too_short_for_labels": 0}
     for u in d.utts:
         lab = encode(texts[u])
@@ -144,10 +148,12 @@ def make_minibatch(data: CtcData, index: Sequence[int]) -> CtcMinibatch:
 
 
 class CtcBatches:
-    """Length-bucketed minibatches of at most ``max_frames`` padded frames, shortest first."""
+    """Length-bucketed minibatches of at most ``max_frames`` padded frames, shortest first;
+    ``prefetch_depth`` minibatches made ahead on a background thread (0: on the caller's)."""
 
-    def __init__(self, data: CtcData, max_frames: int) -> None:
+    def __init__(self, data: CtcData, max_frames: int, prefetch_depth: int = 2) -> None:
         self.data = data
+        self.prefetch_depth = prefetch_depth
         self.batches = length_buckets([data.feats.num_rows(k) for k in data.keys], max_frames)
 
     def __len__(self) -> int:
@@ -155,5 +161,4 @@ class CtcBatches:
 
     def iterate(self, start: int = 0) -> Iterator[CtcMinibatch]:
         """The minibatches of a pass from position ``start``."""
-        for b in self.batches[start:]:
-            yield make_minibatch(self.data, b)
+        return prefetch((make_minibatch(self.data, b) for b in self.batches[start:]), self.prefetch_depth)

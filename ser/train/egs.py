@@ -64,6 +64,7 @@ from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
+from ser.io.prefetch import prefetch
 from ser.train.egs_shards import EgsShard
 from ser.train.minibatch import ChainMinibatch
 
@@ -188,6 +189,7 @@ class _EpochIterator:
     seed: int
     epoch: int
     position: int
+    prefetch_depth: int = 2  # minibatches made ahead on a background thread (0: on the caller's)
 
     def _init_epochs(self, seed: int) -> None:
         self.seed = int(seed)
@@ -289,9 +291,14 @@ class _EpochIterator:
         epoch = self.epoch
         batches = self._epoch_batches(epoch)
         while self.epoch == epoch and self.position < len(batches):
-            b = batches[self.position]
-            self.position += 1
-            yield self._make_minibatch(b, epoch)
+            start = self.position
+            # minibatches made up to ``prefetch_depth`` ahead on a background thread (ser.io.prefetch: the features
+            # read and decompressed off the training thread); ``position`` counts those handed out
+            for mb in prefetch((self._make_minibatch(b, epoch) for b in batches[start:]), self.prefetch_depth):
+                if self.epoch != epoch or self.position != start:
+                    break  # moved by set_epoch / load_state_dict meanwhile: go on from there
+                self.position = start = start + 1
+                yield mb
         if self.epoch == epoch and self.position >= len(batches):
             self.epoch, self.position = epoch + 1, 0
 

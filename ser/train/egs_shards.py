@@ -11,10 +11,14 @@ takes are read.
 
 One shard holds (all int64 unless said):
 
-* ``utts`` (list of str), ``feats`` float32 [N, D] with ``feat_offsets`` [U + 1]: the feature rows of the
-  job's utterances that have chunks, whole (the epoch's frame shift and the model's context are applied
-  when a minibatch is cut, as in memory); ``ivectors`` float32 [M, I] with ``ivector_offsets`` (or None)
-  and ``ivector_period``;
+* ``utts`` (list of str), ``feats`` uint8 with ``feat_offsets`` [U + 1]: the features of the job's
+  utterances that have chunks, whole (the epoch's frame shift and the model's context are applied when a
+  minibatch is cut, as in memory), each as the bytes of one binary Kaldi matrix exactly as the feature ark
+  stores it (``"\\0BCM "`` ... for ``copy-feats --compress`` features: Kaldi's compressed matrix, about a
+  quarter of float32; ``"\\0BFM "`` for uncompressed ones; :func:`ser.io.batching.matrix_blob`): the bytes
+  are copied, never re-encoded, so a shard's features are the ark's, decompressed per minibatch
+  (:class:`ser.io.batching.LazyMatrixTable`); ``ivectors`` the same for the i-vectors, with
+  ``ivector_offsets`` (or None) and ``ivector_period``;
 * per example (a whole utterance or a chunk): ``utt_idx`` (into ``utts``), ``first_frame``, ``width``
   (input frames), ``num_out`` (output frames), ``ivector_frame`` (or None);
 * the examples' numerator graphs packed (:func:`pack_graphs`): ``num_states``, ``state_offsets``,
@@ -25,7 +29,9 @@ One shard holds (all int64 unless said):
   ``num_frames``) and ``skipped`` ({reason: count}).
 
 Deviation from Kaldi: a shard stores whole utterances, not each chunk's window with its context (less
-disk: chunks overlap, Kaldi's egs hold every frame about 1.4 times), and is not compressed.
+disk: chunks overlap, Kaldi's egs hold every frame about 1.4 times); Kaldi compresses each eg's window
+again (``eg.Compress()``), here the utterance keeps the compression of its ark.  Version 1 shards (float32
+``feats``) are still read.
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ from typing import Sequence
 import torch
 
 from ser.chain.graph import ChainGraph
-from ser.io.batching import FeatureSet, MatrixTable
+from ser.io.batching import FeatureSet, LazyMatrixTable, MatrixTable, matrix_blob
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
 
 __all__ = ["FORMAT", "PackedGraphs", "pack_graphs", "EgsShard", "shard_paths"]
 
-FORMAT = "ser.chain_egs.v1"
+FORMAT = "ser.chain_egs.v2"
+_FORMATS = ("ser.chain_egs.v1", FORMAT)  # v1: float32 feats and ivectors
 _GRAPH_KEYS = ("num_states", "state_offsets", "arc_offsets", "src", "dst", "pdf", "logp", "initial", "final")
 
 
@@ -115,12 +122,11 @@ class EgsShard:
         keys = [self.fs.feats.keys[i] for i in used]
         remap = torch.full((len(self.fs.feats.keys),), -1, dtype=torch.int64)
         remap[torch.tensor(used, dtype=torch.int64)] = torch.arange(len(used))
-        feats = MatrixTable.from_arrays(keys, [self.fs.feats[k] for k in keys])
+        feats, feat_offsets = matrix_blob(self.fs.feats, keys)
         iv = self.fs.ivectors
-        ivecs = None if iv is None else MatrixTable.from_arrays(keys, [iv[k] for k in keys])
-        save_torch({"format": FORMAT, "kind": self.kind, "utts": keys, "feats": feats.data, "feat_offsets": feats.offsets,
-                    "ivectors": None if ivecs is None else ivecs.data,
-                    "ivector_offsets": None if ivecs is None else ivecs.offsets,
+        ivecs, ivec_offsets = (None, None) if iv is None else matrix_blob(iv, keys)
+        save_torch({"format": FORMAT, "kind": self.kind, "utts": keys, "feats": feats, "feat_offsets": feat_offsets,
+                    "ivectors": ivecs, "ivector_offsets": ivec_offsets,
                     "ivector_period": self.fs.ivector_period, "utt_idx": remap[self.utt_idx],
                     "first_frame": self.first_frame, "width": self.width, "num_out": self.num_out,
                     "ivector_frame": self.ivector_frame,
@@ -131,16 +137,22 @@ class EgsShard:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EgsShard":
-        """A shard, memory-mapped."""
+        """A shard, memory-mapped; its features are decoded per minibatch (:class:`LazyMatrixTable`)."""
         d = load_torch(path, what="chain egs shard", mmap=True,
                        expect_keys=("format", "kind", "utts", "feats", "feat_offsets", "graphs", "utt_idx", "num_out"))
-        if d["format"] != FORMAT:
+        if d["format"] not in _FORMATS:
             raise TorchFileError(f"{path}: format {d['format']!r}, expected {FORMAT!r}")
         missing = [k for k in _GRAPH_KEYS if k not in d["graphs"]]
         if missing:
             raise TorchFileError(f"{path}: graphs have no key {missing[0]!r}")
-        feats = MatrixTable(list(d["utts"]), d["feats"], d["feat_offsets"])
-        ivecs = None if d["ivectors"] is None else MatrixTable(list(d["utts"]), d["ivectors"], d["ivector_offsets"])
+        utts = list(d["utts"])
+
+        def table(data, offsets, what):
+            if d["format"] == "ser.chain_egs.v1":
+                return MatrixTable(utts, data, offsets)
+            return LazyMatrixTable.from_blob(utts, data, offsets, f"{path}: {what}")
+        feats = table(d["feats"], d["feat_offsets"], "features")
+        ivecs = None if d["ivectors"] is None else table(d["ivectors"], d["ivector_offsets"], "i-vectors")
         return cls(str(d["kind"]), FeatureSet(feats, ivecs, int(d["ivector_period"])), d["utt_idx"],
                    d["first_frame"], d["width"], d["num_out"], d["ivector_frame"], PackedGraphs(d["graphs"]), int(d["num_frames"]), dict(d["skipped"]),
                    int(d["frame_subsampling_factor"]), [int(w) for w in d["widths"]], int(d["egs_left_context"]),
