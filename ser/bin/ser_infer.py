@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from ser.progress import progress, write as progress_write
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.infer.audio import Recording, list_recordings
@@ -162,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.timeline is not None:
         Path(a.timeline).mkdir(parents=True, exist_ok=True)
     results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
-    for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
+    for r in progress(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
         try:
             res = classify(rec, r, a)
         except (ValueError, OSError, RuntimeError) as e:
-            tqdm.write(f"ser_infer: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            progress_write(f"ser_infer: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
             failed += 1
             continue
         results.append(res)

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from ser.progress import progress
 
 from ser.emotion.frames import FrameEgs, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
@@ -248,7 +248,7 @@ class SerTrainer:
 
     def train_epoch(self) -> dict[str, float]:
         loss_sum, correct, frames = 0.0, 0, 0
-        bar = tqdm(self.egs.minibatches(self.epoch), total=len(self.egs), desc=f"epoch {self.epoch}",
+        bar = progress(self.egs.minibatches(self.epoch), total=len(self.egs), desc=f"epoch {self.epoch}",
                    mininterval=10, file=sys.stderr, disable=self.rank > 0)
         for k, mb in enumerate(bar):
             l, c, n = self.train_step(mb)

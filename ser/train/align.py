@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ser.progress import progress
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -185,7 +185,7 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
     failed = []
     tot_frames, tot_score = 0, 0.0
     try:
-        for batch in tqdm(batches, desc="align", disable=len(batches) < 5, leave=False):
+        for batch in progress(batches, desc="align", disable=len(batches) < 5, leave=False):
             n_out = (data.feats.lengths[data.utt_index(batch)] + fsf - 1) // fsf
             x, iv = model_inputs(data, batch, model)  # per-frame online i-vectors
             y = model(x.to(device), None if iv is None else iv.to(device), outputs=("output",))["output"]

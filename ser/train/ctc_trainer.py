@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ser.ctc.decode import error_rate, greedy_decode
 from ser.ctc.text import decode_ids
 from ser.io.atomic import atomic_open, atomic_write_text
+from ser.jobs import open_log
 from ser.io.torch_io import TorchFileError, load_torch, save_torch
 from ser.nnet.deepspeech import DeepSpeechModel
 from ser.nnet.model_io import save_deepspeech_model
@@ -211,7 +212,7 @@ class CtcTrainer:
         """Train to ``num_epochs`` (or ``max_steps`` more minibatches), resuming from ``checkpoint.pt``;
         writes ``final.pt`` at the end.  Returns the last point of the curve."""
         (self.out_dir / "log").mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.out_dir / "log" / "train.log", "a", encoding="utf-8")
+        self._log_file = open_log(self.out_dir / "log" / "train.log")
         try:
             return self._train(data, held_out, resume, max_steps)
         finally:

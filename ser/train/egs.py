@@ -58,7 +58,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ser.progress import progress
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -565,7 +565,7 @@ def make_chunk_examples(data: FeatureSet, alignment, pdf_map, normalizer, left_c
     graphs: list[ChainGraph] = []
     skipped: dict[str, int] = {}
     too_short = 0
-    for u in tqdm(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
+    for u in progress(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
         T = data.num_frames(u)
         n_out = (T + fsf - 1) // fsf
         seg = alignment.segments(u)
