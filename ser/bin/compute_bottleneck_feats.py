@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ser.progress import progress
 
 from ser.cli import add_device_argument, run_main, setup_logging
 from ser.io.atomic import atomic_open
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.model_io import load_deepspeech_model
+from ser.progress import progress
 from ser.train.ctc_data import length_buckets, pad_batch
 from ser.io.batching import MatrixTable
 

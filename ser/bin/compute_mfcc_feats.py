@@ -26,7 +26,6 @@ import zlib
 from pathlib import Path
 
 import torch
-from ser.progress import progress
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.features.mfcc import MfccOptions, compute_mfcc
@@ -35,6 +34,7 @@ from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
+from ser.progress import progress
 
 log = logging.getLogger("compute_mfcc_feats")
 

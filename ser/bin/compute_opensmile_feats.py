@@ -15,7 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-from ser.progress import progress
 
 from ser.cli import run_main, setup_logging
 from ser.features.opensmile import FEATURE_SETS, OpenSmileExtractor
@@ -23,6 +22,7 @@ from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
+from ser.progress import progress
 
 log = logging.getLogger("compute_opensmile_feats")
 

@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 import torch
-from ser.progress import progress, write as progress_write
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.infer.audio import Recording, list_recordings
 from ser.infer.recognizer import Classification, EmotionRecognizer
-from ser.infer.timeline import Timeline
+from ser.infer.timeline import LevelMeter, Timeline
 from ser.io.atomic import atomic_open
+from ser.progress import progress, write as progress_write
 
 log = logging.getLogger("ser_infer")
 FORMATS = ("tsv", "jsonl", "kaldi")
@@ -144,8 +144,10 @@ def classify(rec: EmotionRecognizer, r, a: argparse.Namespace) -> Classification
     """One recording: its decision (and its timeline files with --timeline)."""
     if a.timeline is None:
         return rec.classify_blocks(r.blocks(), r.id, r.where)
-    fp = rec.frame_posteriors(r.blocks(), r.id, r.where)
+    meter = LevelMeter()   # the timeline's level strip
+    fp = rec.frame_posteriors(meter(r.blocks()), r.id, r.where)
     tl = Timeline.from_frames(fp, rec.labels, a.window, a.shift)
+    tl.level = meter.level_db()
     out = Path(a.timeline) / timeline_name(r.id)
     tl.write_png(out.with_name(out.name + ".png"), rec.shown_labels)
     tl.write_csv(out.with_name(out.name + ".csv"))

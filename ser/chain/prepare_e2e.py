@@ -30,7 +30,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from ser.progress import progress
 
 from ser.chain.chain_dir import ChainDir
 from ser.chain.den_graph import DenGraph, create_den_fsa
@@ -42,6 +41,7 @@ from ser.chain.topo import PdfMap, biphone_stats
 from ser.io.atomic import atomic_write_text
 from ser.io.stamp import digest, file_digest
 from ser.io.torch_io import save_torch
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 

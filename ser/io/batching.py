@@ -32,9 +32,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from ser.progress import progress
 
 from ser.io.tables import read_matrix, read_scp
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from ser.progress import progress
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -43,6 +42,7 @@ from ser.chain.topo import PdfMap
 from ser.chain.viterbi import viterbi_batch
 from ser.io.batching import load_features, model_inputs
 from ser.io.torch_io import load_torch, save_torch
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 

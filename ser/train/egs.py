@@ -58,12 +58,12 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from ser.progress import progress
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
+from ser.progress import progress
 from ser.train.egs_shards import EgsShard
 from ser.train.minibatch import ChainMinibatch
 
