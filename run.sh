@@ -69,6 +69,7 @@ eval "$cfg"
 if [ "$stage" -le 2 ]; then python -m ser.config --check-corpora "$config" || exit 1; fi
 
 mkdir -p $exp_dir/log
+exp_abs=$(cd $exp_dir && pwd)   # the steps' stamp list ($SER_STAMP_LOG) is read from other directories
 # one run.sh per exp_dir: an exclusive lock on $exp_dir/.lock, held through fd 9 (inherited by the stages)
 # until this shell exits; the file names the holder's PID.  (fcntl's flock, as flock(1), via python: portable)
 exec 9>>$exp_dir/.lock
@@ -101,7 +102,7 @@ run_stage() {
     echo "==== stage $1: up to date ($exp_dir/log/stage$1.stamp) ===="; return 1
   fi
   "${stamp[@]}" clear $exp_dir/log/stage$1.stamp
-  pending_stage=$1; export SER_STAMP_LOG=$PWD/exp/log/stage$1.steps; : > $SER_STAMP_LOG
+  pending_stage=$1; export SER_STAMP_LOG=$exp_abs/log/stage$1.steps; : > $SER_STAMP_LOG
 }
 start=$SECONDS
 

@@ -138,7 +138,7 @@ def test_configs_have_their_own_output_roots():
 
 
 # a root written out where a driver should use $data_dir, $exp_dir or $mfcc_dir (comments are not code)
-HARD_ROOT = re.compile(r"(?<![\w/.$'-])(data|exp|mfcc)(/|\s*$)")
+HARD_ROOT = re.compile(r"((?<![\w/.$'-])|\$PWD/)(data|exp|mfcc)(/|\s*$)")
 
 
 def test_drivers_hard_code_no_output_root():
@@ -172,3 +172,30 @@ def test_run_sh_stops_on_placeholder_corpora(tmp_path):
         f"ser.config: {conf}: corpora.tedlium: '/path/to/TEDLIUM_release2' is a placeholder: edit corpora.tedlium "
         "to point at your copy of TED-LIUM (release 2, or 3)"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="run.sh needs the recipe's .venv")
+def test_run_sh_writes_under_the_configs_roots(tmp_path, tedlium, iemocap):
+    """Stages 0-1 with roots of their own: data dirs, logs, stamps and the lock under them; no data/ or exp/
+    appears in the recipe directory (where another config's outputs live)."""
+    text = (ROOT / "conf/mini.yaml").read_text()
+    for old, new in [("synthesize: true", "synthesize: false"), ("corpora/TEDLIUM_release2", str(tedlium)),
+                     ("corpora/IEMOCAP_full_release", str(iemocap)), ("corpora/IEMOCAP_B", '""'),
+                     ("iemocap_sessions: [1, 2, 3, 4, 5]", "iemocap_sessions: [1, 3]"),
+                     ("data_dir: data", "data_dir: out/d"), ("exp_dir: exp", "exp_dir: out/e"),
+                     ("mfcc_dir: mfcc", "mfcc_dir: out/m"), ("model: exp/", "model: out/e/"),
+                     ("ivector_dir: exp/", "ivector_dir: out/e/")]:
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "own.yaml").write_text(text)
+    recipe = tmp_path / "recipe"   # links to this checkout, as tests/test_bad_input.py's recipe_dir
+    recipe.mkdir()
+    for name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "steps", "utils", "ser", ".venv"):
+        (recipe / name).symlink_to(ROOT / name)
+    r = subprocess.run(["bash", "run.sh", "--config", str(tmp_path / "own.yaml"), "--stop-stage", "1"], cwd=recipe,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (recipe / "out/d/tedlium_train/wav.scp").is_file() and (recipe / "out/d/iemocap_all/utt2emo").is_file()
+    assert (recipe / "out/e/log/prepare_tedlium.log").is_file() and (recipe / "out/e/log/stage1.stamp").is_file()
+    assert (recipe / "out/e/.lock").is_file()
+    assert not any((recipe / d).exists() for d in ("data", "exp", "mfcc"))
