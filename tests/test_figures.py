@@ -127,6 +127,11 @@ def test_timeline(tmp_path, figures):
     top, strip = fig.axes
     assert strip.get_ylabel() == "level (dBFS)" and strip.get_xlabel() == "time (s)"
     assert top.get_xlim() == strip.get_xlim()
+    one = Timeline("short.wav", ["ang", "hap", "sad"], np.zeros(1), post[:1], 2.0, 0.5, 1.5)
+    one.write_png(tmp_path / "c.png")    # one window: a line over the whole recording, not an invisible point
+    ax = figures[-1].axes[0]
+    assert "one window, the whole recording" in ax.get_title()
+    assert list(ax.get_lines()[0].get_xdata()) == [0.0, 1.5]
 
 
 def test_paper2_fig3(tmp_path, figures):

@@ -144,10 +144,14 @@ class Timeline:
         for s in self.segments():
             ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
                        alpha=0.15, lw=0)
+        x, post = t, self.posteriors
+        if len(t) == 1:   # one window (a recording shorter than it, or as long): its posterior over all of it
+            x, post = np.array([0.0, self.duration / scale]), np.repeat(post, 2, axis=0)
         for k, lab in enumerate(names):
-            ax.plot(t, self.posteriors[:, k], color=colours[k % 10], lw=1.5, label=lab)
+            ax.plot(x, post[:, k], color=colours[k % 10], lw=1.5, label=lab)
         ax.set(xlim=(0, self.duration / scale), ylim=(0, 1), ylabel="posterior",
-               title=f"{self.id}: emotion posteriors of {self.window:g} s windows every {self.shift:g} s")
+               title=f"{self.id}: emotion posteriors of " + (f"{self.window:g} s windows every {self.shift:g} s"
+                                                             if len(t) > 1 else "one window, the whole recording"))
         handles = ax.get_legend_handles_labels()[0]
         handles.append(Patch(color="grey", alpha=0.3, label="shading: decided class"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
