@@ -49,11 +49,17 @@ def _subst(s: str, var: str, i: int) -> str:
     return re.sub(rf"\b{var}\b", str(i), s)
 
 
-def log_tail(path: str | Path, n: int = 4) -> list[str]:
+def log_tail(path: str | Path, n: int = 4, max_bytes: int | None = None) -> list[str]:
     """The last ``n`` lines a job wrote to its log: without this runner's header and footer lines,
-    and with progress bars (carriage returns) reduced to their last state."""
+    and with progress bars (carriage returns) reduced to their last state; ``max_bytes``: read only the
+    log's end (a long training log, read once a minute by :class:`ConsoleProgress`)."""
     try:
-        lines = Path(path).read_bytes().decode(errors="replace").split("\n")  # keeps \r (tqdm)
+        with open(path, "rb") as f:
+            if max_bytes is not None and f.seek(0, os.SEEK_END) > max_bytes:
+                f.seek(-max_bytes, os.SEEK_END)
+            else:
+                f.seek(0)
+            lines = f.read().decode(errors="replace").split("\n")  # keeps \r (tqdm)
     except OSError:
         return []
     while lines and lines[0].startswith("#"):  # the header: command line, start time
@@ -94,8 +100,8 @@ class ConsoleProgress:
     (steps/nnet3/chain/train.py); here a single job may train for an hour, so its log's own lines are shown.
     Quick steps print nothing."""
 
-    def __init__(self, n: int, interval: float, stream: TextIO = sys.stderr):
-        self.n, self.interval, self.stream = n, interval, stream
+    def __init__(self, n: int, interval: float, stream: TextIO | None = None):
+        self.n, self.interval, self.stream = n, interval, stream   # None: sys.stderr when printing
         self.running: dict[int, tuple[Path, float]] = {}
         self.lock = threading.Lock()
         self.done = 0
@@ -122,19 +128,20 @@ class ConsoleProgress:
             log, t0 = self.running.pop(i)
             self.done += 1
             if self.spoke:
+                how = "done" if rc == 0 else f"failed (code {rc})"
                 job = f" [{self.done}/{self.n}]" if self.n > 1 else ""
-                self._print(f"{log}: {'done' if rc == 0 else f'failed (code {rc})'} in {fmt_elapsed(time.time() - t0)}{job}")
+                self._print(f"{log}: {how} in {fmt_elapsed(time.time() - t0)}{job}")
 
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
             with self.lock:
                 for log, t0 in self.running.values():
-                    last = log_tail(log, 1)
+                    last = log_tail(log, 1, max_bytes=16384)
                     self._print(f"{log}: {fmt_elapsed(time.time() - t0)}" + (f": {last[0][:160]}" if last else ""))
                     self.spoke = True
 
     def _print(self, line: str) -> None:
-        print(f"  {line}", file=self.stream, flush=True)
+        print(f"  {line}", file=self.stream or sys.stderr, flush=True)
 
 
 def visible_gpus() -> list[str]:

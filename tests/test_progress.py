@@ -91,3 +91,16 @@ def test_open_log_writes_the_header(tmp_path):
     lines = (tmp_path / "train.0.log").read_text().splitlines()
     assert lines[0] == "# python -m ser.bin.train_chain 'a b'" and lines[1].startswith("# Started at ")
     assert lines[-1] == "minibatch 1"
+
+
+def test_log_tail_reads_the_end_only(tmp_path):
+    from ser.jobs import log_tail
+
+    log = tmp_path / "train.log"
+    with open_log(log, ["x"]) as f:
+        f.write("".join(f"minibatch {i}\n" for i in range(5000)) + "bar 10%\rbar 20%\n")
+    assert log_tail(log, 2, max_bytes=64) == log_tail(log, 2) == ["minibatch 4999", "bar 20%"]
+    small = tmp_path / "small.log"
+    with open_log(small, ["x"]) as f:
+        f.write("one line\n")
+    assert log_tail(small, 4, max_bytes=1 << 20) == ["one line"]   # the header is not a line of the job's
