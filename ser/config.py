@@ -1,7 +1,8 @@
 """Recipe configuration: one YAML file per recipe variant (``conf/mini.yaml``, ``conf/paper.yaml``).
 
-The schema is :class:`RecipeConfig`: two top-level options and one dataclass per YAML section, each
-holding the section's defaults (Kaldi's / paper 1's values; ``conf/mini.yaml`` shrinks them).  Loading
+The schema is :class:`RecipeConfig`: top-level options (nj, device, the output roots data_dir, exp_dir,
+mfcc_dir) and one dataclass per YAML section, each holding the section's defaults (Kaldi's / paper 1's
+values; ``conf/mini.yaml`` shrinks them).  Loading
 checks every key and value: an unknown key, a wrong type (``nj: two``), a file that is missing or not
 YAML is a :class:`ConfigError` naming the file and the key, e.g.
 ``conf/x.yaml: chain.num_epochs: expected a number, got 'two'``.
