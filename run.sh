@@ -93,6 +93,7 @@ finish_stage() {
   local log=$SER_STAMP_LOG; unset SER_STAMP_LOG
   stage_args $pending_stage
   "${stamp[@]}" write $exp_dir/log/stage$pending_stage.stamp --steps $log "${args[@]}"
+  echo "==== stage $pending_stage: done in $((SECONDS - stage_start)) s ===="
 }
 run_stage() {
   finish_stage
@@ -102,7 +103,7 @@ run_stage() {
     echo "==== stage $1: up to date ($exp_dir/log/stage$1.stamp) ===="; return 1
   fi
   "${stamp[@]}" clear $exp_dir/log/stage$1.stamp
-  pending_stage=$1; export SER_STAMP_LOG=$exp_abs/log/stage$1.steps; : > $SER_STAMP_LOG
+  pending_stage=$1 stage_start=$SECONDS; export SER_STAMP_LOG=$exp_abs/log/stage$1.steps; : > $SER_STAMP_LOG
 }
 start=$SECONDS
 

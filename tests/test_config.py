@@ -199,3 +199,4 @@ def test_run_sh_writes_under_the_configs_roots(tmp_path, tedlium, iemocap):
     assert (recipe / "out/e/log/prepare_tedlium.log").is_file() and (recipe / "out/e/log/stage1.stamp").is_file()
     assert (recipe / "out/e/.lock").is_file()
     assert not any((recipe / d).exists() for d in ("data", "exp", "mfcc"))
+    assert re.search(r"^==== stage 1: done in \d+ s ====$", r.stdout, re.M)   # each stage's time on the console
