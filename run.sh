@@ -6,7 +6,8 @@
 #   ./run.sh --stage 1 --stop-stage 1  # one stage
 #   ./run.sh --config conf/paper.yaml  # paper 1's configuration (point its corpora: at real copies)
 #
-# Stages (each idempotent; outputs appear only when complete; logs under exp/**/log/):
+# Stages (each idempotent; outputs appear only when complete; logs under exp/**/log/).  data/, exp/ and mfcc/
+# are the config's data_dir, exp_dir and mfcc_dir (conf/paper.yaml: paper/data, paper/exp, paper/mfcc):
 #   0  embedded corpora (espeak-ng), skipped when the config points at real corpora; IEMOCAP_B, a second
 #      emotion corpus in the IEMOCAP layout (other speakers and sentences) for the cross-corpus test
 #   1  data prep: TED-LIUM -> data/tedlium_{train,dev,test}; IEMOCAP -> data/iemocap_*; corpora.xcorpus ->
@@ -65,16 +66,20 @@ cd "$(dirname "$0")"
 . ./cmd.sh
 cfg=$(python -m ser.config "$config") || exit 1   # a bad config: one line naming the file and the key
 eval "$cfg"
+# stages 0-2 read the corpora: a corpus directory that is not there (conf/paper.yaml's /path/to placeholders)
+# stops the run here, in one line naming the key to edit
+if [ "$stage" -le 2 ]; then python -m ser.config --check-corpora "$config" || exit 1; fi
 
-mkdir -p exp/log
-# one run.sh per recipe directory: an exclusive lock on exp/.lock, held through fd 9 (inherited by the stages)
+mkdir -p $exp_dir/log
+exp_abs=$(cd $exp_dir && pwd)   # the steps' stamp list ($SER_STAMP_LOG) is read from other directories
+# one run.sh per exp_dir: an exclusive lock on $exp_dir/.lock, held through fd 9 (inherited by the stages)
 # until this shell exits; the file names the holder's PID.  (fcntl's flock, as flock(1), via python: portable)
-exec 9>>exp/.lock
+exec 9>>$exp_dir/.lock
 if ! python -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; then
-  echo "$0: another run.sh (PID $(cat exp/.lock 2>/dev/null || echo unknown)) holds exp/.lock in $PWD; wait for it to finish" >&2
+  echo "$0: another run.sh (PID $(cat $exp_dir/.lock 2>/dev/null || echo unknown)) holds $exp_dir/.lock in $PWD; wait for it to finish" >&2
   exit 1
 fi
-echo $$ > exp/.lock
+echo $$ > $exp_dir/.lock
 banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
 # Stage stamps (ser.io.stamp): exp/log/stage<N>.stamp is written when stage N succeeded; it records the
 # recipe's code and configuration, the earlier stages' stamps, and the step stamps the stage used (listed
@@ -83,23 +88,24 @@ banner() { echo "==== stage $1: $2 ($(date +%T)) ===="; }
 # lists, so they always ask their steps.  The stamp of a stage is written when the next one is reached.
 stamp=(python -m ser.bin.stamp)
 stage_args() {  # args: the stage stamp's options and inputs besides its steps'
-  args=(--code --opt "config=$config" "$config"); for ((i = 0; i < $1; i++)); do args+=(exp/log/stage$i.stamp); done
+  args=(--code --opt "config=$config" "$config"); for ((i = 0; i < $1; i++)); do args+=($exp_dir/log/stage$i.stamp); done
 }
 finish_stage() {
   [ -n "${SER_STAMP_LOG:-}" ] || return 0
   local log=$SER_STAMP_LOG; unset SER_STAMP_LOG
   stage_args $pending_stage
-  "${stamp[@]}" write exp/log/stage$pending_stage.stamp --steps $log "${args[@]}"
+  "${stamp[@]}" write $exp_dir/log/stage$pending_stage.stamp --steps $log "${args[@]}"
+  echo "==== stage $pending_stage: done in $((SECONDS - stage_start)) s ===="
 }
 run_stage() {
   finish_stage
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
   stage_args $1
-  if [ "$1" -ge 2 ] && "${stamp[@]}" check --recorded exp/log/stage$1.stamp "${args[@]}"; then
-    echo "==== stage $1: up to date (exp/log/stage$1.stamp) ===="; return 1
+  if [ "$1" -ge 2 ] && "${stamp[@]}" check --recorded $exp_dir/log/stage$1.stamp "${args[@]}"; then
+    echo "==== stage $1: up to date ($exp_dir/log/stage$1.stamp) ===="; return 1
   fi
-  "${stamp[@]}" clear exp/log/stage$1.stamp
-  pending_stage=$1; export SER_STAMP_LOG=$PWD/exp/log/stage$1.steps; : > $SER_STAMP_LOG
+  "${stamp[@]}" clear $exp_dir/log/stage$1.stamp
+  pending_stage=$1 stage_start=$SECONDS; export SER_STAMP_LOG=$exp_abs/log/stage$1.steps; : > $SER_STAMP_LOG
 }
 start=$SECONDS
 
@@ -109,8 +115,8 @@ if run_stage 0; then
     step=(local/make_mini_corpora.sh --out "$corpora_root" --seed "$corpora_seed"
           --tedlium-train-minutes "$corpora_tedlium_train_minutes" --iemocap-turns "$corpora_iemocap_turns"
           --xcorpus-turns "$corpora_xcorpus_turns")
-    "${stamp[@]}" run "$corpora_root/.stamp" --opt "step=${step[*]}" -- $train_cmd exp/log/make_mini_corpora.log "${step[@]}"
-    grep '^make_mini_corpora:' exp/log/make_mini_corpora.log
+    "${stamp[@]}" run "$corpora_root/.stamp" --opt "step=${step[*]}" -- $train_cmd $exp_dir/log/make_mini_corpora.log "${step[@]}"
+    grep '^make_mini_corpora:' $exp_dir/log/make_mini_corpora.log
   else
     echo "corpora: synthesize=false; using $corpora_tedlium and $corpora_iemocap"
   fi
@@ -118,48 +124,48 @@ fi
 
 if run_stage 1; then
   banner 1 "data preparation"
-  $train_cmd exp/log/prepare_tedlium.log local/prepare_tedlium.sh "$corpora_tedlium" data
-  grep '^tedlium_' exp/log/prepare_tedlium.log
-  $train_cmd exp/log/prepare_iemocap.log local/prepare_iemocap.sh --sessions "$corpora_iemocap_sessions" "$corpora_iemocap" data
-  grep '^iemocap_' exp/log/prepare_iemocap.log
+  $train_cmd $exp_dir/log/prepare_tedlium.log local/prepare_tedlium.sh "$corpora_tedlium" $data_dir
+  grep '^tedlium_' $exp_dir/log/prepare_tedlium.log
+  $train_cmd $exp_dir/log/prepare_iemocap.log local/prepare_iemocap.sh --sessions "$corpora_iemocap_sessions" "$corpora_iemocap" $data_dir
+  grep '^iemocap_' $exp_dir/log/prepare_iemocap.log
   if [ -n "$corpora_xcorpus" ]; then   # the cross-corpus test set, same script (scored at the end of stage 7)
-    $train_cmd exp/log/prepare_xcorpus.log local/prepare_iemocap.sh --sessions "$corpora_xcorpus_sessions" \
-      "$corpora_xcorpus" data/xcorpus
-    grep '^iemocap_' exp/log/prepare_xcorpus.log | sed 's|^|data/xcorpus/|'
+    $train_cmd $exp_dir/log/prepare_xcorpus.log local/prepare_iemocap.sh --sessions "$corpora_xcorpus_sessions" \
+      "$corpora_xcorpus" $data_dir/xcorpus
+    grep '^iemocap_' $exp_dir/log/prepare_xcorpus.log | sed "s|^|$data_dir/xcorpus/|"
   fi
 fi
 
 if run_stage 2; then
   banner 2 "lang (lexicon, phones, chain topology)"
   # each step is redone unless its stamp (ser.io.stamp) records the same command and input contents
-  step=(local/prepare_dict.sh --text data/tedlium_train/text "$corpora_tedlium/TEDLIUM.152k.dic" data/local/dict)
-  "${stamp[@]}" run data/local/dict/.stamp --opt "step=${step[*]}" data/tedlium_train/text \
-    "$corpora_tedlium/TEDLIUM.152k.dic" -- $train_cmd exp/log/prepare_dict.log "${step[@]}"
-  step=(steps/prepare_lang_chain.sh data/local/dict "<unk>" data/lang_chain)
-  "${stamp[@]}" run data/lang_chain/.stamp --opt "step=${step[*]}" data/local/dict/.stamp \
-    -- $train_cmd exp/log/prepare_lang_chain.log "${step[@]}"
-  echo "data/lang_chain: $(grep -vc '^<eps>' data/lang_chain/phones.txt) phones, $(wc -l < data/lang_chain/words.txt) words"
+  step=(local/prepare_dict.sh --text $data_dir/tedlium_train/text "$corpora_tedlium/TEDLIUM.152k.dic" $data_dir/local/dict)
+  "${stamp[@]}" run $data_dir/local/dict/.stamp --opt "step=${step[*]}" $data_dir/tedlium_train/text \
+    "$corpora_tedlium/TEDLIUM.152k.dic" -- $train_cmd $exp_dir/log/prepare_dict.log "${step[@]}"
+  step=(steps/prepare_lang_chain.sh $data_dir/local/dict "<unk>" $data_dir/lang_chain)
+  "${stamp[@]}" run $data_dir/lang_chain/.stamp --opt "step=${step[*]}" $data_dir/local/dict/.stamp \
+    -- $train_cmd $exp_dir/log/prepare_lang_chain.log "${step[@]}"
+  echo "$data_dir/lang_chain: $(grep -vc '^<eps>' $data_dir/lang_chain/phones.txt) phones, $(wc -l < $data_dir/lang_chain/words.txt) words"
 fi
 
 if run_stage 3; then
   banner 3 "hires MFCC (+ speed/volume perturbation of the ASR training data)"
-  utils/perturb_data_dir_speed_3way.sh --factors "$features_speed_perturb" data/tedlium_train data/tedlium_train_sp
+  utils/perturb_data_dir_speed_3way.sh --factors "$features_speed_perturb" $data_dir/tedlium_train $data_dir/tedlium_train_sp
   if [ "$features_volume_perturb" = true ]; then
-    utils/perturb_data_dir_volume.sh data/tedlium_train_sp
+    utils/perturb_data_dir_volume.sh $data_dir/tedlium_train_sp
   fi
   for x in tedlium_train_sp tedlium_dev tedlium_test iemocap_all; do
     steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$features_mfcc_config" \
-      --compress "$features_compress" data/$x exp/make_mfcc/$x mfcc
+      --compress "$features_compress" $data_dir/$x $exp_dir/make_mfcc/$x $mfcc_dir
   done
   # the emotion sets are views of iemocap_all: give them its features
   for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
-    utils/copy_feats_from.sh data/iemocap_all data/$x
+    utils/copy_feats_from.sh $data_dir/iemocap_all $data_dir/$x
   done
   # chain training drops utterances shorter than a chunk: concatenate short segments (Kaldi's stage 3)
-  step=(utils/data/combine_short_segments.sh data/tedlium_train_sp "$features_min_seg_len" data/tedlium_train_sp_comb)
-  "${stamp[@]}" run data/tedlium_train_sp_comb/.stamp --opt "step=${step[*]}" data/tedlium_train_sp/.feats.stamp \
-    data/tedlium_train_sp/.stamp data/tedlium_train_sp/feats.scp -- $train_cmd exp/log/combine_short_segments.log "${step[@]}"
-  grep '^combine_short_segments:' exp/log/combine_short_segments.log
+  step=(utils/data/combine_short_segments.sh $data_dir/tedlium_train_sp "$features_min_seg_len" $data_dir/tedlium_train_sp_comb)
+  "${stamp[@]}" run $data_dir/tedlium_train_sp_comb/.stamp --opt "step=${step[*]}" $data_dir/tedlium_train_sp/.feats.stamp \
+    $data_dir/tedlium_train_sp/.stamp $data_dir/tedlium_train_sp/feats.scp -- $train_cmd $exp_dir/log/combine_short_segments.log "${step[@]}"
+  grep '^combine_short_segments:' $exp_dir/log/combine_short_segments.log
 fi
 
 if run_stage 4; then
@@ -170,10 +176,10 @@ fi
 if run_stage 5; then
   banner 5 "chain prep (phone LM, den graph; stage 6's egs jobs compile the numerators)"
   step=(steps/chain/prepare_e2e.sh --type "$chain_type" --num-extra-lm-states "$chain_num_extra_lm_states"
-        --num-graphs false data/tedlium_train_sp_comb data/lang_chain exp/chain)
-  "${stamp[@]}" run exp/chain/.prepare.stamp --opt "step=${step[*]}" data/tedlium_train_sp_comb/.stamp \
-    data/tedlium_train_sp_comb/text data/lang_chain/.stamp -- $train_cmd $(job_opts chain_prep) exp/chain/log/prepare_e2e.log "${step[@]}"
-  grep '^prepare_e2e: [0-9]' exp/chain/log/prepare_e2e.log
+        --num-graphs false $data_dir/tedlium_train_sp_comb $data_dir/lang_chain $exp_dir/chain)
+  "${stamp[@]}" run $exp_dir/chain/.prepare.stamp --opt "step=${step[*]}" $data_dir/tedlium_train_sp_comb/.stamp \
+    $data_dir/tedlium_train_sp_comb/text $data_dir/lang_chain/.stamp -- $train_cmd $(job_opts chain_prep) $exp_dir/chain/log/prepare_e2e.log "${step[@]}"
+  grep '^prepare_e2e: [0-9]' $exp_dir/chain/log/prepare_e2e.log
 fi
 
 if run_stage 6; then
@@ -182,7 +188,7 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F (exp/ser)"
+  banner 7 "paper 1: emotion recognition by transfer from the TDNN-F ($exp_dir/ser)"
   local/ser/run_tdnn.sh --config "$config"
 fi
 

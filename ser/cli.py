@@ -55,13 +55,16 @@ def add_device_argument(p: argparse.ArgumentParser, default: str = "auto") -> No
 
 
 def setup_logging(verbose: int = 1, log_file: str | Path | None = None) -> None:
-    """Log to stderr (the job's log under exp/.../log/) and, if given, to ``log_file`` too.
+    """Log to stderr (the job's log under exp/.../log/) and, if given, to ``log_file`` too (appended, after
+    a header with the command line and the start time, as a job log's: ser.jobs.open_log).
 
     verbose 0: warnings only, 1: info, 2: debug."""
+    from ser.jobs import open_log
+
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        handlers.append(logging.FileHandler(log_file))
+        handlers.append(logging.StreamHandler(open_log(log_file)))
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers)
 
 

@@ -1,7 +1,8 @@
 """Recipe configuration: one YAML file per recipe variant (``conf/mini.yaml``, ``conf/paper.yaml``).
 
-The schema is :class:`RecipeConfig`: two top-level options and one dataclass per YAML section, each
-holding the section's defaults (Kaldi's / paper 1's values; ``conf/mini.yaml`` shrinks them).  Loading
+The schema is :class:`RecipeConfig`: top-level options (nj, device, the output roots data_dir, exp_dir,
+mfcc_dir) and one dataclass per YAML section, each holding the section's defaults (Kaldi's / paper 1's
+values; ``conf/mini.yaml`` shrinks them).  Loading
 checks every key and value: an unknown key, a wrong type (``nj: two``), a file that is missing or not
 YAML is a :class:`ConfigError` naming the file and the key, e.g.
 ``conf/x.yaml: chain.num_epochs: expected a number, got 'two'``.
@@ -10,6 +11,9 @@ YAML is a :class:`ConfigError` naming the file and the key, e.g.
 (``chain_num_epochs=0.67``; nested keys joined with ``_``, lists space-separated, bools
 true/false), which run.sh ``eval``s, so a stage reads ``$chain_num_epochs``; Python code reads
 the same file with :func:`load`.  On a bad file it prints one line and exits 1, and run.sh stops.
+``python -m ser.config --check-corpora conf/paper.yaml`` checks that the corpus directories exist (a
+placeholder such as ``/path/to/IEMOCAP_full_release`` is one line naming the key to edit); run.sh calls it
+before any of the stages 0-2, which read the corpora.
 
 To add a section (``ser``, ``ctc``, ``paper2``, ...): write its dataclass below (field types
 ``int``, ``float``, ``str``, ``bool``, ``list[...]`` or ``Literal[...]``, each with its default and
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import shlex
 import sys
@@ -231,6 +236,12 @@ class RecipeConfig:
     """The whole YAML file: top-level options, then one field per section."""
     nj: int = 4                                    # parallel jobs (Kaldi's --nj), split by speaker
     device: str = "auto"                           # auto | cpu | cuda[:N]
+    # the output roots of every stage ($data_dir, $exp_dir, $mfcc_dir in run.sh and local/*.sh; Kaldi's
+    # recipes hard-code data/ and exp/ and name mfccdir=mfcc): a config with its own roots never rewrites
+    # another config's outputs, stamps or lock ($exp_dir/.lock, $exp_dir/log/stage<N>.stamp)
+    data_dir: str = "data"
+    exp_dir: str = "exp"
+    mfcc_dir: str = "mfcc"                         # feature archives (.ark); the data dirs' feats.scp point here
     corpora: CorporaConfig = field(default_factory=CorporaConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ivector: IvectorConfig = field(default_factory=IvectorConfig)
@@ -240,6 +251,49 @@ class RecipeConfig:
     ctc: CtcConfig = field(default_factory=CtcConfig)
     paper2: Paper2Config = field(default_factory=Paper2Config)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+
+    def __post_init__(self) -> None:
+        """Distinct roots; stage 7's inputs from stages 4 and 6 under this config's exp_dir, not another's."""
+        roots = {"data_dir": self.data_dir, "exp_dir": self.exp_dir, "mfcc_dir": self.mfcc_dir}
+        for k, v in roots.items():
+            if not v.strip() or os.path.normpath(v) == ".":
+                raise ValueError(f"{k}: must name a directory other than the recipe directory, got {v!r}")
+            if re.search(r"[\s$`\\\"']", v):   # the scripts use the roots unquoted, as Kaldi's data/ and exp/
+                raise ValueError(f"{k}: {v!r}: no blanks, quotes, $ or ` in a root")
+            dup = [k2 for k2, v2 in roots.items() if k2 < k and Path(v2) == Path(v)]
+            if dup:
+                raise ValueError(f"{k}: {v!r} is also {dup[0]}")
+        for key in ("model", "ivector_dir", "utt_ivector_dir"):
+            v = getattr(self.ser, key)
+            if _under(v, "exp") and not _under(v, self.exp_dir):
+                raise ValueError(f"ser.{key}: {v} is under exp/, another config's outputs (this config's exp_dir "
+                                 f"is {self.exp_dir}): write {Path(self.exp_dir, Path(v).relative_to('exp'))}")
+
+
+def _under(path: str, root: str) -> bool:
+    """Whether ``path`` lies under the directory ``root`` (both relative to the recipe directory)."""
+    return Path(os.path.normpath(root)) in Path(os.path.normpath(path)).parents
+
+
+# corpora keys that name a corpus directory: a placeholder (conf/paper.yaml's /path/to/...) is caught before
+# any stage runs (python -m ser.config --check-corpora, called by run.sh when a stage from 0 to 2 runs)
+CORPUS_KEYS = {"tedlium": "TED-LIUM (release 2, or 3)", "iemocap": "IEMOCAP (IEMOCAP_full_release)",
+               "xcorpus": "the cross-corpus test set (IEMOCAP layout; \"\" for none)"}
+
+
+def check_corpora(cfg: RecipeConfig, path: str | Path) -> None:
+    """Raises ConfigError naming the key to edit when a corpus directory of a config that does not synthesize
+    its corpora (corpora.synthesize: false) does not exist, e.g. the placeholder ``/path/to/...``."""
+    if cfg.corpora.synthesize:
+        return
+    for key, what in CORPUS_KEYS.items():
+        v = getattr(cfg.corpora, key)
+        if key == "xcorpus" and not v:
+            continue
+        if not Path(v).is_dir():
+            why = "a placeholder" if v.startswith("/path/to") else "no such directory"
+            raise ConfigError(f"{path}: corpora.{key}: {v!r} is {why}: edit corpora.{key} to point at your copy "
+                              f"of {what}")
 
 
 # stage 7's systems (local/ser/run_tdnn.sh's known_systems)
@@ -384,11 +438,17 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    check = argv[:1] == ["--check-corpora"]
+    argv = argv[1:] if check else argv
     if len(argv) != 1:
-        print("usage: python -m ser.config <conf.yaml>", file=sys.stderr)
+        print("usage: python -m ser.config [--check-corpora] <conf.yaml>", file=sys.stderr)
         return 1
     try:
-        flat = flatten(load(argv[0]))
+        cfg = load(argv[0])
+        if check:  # the corpus directories exist (nothing printed)
+            check_corpora(cfg, argv[0])
+            return 0
+        flat = flatten(cfg)
     except ConfigError as e:
         print(f"ser.config: {e}", file=sys.stderr)
         return 1

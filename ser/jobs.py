@@ -7,6 +7,11 @@ runner fails with the path of a failing log and its last lines.  ``cmd.sh`` pick
 backend; the stages only ever see the ``$train_cmd`` string, so a new backend never touches them.
 A single step runs the same way with one log: ``$train_cmd exp/log/step.log <command...>``.
 
+Console: a job still running after $SER_PROGRESS_INTERVAL seconds (default 60) gets one line on stderr per
+interval (its log, the elapsed time, the log's last line), and from then on every finished job one line
+(:class:`ConsoleProgress`); quick steps print nothing.  Logs a program writes itself start with the same
+header as a job log (:func:`open_log`, :func:`log_header`).
+
 Backends: ``local`` (a pool of subprocesses, at most ``--max-jobs-run`` at once,
 default the number of CPUs; ``--num-threads N`` sets the jobs' OpenMP/MKL thread counts to N, ``--gpu N``
 gives every running job N distinct GPUs through CUDA_VISIBLE_DEVICES, a job waiting for a free set; the
@@ -23,9 +28,13 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
+
+from ser.progress import fmt_elapsed
 
 from ser.slurm import SlurmError, run_slurm
 
@@ -40,11 +49,17 @@ def _subst(s: str, var: str, i: int) -> str:
     return re.sub(rf"\b{var}\b", str(i), s)
 
 
-def log_tail(path: str | Path, n: int = 4) -> list[str]:
+def log_tail(path: str | Path, n: int = 4, max_bytes: int | None = None) -> list[str]:
     """The last ``n`` lines a job wrote to its log: without this runner's header and footer lines,
-    and with progress bars (carriage returns) reduced to their last state."""
+    and with progress bars (carriage returns) reduced to their last state; ``max_bytes``: read only the
+    log's end (a long training log, read once a minute by :class:`ConsoleProgress`)."""
     try:
-        lines = Path(path).read_bytes().decode(errors="replace").split("\n")  # keeps \r (tqdm)
+        with open(path, "rb") as f:
+            if max_bytes is not None and f.seek(0, os.SEEK_END) > max_bytes:
+                f.seek(-max_bytes, os.SEEK_END)
+            else:
+                f.seek(0)
+            lines = f.read().decode(errors="replace").split("\n")  # keeps \r (tqdm)
     except OSError:
         return []
     while lines and lines[0].startswith("#"):  # the header: command line, start time
@@ -53,8 +68,80 @@ def log_tail(path: str | Path, n: int = 4) -> list[str]:
     return [ln for ln in lines if ln.strip()][-n:]
 
 
-def _header(cmd: list[str]) -> str:
-    return f"# {shlex.join(cmd)}\n# Started at {time.ctime()}\n#\n"
+def log_header(cmd: list[str] | None = None) -> str:
+    """The lines every log starts with, as run.pl's: ``# <command line>``, ``# Started at <date>``, ``#``
+    (``cmd``: this process's command line by default)."""
+    return f"# {shlex.join(cmd if cmd is not None else [sys.executable, *sys.argv])}\n# Started at {time.ctime()}\n#\n"
+
+
+def open_log(path: str | Path, cmd: list[str] | None = None) -> TextIO:
+    """``path`` opened for appending, with the header every job log starts with (``# <command line>``,
+    ``# Started at <date>``, as run.pl's): for the logs a program writes itself (a trainer's train.N.log).
+    ``cmd`` defaults to this process's command line; a resumed run appends a second header."""
+    f = open(path, "a", encoding="utf-8")
+    f.write(log_header(cmd))
+    f.flush()
+    return f
+
+
+def progress_interval() -> float:
+    """Seconds between the console's progress lines of running jobs ($SER_PROGRESS_INTERVAL, default 60;
+    0: none)."""
+    try:
+        return float(os.environ.get("SER_PROGRESS_INTERVAL", "60"))
+    except ValueError:
+        return 60.0
+
+
+class ConsoleProgress:
+    """One line on stderr (the console of run.sh) per running job every ``interval`` seconds: its log,
+    the elapsed time and the log's last line (the trainer's minibatch or iteration line); once the first such
+    line has been printed, also one line per finished job.  Kaldi's drivers print a line per iteration
+    (steps/nnet3/chain/train.py); here a single job may train for an hour, so its log's own lines are shown.
+    Quick steps print nothing."""
+
+    def __init__(self, n: int, interval: float, stream: TextIO | None = None):
+        self.n, self.interval, self.stream = n, interval, stream   # None: sys.stderr when printing
+        self.running: dict[int, tuple[Path, float]] = {}
+        self.lock = threading.Lock()
+        self.done = 0
+        self.spoke = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True) if interval > 0 else None
+
+    def __enter__(self) -> ConsoleProgress:
+        if self.thread:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join()
+
+    def started(self, i: int, log: Path) -> None:
+        with self.lock:
+            self.running[i] = (log, time.time())
+
+    def ended(self, i: int, rc: int) -> None:
+        with self.lock:
+            log, t0 = self.running.pop(i)
+            self.done += 1
+            if self.spoke:
+                how = "done" if rc == 0 else f"failed (code {rc})"
+                job = f" [{self.done}/{self.n}]" if self.n > 1 else ""
+                self._print(f"{log}: {how} in {fmt_elapsed(time.time() - t0)}{job}")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                for log, t0 in self.running.values():
+                    last = log_tail(log, 1, max_bytes=16384)
+                    self._print(f"{log}: {fmt_elapsed(time.time() - t0)}" + (f": {last[0][:160]}" if last else ""))
+                    self.spoke = True
+
+    def _print(self, line: str) -> None:
+        print(f"  {line}", file=self.stream or sys.stderr, flush=True)
 
 
 def visible_gpus() -> list[str]:
@@ -100,6 +187,7 @@ def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: in
               gpus_per_job: int = 0) -> list[int]:
     gpus = visible_gpus() if gpus_per_job > 0 else []
     pool = GpuPool(gpus, gpus_per_job) if gpus else None  # no GPU here: the jobs run on the CPU
+    console = ConsoleProgress(hi - lo + 1, progress_interval())
 
     def one(i: int) -> int:
         c = [_subst(a, var, i) for a in cmd]
@@ -109,10 +197,11 @@ def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: in
         t0 = time.time()
         try:
             with open(lp, "w") as f:
-                f.write(_header(c))
+                f.write(log_header(c))
                 if gpus is not None:
                     f.write(f"# CUDA_VISIBLE_DEVICES={','.join(gpus)}\n")
                 f.flush()
+                console.started(i, lp)
                 # a single argument is a shell command line (as run.pl treats it)
                 argv = ["bash", "-c", c[0]] if len(c) == 1 else c
                 p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=job_env(var, i, num_threads, gpus))
@@ -124,12 +213,13 @@ def run_local(var: str, lo: int, hi: int, log: str, cmd: list[str], max_jobs: in
                 f.write(f"# Accounting: time={dt} threads={num_threads or 1} maxrss={ru.ru_maxrss}KB "
                         f"cpu={ru.ru_utime + ru.ru_stime:.1f}s\n"
                         f"# Ended (code {rc}) at {time.ctime()}, elapsed time {dt} seconds\n")
+            console.ended(i, rc)
         finally:
             if pool and gpus is not None:
                 pool.free.put(gpus)
         return rc
 
-    with ThreadPoolExecutor(max_workers=max(1, max_jobs)) as ex:
+    with console, ThreadPoolExecutor(max_workers=max(1, max_jobs)) as ex:
         return list(ex.map(one, range(lo, hi + 1)))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser.config import SHELL_RESERVED, ConfigError, RecipeConfig, flatten, load
+from ser.config import SHELL_RESERVED, ConfigError, RecipeConfig, check_corpora, flatten, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,12 @@ BAD = [
      "ser.layer_selection_folds: 'Ses05' is not a speaker fold of IEMOCAP (protocol speaker: names like Ses05F)"),
     ("a speaker as a session fold", "ser:\n  layer_selection_folds: [Ses05M]\n",
      "ser.layer_selection_folds: 'Ses05M' is not a session fold"),
+    ("stage 7 reading another config's exp/", "exp_dir: exp_b\n",
+     "ser.model: exp/chain/tdnn/final.pt is under exp/, another config's outputs (this config's exp_dir is exp_b): "
+     "write exp_b/chain/tdnn/final.pt"),
+    ("two roots in one directory", "data_dir: out\nexp_dir: out/\n", "exp_dir: 'out/' is also data_dir"),
+    ("the recipe directory as a root", "mfcc_dir: .\n", "mfcc_dir: must name a directory other than the recipe"),
+    ("a root with a blank", "data_dir: my data\n", "data_dir: 'my data': no blanks"),
 ]
 
 
@@ -120,3 +126,77 @@ def test_run_sh_stops_on_a_bad_config(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "==== stage" not in r.stdout and "done" not in r.stdout
     assert r.stderr.strip().splitlines() == [f"ser.config: {bad}: chain.num_epochs: expected a number, got 'two'"]
+
+
+def test_configs_have_their_own_output_roots():
+    """conf/mini.yaml keeps data/, exp/, mfcc/; conf/paper.yaml writes none of them (issue 28, point 4)."""
+    mini, paper = load(ROOT / "conf/mini.yaml"), load(ROOT / "conf/paper.yaml")
+    assert (mini.data_dir, mini.exp_dir, mini.mfcc_dir) == ("data", "exp", "mfcc")
+    for a in ("data_dir", "exp_dir", "mfcc_dir"):
+        assert getattr(paper, a) not in {getattr(mini, b) for b in ("data_dir", "exp_dir", "mfcc_dir")}
+    assert all(p.startswith(paper.exp_dir + "/") for p in (paper.ser.model, paper.ser.ivector_dir))
+
+
+# a root written out where a driver should use $data_dir, $exp_dir or $mfcc_dir (comments are not code)
+HARD_ROOT = re.compile(r"((?<![\w/.$'-])|\$PWD/)(data|exp|mfcc)(/|\s*$)")
+
+
+def test_drivers_hard_code_no_output_root():
+    scripts = [ROOT / "run.sh", *sorted((ROOT / "local").rglob("*.sh"))]
+    bad = [f"{s.relative_to(ROOT)}:{i}: {line.strip()}" for s in scripts
+           for i, line in enumerate(s.read_text().splitlines(), 1)
+           if not line.lstrip().startswith("#") and HARD_ROOT.search(line.split(" # ")[0])]
+    assert not bad, "\n".join(bad)
+
+
+def test_placeholder_corpora_named_before_any_stage(tmp_path):
+    paper = ROOT / "conf/paper.yaml"
+    with pytest.raises(ConfigError, match=r"corpora.tedlium: '/path/to/TEDLIUM_release2' is a placeholder: "
+                                          r"edit corpora.tedlium to point at your copy of TED-LIUM"):
+        check_corpora(load(paper), paper)
+    # a real directory for tedlium: the next key is named
+    conf = tmp_path / "p.yaml"
+    conf.write_text(paper.read_text().replace("/path/to/TEDLIUM_release2", str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"corpora.iemocap: '/path/to/IEMOCAP_full_release' is a placeholder"):
+        check_corpora(load(conf), conf)
+    check_corpora(load(ROOT / "conf/mini.yaml"), "mini.yaml")   # synthesized: made by stage 0
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="run.sh needs the recipe's .venv")
+def test_run_sh_stops_on_placeholder_corpora(tmp_path):
+    conf = tmp_path / "paper.yaml"   # paper.yaml's roots moved under tmp_path: nothing may be written there
+    conf.write_text((ROOT / "conf/paper.yaml").read_text().replace("paper/", f"{tmp_path}/out/"))
+    r = subprocess.run(["bash", str(ROOT / "run.sh"), "--config", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1 and "==== stage" not in r.stdout
+    assert r.stderr.strip().splitlines() == [
+        f"ser.config: {conf}: corpora.tedlium: '/path/to/TEDLIUM_release2' is a placeholder: edit corpora.tedlium "
+        "to point at your copy of TED-LIUM (release 2, or 3)"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="run.sh needs the recipe's .venv")
+def test_run_sh_writes_under_the_configs_roots(tmp_path, tedlium, iemocap):
+    """Stages 0-1 with roots of their own: data dirs, logs, stamps and the lock under them; no data/ or exp/
+    appears in the recipe directory (where another config's outputs live)."""
+    text = (ROOT / "conf/mini.yaml").read_text()
+    for old, new in [("synthesize: true", "synthesize: false"), ("corpora/TEDLIUM_release2", str(tedlium)),
+                     ("corpora/IEMOCAP_full_release", str(iemocap)), ("corpora/IEMOCAP_B", '""'),
+                     ("iemocap_sessions: [1, 2, 3, 4, 5]", "iemocap_sessions: [1, 3]"),
+                     ("data_dir: data", "data_dir: out/d"), ("exp_dir: exp", "exp_dir: out/e"),
+                     ("mfcc_dir: mfcc", "mfcc_dir: out/m"), ("model: exp/", "model: out/e/"),
+                     ("ivector_dir: exp/", "ivector_dir: out/e/")]:
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "own.yaml").write_text(text)
+    recipe = tmp_path / "recipe"   # links to this checkout, as tests/test_bad_input.py's recipe_dir
+    recipe.mkdir()
+    for name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "steps", "utils", "ser", ".venv"):
+        (recipe / name).symlink_to(ROOT / name)
+    r = subprocess.run(["bash", "run.sh", "--config", str(tmp_path / "own.yaml"), "--stop-stage", "1"], cwd=recipe,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (recipe / "out/d/tedlium_train/wav.scp").is_file() and (recipe / "out/d/iemocap_all/utt2emo").is_file()
+    assert (recipe / "out/e/log/prepare_tedlium.log").is_file() and (recipe / "out/e/log/stage1.stamp").is_file()
+    assert (recipe / "out/e/.lock").is_file()
+    assert not any((recipe / d).exists() for d in ("data", "exp", "mfcc"))
+    assert re.search(r"^==== stage 1: done in \d+ s ====$", r.stdout, re.M)   # each stage's time on the console

@@ -48,62 +48,62 @@ train_opts=(--net "$chain_net" --device "$device" --frames-per-iter "$chain_fram
             --dropout-schedule "$chain_dropout_schedule"
             --initial-effective-lrate "$chain_initial_effective_lrate"
             --final-effective-lrate "$chain_final_effective_lrate")
-train_data=data/tedlium_train_sp_comb   # short segments combined (run.sh stage 3)
-ivdir=exp/nnet3/ivectors_tedlium_train_sp_comb
-mkdir -p exp/chain/log
+train_data=$data_dir/tedlium_train_sp_comb   # short segments combined (run.sh stage 3)
+ivdir=$exp_dir/nnet3/ivectors_tedlium_train_sp_comb
+mkdir -p $exp_dir/chain/log
 # Each step is redone unless its stamp (ser.io.stamp, written when it succeeds) records the same command
 # line and inputs, upstream stamps included.  A training run killed with the same options resumes from
 # its checkpoint; with other options its checkpoint is dropped (--stale) and it starts again.
 stamp=(python -m ser.bin.stamp)
-train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk data/tedlium_train_sp/.feats.stamp $ivdir/.stamp
-          exp/chain/den.stamp)
+train_in=($train_data/feats.scp $train_data/text $train_data/utt2spk $data_dir/tedlium_train_sp/.feats.stamp $ivdir/.stamp
+          $exp_dir/chain/den.stamp)
 
 # whole utterances with their numerators, written once by nj jobs (Kaldi's e2e get_egs_e2e.sh)
 step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd $(job_opts default)" --num-utts-subset "$chain_num_valid_utts"
-      --lang data/lang_chain --net "$chain_net" $train_data $ivdir exp/chain exp/chain/egs_e2e)
-"${stamp[@]}" run exp/chain/egs_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" data/lang_chain/phones.txt \
-  data/lang_chain/lexiconp.txt -- "${step[@]}"
+      --lang $data_dir/lang_chain --net "$chain_net" $train_data $ivdir $exp_dir/chain $exp_dir/chain/egs_e2e)
+"${stamp[@]}" run $exp_dir/chain/egs_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" $data_dir/lang_chain/phones.txt \
+  $data_dir/lang_chain/lexiconp.txt -- "${step[@]}"
 
 # pass 1: flat-start ("end-to-end") LF-MMI on whole utterances (Hadian et al. 2018)
-step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --egs-dir exp/chain/egs_e2e
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type e2e --egs-dir $exp_dir/chain/egs_e2e
       --num-epochs "$chain_e2e_num_epochs" --e2e-minibatch-size "$chain_e2e_minibatch_size"
-      $train_data $ivdir exp/chain exp/chain/tdnn_e2e)
-"${stamp[@]}" run exp/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/egs_e2e/.stamp \
-  --stale exp/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) exp/chain/log/train_e2e.log "${step[@]}"
-grep '^train_chain:' exp/chain/log/train_e2e.log
+      $train_data $ivdir $exp_dir/chain $exp_dir/chain/tdnn_e2e)
+"${stamp[@]}" run $exp_dir/chain/tdnn_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" $exp_dir/chain/egs_e2e/.stamp \
+  --stale $exp_dir/chain/tdnn_e2e/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) $exp_dir/chain/log/train_e2e.log "${step[@]}"
+grep '^train_chain:' $exp_dir/chain/log/train_e2e.log
 
 # phone alignments from the flat-start model give the chunks their numerators
-step=(steps/chain/align.sh --device "$device" --egs-dir exp/chain/egs_e2e
-      $train_data exp/chain exp/chain/tdnn_e2e/final.pt exp/chain/ali_e2e)
-"${stamp[@]}" run exp/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/tdnn_e2e/.stamp \
-  exp/chain/egs_e2e/.stamp -- $cuda_cmd $(job_opts chain_train) exp/chain/log/align.log "${step[@]}"
-grep '^chain_align:' exp/chain/log/align.log
+step=(steps/chain/align.sh --device "$device" --egs-dir $exp_dir/chain/egs_e2e
+      $train_data $exp_dir/chain $exp_dir/chain/tdnn_e2e/final.pt $exp_dir/chain/ali_e2e)
+"${stamp[@]}" run $exp_dir/chain/ali_e2e/.stamp --opt "step=${step[*]}" "${train_in[@]}" $exp_dir/chain/tdnn_e2e/.stamp \
+  $exp_dir/chain/egs_e2e/.stamp -- $cuda_cmd $(job_opts chain_train) $exp_dir/chain/log/align.log "${step[@]}"
+grep '^chain_align:' $exp_dir/chain/log/align.log
 
 # the chunks of pass 2 with their numerators, written once by nj jobs (Kaldi's get_egs.sh)
 step=(steps/chain/get_egs.sh --nj "$nj" --cmd "$train_cmd $(job_opts default)" --num-utts-subset "$chain_num_valid_utts"
-      --ali-dir exp/chain/ali_e2e --model exp/chain/tdnn_e2e/final.pt $train_data $ivdir exp/chain exp/chain/egs)
-"${stamp[@]}" run exp/chain/egs/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
+      --ali-dir $exp_dir/chain/ali_e2e --model $exp_dir/chain/tdnn_e2e/final.pt $train_data $ivdir $exp_dir/chain $exp_dir/chain/egs)
+"${stamp[@]}" run $exp_dir/chain/egs/.stamp --opt "step=${step[*]}" "${train_in[@]}" $exp_dir/chain/ali_e2e/.stamp \
   -- "${step[@]}"
 
 # pass 2: the tdnn_1g recipe proper, from the pass-1 model
-step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --egs-dir exp/chain/egs
-      --ali exp/chain/ali_e2e/ali.pt --input-model exp/chain/tdnn_e2e/final.pt
+step=(steps/train_chain.sh "${train_opts[@]}" --egs-type chunk --egs-dir $exp_dir/chain/egs
+      --ali $exp_dir/chain/ali_e2e/ali.pt --input-model $exp_dir/chain/tdnn_e2e/final.pt
       --num-epochs "$chain_num_epochs" --num-chunk-per-minibatch "$chain_num_chunk_per_minibatch"
-      $train_data $ivdir exp/chain exp/chain/tdnn)
-"${stamp[@]}" run exp/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" exp/chain/ali_e2e/.stamp \
-  exp/chain/egs/.stamp --stale exp/chain/tdnn/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) \
-  exp/chain/log/train.log "${step[@]}"
-grep '^train_chain:' exp/chain/log/train.log
+      $train_data $ivdir $exp_dir/chain $exp_dir/chain/tdnn)
+"${stamp[@]}" run $exp_dir/chain/tdnn/.stamp --opt "step=${step[*]}" "${train_in[@]}" $exp_dir/chain/ali_e2e/.stamp \
+  $exp_dir/chain/egs/.stamp --stale $exp_dir/chain/tdnn/checkpoint.pt -- $cuda_cmd $(job_opts chain_train) \
+  $exp_dir/chain/log/train.log "${step[@]}"
+grep '^train_chain:' $exp_dir/chain/log/train.log
 
 for x in dev test; do
   step=(steps/chain/decode_per.sh --device "$device"
-        --online-ivector-dir exp/nnet3/ivectors_tedlium_$x --train-text data/tedlium_train/text
-        exp/chain/tdnn/final.pt data/tedlium_$x exp/chain data/lang_chain exp/chain/tdnn/decode_$x)
-  "${stamp[@]}" run exp/chain/tdnn/decode_$x/.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp \
-    data/tedlium_$x/.feats.stamp data/tedlium_$x/text exp/nnet3/ivectors_tedlium_$x/.stamp data/tedlium_train/text \
-    exp/chain/den.stamp data/lang_chain/phones.txt data/lang_chain/lexiconp.txt \
-    -- $decode_cmd $(job_opts decode) exp/chain/tdnn/log/decode_$x.log "${step[@]}"
-  echo "tedlium_$x: $(cat exp/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat exp/chain/tdnn/decode_$x/per_lm_only.txt))"
+        --online-ivector-dir $exp_dir/nnet3/ivectors_tedlium_$x --train-text $data_dir/tedlium_train/text
+        $exp_dir/chain/tdnn/final.pt $data_dir/tedlium_$x $exp_dir/chain $data_dir/lang_chain $exp_dir/chain/tdnn/decode_$x)
+  "${stamp[@]}" run $exp_dir/chain/tdnn/decode_$x/.stamp --opt "step=${step[*]}" $exp_dir/chain/tdnn/.stamp \
+    $data_dir/tedlium_$x/.feats.stamp $data_dir/tedlium_$x/text $exp_dir/nnet3/ivectors_tedlium_$x/.stamp $data_dir/tedlium_train/text \
+    $exp_dir/chain/den.stamp $data_dir/lang_chain/phones.txt $data_dir/lang_chain/lexiconp.txt \
+    -- $decode_cmd $(job_opts decode) $exp_dir/chain/tdnn/log/decode_$x.log "${step[@]}"
+  echo "tedlium_$x: $(cat $exp_dir/chain/tdnn/decode_$x/per.txt)   (no acoustics: $(cat $exp_dir/chain/tdnn/decode_$x/per_lm_only.txt))"
 done
 
 # word decoding (Kaldi's local/ted_train_lm.sh, utils/mkgraph.sh --self-loop-scale 1.0, steps/nnet3/decode.sh
@@ -113,29 +113,29 @@ if [ -n "$decode_lm_arpa" ]; then
   arpa=$decode_lm_arpa
   [ -f "$arpa" ] || { echo "$0: decode.lm_arpa: no such file: $arpa" >&2; exit 1; }
 else
-  arpa=exp/chain/lm/lm.arpa.gz
+  arpa=$exp_dir/chain/lm/lm.arpa.gz
   step=(steps/chain/make_word_lm.sh --order "$decode_lm_order" --min-counts "$decode_lm_min_counts"
-        data/tedlium_train/text data/lang_chain $arpa)
-  "${stamp[@]}" run exp/chain/lm/.stamp --opt "step=${step[*]}" data/tedlium_train/text data/lang_chain/.stamp \
-    -- $train_cmd exp/chain/log/make_word_lm.log "${step[@]}"
-  grep '^make_word_lm:' exp/chain/log/make_word_lm.log
+        $data_dir/tedlium_train/text $data_dir/lang_chain $arpa)
+  "${stamp[@]}" run $exp_dir/chain/lm/.stamp --opt "step=${step[*]}" $data_dir/tedlium_train/text $data_dir/lang_chain/.stamp \
+    -- $train_cmd $exp_dir/chain/log/make_word_lm.log "${step[@]}"
+  grep '^make_word_lm:' $exp_dir/chain/log/make_word_lm.log
 fi
-graph=exp/chain/tdnn/graph
-step=(utils/mkgraph.sh data/lang_chain exp/chain "$arpa" $graph)
-"${stamp[@]}" run $graph/.stamp --opt "step=${step[*]}" data/lang_chain/.stamp exp/chain/den.stamp "$arpa" \
-  -- $train_cmd exp/chain/log/mkgraph.log "${step[@]}"
-grep '^mkgraph:' exp/chain/log/mkgraph.log
+graph=$exp_dir/chain/tdnn/graph
+step=(utils/mkgraph.sh $data_dir/lang_chain $exp_dir/chain "$arpa" $graph)
+"${stamp[@]}" run $graph/.stamp --opt "step=${step[*]}" $data_dir/lang_chain/.stamp $exp_dir/chain/den.stamp "$arpa" \
+  -- $train_cmd $exp_dir/chain/log/mkgraph.log "${step[@]}"
+grep '^mkgraph:' $exp_dir/chain/log/mkgraph.log
 for x in dev test; do
-  step=(steps/chain/decode.sh --nj "$nj" --cmd "$decode_cmd" --online-ivector-dir exp/nnet3/ivectors_tedlium_$x
+  step=(steps/chain/decode.sh --nj "$nj" --cmd "$decode_cmd" --online-ivector-dir $exp_dir/nnet3/ivectors_tedlium_$x
         --beam "$decode_beam" --lattice-beam "$decode_lattice_beam" --max-active "$decode_max_active"
         --min-lmwt "$decode_min_lmwt" --max-lmwt "$decode_max_lmwt" --word-ins-penalty "$decode_word_ins_penalty"
         --device "$device" --rescore-arpa "$decode_rescore_arpa"
-        exp/chain/tdnn/final.pt $graph data/tedlium_$x exp/chain/tdnn/decode_$x)
-  "${stamp[@]}" run exp/chain/tdnn/decode_$x/.wer.stamp --opt "step=${step[*]}" exp/chain/tdnn/.stamp $graph/.stamp \
-    data/tedlium_$x/.feats.stamp data/tedlium_$x/stm exp/nnet3/ivectors_tedlium_$x/.stamp \
+        $exp_dir/chain/tdnn/final.pt $graph $data_dir/tedlium_$x $exp_dir/chain/tdnn/decode_$x)
+  "${stamp[@]}" run $exp_dir/chain/tdnn/decode_$x/.wer.stamp --opt "step=${step[*]}" $exp_dir/chain/tdnn/.stamp $graph/.stamp \
+    $data_dir/tedlium_$x/.feats.stamp $data_dir/tedlium_$x/stm $exp_dir/nnet3/ivectors_tedlium_$x/.stamp \
     ${decode_rescore_arpa:+"$decode_rescore_arpa"} -- "${step[@]}"
-  echo "tedlium_$x: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 exp/chain/tdnn/decode_$x/wer)"))   (no acoustics: graph $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_no_acoustics), LM $(cut -d' ' -f2 exp/chain/tdnn/decode_$x/wer_lm_only))"
+  echo "tedlium_$x: $(cut -d' ' -f1-13 $exp_dir/chain/tdnn/decode_$x/wer) (best: $(basename "$(cut -d' ' -f14 $exp_dir/chain/tdnn/decode_$x/wer)"))   (no acoustics: graph $(cut -d' ' -f2 $exp_dir/chain/tdnn/decode_$x/wer_no_acoustics), LM $(cut -d' ' -f2 $exp_dir/chain/tdnn/decode_$x/wer_lm_only))"
   if [ -n "$decode_rescore_arpa" ]; then
-    echo "tedlium_$x rescored: $(cut -d' ' -f1-13 exp/chain/tdnn/decode_${x}_rescore/wer)"
+    echo "tedlium_$x rescored: $(cut -d' ' -f1-13 $exp_dir/chain/tdnn/decode_${x}_rescore/wer)"
   fi
 done

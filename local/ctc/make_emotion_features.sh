@@ -14,13 +14,13 @@ config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
-model=exp/ctc/ds_$ctc_net/final.pt
+model=$exp_dir/ctc/ds_$ctc_net/final.pt
 [ -f $model ] || { echo "$0: no $model; run stage 8 first" >&2; exit 1; }
-utils/copy_data_dir.sh data/iemocap_all data/iemocap_all_mfcc26
+utils/copy_data_dir.sh $data_dir/iemocap_all $data_dir/iemocap_all_mfcc26
 steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" --compress "$features_compress" \
-  data/iemocap_all_mfcc26 exp/make_mfcc/iemocap_all_mfcc26 mfcc
-steps/ctc/make_bottleneck_features.sh --nj "$nj" --cmd "$train_cmd" "$ctc_layer" data/iemocap_all_mfcc26 \
-  data/iemocap_all_ds_${ctc_net}_$ctc_layer $model exp/make_bnf/iemocap_all_ds_${ctc_net}_$ctc_layer \
-  mfcc/ds_${ctc_net}_$ctc_layer
+  $data_dir/iemocap_all_mfcc26 $exp_dir/make_mfcc/iemocap_all_mfcc26 $mfcc_dir
+steps/ctc/make_bottleneck_features.sh --nj "$nj" --cmd "$train_cmd" "$ctc_layer" $data_dir/iemocap_all_mfcc26 \
+  $data_dir/iemocap_all_ds_${ctc_net}_$ctc_layer $model $exp_dir/make_bnf/iemocap_all_ds_${ctc_net}_$ctc_layer \
+  $mfcc_dir/ds_${ctc_net}_$ctc_layer
 steps/make_opensmile.sh --nj "$nj" --cmd "$train_cmd" --feature-set "$paper2_opensmile_feature_set" \
-  data/iemocap_all data/iemocap_all_$paper2_opensmile_feature_set exp/make_opensmile/iemocap_all mfcc/opensmile
+  $data_dir/iemocap_all $data_dir/iemocap_all_$paper2_opensmile_feature_set $exp_dir/make_opensmile/iemocap_all $mfcc_dir/opensmile

@@ -22,18 +22,18 @@ config=conf/mini.yaml
 cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
-dir=exp/ctc/ds_$ctc_net
+dir=$exp_dir/ctc/ds_$ctc_net
 mkdir -p $dir/log
 for x in $ctc_train_set tedlium_dev tedlium_test; do
-  utils/copy_data_dir.sh data/$x data/${x}_mfcc26
+  utils/copy_data_dir.sh $data_dir/$x $data_dir/${x}_mfcc26
   steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$ctc_mfcc_config" --compress "$features_compress" \
-    data/${x}_mfcc26 exp/make_mfcc/${x}_mfcc26 mfcc
+    $data_dir/${x}_mfcc26 $exp_dir/make_mfcc/${x}_mfcc26 $mfcc_dir
 done
 
 # training and each decoding are redone unless their stamps (ser.io.stamp) record the same command and
 # inputs; a training killed with the same options resumes from its checkpoint, with others it starts again
 stamp=(python -m ser.bin.stamp)
-train=data/${ctc_train_set}_mfcc26
+train=$data_dir/${ctc_train_set}_mfcc26
 step=(steps/ctc/train.sh --net "$ctc_net" --device "$device"
       --epochs "$ctc_epochs" --learning-rate "$ctc_learning_rate" --max-frames "$ctc_max_frames"
       --num-valid-utts "$ctc_num_valid_utts" --valid-interval "$ctc_valid_interval" --dropout-rate "$ctc_dropout_rate"
@@ -43,8 +43,8 @@ step=(steps/ctc/train.sh --net "$ctc_net" --device "$device"
 grep '^train_ctc:' $dir/log/train_ctc.log
 
 for x in dev test; do
-  step=(steps/ctc/decode.sh --device "$device" $dir/final.pt data/tedlium_${x}_mfcc26 $dir/decode_$x)
-  "${stamp[@]}" run $dir/decode_$x/.stamp --opt "step=${step[*]}" $dir/.stamp data/tedlium_${x}_mfcc26/.feats.stamp \
-    data/tedlium_${x}_mfcc26/feats.scp data/tedlium_${x}_mfcc26/text -- $decode_cmd $(job_opts decode) $dir/log/decode_$x.log "${step[@]}"
+  step=(steps/ctc/decode.sh --device "$device" $dir/final.pt $data_dir/tedlium_${x}_mfcc26 $dir/decode_$x)
+  "${stamp[@]}" run $dir/decode_$x/.stamp --opt "step=${step[*]}" $dir/.stamp $data_dir/tedlium_${x}_mfcc26/.feats.stamp \
+    $data_dir/tedlium_${x}_mfcc26/feats.scp $data_dir/tedlium_${x}_mfcc26/text -- $decode_cmd $(job_opts decode) $dir/log/decode_$x.log "${step[@]}"
   grep '^decode_ctc:' $dir/log/decode_$x.log
 done

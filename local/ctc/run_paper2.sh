@@ -33,8 +33,8 @@ cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
 local/ctc/make_emotion_features.sh --config "$config"
-frame_feats=data/iemocap_all_ds_${ctc_net}_$ctc_layer
-utt_feats=data/iemocap_all_$paper2_opensmile_feature_set
+frame_feats=$data_dir/iemocap_all_ds_${ctc_net}_$ctc_layer
+utt_feats=$data_dir/iemocap_all_$paper2_opensmile_feature_set
 head_opts=(--epochs "$paper2_head_epochs" --learning-rate "$paper2_head_learning_rate"
            --segment-frames "$paper2_segment_frames" --seed "$paper2_seed")
 rf_opts=(--rf-trees "$paper2_rf_trees" --rf-max-depth "$paper2_rf_max_depth" --seed "$paper2_seed")
@@ -51,26 +51,26 @@ train_paper2() {  # <system> <feats> <folds-dir> <system-dir> [options...]
 train_and_score() {  # <system> <set> <protocol> <system-dir> [options...]
   local system=$1 set=$2 protocol=$3 dir=$4; shift 4
   local feats=$frame_feats; case $system in rf|majority) feats=$utt_feats;; esac
-  train_paper2 $system $feats data/$set/folds/$protocol $dir "$@"
-  local step=(steps/ser/score.sh --set $set --protocol $protocol data/$set $dir)
-  "${stamp[@]}" run $dir/.score.stamp --opt "step=${step[*]}" $dir/.stamp data/$set/utt2emo \
+  train_paper2 $system $feats $data_dir/$set/folds/$protocol $dir "$@"
+  local step=(steps/ser/score.sh --set $set --protocol $protocol $data_dir/$set $dir)
+  "${stamp[@]}" run $dir/.score.stamp --opt "step=${step[*]}" $dir/.stamp $data_dir/$set/utt2emo \
     -- $train_cmd $dir/log/score.log "${step[@]}"
   grep -v '^#' $dir/log/score.log | tail -n 1
 }
 
-$train_cmd exp/ser/log/make_folds_paper2.log steps/ser/make_folds.sh --protocol "$paper2_protocol" \
-  --seed "$paper2_seed" data/$paper2_set
-$train_cmd exp/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --protocol session \
-  --seed "$paper2_seed" data/iemocap_4cls_exc
-p2_system() {  # <system>: under paper 2's protocol, exp/ser/<system>
+$train_cmd $exp_dir/ser/log/make_folds_paper2.log steps/ser/make_folds.sh --protocol "$paper2_protocol" \
+  --seed "$paper2_seed" $data_dir/$paper2_set
+$train_cmd $exp_dir/ser/log/make_folds_4cls_session.log steps/ser/make_folds.sh --protocol session \
+  --seed "$paper2_seed" $data_dir/iemocap_4cls_exc
+p2_system() {  # <system>: under paper 2's protocol, $exp_dir/ser/<system>
   local opts=("${head_opts[@]}"); case $1 in rf|majority) opts=("${rf_opts[@]}");; esac
-  train_and_score $1 $paper2_set $paper2_protocol exp/ser/$1 "${opts[@]}"
+  train_and_score $1 $paper2_set $paper2_protocol $exp_dir/ser/$1 "${opts[@]}"
 }
-p2_fig3() {  # Fig. 3: ds_dense_lstm against segment length (the paper2.segment_frames point is exp/ser/ds_dense_lstm)
+p2_fig3() {  # Fig. 3: ds_dense_lstm against segment length (the paper2.segment_frames point is $exp_dir/ser/ds_dense_lstm)
   local n
   for n in $paper2_fig3_segment_frames; do
     [ "$n" = "$paper2_segment_frames" ] && continue
-    train_paper2 ds_dense_lstm $frame_feats data/$paper2_set/folds/$paper2_protocol exp/paper2_fig3/seg$n \
+    train_paper2 ds_dense_lstm $frame_feats $data_dir/$paper2_set/folds/$paper2_protocol $exp_dir/paper2_fig3/seg$n \
       "${head_opts[@]}" --segment-frames $n
   done
 }
@@ -79,11 +79,11 @@ p2_fig3() {  # Fig. 3: ds_dense_lstm against segment length (the paper2.segment_
 # baseline and best head under paper 1's protocol (iemocap_4cls_exc, session folds).
 lane1() {
   p2_system majority; p2_system rf; p2_system ds_dense
-  train_and_score rf iemocap_4cls_exc session exp/ser/rf_4cls_session "${rf_opts[@]}"
+  train_and_score rf iemocap_4cls_exc session $exp_dir/ser/rf_4cls_session "${rf_opts[@]}"
 }
 lane2() {
   p2_system ds_lstm; p2_system ds_dense_dense; p2_system ds_dense_lstm
-  train_and_score ds_dense_lstm iemocap_4cls_exc session exp/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
+  train_and_score ds_dense_lstm iemocap_4cls_exc session $exp_dir/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
   p2_fig3
 }
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -92,7 +92,7 @@ lane2 & pid2=$!
 rc=0; wait $pid1 || rc=1; wait $pid2 || rc=1
 [ $rc -eq 0 ] || { echo "$0: a training or scoring failed (its log is named above)" >&2; exit 1; }
 # paper 1's tdnn_l12 under paper 2's protocol
-local/ser/run_tdnn.sh --config "$config" --folds data/$paper2_set/folds/$paper2_protocol --systems tdnn_l12 \
+local/ser/run_tdnn.sh --config "$config" --folds $data_dir/$paper2_set/folds/$paper2_protocol --systems tdnn_l12 \
   --suffix "_${paper2_set#iemocap_}_$paper2_protocol"
-$train_cmd exp/ser/log/paper2_tables.log steps/ser/make_paper2_tables.sh data/$paper2_set exp
-cat exp/ser/paper2_table2.md
+$train_cmd $exp_dir/ser/log/paper2_tables.log steps/ser/make_paper2_tables.sh $data_dir/$paper2_set $exp_dir
+cat $exp_dir/ser/paper2_table2.md

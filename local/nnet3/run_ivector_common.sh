@@ -30,25 +30,25 @@ cd "$(dirname "$0")/../.."
 
 # each output is redone unless its stamp (ser.io.stamp, written last) records the same options and inputs
 stamp=(python -m ser.bin.stamp)
-ie=exp/nnet3/extractor
-train=data/tedlium_train_sp
+ie=$exp_dir/nnet3/extractor
+train=$data_dir/tedlium_train_sp
 ie_stamp=($ie/.stamp --opt "num_gauss=$ivector_num_gauss" --opt "dim=$ivector_dim" --opt "num_iters=$ivector_num_iters"
           --opt "ubm_num_frames=$ivector_ubm_num_frames" $train/feats.scp $train/utt2spk $train/.feats.stamp)
-mkdir -p exp/nnet3/log
+mkdir -p $exp_dir/nnet3/log
 if ! "${stamp[@]}" check "${ie_stamp[@]}"; then
   "${stamp[@]}" clear "${ie_stamp[@]}"
-  awk 'NR % 4 == 1' $train/utt2spk > exp/nnet3/train_subset.list
-  utils/subset_data_dir.sh --utt-list exp/nnet3/train_subset.list $train ${train}_subset
-  $train_cmd $(job_opts ubm) exp/nnet3/log/pca.log steps/online/get_pca_transform.sh \
-    --num-threads "$jobs_ubm_num_threads" --device "$device" ${train}_subset exp/nnet3/pca
+  awk 'NR % 4 == 1' $train/utt2spk > $exp_dir/nnet3/train_subset.list
+  utils/subset_data_dir.sh --utt-list $exp_dir/nnet3/train_subset.list $train ${train}_subset
+  $train_cmd $(job_opts ubm) $exp_dir/nnet3/log/pca.log steps/online/get_pca_transform.sh \
+    --num-threads "$jobs_ubm_num_threads" --device "$device" ${train}_subset $exp_dir/nnet3/pca
   # the trainers drive their jobs ($train_cmd JOB=1:$nj, logs exp/nnet3/{diag_ubm,extractor}/log/) from this
   # machine, as Kaldi's scripts do; the driver's own log is run.pl's (the local backend)
-  $local_cmd exp/nnet3/log/diag_ubm.log steps/online/train_diag_ubm.sh --cmd "$train_cmd $(job_opts ubm)" \
+  $local_cmd $exp_dir/nnet3/log/diag_ubm.log steps/online/train_diag_ubm.sh --cmd "$train_cmd $(job_opts ubm)" \
     --nj "$nj" --num-threads "$jobs_ubm_num_threads" --device "$device" \
-    --num-frames "$ivector_ubm_num_frames" ${train}_subset "$ivector_num_gauss" exp/nnet3/pca exp/nnet3/diag_ubm
-  $local_cmd exp/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh \
+    --num-frames "$ivector_ubm_num_frames" ${train}_subset "$ivector_num_gauss" $exp_dir/nnet3/pca $exp_dir/nnet3/diag_ubm
+  $local_cmd $exp_dir/nnet3/log/extractor.log steps/online/train_ivector_extractor.sh \
     --cmd "$train_cmd $(job_opts extractor)" --nj "$nj" --num-threads "$jobs_extractor_num_threads" \
-    --device "$device" --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" $train exp/nnet3/diag_ubm $ie
+    --device "$device" --ivector-dim "$ivector_dim" --num-iters "$ivector_num_iters" $train $exp_dir/nnet3/diag_ubm $ie
   "${stamp[@]}" write "${ie_stamp[@]}"
 fi
 # extract <data-dir> <ivector-dir> <utts-per-spk-max>: online i-vectors, redone when the extractor, the
@@ -59,7 +59,7 @@ extract() {
   if ! "${stamp[@]}" check "${iv_stamp[@]}"; then
     "${stamp[@]}" clear "${iv_stamp[@]}"
     # one job of --nj worker threads, one per CPU it asks for
-    $train_cmd $(job_opts ivector_extract) exp/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh \
+    $train_cmd $(job_opts ivector_extract) $exp_dir/nnet3/log/$(basename $2).log steps/online/extract_ivectors_online.sh \
       --nj "$jobs_ivector_extract_num_threads" --device "$device" --compress "$features_compress" \
       --utts-per-spk-max $3 $1 $ie $2
     "${stamp[@]}" write "${iv_stamp[@]}"
@@ -68,8 +68,8 @@ extract() {
 }
 for x in tedlium_train_sp_comb tedlium_dev tedlium_test iemocap_all; do
   upsm=-1; [ $x = tedlium_train_sp_comb ] && upsm=2   # pseudo-speakers of 2 utterances
-  extract data/$x exp/nnet3/ivectors_$x $upsm
+  extract $data_dir/$x $exp_dir/nnet3/ivectors_$x $upsm
 done
 # IEMOCAP both ways: per speaker with carry-over across the speaker's turns (above, as Kaldi's decoding) and
 # per utterance (--utts-per-spk-max 1: what one recording gets at inference; no turn borrows from another)
-extract data/iemocap_all exp/nnet3/ivectors_iemocap_all_utt 1
+extract $data_dir/iemocap_all $exp_dir/nnet3/ivectors_iemocap_all_utt 1

@@ -25,10 +25,10 @@ if [ $# -lt 2 ]; then
 fi
 sys=$1; iv=$2; shift 2
 
-data=data/$ser_set
-extractor=exp/nnet3/extractor
-d=exp/ser/$sys/final
-out=exp/ser/$sys/export
+data=$data_dir/$ser_set
+extractor=$exp_dir/nnet3/extractor
+d=$exp_dir/ser/$sys/final
+out=$exp_dir/ser/$sys/export
 mkdir -p $d/log
 $train_cmd $d/log/make_final_fold.log steps/ser/make_final_fold.sh \
   --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
@@ -39,8 +39,8 @@ step=(steps/ser/train.sh "$@" $data/folds/final/all $iv $ser_model $d)
   $data/folds/final/all/valid/utt2spk $data/utt2emo $iv/.stamp --stale $d/options.json -- $cuda_cmd $(job_opts ser_train) $d/log/train.log "${step[@]}"
 corpus="IEMOCAP"
 [ "$corpora_synthesize" = true ] && corpus="IEMOCAP layout, embedded synthetic corpus (stage 0)"
-step=(steps/ser/export.sh --system $sys --system-dir exp/ser/$sys --corpus "$corpus"
+step=(steps/ser/export.sh --system $sys --system-dir $exp_dir/ser/$sys --corpus "$corpus"
       --set "$ser_set" --protocol "$ser_protocol" $d/final.pt "$features_mfcc_config" $extractor $out)
-"${stamp[@]}" run $out/.stamp --opt "step=${step[*]}" $d/.stamp exp/ser/$sys/results.json "$features_mfcc_config" \
+"${stamp[@]}" run $out/.stamp --opt "step=${step[*]}" $d/.stamp $exp_dir/ser/$sys/results.json "$features_mfcc_config" \
   $extractor/.stamp -- $train_cmd $d/log/export.log "${step[@]}"
 echo "$out: exported (ser-infer --model $out <recordings>)"

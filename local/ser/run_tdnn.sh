@@ -61,7 +61,7 @@ if [ -n "$folds" ]; then
   [ -f "$folds/folds.json" ] && [ "$data" != "$folds" ] || { echo "$0: --folds $folds: expected <data-dir>/folds/<protocol> with folds.json" >&2; exit 1; }
   python -m ser.bin.make_ser_folds --check "$ser_labels" "$folds"   # disjoint speakers, every class
 else
-  data=data/$ser_set
+  data=$data_dir/$ser_set
   protocol=$ser_protocol
 fi
 set=$(basename "$data")
@@ -71,11 +71,11 @@ for f in "$model" "$data/feats.scp" "$data/utt2emo" "$ser_ivector_dir/ivector_on
   [ -f "$f" ] || { echo "$0: expected $f to exist (stages 1-6)" >&2; exit 1; }
 done
 
-mkdir -p exp/ser/log
+mkdir -p $exp_dir/ser/log
 if [ -z "$folds" ]; then
-  $train_cmd exp/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
+  $train_cmd $exp_dir/ser/log/make_folds.log steps/ser/make_folds.sh --protocol "$ser_protocol" \
     --num-valid-speakers "$ser_num_valid_speakers" --seed "$ser_seed" $data
-  grep '^data/' exp/ser/log/make_folds.log
+  grep "^$data_dir/" $exp_dir/ser/log/make_folds.log
 fi
 foldsdir=$data/folds/$protocol
 all_folds=$(find $foldsdir -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | tr '\n' ' ')
@@ -121,7 +121,7 @@ stamp=(python -m ser.bin.stamp)
 fold_in=("$model" "$foldsdir/folds.json")
 # each job is a script of one argv quoted with printf %q (exp/ser/log/jobs/<n>.sh), run as `bash <script>`:
 # no config or data value reaches a shell string unquoted (README, design notes)
-jobdir=exp/ser/log/jobs
+jobdir=$exp_dir/ser/log/jobs
 rm -rf $jobdir; mkdir -p $jobdir
 njobs=0
 for sys in $systems; do
@@ -129,7 +129,7 @@ for sys in $systems; do
   read -r -a opts <<< "$(system_opts $sys)"
   for fold in $(system_folds $sys); do
     [ -d "$foldsdir/$fold" ] || { echo "$0: no fold $fold in $foldsdir" >&2; exit 1; }
-    d=exp/ser/$sys$suffix/$fold
+    d=$exp_dir/ser/$sys$suffix/$fold
     mkdir -p $d/log
     {
       echo "set -e"
@@ -144,28 +144,28 @@ for sys in $systems; do
         -- bash $d/cmd.sh; echo; } > $jobdir/$njobs.sh
   done
 done
-echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: exp/ser/<system>/<fold>/log/)"
+echo "stage 7: $njobs of the (system, fold) trainings to run, $nj at a time (logs: $exp_dir/ser/<system>/<fold>/log/)"
 if [ "$njobs" -gt 0 ]; then
   # GPU jobs: each running one gets a GPU of its own (cmd.sh), on slurm --gres; memory and CPUs from jobs.ser_train
-  $cuda_cmd $(job_opts ser_train) --max-jobs-run "$nj" JOB=1:$njobs exp/ser/log/job.JOB.log bash $jobdir/JOB.sh
+  $cuda_cmd $(job_opts ser_train) --max-jobs-run "$nj" JOB=1:$njobs $exp_dir/ser/log/job.JOB.log bash $jobdir/JOB.sh
 fi
 
 for sys in $systems; do
-  dir=exp/ser/$sys$suffix
+  dir=$exp_dir/ser/$sys$suffix
   sys_folds=$(system_folds $sys)
   score_in=($dir/.score.stamp --opt "set=$set" --opt "protocol=$protocol" --opt "folds=$sys_folds"
             --opt "description=$(system_description $sys)" $data/utt2emo $(for f in $sys_folds; do echo $dir/$f/.stamp; done))
   if "${stamp[@]}" check "${score_in[@]}"; then continue; fi
   "${stamp[@]}" clear "${score_in[@]}"
-  $train_cmd exp/ser/log/write_meta_$sys$suffix.log steps/ser/write_meta.sh --set "$set" \
+  $train_cmd $exp_dir/ser/log/write_meta_$sys$suffix.log steps/ser/write_meta.sh --set "$set" \
     --protocol "$protocol" --folds "$sys_folds" --description "$(system_description $sys)" $dir
-  $train_cmd exp/ser/log/score_$sys$suffix.log steps/ser/score.sh $data $dir   # also exp/results.md
+  $train_cmd $exp_dir/ser/log/score_$sys$suffix.log steps/ser/score.sh $data $dir   # also $exp_dir/results.md
   "${stamp[@]}" write "${score_in[@]}"
-  grep "^$sys$suffix: UA" exp/ser/log/score_$sys$suffix.log
+  grep "^$sys$suffix: UA" $exp_dir/ser/log/score_$sys$suffix.log
 done
 [ -z "$folds" ] || exit 0
-$train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
-cat exp/ser/table3.md
+$train_cmd $exp_dir/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" $exp_dir/ser
+cat $exp_dir/ser/table3.md
 # the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
 case " $systems " in *" tdnn_l12_uttivec "*)
   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \

@@ -23,16 +23,16 @@ cd "$(dirname "$0")/../.."
 sys=$1
 [ -n "$corpora_xcorpus" ] || { echo "corpora.xcorpus is empty: no cross-corpus test"; exit 0; }
 
-export_dir=exp/ser/$sys/export
-data=data/xcorpus/$ser_set
+export_dir=$exp_dir/ser/$sys/export
+data=$data_dir/xcorpus/$ser_set
 train=$(basename "$corpora_iemocap")
 test=$(basename "$corpora_xcorpus")
-dir=exp/ser/${sys}_xcorpus
+dir=$exp_dir/ser/${sys}_xcorpus
 for f in $export_dir/model.json $data/utt2emo $data/wav.scp; do
   [ -f $f ] || { echo "$0: expected $f to exist (stage 1 prepares $corpora_xcorpus; stage 7 exports)" >&2; exit 1; }
 done
 mkdir -p $dir/log
-echo "train=$train test=$test export=$export_dir data=$data train_data=data/$ser_set" > $dir/log/options.new
+echo "train=$train test=$test export=$export_dir data=$data train_data=$data_dir/$ser_set" > $dir/log/options.new
 if [ -f $dir/results.json ] && cmp -s $dir/log/options.new $dir/log/options \
    && [ -z "$(find $export_dir/model.json $data/utt2emo $data/wav.scp -newer $dir/results.json)" ]; then
   echo "$dir: up to date"
@@ -42,6 +42,6 @@ fi
 $train_cmd $dir/log/infer.log steps/ser/infer.sh --allow-pipes true --vad false --model $export_dir --format kaldi \
   --output $dir/$test/infer --device "$device" --num-threads 1 $data
 $train_cmd $dir/log/score.log steps/ser/score_xcorpus.sh --train-corpus "$train" --test-corpus "$test" \
-  --train-data "data/$ser_set" $export_dir $dir/$test/infer $data $dir
+  --train-data "$data_dir/$ser_set" $export_dir $dir/$test/infer $data $dir
 mv $dir/log/options.new $dir/log/options
 grep "^${sys}_xcorpus: " $dir/log/score.log   # the overlap found with the training set, then the scores

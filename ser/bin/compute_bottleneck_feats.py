@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ser.cli import add_device_argument, run_main, setup_logging
 from ser.io.atomic import atomic_open
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
 from ser.nnet.model_io import load_deepspeech_model
+from ser.progress import progress
 from ser.train.ctc_data import length_buckets, pad_batch
 from ser.io.batching import LazyMatrixTable, Table
 from ser.io.prefetch import prefetch
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{a.data}/feats.scp: {feats.dim}-dim features, the model takes {model.config.feat_dim}")
     t0, frames = time.time(), {}
     with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp") as w:
-        for utt, m in tqdm(layer_outputs(model, feats, a.layer, a.device), total=len(d.utts),
+        for utt, m in progress(layer_outputs(model, feats, a.layer, a.device), total=len(d.utts),
                            desc=Path(a.data).name, mininterval=10):
             if not np.isfinite(m).all():
                 raise ValueError(f"{a.data}: utterance {utt}: non-finite {a.layer} output")

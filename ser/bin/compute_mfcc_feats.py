@@ -26,7 +26,6 @@ import zlib
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.features.mfcc import MfccOptions, compute_mfcc
@@ -35,6 +34,7 @@ from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
+from ser.progress import progress
 
 log = logging.getLogger("compute_mfcc_feats")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, seconds, n_ok = time.time(), 0.0, 0
     frames: dict[str, int] = {}
     with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp", compress=a.compress) as w:
-        for utt, wave in tqdm(iter_utterance_audio(d, fs, stats, effects=sox_effects), total=len(d.utts),
+        for utt, wave in progress(iter_utterance_audio(d, fs, stats, effects=sox_effects), total=len(d.utts),
                               desc=Path(a.data).name,
                               mininterval=10, file=sys.stderr):
             g = torch.Generator().manual_seed(zlib.crc32(utt.encode()))

@@ -15,7 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-from tqdm import tqdm
 
 from ser.cli import run_main, setup_logging
 from ser.features.opensmile import FEATURE_SETS, OpenSmileExtractor
@@ -23,6 +22,7 @@ from ser.features.perturb import sox_effects
 from ser.io.audio import AudioStats, iter_utterance_audio
 from ser.io.datadir import DataDir
 from ser.io.tables import ArkScpWriter
+from ser.progress import progress
 
 log = logging.getLogger("compute_opensmile_feats")
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     d = DataDir.load(a.data)
     stats, t0, seconds, n = AudioStats(), time.time(), 0.0, 0
     with ArkScpWriter(f"{a.out_prefix}.ark", f"{a.out_prefix}.scp") as w:
-        for utt, wave in tqdm(iter_utterance_audio(d, a.sample_frequency, stats, effects=sox_effects),
+        for utt, wave in progress(iter_utterance_audio(d, a.sample_frequency, stats, effects=sox_effects),
                               total=len(d.utts),
                               desc=Path(a.data).name, mininterval=10):
             w.write(utt, smile(wave, f"{a.data}: utterance {utt}"))

@@ -40,15 +40,15 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import ser
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.infer.audio import AUDIO_EXTENSIONS, Recording, list_recordings
 from ser.infer.recognizer import Classification, EmotionRecognizer
-from ser.infer.timeline import NO_SPEECH, Timeline
+from ser.infer.timeline import NO_SPEECH, LevelMeter, Timeline
 from ser.infer.vad import SpeechDetector, VadOptions
 from ser.io.atomic import atomic_open
+from ser.progress import progress, write as progress_write
 
 PROG = "ser-infer"  # the console script's name, in usage and error lines (ser.cli.prog_name)
 log = logging.getLogger("ser_infer")
@@ -206,8 +206,10 @@ def classify(rec: EmotionRecognizer, r, a: argparse.Namespace, names: dict[str, 
     """One recording: its decision (and its timeline files with --timeline)."""
     if a.timeline is None:
         return rec.classify_blocks(r.blocks(), r.id, r.where)
-    fp = rec.frame_posteriors(r.blocks(), r.id, r.where)
+    meter = LevelMeter()   # the timeline's level strip
+    fp = rec.frame_posteriors(meter(r.blocks()), r.id, r.where)
     tl = Timeline.from_frames(fp, rec.labels, a.window, a.shift)
+    tl.level = meter.level_db()
     out = Path(a.timeline) / names[r.id]
     tl.write_png(out.with_name(out.name + ".png"), rec.shown_labels)
     tl.write_csv(out.with_name(out.name + ".csv"))
@@ -228,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.timeline is not None:
         Path(a.timeline).mkdir(parents=True, exist_ok=True)
     results, failed, seconds, t0 = [], 0, 0.0, time.perf_counter()
-    for r in tqdm(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
+    for r in progress(recordings, desc="recordings", disable=len(recordings) < 20, mininterval=10, file=sys.stderr):
         try:
             res = classify(rec, r, a, names)
         except (ValueError, OSError, RuntimeError) as e:
-            tqdm.write(f"{PROG}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            progress_write(f"{PROG}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
             failed += 1
             continue
         results.append(res)

@@ -15,7 +15,6 @@ handed to the system's sox if one is installed (later on the PATH), else it is a
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import sys

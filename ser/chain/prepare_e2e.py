@@ -30,7 +30,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ser.chain.chain_dir import ChainDir
 from ser.chain.den_graph import DenGraph, create_den_fsa
@@ -42,6 +41,7 @@ from ser.chain.topo import PdfMap, biphone_stats
 from ser.io.atomic import atomic_write_text
 from ser.io.stamp import digest, file_digest
 from ser.io.torch_io import save_torch
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _load_data(data_dir: str | Path) -> tuple[dict[str, str], dict[str, int]]:
     elif d.feats:
         from ser.io.tables import read_matrix
 
-        frames = {u: int(read_matrix(r).shape[0]) for u, r in tqdm(d.feats.items(), desc="frames", leave=False)}
+        frames = {u: int(read_matrix(r).shape[0]) for u, r in progress(d.feats.items(), desc="frames", leave=False)}
     else:
         raise ValueError(f"{data_dir}: need utt2num_frames or feats.scp for the numerator graphs")
     return d.text, frames
@@ -173,7 +173,7 @@ def _numerator_graphs(utts: list[str], words: dict[str, list[str]], frames: dict
         return ChainDir.load(out).num_graphs.graphs, skipped
     norm = Normalizer(den)
     graphs, nof, skipped = {}, {}, {}
-    for u in tqdm(utts, desc="numerator graphs", disable=len(utts) < 200):
+    for u in progress(utts, desc="numerator graphs", disable=len(utts) < 200):
         if u not in frames:
             skipped[u] = "no frame count"
             continue

@@ -59,9 +59,10 @@ from torch import nn
 from ser.config import SerConfig
 from ser.emotion.frames import FrameEgs, FrameMinibatch, context_of, utterance_outputs
 from ser.emotion.graft import GraftedModel
+from ser.emotion.plots import plot_curve
 from ser.emotion.voting import vote
 from ser.eval.metrics import unweighted_accuracy, weighted_accuracy
-from ser.io.atomic import atomic_open, atomic_write_text
+from ser.io.atomic import atomic_write_text
 from ser.io.batching import FeatureSet, MatrixTable, gather_frames
 from ser.io.torch_io import save_torch
 from ser.nnet.tdnnf import KaldiBatchNorm
@@ -301,33 +302,9 @@ class SerTrainer(Task):
             return figures
         save_torch(dict(self.model.to_dict(), valid=figures, labels=self.class_names),
                    self.out_dir / "final.pt")
-        plot_curve(history, best["epoch"], self.out_dir / "training_curve.png")
+        plot_curve(history, best["epoch"], self.out_dir / "training_curve.png",   # exp/ser/<system>/<fold>
+                   f"{self.out_dir.parent.name}, fold {self.out_dir.name}", self.model.head.output.out_features)
         atomic_write_text(self.out_dir / "valid.json",
                           json.dumps(dict(figures, history=history), indent=1) + "\n")
         return figures
 
-
-def plot_curve(history: Sequence[dict[str, float]], best_epoch: int, path: Path) -> None:
-    """Loss (left) and accuracies (right) per epoch; the selected epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(ep, [h["valid_loss"] for h in history], "s-", label="valid")
-    a.set(xlabel="epoch", ylabel="frame cross-entropy", title="loss")
-    b.plot(ep, [h["train_frame_acc"] for h in history], "o-", label="train frame acc")
-    b.plot(ep, [h["valid_frame_acc"] for h in history], "s-", label="valid frame acc")
-    b.plot(ep, [h["valid_ua"] for h in history], "^-", label="valid utterance UA")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (a, b):
-        ax.axvline(best_epoch, color="grey", ls="--", lw=1)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)

@@ -308,24 +308,46 @@ def summarise(out: SystemOutputs) -> dict:
     return res
 
 
-def write_confusion_png(path: Path, matrix: np.ndarray, labels: list[str], title: str) -> None:
-    """Row-normalised confusion as a heat map with percentages in the cells (paper 1's Fig. 1)."""
+PROTOCOL_NAMES = {"session": "leave one session out", "speaker": "leave one speaker out"}
+
+
+def confusion_title(res: dict) -> str:
+    """``confusion.png``'s title: system, set, protocol (folds), and what the cells hold."""
+    protocol = res.get("protocol")
+    how = PROTOCOL_NAMES.get(protocol, protocol or "no protocol")
+    folds = len(res["folds"])
+    if protocol in PROTOCOL_NAMES:
+        how += f", {folds} fold{'s' if folds != 1 else ''}"
+    pooled = f" of the {folds} folds" if folds > 1 else ""
+    return f"{res['system']}: {res['set']}, {how}\nrow % of the {res['pooled']['n']} test utterances{pooled} (count)"
+
+
+def write_confusion_png(path: Path, counts: np.ndarray, labels: list[str], title: str) -> None:
+    """Confusion matrix of ``counts`` [true, predicted]: each cell its row percentage and its count, the
+    colour the row percentage (colorbar in %), ``title`` above (paper 1's Fig. 1 layout).  A row
+    without utterances is shown as n/a."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pct = 100 * np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
-    ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{pct[i, j]:.1f}%", ha="center", va="center",
+    counts = np.asarray(counts, dtype=np.int64)
+    rows = counts.sum(1, keepdims=True)
+    pct = np.divide(100.0 * counts, rows, out=np.full(counts.shape, np.nan), where=rows > 0)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.3 * k + 3, 1.2 * k + 1.8))
+    im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("% of the true class")
+    for i in range(k):
+        for j in range(k):
+            text = "n/a" if np.isnan(pct[i, j]) else f"{pct[i, j]:.1f}%\n({counts[i, j]})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=10,
                     color="white" if pct[i, j] > 50 else "black")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), [f"{lab} ({n})" for lab, n in zip(labels, rows[:, 0])])
     ax.set_xlabel("Predicted label")
-    ax.set_ylabel("True label")
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("True label (utterances)")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100, metadata={"Software": None})
@@ -386,7 +408,8 @@ def results_markdown(res: dict) -> str:
             "| ref \\ decided | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     for lab, row in zip(labels, res["confusion_mean"]):
         out.append(f"| {lab} | " + " | ".join(fmt_pct(x) for x in row) + " |")
-    out += ["", "![confusion matrix](confusion.png)", ""]
+    out += ["", "The figure pools the test utterances of all folds (row % and count per cell):", "",
+            "![confusion matrix](confusion.png)", ""]
     return "\n".join(out)
 
 
@@ -413,9 +436,8 @@ def score_system(system_dir: str | os.PathLike, ref_utt2emo: str | os.PathLike |
     res["valid"] = meta.get("valid")
     res["utterances"] = {u: [f, out.labels[r], out.labels[h], sp]
                          for u, f, r, h, sp in sorted(zip(out.utts, out.fold_of, out.ref, out.hyp, out.spk))}
-    title = f"{res['system']}: mean of {len(out.folds)} fold(s), row-normalised"
-    write_confusion_png(system_dir / "confusion.png", np.array(res["confusion_mean"]),
-                        shown_labels(res["set"], out.labels), title)
+    write_confusion_png(system_dir / "confusion.png", np.array(res["pooled"]["confusion"]),
+                        shown_labels(res["set"], out.labels), confusion_title(res))
     atomic_write_text(system_dir / "results.md", results_markdown(res))
     atomic_write_text(system_dir / "results.json", json.dumps(res, indent=1) + "\n")
     log.info("%s: UA %s (pooled %s) over %d fold(s)", res["system"],

@@ -61,7 +61,7 @@ from ser.infer.audio import SAMPLE_RATE, file_blocks, signal_blocks
 from ser.emotion.graft import load_grafted
 from ser.infer.export import SYNTHETIC_CORPUS, read_export
 from ser.infer.frame_net import FrameNet
-from ser.infer.timeline import NO_SPEECH, Timeline
+from ser.infer.timeline import NO_SPEECH, LevelMeter, Timeline
 from ser.infer.vad import SpeechDetector, VadOptions, VadStream, speech_mask
 from ser.io.audio import AudioError
 from ser.io.batching import FeatureSet, MatrixTable, model_inputs
@@ -423,11 +423,14 @@ class EmotionRecognizer:
     def timeline(self, source: str | Path | np.ndarray, sample_rate: int | None = None,
                  window: float = 2.0, shift: float = 0.5, name: str | None = None):
         """:class:`ser.infer.timeline.Timeline` of a file or a signal: sliding-window posteriors."""
+        meter = LevelMeter(SAMPLE_RATE)   # the level strip of write_png
         if isinstance(source, (str, Path)):
-            fp = self.frame_posteriors(file_blocks(source), name or str(source), str(source))
+            fp = self.frame_posteriors(meter(file_blocks(source)), name or str(source), str(source))
         else:
             if sample_rate is None:
                 raise ValueError("timeline of a signal needs its sample_rate")
-            fp = self.frame_posteriors(signal_blocks(source, sample_rate, name or "signal"), name or "signal")
-        return Timeline.from_frames(fp, self.labels, window, shift)
+            fp = self.frame_posteriors(meter(signal_blocks(source, sample_rate, name or "signal")), name or "signal")
+        tl = Timeline.from_frames(fp, self.labels, window, shift)
+        tl.level = meter.level_db()
+        return tl
 

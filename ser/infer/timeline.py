@@ -55,6 +55,33 @@ def window_posteriors(post: torch.Tensor, frame_period: float, window: float, sh
     return starts, out
 
 
+LEVEL_PERIOD = 0.01      # seconds per value of the level strip (Kaldi's frame shift)
+LEVEL_FLOOR_DB = -90.0   # the strip's floor (digital silence is -inf dBFS)
+
+
+class LevelMeter:
+    """Passes 16 kHz mono sample blocks (int16 units, as the recognizer reads them) through and keeps the RMS
+    level of every LEVEL_PERIOD seconds in dB relative to full scale (32768): :attr:`Timeline.level`."""
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.hop = int(round(sample_rate * LEVEL_PERIOD))
+        self.mean_squares: list[np.ndarray] = []
+        self.rest = np.zeros(0)
+
+    def __call__(self, blocks):
+        for x in blocks:
+            y = np.concatenate([self.rest, np.asarray(x, dtype=np.float64).reshape(-1)])
+            n = len(y) // self.hop * self.hop
+            self.mean_squares.append((y[:n].reshape(-1, self.hop) ** 2).mean(1))
+            self.rest = y[n:]
+            yield x
+
+    def level_db(self) -> np.ndarray:
+        ms = self.mean_squares + ([np.array([(self.rest ** 2).mean()])] if len(self.rest) else [])
+        ms = np.concatenate(ms) if ms else np.zeros(0)
+        return 10 * np.log10(np.maximum(ms, 1e-30) / 32768.0 ** 2)
+
+
 @dataclass
 class Segment:
     start: float
@@ -74,6 +101,7 @@ class Timeline:
     window: float
     shift: float
     duration: float
+    level: np.ndarray | None = None   # signal level, dBFS every LEVEL_PERIOD s (LevelMeter): write_png's strip
 
     @classmethod
     def from_frames(cls, fp, labels: list[str], window: float = 2.0, shift: float = 0.5) -> "Timeline":
@@ -114,33 +142,51 @@ class Timeline:
             f.write(buf.getvalue())
 
     def write_png(self, path, shown: list[str] | None = None) -> None:
-        """Posterior of each class over the window centres; the decided class shaded.  ``shown``: the
-        legend's class names (an export's ``shown_labels``, ser.eval.classes), default the labels."""
+        """Posterior of each class over the window centres, the decided class shaded behind them, and below,
+        when :attr:`level` is set, the signal level (dBFS every LEVEL_PERIOD s: where the silences are).
+        ``shown``: the legend's class names (an export's ``shown_labels``, ser.eval.classes), default the
+        labels."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
 
         colours = plt.get_cmap("tab10").colors
+        names = shown or self.labels
         minutes = self.duration > 600
         scale = 60.0 if minutes else 1.0
         t = (self.starts + min(self.window, self.duration) / 2) / scale
-        fig, ax = plt.subplots(figsize=(12, 3.5))
+        strip = self.level is not None and len(self.level) > 0
+        fig, axes = plt.subplots(2 if strip else 1, 1, figsize=(12, 4.6 if strip else 3.6), sharex=True, squeeze=False,
+                                 gridspec_kw={"height_ratios": [3, 1]} if strip else None)
+        ax = axes[0, 0]
         segs = self.segments()
         for s in segs:
             if s.label != NO_SPEECH:
                 ax.axvspan(s.start / scale, s.end / scale, color=colours[self.labels.index(s.label) % 10],
                            alpha=0.15, lw=0)
         shade_no_speech(ax, [(s.start / scale, s.end / scale) for s in segs if s.label == NO_SPEECH])
-        for k, lab in enumerate(shown or self.labels):
-            ax.plot(t, self.posteriors[:, k], color=colours[k % 10], lw=1, label=lab)
+        x, post = t, self.posteriors
+        if len(t) == 1:   # one window (a recording shorter than it, or as long): its posterior over all of it
+            x, post = np.array([0.0, self.duration / scale]), np.repeat(post, 2, axis=0)
+        for k, lab in enumerate(names):
+            ax.plot(x, post[:, k], color=colours[k % 10], lw=1.5, label=lab)
         ax.set(xlim=(0, self.duration / scale), ylim=(0, 1), ylabel="posterior",
-               xlabel="time (min)" if minutes else "time (s)",
-               title=f"{self.id}: {self.window:g} s windows every {self.shift:g} s (shaded: decided class)")
-        ax.legend(loc="upper right", ncol=len(self.labels), fontsize=8)
+               title=f"{self.id}: emotion posteriors of " + (f"{self.window:g} s windows every {self.shift:g} s"
+                                                             if len(t) > 1 else "one window, the whole recording"))
+        handles = ax.get_legend_handles_labels()[0]
+        handles.append(Patch(color="grey", alpha=0.3, label="shading: decided class"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
+        if strip:
+            lt = LEVEL_PERIOD * (np.arange(len(self.level)) + 0.5) / scale
+            lv = np.maximum(self.level, LEVEL_FLOOR_DB)
+            axes[1, 0].fill_between(lt, LEVEL_FLOOR_DB, lv, color="0.35", lw=0)
+            axes[1, 0].set(ylim=(LEVEL_FLOOR_DB, 0), ylabel="level (dBFS)")
+        axes[-1, 0].set_xlabel("time (min)" if minutes else "time (s)")
         fig.tight_layout()
         with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=90)
+            fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
 
 

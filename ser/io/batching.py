@@ -37,10 +37,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ser.io.tables import (MATRIX_HEAD_BYTES, TableError, decode_matrix, encode_matrix, matrix_header,
                            read_matrix, read_scp)
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class MatrixTable:
             raise ValueError(f"{scp}: no entry for utterance {missing[0]!r} ({len(missing)} missing)")
         order = sorted(range(len(keys)), key=lambda i: _ark_sort_key(table[keys[i]]))
         mats: list[np.ndarray | None] = [None] * len(keys)
-        for i in tqdm(order, desc=desc, disable=len(keys) < 500, leave=False):
+        for i in progress(order, desc=desc, disable=len(keys) < 500, leave=False):
             m = read_matrix(table[keys[i]])
             if m.ndim != 2 or m.shape[0] == 0:
                 raise ValueError(f"{scp}: utterance {keys[i]!r} has an empty or non-matrix entry")

@@ -153,14 +153,14 @@ def read_feats(d: DataDir, utt: str) -> np.ndarray:
 def iter_speaker_batches(d: DataDir, spk_utts: list[tuple[str, list[str]]], max_frames: int,
                          device: torch.device, progress: str | None = None) -> Iterator[UttBatch]:
     """Yield batches made of whole speakers, each about ``max_frames`` frames (at least one speaker)."""
-    from tqdm import tqdm
+    from ser.progress import progress as show_progress
 
     utts: list[str] = []
     spks: list[str] = []
     mats: list[np.ndarray] = []
     n = 0
     dim = None
-    it = tqdm(spk_utts, desc=progress, unit="spk", disable=progress is None, leave=False)
+    it = show_progress(spk_utts, desc=progress, unit="spk", disable=progress is None, leave=False)
     for spk, us in it:
         for u in us:
             m = read_feats(d, u)

@@ -35,7 +35,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
@@ -43,6 +42,7 @@ from ser.chain.topo import PdfMap
 from ser.chain.viterbi import viterbi_batch
 from ser.io.batching import load_features, model_inputs
 from ser.io.torch_io import load_torch, save_torch
+from ser.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def align_data(model: torch.nn.Module, data, graphs: Mapping[str, ChainGraph], p
     failed = []
     tot_frames, tot_score = 0, 0.0
     try:
-        for batch in tqdm(batches, desc="align", disable=len(batches) < 5, leave=False):
+        for batch in progress(batches, desc="align", disable=len(batches) < 5, leave=False):
             n_out = (data.feats.lengths[data.utt_index(batch)] + fsf - 1) // fsf
             x, iv = model_inputs(data, batch, model)  # per-frame online i-vectors
             y = model(x.to(device), None if iv is None else iv.to(device), outputs=("output",))["output"]

@@ -87,6 +87,7 @@ from ser.chain.numerator import numerator_forward_backward
 from ser.chain.objective import LFMMILoss
 from ser.config import ChainConfig
 from ser.io.atomic import atomic_write_text
+from ser.jobs import log_header, open_log
 from ser.io.torch_io import save_torch
 from ser.nnet.model_io import save_chain_model
 from ser.nnet.orthonormal import apply_orthonormal_constraint
@@ -232,7 +233,7 @@ class ChainTrainer:
             return
         self._close_log()
         (self.out_dir / "log").mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.out_dir / "log" / f"train.{it}.log", "a", encoding="utf-8")
+        self._log_file = open_log(self.out_dir / "log" / f"train.{it}.log")
         self._log_iter = it
 
     def _close_log(self) -> None:
@@ -367,7 +368,7 @@ class ChainTrainer:
 
     def _write_compute_prob(self, name: str, it: int, res: dict[str, float]) -> None:
         text = compute_prob_text(res)
-        atomic_write_text(self.out_dir / "log" / f"compute_prob_{name}.{it}.log", text)
+        atomic_write_text(self.out_dir / "log" / f"compute_prob_{name}.{it}.log", log_header() + text)
         for line in text.splitlines():
             self._log(f"compute_prob_{name}.{it}: {line}")
 

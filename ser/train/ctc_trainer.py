@@ -45,6 +45,7 @@ from ser.ctc.text import decode_ids
 from ser import ddp
 from ser.config import CtcConfig
 from ser.io.atomic import atomic_open, atomic_write_text
+from ser.jobs import open_log
 from ser.nnet.deepspeech import DeepSpeechModel
 from ser.nnet.model_io import save_deepspeech_model
 from ser.train.ctc_data import CtcBatches, CtcData, CtcMinibatch
@@ -264,7 +265,7 @@ class CtcTrainer(Task):
         writes ``final.pt`` at the end.  Returns the last point of the curve."""
         (self.out_dir / "log").mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            self._log_file = open(self.out_dir / "log" / "train.log", "a", encoding="utf-8")
+            self._log_file = open_log(self.out_dir / "log" / "train.log")
         try:
             return self._train(data, held_out, resume, max_steps)
         finally:

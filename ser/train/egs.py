@@ -58,13 +58,13 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ser.chain.graph import ChainGraph
 from ser.chain.numerator import NumeratorGraphBatch
 from ser.chain.supervision import TOLERANCE, make_chunk_supervision
 from ser.io.batching import FeatureSet, ModelContext, model_inputs
 from ser.io.prefetch import prefetch
+from ser.progress import progress
 from ser.train.egs_shards import EgsShard
 from ser.train.minibatch import ChainMinibatch
 
@@ -572,7 +572,7 @@ def make_chunk_examples(data: FeatureSet, alignment, pdf_map, normalizer, left_c
     graphs: list[ChainGraph] = []
     skipped: dict[str, int] = {}
     too_short = 0
-    for u in tqdm(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
+    for u in progress(cand, desc="chunk supervision", disable=len(cand) < 200, leave=False):
         T = data.num_frames(u)
         n_out = (T + fsf - 1) // fsf
         seg = alignment.segments(u)

@@ -47,10 +47,10 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ser import ddp
 from ser.io.torch_io import load_torch, save_torch
+from ser.progress import progress
 from ser.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class Loop:
     def _bar(self, it: Iterator[Any], n: int) -> Iterator[Any]:
         if not self.progress:
             return it
-        return tqdm(it, total=n - self.state.step_in_epoch, desc=f"epoch {self.state.epoch}", mininterval=10,
+        return progress(it, total=n - self.state.step_in_epoch, desc=f"epoch {self.state.epoch}", mininterval=10,
                     file=sys.stderr, disable=self.rank > 0)
 
     def _after_step(self, epoch: int, k: int, last_of_call: bool) -> None:

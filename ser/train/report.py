@@ -57,29 +57,33 @@ def write_report(history: Sequence[dict[str, float]], report_dir: str | os.PathL
     for h in history:
         lines.append("\t".join(f"{h[k]:.6g}" if k in h else "nan" for k in PROGRESS_KEYS))
     atomic_write_text(rep / "progress.tsv", "\n".join(lines) + "\n")
-    plot_training_curve(history, rep / "training_curve.png")
+    plot_training_curve(history, rep / "training_curve.png", f"LF-MMI training of {rep.parent}")
 
 
-def plot_training_curve(history: Sequence[dict[str, float]], path: str | os.PathLike) -> None:
-    """PNG of the train/valid chain and xent objectives per iteration (Kaldi's report/)."""
+def plot_training_curve(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str = "") -> None:
+    """PNG of the train/valid chain and xent objectives per iteration (Kaldi's report/), ``title`` above."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, kind, title in ((axes[0], "objf", "chain log-probability ('output')"),
+    for ax, kind, panel in ((axes[0], "objf", "chain log-probability ('output')"),
                             (axes[1], "xent", "cross-entropy ('output-xent')")):
         for name, style in (("train", "-o"), ("valid", "-s")):
             pts = [(h["iter"], h[f"{name}_{kind}"]) for h in history if f"{name}_{kind}" in h]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name, markersize=3)
         ax.set_xlabel("iteration")
-        ax.set_ylabel("per frame")
-        ax.set_title(title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("per frame (nats)")
+        ax.set_title(panel)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # a run killed before its first diagnostics has none
             ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
