@@ -150,7 +150,7 @@ if run_stage 3; then
       --compress "$features_compress" data/$x exp/make_mfcc/$x mfcc
   done
   # the emotion sets are views of iemocap_all: give them its features
-  for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
+  for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_agree iemocap_impro_agree; do
     utils/copy_feats_from.sh data/iemocap_all data/$x
   done
   # chain training drops utterances shorter than a chunk: concatenate short segments (Kaldi's stage 3)

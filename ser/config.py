@@ -181,7 +181,7 @@ class CtcConfig:
 class Paper2Config:
     """Stage 9: paper 2's features, heads and baselines (local/ctc/run_paper2.sh; paper 2 §4)."""
     opensmile_feature_set: Literal["eGeMAPSv02", "IS09_emotion"] = "eGeMAPSv02"  # paper 2 names no set
-    set: str = "iemocap_impro_agree"               # paper 2: improvised turns every annotator agrees on
+    set: str = "iemocap_agree"                     # paper 2's Table 1: every turn all evaluators agree on
     protocol: Literal["session", "speaker"] = "speaker"   # paper 2: leave one speaker out
     head_epochs: int = 30                          # passes over the training part (best on validation kept)
     head_learning_rate: float = 0.001              # Adam

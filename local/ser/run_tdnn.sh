@@ -4,7 +4,7 @@
 #   local/ser/run_tdnn.sh [--config conf/mini.yaml] [--folds DIR --systems "S ..." --suffix _X]
 #                                                         (from the recipe directory; needs stages 1-6)
 #   --folds DIR       run on the folds of another set and protocol, made by another stage (stage 9 runs
-#                     tdnn_l12 on paper 2's data/iemocap_impro_agree/folds/speaker); default: make
+#                     tdnn_l12 on paper 2's data/iemocap_agree/folds/speaker); default: make
 #                     data/$ser_set/folds/$ser_protocol here
 #   --systems "S ..." the systems to run (default: ser.systems)
 #   --suffix _X       system directories exp/ser/<system>_X (default: none); the tables and the export are
