@@ -15,6 +15,8 @@
 #   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-chain), the layer-selection folds    (Table 2)
 #   tdnn_scratch      the same network from random initialisation, every layer at the full rate (Table 3)
 #   tdnn_l12_uttivec  as tdnn_l12 with per-utterance online i-vectors (what one recording gets)
+#   tdnn_l12_noivec   as tdnn_l12 without i-vectors: MFCC only, the pretrained body's i-vector input removed
+#                     (ser.emotion.graft.without_ivector_input), paired with tdnn_l12 in exp/results.md
 # Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $cuda_cmd:
 # steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
@@ -51,7 +53,7 @@ cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
 [ -n "$systems" ] || systems=$ser_systems
-known_systems="tdnn_l12 tdnn_l13 tdnn_prefinal tdnn_scratch tdnn_l12_uttivec"  # as ser.config.SER_SYSTEMS
+known_systems="tdnn_l12 tdnn_l13 tdnn_prefinal tdnn_scratch tdnn_l12_uttivec tdnn_l12_noivec"  # as ser.config.SER_SYSTEMS
 for sys in $systems; do
   case " $known_systems " in *" $sys "*) ;; *) echo "$0: unknown system $sys (known: $known_systems)" >&2; exit 1 ;; esac
 done
@@ -85,12 +87,12 @@ system_folds() {  # Table 2's systems on paper 1's layer-selection folds, every 
   case $1 in tdnn_l13|tdnn_prefinal) [ -z "$folds" ] && echo "$ser_layer_selection_folds" && return ;; esac
   echo "$all_folds"
 }
-system_ivectors() {
-  case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *) echo "$ser_ivector_dir" ;; esac
+system_ivectors() {  # none: no i-vector input (train_ser, decode_ser)
+  case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *_noivec) echo none ;; *) echo "$ser_ivector_dir" ;; esac
 }
 system_opts() {
   case $1 in
-    tdnn_l12|tdnn_l12_uttivec) echo "--layer $ser_layer --primary-lr-factor $ser_primary_lr_factor" ;;
+    tdnn_l12|tdnn_l12_uttivec|tdnn_l12_noivec) echo "--layer $ser_layer --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_l13) echo "--layer tdnnf13 --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_prefinal) echo "--layer $ser_prefinal_layer --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_scratch) echo "--layer $ser_layer --primary-lr-factor 1.0 --from-scratch true" ;;
@@ -104,6 +106,7 @@ system_description() {
     tdnn_prefinal) echo "as tdnn_l12 on $ser_prefinal_layer (layer selection, paper 1 Table 2)" ;;
     tdnn_scratch) echo "the tdnn_l12 network from random initialisation, every layer at the full rate (no pretraining)" ;;
     tdnn_l12_uttivec) echo "as tdnn_l12 with per-utterance online i-vectors" ;;
+    tdnn_l12_noivec) echo "as tdnn_l12 without i-vectors (MFCC only; the body's i-vector input removed)" ;;
   esac
 }
 train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs "$ser_num_epochs"
@@ -138,9 +141,10 @@ for sys in $systems; do
       printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" \
         --num-threads "$jobs_ser_train_num_threads" "$foldsdir/$fold/test" "$iv" $d; echo
     } > $d/cmd.sh
-    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp"; then continue; fi
+    iv_in=(); [ "$iv" = none ] || iv_in=("$iv/.stamp")
+    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "${iv_in[@]}"; then continue; fi
     njobs=$((njobs + 1))
-    { printf '%q ' "${stamp[@]}" run $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp" --stale $d/options.json \
+    { printf '%q ' "${stamp[@]}" run $d/.stamp $d/cmd.sh "${fold_in[@]}" "${iv_in[@]}" --stale $d/options.json \
         -- bash $d/cmd.sh; echo; } > $jobdir/$njobs.sh
   done
 done

@@ -27,6 +27,7 @@ TABLE2_ROWS = [("tdnn_prefinal", "Prefinal", "prefinal"), ("tdnn_l13", "13th TDN
                ("tdnn_l12", "12th TDNN", "tdnnf12")]
 TABLE3_ROWS = [("tdnn_l12", "ASR transfer learning (tdnn_l12)"),
                ("tdnn_l12_uttivec", "ASR transfer, per-utterance i-vectors (tdnn_l12_uttivec)"),
+               ("tdnn_l12_noivec", "ASR transfer without i-vectors, MFCC only (tdnn_l12_noivec)"),
                ("tdnn_scratch", "Same network without pretraining (tdnn_scratch)")]
 
 
