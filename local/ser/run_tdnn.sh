@@ -20,7 +20,7 @@
 # Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $cuda_cmd:
 # steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
-# exp/ser/table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
+# exp/ser/table1.md (the set's classes per session), table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
 # other corpus corpora.xcorpus (local/ser/score_xcorpus.sh -> exp/ser/tdnn_l12_uttivec_xcorpus).
 # Resumable: a fold whose stamp records the same commands, model, folds and i-vectors is skipped (and a
 # system's scoring whose stamp records the same fold stamps), an unfinished training resumes from its
@@ -168,8 +168,9 @@ for sys in $systems; do
   grep "^$sys$suffix: UA" exp/ser/log/score_$sys$suffix.log
 done
 [ -z "$folds" ] || exit 0
-$train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" exp/ser
-cat exp/ser/table3.md
+$train_cmd exp/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" \
+  --set-dir $data --labels "$ser_labels" exp/ser
+cat exp/ser/table1.md exp/ser/table3.md
 # the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
 case " $systems " in *" tdnn_l12_uttivec "*)
   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \

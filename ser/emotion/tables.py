@@ -1,5 +1,8 @@
-"""Paper 1's Tables 2 and 3 from the systems' ``results.json`` (ser.eval.scoring) and ``meta.json``.
+"""Paper 1's Tables 1, 2 and 3: Table 1 from the prepared set, Tables 2 and 3 from the systems'
+``results.json`` (ser.eval.scoring) and ``meta.json``.
 
+* Table 1 -- per-session class counts of the prepared set (``data/iemocap_4cls_exc``: ang, exc shown as
+  ``hap(exc)``, neu, sad), with the shares, beside paper 1's counts on the real corpus.
 * Table 2 -- the layer the head reads, trained on sessions 1-4 and tested on session 5
   (``tdnn_prefinal``, ``tdnn_l13`` and the Ses05 fold of ``tdnn_l12``).  The paper chose the layer
   on this test session; the table adds each layer's validation UA (speakers of sessions 1-4),
@@ -17,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.eval.classes import shown_labels
 from ser.eval.report import PAPER1
 from ser.eval.scoring import fmt_pct, fmt_pm
 from ser.io.atomic import atomic_write_text
+from ser.io.datadir import DataDir, DataDirError
 
 # system, the paper's row name, the key of the paper's Table 2 figure (its row; "prefinal" is read as
 # tdnn_1g's prefinal-chain, the 1024-dim prefinal-layer: conf ser.prefinal_layer, README)
@@ -29,6 +34,47 @@ TABLE3_ROWS = [("tdnn_l12", "ASR transfer learning (tdnn_l12)"),
                ("tdnn_l12_uttivec", "ASR transfer, per-utterance i-vectors (tdnn_l12_uttivec)"),
                ("tdnn_l12_noivec", "ASR transfer without i-vectors, MFCC only (tdnn_l12_noivec)"),
                ("tdnn_scratch", "Same network without pretraining (tdnn_scratch)")]
+
+
+def _count_rows(counts: dict[str, list[int]]) -> list[str]:
+    """Rows ``| <session> | n_1 | ... | total |`` of per-session class counts, then the total and the
+    shares (% of the total) per class."""
+    rows = [f"| {s} | " + " | ".join(map(str, c)) + f" | {sum(c)} |" for s, c in counts.items()]
+    total = [sum(col) for col in zip(*counts.values())]
+    n = sum(total)
+    rows.append("| total | " + " | ".join(map(str, total)) + f" | {n} |")
+    rows.append("| share % | " + " | ".join(f"{100 * t / n:.1f}" if n else "n/a" for t in total) + " | 100 |")
+    return rows
+
+
+def table1(set_dir: str | Path, labels: list[str]) -> str:
+    """Paper 1's Table 1: the prepared set's class counts per session (its ``utt2emo`` and ``utt2session``),
+    classes in ``labels`` order and shown as people read them (``hap(exc)``), beside the paper's counts."""
+    d = DataDir.load(set_dir)
+    for table in ("utt2emo", "utt2session"):
+        if not d.has(table):
+            raise DataDirError(f"{d.path}: no {table} (made by local/prepare_iemocap.sh)")
+    emo, sess = d.extra("utt2emo"), d.extra("utt2session")
+    bad = next((u for u in d.utts if emo.get(u) not in labels or u not in sess), None)
+    if bad is not None:
+        raise DataDirError(f"{d.path}: utterance {bad!r} has label {emo.get(bad)!r} or no session "
+                           f"(labels: {' '.join(labels)})")
+    counts = {s: [0] * len(labels) for s in sorted(set(sess[u] for u in d.utts))}
+    for u in d.utts:
+        counts[sess[u]][labels.index(emo[u])] += 1
+    shown = shown_labels(d.path.name, labels)
+    head = ["| session | " + " | ".join(shown) + " | total |", "|---" * (len(labels) + 2) + "|"]
+    paper = {s.replace("Ses0", "ses"): list(c) for s, c in PAPER1["table1"].items()}
+    return "\n".join([f"# Table 1: emotion classes per session of {d.path.name}", "", *head, *_count_rows(counts),
+                      "", "Paper 1, Table 1 (real IEMOCAP; its class exc is this table's hap(exc)):", "",
+                      "| session | ang | exc | neu | sad | total |", "|---|---|---|---|---|---|",
+                      *_count_rows(paper)]) + "\n"
+
+
+def write_table1(set_dir: str | Path, labels: list[str], out: str | Path) -> Path:
+    """Write paper 1's Table 1 of ``set_dir`` to ``out`` (exp/ser/table1.md)."""
+    atomic_write_text(out, table1(set_dir, labels))
+    return Path(out)
 
 
 def load_system(ser_dir: Path, system: str) -> dict | None:

@@ -39,6 +39,9 @@ PAPER1 = {  # Zhou & Beigi: TDNN-F transfer from TED-LIUM ASR, IEMOCAP 4 classes
     "per_session_ua": {"Ses01": 65.3, "Ses02": 78.9, "Ses03": 71.1, "Ses04": 73.9, "Ses05": 69.3},
     "table2_ses5": {"prefinal": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},  # rows: Table 2's
     "prior_work_ua": {"RNN-ELM": 63.9, "Conv-LSTM": 68.8, "CTC-BLSTM": 54.0},
+    # Table 1: per-session counts of its 4936-turn set, ang / exc (named hap) / neu / sad
+    "table1": {"Ses01": (229, 143, 384, 194), "Ses02": (137, 210, 362, 197), "Ses03": (240, 151, 320, 305),
+               "Ses04": (327, 238, 258, 143), "Ses05": (170, 299, 384, 245)},
 }
 P1_SET = "4 classes, ang / hap(exc) / neu / sad (4936 turns; hap(exc): IEMOCAP's excited, which paper 1 names hap)"
 P2_SET = ("turns all evaluators agree on, ang / hap / neu / sad (500 / 94 / 392 / 467: Table 1, every turn; "
