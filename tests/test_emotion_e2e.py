@@ -119,6 +119,8 @@ def test_stage7_end_to_end_killed_and_rerun(tmp_path):
     assert info["cross_validation"]["mean"]["ua"] == cv["ua"] and info["set"] == "iemocap_tiny"
     assert (ser / "tdnn_l12_uttivec/final/final.pt").is_file()
     assert "Transfer minus scratch" in (ser / "table3.md").read_text()
+    assert "| i-vectors minus none (tdnn_l12 - tdnn_l12_noivec) |" in (ser / "table3.md").read_text()
+    assert "| Ses01 |" in (ser / "table1.md").read_text()
     # without i-vectors: MFCC only (the body has no i-vector input), paired with tdnn_l12 on the same turns
     noivec = torch.load(ser / "tdnn_l12_noivec/Ses01/final.pt", weights_only=True)
     assert noivec["body_config"]["ivector_dim"] == 0 and noivec["body_config"]["lda_dim"] == 3 * FEAT_DIM + IVEC_DIM

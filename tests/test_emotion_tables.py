@@ -51,6 +51,7 @@ def _row(md: str, start: str) -> list[str]:
 def test_table3_mean_ua_is_the_mean_of_the_fold_uas(tmp_path):
     res = _write_system(tmp_path, "tdnn_l12", L12)
     _write_system(tmp_path, "tdnn_scratch", SCRATCH)
+    _write_system(tmp_path, "tdnn_l12_noivec", {"Ses01": SCRATCH["Ses01"]})   # tested on Ses01 only
     assert res["mean"]["ua"] == 0.75 and abs(res["pooled"]["ua"] - 7 / 12) < 1e-12  # the two figures differ
     _, t3 = write_tables(tmp_path)
     md = t3.read_text()
@@ -62,6 +63,8 @@ def test_table3_mean_ua_is_the_mean_of_the_fold_uas(tmp_path):
     assert row["mean WA %"] == "75.0"  # WA of the folds, (1 + 0.5) / 2; pooled 7 / 12
     diff = dict(zip(head, _row(md, "Transfer minus scratch")))
     assert (diff["Ses01"], diff["Ses02"], diff["mean UA % ± std"]) == ("50.0", "0.0", "25.0")
+    diff = dict(zip(head, _row(md, "i-vectors minus none")))   # 0.75 - 0.5: the means of their own folds
+    assert (diff["Ses01"], diff["Ses02"], diff["mean UA % ± std"]) == ("50.0", "n/a", "25.0")
 
 
 def test_table1_counts_the_prepared_set_per_session(tmp_path):
