@@ -135,7 +135,8 @@ def test_without_ivector_input_is_the_pretrained_network_fed_a_zero_ivector(tmp_
     body = without_ivector_input(pre)
     assert {k: v for k, v in pre.state_dict().items()}.keys() == before.keys()
     assert all(torch.equal(v, before[k]) for k, v in pre.state_dict().items())  # the pretrained model is untouched
-    assert body.config.ivector_dim == 0 and body.config.lda_dim == pre.layers["lda"].output_dim == 3 * FEAT_DIM + IVEC_DIM
+    assert body.config.ivector_dim == 0
+    assert body.config.lda_dim == pre.layers["lda"].output_dim == 3 * FEAT_DIM + IVEC_DIM
     state = body.state_dict()
     for k, v in before.items():  # every weight and BatchNorm statistic, the lda's MFCC columns and offset
         want = v[:, :3 * FEAT_DIM] if k == "layers.lda.weight" else v

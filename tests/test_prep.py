@@ -186,11 +186,14 @@ def test_real_iemocap_counts(tmp_path):
     # consensus c, so every count is bounded by the consensus counts of its part of the corpus, per speaker.
     # Table 1 is the all-turn set's: its 500 ang exceed the 289 improvised ang turns there are.
     #               ang  hap  neu  sad                      improvised (ang hap neu sad) | every turn
-    per_speaker = {"Ses01F": ((37, 18, 119, 43), (147, 69, 171, 78)), "Ses01M": ((25, 15, 104, 61), (82, 66, 213, 116)),
+    per_speaker = {"Ses01F": ((37, 18, 119, 43), (147, 69, 171, 78)),
+                   "Ses01M": ((25, 15, 104, 61), (82, 66, 213, 116)),
                    "Ses02F": ((7, 25, 90, 63), (67, 70, 135, 113)), "Ses02M": ((15, 29, 127, 37), (70, 47, 227, 84)),
-                   "Ses03F": ((22, 39, 95, 108), (92, 80, 130, 172)), "Ses03M": ((68, 21, 103, 82), (148, 55, 190, 133)),
+                   "Ses03F": ((22, 39, 95, 108), (92, 80, 130, 172)),
+                   "Ses03M": ((68, 21, 103, 82), (148, 55, 190, 133)),
                    "Ses04F": ((47, 10, 51, 41), (205, 31, 76, 62)), "Ses04M": ((37, 21, 123, 40), (122, 34, 182, 81)),
-                   "Ses05F": ((18, 56, 151, 73), (78, 77, 221, 132)), "Ses05M": ((13, 50, 136, 60), (92, 66, 163, 113))}
+                   "Ses05F": ((18, 56, 151, 73), (78, 77, 221, 132)),
+                   "Ses05M": ((13, 50, 136, 60), (92, 66, 163, 113))}
     four = ("ang", "hap", "neu", "sad")
     assert [sum(v[0][i] for v in per_speaker.values()) for i in range(4)] == [289, 284, 1099, 608]    # 2280
     assert [sum(v[1][i] for v in per_speaker.values()) for i in range(4)] == [1103, 595, 1708, 1084]  # 4490
@@ -199,7 +202,8 @@ def test_real_iemocap_counts(tmp_path):
     sets = {name: DataDir.load(tmp_path / name) for name in ("iemocap_impro_agree", "iemocap_agree")}
     emo = {name: d.extra("utt2emo") for name, d in sets.items()}
     assert emo["iemocap_impro_agree"].items() <= emo["iemocap_agree"].items()   # its improvised turns
-    assert {u for u, t in sets["iemocap_agree"].extra("utt2type").items() if t == "impro"} == set(emo["iemocap_impro_agree"])
+    impro = {u for u, t in sets["iemocap_agree"].extra("utt2type").items() if t == "impro"}
+    assert impro == set(emo["iemocap_impro_agree"])
     for name, part in (("iemocap_impro_agree", 0), ("iemocap_agree", 1)):
         count = Counter((sets[name].utt2spk[u], e) for u, e in emo[name].items())
         for spk, bounds in per_speaker.items():

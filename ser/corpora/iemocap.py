@@ -83,8 +83,9 @@ from ser.corpora.espeak import Prosody, add_noise, get_engine, map_fresh_process
 from ser.corpora import build_once
 from ser.corpora.tedlium import IEMOCAP_VOICES
 
-__all__ = ["IemocapConfig", "Cast", "IEMOCAP_CAST", "make_iemocap", "consensus", "annotate", "Dissent", "prior_arrays", "NAME", "CATEGORY", "CODE",
-           "EMOTION_PROSODY", "speaker_voice", "speaker_formant_scale", "speaker_microphone"]
+__all__ = ["IemocapConfig", "Cast", "IEMOCAP_CAST", "make_iemocap", "consensus", "annotate", "Dissent",
+           "prior_arrays", "NAME", "CATEGORY", "CODE", "EMOTION_PROSODY", "speaker_voice", "speaker_formant_scale",
+           "speaker_microphone"]
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +377,8 @@ def _synth_session(job: _SessionJob) -> list[tuple[str, str, str, float]]:
     return out
 
 
-def _synth_dialog(job: _SessionJob, setup: _SessionSetup, dissent: Dissent, root: Path, d_idx: int, dialog: str,
-                  n_turns: int) -> list[tuple[str, str, str, float]]:
+def _synth_dialog(job: _SessionJob, setup: _SessionSetup, dissent: Dissent, root: Path, d_idx: int,
+                  dialog: str, n_turns: int) -> list[tuple[str, str, str, float]]:
     """One dialog: its turns' wavs, its EmoEvaluation and transcription files."""
     import soundfile as sf
 
@@ -463,9 +464,9 @@ class Dissent:
     one evaluator (drawn) adds a confusable second category, and the consensus stays ``label`` (3 votes
     against 1).  The decisions are spread evenly over each speaker's turns of a label (systematic sampling
     with a seeded phase u: the i-th such turn keeps its agreement iff floor(u + (i+1) k) > floor(u + i k),
-    k = 1 - _DISSENT[label]), so every speaker keeps the share k of them up to one turn: the all-agree set
-    has the target class ratios in every speaker, not only in expectation over seeds.  Draws come from
-    streams of their own (seed, 16, session, speaker, label): the generator's other output is unchanged."""
+    k = 1 - _DISSENT[label]), so every speaker keeps the share k of its unanimous turns of each label up
+    to one turn, not only in expectation.  Draws come from streams of their own (seed, 16, session,
+    speaker, label): the generator's other output is unchanged."""
 
     def __init__(self, seed: int, session: int) -> None:
         self.seed, self.session = seed, session
@@ -478,7 +479,8 @@ class Dissent:
             return votes
         key = (sex, label)
         if key not in self.streams:
-            rng = np.random.default_rng([self.seed, 16, self.session, "FM".index(sex), list(_DISSENT).index(label)])
+            rng = np.random.default_rng([self.seed, 16, self.session, "FM".index(sex),
+                                         list(_DISSENT).index(label)])
             self.streams[key] = (rng, float(rng.random()))
         rng, u = self.streams[key]
         i, k = self.seen.get(key, 0), 1.0 - _DISSENT[label]

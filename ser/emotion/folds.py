@@ -16,9 +16,9 @@ sessions other than the test fold's session, so the validation set never shares 
 at the test fold.  They are drawn among the speakers holding every class of the set (a
 validation UA needs every class; in paper 2's all-agree set a rare class such as ``hap`` may
 miss some speakers), or among all of them when too few do (the trainers' fold check then names
-the missing class); on a set where every speaker holds every class the draw is the same.  One speaker is 1/8 of the training speakers (12.5% of the utterances on
-the real corpus, inside the 10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker
-protocol the test speaker's session partner stays in training; SpeechBrain instead uses the
+the missing class); on a set where every speaker holds every class the draw is the same.  One
+speaker is 1/8 of the training speakers (12.5% of the utterances on the real corpus, inside the
+10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker protocol the test speaker's session partner stays in training; SpeechBrain instead uses the
 partner as the validation speaker -- here the partner's session is the test fold's session,
 which the validation rule excludes.
 
