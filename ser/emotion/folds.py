@@ -18,9 +18,9 @@ validation UA needs every class; in paper 2's all-agree set a rare class such as
 miss some speakers), or among all of them when too few do (the trainers' fold check then names
 the missing class); on a set where every speaker holds every class the draw is the same.  One
 speaker is 1/8 of the training speakers (12.5% of the utterances on the real corpus, inside the
-10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker protocol the test speaker's session partner stays in training; SpeechBrain instead uses the
-partner as the validation speaker -- here the partner's session is the test fold's session,
-which the validation rule excludes.
+10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker protocol the test speaker's
+session partner stays in training; SpeechBrain instead uses the partner as the validation speaker --
+here the partner's session is the test fold's session, which the validation rule excludes.
 
 The ``final`` split (:func:`write_final_fold`) is the training data of a deployed model: every
 session, ``num_valid_speakers`` seeded validation speakers, no test part (issue 14).
