@@ -41,6 +41,13 @@
 #   precisions summed in another order, the LF-MMI denominator's scaling applied elsewhere) gave tdnn_l12
 #   35.4 ± 7.2, tdnn_l12_uttivec 43.3 ± 5.7, tdnn_scratch 30.7 ± 9.2: on ~110 test turns a fold moves by up
 #   to ~10 points between such runs.
+#   tdnn_l12_noivec, run later on a copy of a finished mini run (a655ecf: stages 0-6 and the other systems
+#   as there, whose tdnn_l12 gave 38.0 47.5 25.6 36.4 31.4 = 35.8 ± 8.2):
+#   tdnn_l12_noivec   48.9  37.7  56.9  46.3  28.5        43.7 ± 10.9     41.0       40.8
+#   paired with that tdnn_l12: pooled UA 43.3 against 33.3, +9.9, paired speaker bootstrap p 5e-4 (Holm 0.0035):
+#   on the embedded corpus the i-vectors (an extractor trained on 12 synthetic TED-LIUM voices) hurt.
+#   Its cost: 42.6-54.6 s CPU per fold's training (3-4 epochs, 12.4-14.2 s an epoch; tdnn_l12 there
+#   11.0-12.8 s an epoch) and ~5 s per decoding: ~280 CPU-s, about 2.3 min of stage 7 on 2 cores.
 # Stage 7 took 5 min 19 s on 2 idle cores in the latest fresh clone (cross-corpus scoring included).  With at most 6 epochs it took 7 min 48 s and
 # gave tdnn_l12 38.8 ± 8.4, tdnn_l12_uttivec 43.5 ± 5.9, tdnn_scratch 31.8 ± 9.1: 4 keeps the whole ./run.sh
 # under 25 minutes.  conf/paper.yaml: unmeasured.
