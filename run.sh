@@ -21,8 +21,8 @@
 #   6  LF-MMI pretraining of the TDNN-F: flat start on whole utterances (exp/chain/tdnn_e2e), alignment,
 #      then tdnn_1g chunk training (exp/chain/tdnn); phone error rates on dev/test (local/chain/run_tdnn.sh)
 #   7  paper 1: emotion head grafted on the pretrained TDNN-F, session folds, frame training, voting;
-#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec -> exp/ser/*, exp/ser/table{2,3}.md, exp/results.md;
-#      tdnn_l12_uttivec exported and tested on corpora.xcorpus -> exp/ser/tdnn_l12_uttivec_xcorpus
+#      tdnn_l12 / l13 / prefinal / scratch / l12_uttivec / l12_noivec -> exp/ser/*, exp/ser/table{1,2,3}.md,
+#      exp/results.md; tdnn_l12_uttivec exported and tested on corpora.xcorpus -> exp/ser/tdnn_l12_uttivec_xcorpus
 #      (local/ser/run_tdnn.sh)
 #   8  paper 2: DeepSpeech-style acoustic model trained with CTC on TED-LIUM (exp/ctc/ds_<net>); greedy
 #      CER/WER on dev/test (local/ctc/run_deepspeech.sh)
@@ -158,7 +158,7 @@ if run_stage 3; then
       --compress "$features_compress" $data_dir/$x $exp_dir/make_mfcc/$x $mfcc_dir
   done
   # the emotion sets are views of iemocap_all: give them its features
-  for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_impro_agree; do
+  for x in iemocap_4cls_exc iemocap_4cls_hapexc iemocap_agree iemocap_impro_agree; do
     utils/copy_feats_from.sh $data_dir/iemocap_all $data_dir/$x
   done
   # chain training drops utterances shorter than a chunk: concatenate short segments (Kaldi's stage 3)

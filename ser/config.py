@@ -142,7 +142,7 @@ class SerConfig:
     ivector_dir: str = "exp/nnet3/ivectors_iemocap_all"          # per-speaker online i-vectors
     utt_ivector_dir: str = "exp/nnet3/ivectors_iemocap_all_utt"  # per-utterance (tdnn_l12_uttivec)
     systems: list[str] = field(default_factory=lambda: ["tdnn_l12", "tdnn_l13", "tdnn_prefinal",
-                                                        "tdnn_scratch", "tdnn_l12_uttivec"])
+                                                        "tdnn_scratch", "tdnn_l12_uttivec", "tdnn_l12_noivec"])
     layer: str = "tdnnf12"                         # paper 1's 12th TDNN layer (Kaldi's name)
     prefinal_layer: str = "prefinal-chain"         # Table 2: paper 1's 1024-dim prefinal layer (README)
     layer_selection_folds: list[str] = field(default_factory=lambda: ["Ses05"])  # Table 2: test on session 5
@@ -186,7 +186,7 @@ class CtcConfig:
 class Paper2Config:
     """Stage 9: paper 2's features, heads and baselines (local/ctc/run_paper2.sh; paper 2 §4)."""
     opensmile_feature_set: Literal["eGeMAPSv02", "IS09_emotion"] = "eGeMAPSv02"  # paper 2 names no set
-    set: str = "iemocap_impro_agree"               # paper 2: improvised turns every annotator agrees on
+    set: str = "iemocap_agree"                     # paper 2's Table 1: every turn all evaluators agree on
     protocol: Literal["session", "speaker"] = "speaker"   # paper 2: leave one speaker out
     head_epochs: int = 30                          # passes over the training part (best on validation kept)
     head_learning_rate: float = 0.001              # Adam
@@ -297,7 +297,7 @@ def check_corpora(cfg: RecipeConfig, path: str | Path) -> None:
 
 
 # stage 7's systems (local/ser/run_tdnn.sh's known_systems)
-SER_SYSTEMS = ("tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec")
+SER_SYSTEMS = ("tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec", "tdnn_l12_noivec")
 _POS = (lambda v: v > 0, "must be > 0")
 _NONNEG = (lambda v: v >= 0, "must be >= 0")
 # range checks by key (for a list: of each item), after the type check; a violation names file and key

@@ -272,9 +272,9 @@ def test_iemocap_evaluation_and_transcriptions(iemo: Path) -> None:
         assert abs(sf.info(str(wav)).duration - (t["end"] - t["start"])) < 2e-4
     assert len(speakers) == 10 and index_parse_wrong > 0
     assert n_unanimous > 20 and n_split > 20
-    # agreement is bimodal: about half the turns are prototypical, every evaluator naming one same category
-    # (what paper 2's "all annotators agree" set keeps); the other half split
-    assert 0.38 < n_one_category / len(turns) < 0.62
+    # agreement is bimodal: about a third of the turns are prototypical, every evaluator naming one same
+    # category (what paper 2's "all annotators agree" set keeps; ~0.33 expected, class-dependent); the rest split
+    assert 0.22 < n_one_category / len(turns) < 0.45
     labels = Counter(t["label"] for t in turns)
     assert {"ang", "hap", "exc", "neu", "sad", "fru", "xxx"} <= set(labels)
     assert labels["neu"] > labels["hap"] and labels["fru"] > labels["hap"]
@@ -351,6 +351,63 @@ def test_iemocap_emotion_is_learnable_but_not_trivial(iemo: Path) -> None:
     print(f"n={len(y)} majority={majority:.3f} best-single-feature(train)={max(single):.3f} LR(5-fold)={lr:.3f}")
     assert max(single) < 0.75
     assert lr > majority + 0.1 and lr > 0.45
+
+
+def _annotation_model(seed: int, turns: int):
+    """The generator's labels without audio: (session, speaker, improvised?, votes, consensus) per turn,
+    from its own dialog plan, emotion draw, annotation and dissent (turn order and speakers as drawn here)."""
+    from ser.corpora import iemocap as gen
+
+    names, prior = gen.prior_arrays()
+    for job in gen._plan(IemocapConfig(seed=seed, turns=turns), Path("unused")):
+        dissent = gen.Dissent(seed, job.session)
+        for d_idx, (dialog, n) in enumerate(job.dialogs):
+            rng = np.random.default_rng([seed, 99, job.session, d_idx])
+            theme = None if "_script" in dialog else gen._IMPRO_THEME[int(dialog.split("_impro")[1][:2])]
+            for _ in range(n):
+                sex = "FM"[int(rng.integers(2))]
+                votes, label = gen.annotate(rng, gen._turn_emotion(rng, theme, names, prior))
+                yield job.session, sex, theme is not None, dissent(votes, label, sex), votes, label
+
+
+def test_iemocap_all_agree_set_has_paper2_table1_ratios() -> None:
+    """Paper 2's Table 1 counts the turns every evaluator agrees on: ang 500, hap 94, sad 467, neu 392 (1453
+    of IEMOCAP's 10,039 turns).  Expected over seeds, the generator's all-agree set over every turn has
+    those class ratios (34.4 / 6.5 / 32.1 / 27.0%) within 1.5 points and ~14.5% of the turns; the
+    dissent that shapes it never changes a consensus label (paper 1's set)."""
+    from ser.corpora.iemocap import consensus
+
+    agree, n_turns = Counter(), 0
+    for seed in range(12):
+        for _, _, _, votes, before, label in _annotation_model(seed, 1000):
+            n_turns += 1
+            assert consensus(votes) == label and consensus(before) == label
+            if label in ("ang", "hap", "neu", "sad") and all(v == [label] for v in votes):
+                agree[label] += 1
+    total = sum(agree.values())
+    table1 = {"ang": 500, "hap": 94, "sad": 467, "neu": 392}
+    for c, n in table1.items():
+        assert abs(agree[c] / total - n / 1453) < 0.015, (c, agree[c] / total, n / 1453)
+    assert abs(total / n_turns - 1453 / 10039) < 0.02, total / n_turns
+
+
+def test_dissent_spreads_over_each_speaker() -> None:
+    """Dissent keeps the share 1 - _DISSENT[label] of a speaker's unanimous turns of a label up to one
+    turn (systematic sampling), and adds exactly one second category to the turns it takes."""
+    from ser.corpora.iemocap import _DISSENT, Dissent
+
+    for seed in range(3):
+        d = Dissent(seed, 2)
+        for sex in "FM":
+            for label, p in _DISSENT.items():
+                n = 37 + seed
+                outs = [d([[label]] * 3, label, sex) for _ in range(n)]
+                kept = sum(o == [[label]] * 3 for o in outs)
+                assert abs(kept - n * (1 - p)) < 1, (label, kept, n * (1 - p))
+                for o in outs:
+                    assert o == [[label]] * 3 or (sum(v != [label] for v in o) == 1
+                                                  and [label] in o and any(len(v) == 2 and v[0] == label for v in o))
+        assert d([["ang"], ["fru"], ["ang"]], "ang", "F") == [["ang"], ["fru"], ["ang"]]  # not unanimous: as given
 
 
 # ---------------------------------------------------------------------------------------------------------

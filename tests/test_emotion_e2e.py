@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
-from emotion_data import CLASSES, save_tiny_model, write_tiny_set
+from emotion_data import CLASSES, FEAT_DIM, IVEC_DIM, save_tiny_model, write_tiny_set
 from infer_data import MFCC_CONF, voice, write_extractor, write_wav
 from ser.features.mfcc import MfccOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ["tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec"]
+SYSTEMS = ["tdnn_l12", "tdnn_l13", "tdnn_prefinal", "tdnn_scratch", "tdnn_l12_uttivec", "tdnn_l12_noivec"]
 CONFIG = """nj: 2
 device: cpu
 corpora:
@@ -27,7 +28,7 @@ ser:
   model: exp/chain/tdnn/final.pt
   ivector_dir: exp/nnet3/iv_spk
   utt_ivector_dir: exp/nnet3/iv_utt
-  systems: [tdnn_l12, tdnn_l13, tdnn_prefinal, tdnn_scratch, tdnn_l12_uttivec]
+  systems: [tdnn_l12, tdnn_l13, tdnn_prefinal, tdnn_scratch, tdnn_l12_uttivec, tdnn_l12_noivec]
   layer: tdnnf12
   prefinal_layer: prefinal-l
   layer_selection_folds: [Ses02]
@@ -118,6 +119,15 @@ def test_stage7_end_to_end_killed_and_rerun(tmp_path):
     assert info["cross_validation"]["mean"]["ua"] == cv["ua"] and info["set"] == "iemocap_tiny"
     assert (ser / "tdnn_l12_uttivec/final/final.pt").is_file()
     assert "Transfer minus scratch" in (ser / "table3.md").read_text()
+    assert "| i-vectors minus none (tdnn_l12 - tdnn_l12_noivec) |" in (ser / "table3.md").read_text()
+    assert "| Ses01 |" in (ser / "table1.md").read_text()
+    # without i-vectors: MFCC only (the body has no i-vector input), paired with tdnn_l12 on the same turns
+    noivec = torch.load(ser / "tdnn_l12_noivec/Ses01/final.pt", weights_only=True)
+    assert noivec["body_config"]["ivector_dim"] == 0 and noivec["body_config"]["lda_dim"] == 3 * FEAT_DIM + IVEC_DIM
+    assert json.loads((ser / "tdnn_l12_noivec/Ses01/options.json").read_text())["ivector_dir"] == "none"
+    cells = next(ln for ln in (ref / "exp/results.md").read_text().splitlines()
+                 if ln.startswith("| tdnn_l12_noivec |")).split(" | ")
+    assert cells[12][0] in "+-" and "vs" not in cells[12] and cells[13][0].isdigit(), cells   # ΔUA, its p
     assert "| 13th TDNN | tdnnf13 |" in (ser / "table2.md").read_text()
     # the cross-corpus test of the export (corpora.xcorpus): ser-infer on data/xcorpus/<set>, scored, a row
     xc = json.loads((ser / "tdnn_l12_uttivec_xcorpus/results.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 
 import pytest
@@ -73,6 +74,32 @@ def test_a_written_split_is_redone_when_num_valid_speakers_changes(tmp_path):
         assert [valid_speakers(out, f) for f in read_fold_names(out)] == [n, n, n]
         final = write_final_fold(data, n, 0)
         assert valid_speakers(final, "all") == n
+
+
+def test_validation_speakers_hold_every_class(tiny):
+    """A speaker without a class of the set (paper 2's all-agree set: a rare hap) is never the validation
+    speaker while enough others hold every class; when too few do, the draw falls back to all of them
+    (the trainers' fold check then names the class).  Where every speaker holds every class, the draws
+    are those made without the rule."""
+    d = DataDir.load(tiny)
+    for f in make_folds(d, "speaker", 1, 0):  # every speaker holds every class: the plain seeded draw
+        others = sorted({s for s in d.utt2spk.values() if s[:5] != f.name[:5]})
+        assert {d.utt2spk[u] for u in f.valid} == set(random.Random(f"0:speaker:{f.name}").sample(others, 1))
+    emo = d.extra("utt2emo")
+    lacking = ["Ses01F", "Ses02M", "Ses03F", "Ses04M"]  # relabel their hap turns: no hap left
+    for u, s in d.utt2spk.items():
+        if s in lacking and emo[u] == "hap":
+            emo[u] = "neu"
+    for seed in range(5):
+        for f in make_folds(d, "speaker", 1, seed):
+            assert not {d.utt2spk[u] for u in f.valid} & set(lacking), (seed, f.name)
+            assert "hap" in {emo[u] for u in f.valid}
+    for u, s in d.utt2spk.items():  # only Ses05F keeps hap: the folds of session 5 draw from everyone
+        if s != "Ses05F" and emo[u] == "hap":
+            emo[u] = "neu"
+    folds = {f.name: f for f in make_folds(d, "speaker", 1, 0)}
+    assert {d.utt2spk[u] for u in folds["Ses01F"].valid} == {"Ses05F"}
+    assert len({d.utt2spk[u] for u in folds["Ses05M"].valid}) == 1
 
 
 def test_folds_need_sessions(tmp_path, tiny):

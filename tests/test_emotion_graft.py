@@ -9,7 +9,7 @@ import torch
 
 from emotion_data import CLASSES, FEAT_DIM, IVEC_DIM, save_tiny_model, tiny_model, write_tiny_set
 from ser.emotion.frames import load_parts
-from ser.emotion.graft import GraftedModel, body_layers, make_grafted_model
+from ser.emotion.graft import GraftedModel, body_layers, make_grafted_model, without_ivector_input
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
 from ser.io.datadir import DataDir
 from ser.nnet.model_io import load_chain_model
@@ -124,3 +124,60 @@ def test_table2_prefinal_row_grafts_on_prefinal_chain_of_the_mini_network():
     assert "output" not in g.body.layers and "prefinal-xent" not in g.body.layers
     out = g.eval()(torch.randn(2, 100 + 56, FEAT_DIM), torch.randn(2, IVEC_DIM))
     assert out.shape == (2, 34, 4) and torch.isfinite(out).all()
+
+
+def test_without_ivector_input_is_the_pretrained_network_fed_a_zero_ivector(tmp_path):
+    """tdnn_l12_noivec's body: the lda's i-vector columns removed, everything else kept.  The reference
+    is the pretrained network itself with a zero i-vector (what the online extractor outputs before it
+    has seen a frame); the network reads MFCC only, and its grafted model saves and loads."""
+    pre = tiny_model(seed=3)
+    before = {k: v.clone() for k, v in pre.state_dict().items()}
+    body = without_ivector_input(pre)
+    assert {k: v for k, v in pre.state_dict().items()}.keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in pre.state_dict().items())  # the pretrained model is untouched
+    assert body.config.ivector_dim == 0
+    assert body.config.lda_dim == pre.layers["lda"].output_dim == 3 * FEAT_DIM + IVEC_DIM
+    state = body.state_dict()
+    for k, v in before.items():  # every weight and BatchNorm statistic, the lda's MFCC columns and offset
+        want = v[:, :3 * FEAT_DIM] if k == "layers.lda.weight" else v
+        assert torch.equal(state[k], want), k
+    pre.eval(), body.eval()
+    x = torch.randn(2, 90 + 56, FEAT_DIM)
+    for layer in ("tdnn1", "tdnnf12", "prefinal-chain"):
+        torch.testing.assert_close(body.embed(x, None, upto=layer),
+                                   pre.embed(x, torch.zeros(2, IVEC_DIM), upto=layer), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="ivector_dim 0 but an i-vector was given"):
+        body.embed(x, torch.zeros(2, IVEC_DIM))
+    with pytest.raises(ValueError, match="no i-vector input"):
+        without_ivector_input(body)
+    g = make_grafted_model(tiny_model(seed=3), "tdnnf12", 16, 4, 0.25, False, ivectors=False)
+    torch.testing.assert_close(g.eval().embed(x, None), pre.embed(x, torch.zeros(2, IVEC_DIM), upto="tdnnf12"),
+                               rtol=1e-5, atol=1e-5)
+    h = GraftedModel.from_dict(g.to_dict())
+    assert torch.equal(g(x, None), h.eval()(x, None))
+
+
+def test_train_and_decode_without_ivectors(tmp_path):
+    """train_ser / decode_ser with <ivector-dir> none: trained and decoded on MFCC only; decoding such a
+    network with i-vectors, or an i-vector network with none, is a one-line error naming the model."""
+    from ser.bin import decode_ser, train_ser
+    from ser.emotion.folds import write_folds
+
+    data, ivs, _ = write_tiny_set(tmp_path, sessions=2, utts_per_speaker=6)
+    folds = write_folds(data, "session", 1, 0)
+    model = save_tiny_model(tmp_path / "final.pt")
+    opts = ["--hidden-dim", "8", "--num-epochs", "1", "--chunk-width", "45", "--minibatch-size", "8"]
+    out = tmp_path / "noivec"
+    assert train_ser.main([*opts, str(folds / "Ses01"), "none", str(model), str(out)]) == 0
+    assert torch.load(out / "final.pt", weights_only=True)["body_config"]["ivector_dim"] == 0
+    test = str(folds / "Ses01" / "test")
+    assert decode_ser.main([test, "none", str(out)]) == 0
+    assert len((out / "utt2pred").read_text().splitlines()) == len(DataDir.load(test).utts)
+    with pytest.raises(ValueError, match="trained without i-vectors: give none"):
+        decode_ser.main([test, str(ivs), str(out)])
+    with_iv = tmp_path / "iv"
+    with_iv.mkdir()
+    torch.save({**make_grafted_model(tiny_model(), "tdnnf12", 8, 4, 0.25, False).to_dict(), "labels": CLASSES},
+               with_iv / "final.pt")
+    with pytest.raises(ValueError, match="with 8-dim i-vectors: give their dir, not none"):
+        decode_ser.main([test, "none", str(with_iv)])

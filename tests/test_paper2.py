@@ -142,6 +142,8 @@ def test_paper2_systems_write_the_layout_and_score(tmp_path) -> None:
     assert (exp / "ser" / "ds_dense" / "Ses01F" / "utt2post").stat().st_mtime_ns == post   # up to date
     paths = write_tables(d, exp)
     assert "| this corpus | 15 | 15 | 15 | 15 | 60 |" in table1(d)
+    assert "| this corpus, % | 25.0 | 25.0 | 25.0 | 25.0 | 100 |" in table1(d)
+    assert "| paper 2, % | 34.4 | 6.5 | 27.0 | 32.1 | 100 |" in table1(d)   # 500 94 392 467 of 1453
     t2 = (exp / "ser" / "paper2_table2.md").read_text()
     assert "| Dense | 25.0 [34]" in t2.replace(f"{100 * maj['pooled']['wa']:.1f}", "25.0")
     assert "| ds_lstm | not run |" in t2 and (exp / "ser" / "paper2_fig3.png") in paths

@@ -94,6 +94,11 @@ def test_iemocap_sets(iemocap, tmp_path):
     # M000 is out: one evaluator also voted Frustration
     assert agree == {"Ses01F-Ses01F_impro01_F000": "neu", "Ses03F-Ses03M_impro05a_F000": "hap",
                      "Ses03M-Ses03M_impro05a_M000": "sad"}
+    # every turn (paper 2's Table 1): the scripted sad turn every evaluator agrees on joins; the scripted
+    # exc turn (one evaluator said Happiness) and the improvised exc turn (exc is not a class) do not
+    every = DataDir.load(data / "iemocap_agree")
+    assert every.extra("utt2emo") == {**agree, "Ses01M-Ses01M_script01_1_M000": "sad"}
+    assert every.extra("utt2type")["Ses01M-Ses01M_script01_1_M000"] == "script"
 
 
 AGREEMENT_BLOCKS = """% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]
@@ -174,9 +179,38 @@ def test_real_iemocap_counts(tmp_path):
     a = DataDir.load(tmp_path / "iemocap_all")
     impro = [u for u, t in a.extra("utt2type").items() if t == "impro" and a.extra("utt2emo")[u] in ("ang", "hap", "neu", "sad")]
     assert len(impro) == 2280
-    # paper 2, Table 1: improvised turns every evaluator labels alike (ang 500, hap 94, sad 467, neu 392)
-    agree = DataDir.load(tmp_path / "iemocap_impro_agree").extra("utt2emo")
-    assert Counter(agree.values()) == {"ang": 500, "hap": 94, "sad": 467, "neu": 392}
+    # Paper 2's two sets.  The reference (../shared/reference/ser-anchors-and-corpora.md §2) publishes no
+    # all-agree count, and paper 2's Table 1 (ang 500, hap 94, sad 467, neu 392 = 1453) follows a rule it
+    # does not spell out (ours: every C-E evaluator names the consensus alone), so neither set's size is
+    # asserted exactly.  What the published consensus counts imply is: an all-agree turn of class c has
+    # consensus c, so every count is bounded by the consensus counts of its part of the corpus, per speaker.
+    # Table 1 is the all-turn set's: its 500 ang exceed the 289 improvised ang turns there are.
+    #               ang  hap  neu  sad                      improvised (ang hap neu sad) | every turn
+    per_speaker = {"Ses01F": ((37, 18, 119, 43), (147, 69, 171, 78)),
+                   "Ses01M": ((25, 15, 104, 61), (82, 66, 213, 116)),
+                   "Ses02F": ((7, 25, 90, 63), (67, 70, 135, 113)), "Ses02M": ((15, 29, 127, 37), (70, 47, 227, 84)),
+                   "Ses03F": ((22, 39, 95, 108), (92, 80, 130, 172)),
+                   "Ses03M": ((68, 21, 103, 82), (148, 55, 190, 133)),
+                   "Ses04F": ((47, 10, 51, 41), (205, 31, 76, 62)), "Ses04M": ((37, 21, 123, 40), (122, 34, 182, 81)),
+                   "Ses05F": ((18, 56, 151, 73), (78, 77, 221, 132)),
+                   "Ses05M": ((13, 50, 136, 60), (92, 66, 163, 113))}
+    four = ("ang", "hap", "neu", "sad")
+    assert [sum(v[0][i] for v in per_speaker.values()) for i in range(4)] == [289, 284, 1099, 608]    # 2280
+    assert [sum(v[1][i] for v in per_speaker.values()) for i in range(4)] == [1103, 595, 1708, 1084]  # 4490
+    table1 = (500, 94, 392, 467)  # ang hap neu sad: fits only every turn's set (500 > 289 improvised ang)
+    assert table1[0] > 289 and all(t <= n for t, n in zip(table1, (1103, 595, 1708, 1084)))
+    sets = {name: DataDir.load(tmp_path / name) for name in ("iemocap_impro_agree", "iemocap_agree")}
+    emo = {name: d.extra("utt2emo") for name, d in sets.items()}
+    assert emo["iemocap_impro_agree"].items() <= emo["iemocap_agree"].items()   # its improvised turns
+    impro = {u for u, t in sets["iemocap_agree"].extra("utt2type").items() if t == "impro"}
+    assert impro == set(emo["iemocap_impro_agree"])
+    for name, part in (("iemocap_impro_agree", 0), ("iemocap_agree", 1)):
+        count = Counter((sets[name].utt2spk[u], e) for u, e in emo[name].items())
+        for spk, bounds in per_speaker.items():
+            for c, bound in zip(four, bounds[part]):
+                assert count[spk, c] <= bound, (name, spk, c, count[spk, c], bound)
+    scripted = Counter(e for u, e in emo["iemocap_agree"].items() if u not in emo["iemocap_impro_agree"])
+    assert all(scripted[c] <= n for c, n in zip(four, (814, 311, 609, 476))), scripted   # scripted consensus
 
 
 @pytest.mark.skipif(not REAL_TEDLIUM, reason="set SER_TEDLIUM=/path/to/TEDLIUM_release2")
@@ -203,4 +237,4 @@ def test_prep_lists_its_stamps_whether_it_writes_or_skips(iemocap, tedlium, tmp_
         prepare_tedlium(tedlium, data, sets=("dev",))
         speed_perturb_3way_dir(data / "tedlium_dev", data / "tedlium_dev_sp")
         listed.append(log.read_text().split())
-    assert listed[0] == listed[1] and len(listed[0]) == 6, listed
+    assert listed[0] == listed[1] and len(listed[0]) == 7, listed

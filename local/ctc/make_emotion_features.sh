@@ -7,7 +7,7 @@
 #   data/iemocap_all_ds_<net>_<layer>    the model's <layer> output per 20 ms frame (paper 2: layer_1, 2048 dims
 #                                        at paper size), Kaldi ark + scp (steps/ctc/make_bottleneck_features.sh)
 #   data/iemocap_all_<feature set>       openSMILE functionals, one row per utterance (steps/make_opensmile.sh)
-# The emotion sets (iemocap_impro_agree, iemocap_4cls_exc, ...) are subsets: utils/copy_feats_from.sh gives them
+# The emotion sets (iemocap_agree, iemocap_4cls_exc, ...) are subsets: utils/copy_feats_from.sh gives them
 # these features.
 set -euo pipefail
 config=conf/mini.yaml

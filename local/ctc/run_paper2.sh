@@ -10,10 +10,13 @@
 #             (steps/ser/score.sh: results.json, results.md, confusion.png; exp/results.md regenerated)
 #   cross     paper 2's best head (ds_dense_lstm) and rf under paper 1's protocol (iemocap_4cls_exc,
 #             session folds): exp/ser/{ds_dense_lstm,rf}_4cls_session; paper 1's tdnn_l12 under paper 2's
-#             protocol (stage 7's driver on this stage's folds): exp/ser/tdnn_l12_impro_agree_speaker
+#             protocol (stage 7's driver on this stage's folds): exp/ser/tdnn_l12_<set>_speaker (tdnn_l12_agree_speaker)
 #   tables    exp/ser/paper2_table1.md (class counts), paper2_table2.md, paper2_fig3.png (ds_dense_lstm
 #             accuracy against segment length; runs under exp/paper2_fig3/seg<L>, and exp/ser/ds_dense_lstm)
 #
+# Set: paper2.set, iemocap_agree (every turn all evaluators agree on: paper 2's Table 1; README, Fidelity).
+# The results below were measured on iemocap_impro_agree of generator 2's corpus (before the switch; unmeasured
+# on iemocap_agree, 148 turns of generator 3's corpus):
 # Results, conf/mini.yaml on the embedded corpora, ./run.sh from a fresh clone (165 turns, 10 speaker folds;
 # accuracy pooled over folds, the paper's figure in brackets, real IEMOCAP): majority 41.2 [34], rf 51.5 [67],
 # ds_dense 38.2 [58], ds_lstm 38.2 [7], ds_dense_dense 38.8 [26], ds_dense_lstm 21.2 [66]; Fig. 3 (ds_dense_lstm,

@@ -4,7 +4,7 @@
 #   local/ser/run_tdnn.sh [--config conf/mini.yaml] [--folds DIR --systems "S ..." --suffix _X]
 #                                                         (from the recipe directory; needs stages 1-6)
 #   --folds DIR       run on the folds of another set and protocol, made by another stage (stage 9 runs
-#                     tdnn_l12 on paper 2's data/iemocap_impro_agree/folds/speaker); default: make
+#                     tdnn_l12 on paper 2's data/iemocap_agree/folds/speaker); default: make
 #                     data/$ser_set/folds/$ser_protocol here
 #   --systems "S ..." the systems to run (default: ser.systems)
 #   --suffix _X       system directories exp/ser/<system>_X (default: none); the tables and the export are
@@ -15,10 +15,12 @@
 #   tdnn_prefinal     head on $ser_prefinal_layer (prefinal-chain), the layer-selection folds    (Table 2)
 #   tdnn_scratch      the same network from random initialisation, every layer at the full rate (Table 3)
 #   tdnn_l12_uttivec  as tdnn_l12 with per-utterance online i-vectors (what one recording gets)
+#   tdnn_l12_noivec   as tdnn_l12 without i-vectors: MFCC only, the pretrained body's i-vector input removed
+#                     (ser.emotion.graft.without_ivector_input), paired with tdnn_l12 in exp/results.md
 # Steps: folds (steps/ser/make_folds.sh); one job per (system, fold), $nj at once through $cuda_cmd:
 # steps/ser/train.sh then steps/ser/decode.sh, logs in exp/ser/<system>/<fold>/log/; per system
 # steps/ser/write_meta.sh and steps/ser/score.sh (which also regenerates exp/results.md);
-# exp/ser/table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
+# exp/ser/table1.md (the set's classes per session), table2.md, table3.md; tdnn_l12_uttivec exported (local/ser/export_tdnn.sh) and tested on the
 # other corpus corpora.xcorpus (local/ser/score_xcorpus.sh -> exp/ser/tdnn_l12_uttivec_xcorpus).
 # Resumable: a fold whose stamp records the same commands, model, folds and i-vectors is skipped (and a
 # system's scoring whose stamp records the same fold stamps), an unfinished training resumes from its
@@ -39,6 +41,13 @@
 #   precisions summed in another order, the LF-MMI denominator's scaling applied elsewhere) gave tdnn_l12
 #   35.4 ± 7.2, tdnn_l12_uttivec 43.3 ± 5.7, tdnn_scratch 30.7 ± 9.2: on ~110 test turns a fold moves by up
 #   to ~10 points between such runs.
+#   tdnn_l12_noivec, run later on a copy of a finished mini run (a655ecf: stages 0-6 and the other systems
+#   as there, whose tdnn_l12 gave 38.0 47.5 25.6 36.4 31.4 = 35.8 ± 8.2):
+#   tdnn_l12_noivec   48.9  37.7  56.9  46.3  28.5        43.7 ± 10.9     41.0       40.8
+#   paired with that tdnn_l12: pooled UA 43.3 against 33.3, +9.9, paired speaker bootstrap p 5e-4 (Holm 0.0035):
+#   on the embedded corpus the i-vectors (an extractor trained on 12 synthetic TED-LIUM voices) hurt.
+#   Its cost: 42.6-54.6 s CPU per fold's training (3-4 epochs, 12.4-14.2 s an epoch; tdnn_l12 there
+#   11.0-12.8 s an epoch) and ~5 s per decoding: ~280 CPU-s, about 2.3 min of stage 7 on 2 cores.
 # Stage 7 took 5 min 19 s on 2 idle cores in the latest fresh clone (cross-corpus scoring included).  With at most 6 epochs it took 7 min 48 s and
 # gave tdnn_l12 38.8 ± 8.4, tdnn_l12_uttivec 43.5 ± 5.9, tdnn_scratch 31.8 ± 9.1: 4 keeps the whole ./run.sh
 # under 25 minutes.  conf/paper.yaml: unmeasured.
@@ -51,7 +60,7 @@ cd "$(dirname "$0")/../.."
 . utils/recipe_config.sh
 
 [ -n "$systems" ] || systems=$ser_systems
-known_systems="tdnn_l12 tdnn_l13 tdnn_prefinal tdnn_scratch tdnn_l12_uttivec"  # as ser.config.SER_SYSTEMS
+known_systems="tdnn_l12 tdnn_l13 tdnn_prefinal tdnn_scratch tdnn_l12_uttivec tdnn_l12_noivec"  # as ser.config.SER_SYSTEMS
 for sys in $systems; do
   case " $known_systems " in *" $sys "*) ;; *) echo "$0: unknown system $sys (known: $known_systems)" >&2; exit 1 ;; esac
 done
@@ -85,12 +94,12 @@ system_folds() {  # Table 2's systems on paper 1's layer-selection folds, every 
   case $1 in tdnn_l13|tdnn_prefinal) [ -z "$folds" ] && echo "$ser_layer_selection_folds" && return ;; esac
   echo "$all_folds"
 }
-system_ivectors() {
-  case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *) echo "$ser_ivector_dir" ;; esac
+system_ivectors() {  # none: no i-vector input (train_ser, decode_ser)
+  case $1 in *_uttivec) echo "$ser_utt_ivector_dir" ;; *_noivec) echo none ;; *) echo "$ser_ivector_dir" ;; esac
 }
 system_opts() {
   case $1 in
-    tdnn_l12|tdnn_l12_uttivec) echo "--layer $ser_layer --primary-lr-factor $ser_primary_lr_factor" ;;
+    tdnn_l12|tdnn_l12_uttivec|tdnn_l12_noivec) echo "--layer $ser_layer --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_l13) echo "--layer tdnnf13 --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_prefinal) echo "--layer $ser_prefinal_layer --primary-lr-factor $ser_primary_lr_factor" ;;
     tdnn_scratch) echo "--layer $ser_layer --primary-lr-factor 1.0 --from-scratch true" ;;
@@ -104,6 +113,7 @@ system_description() {
     tdnn_prefinal) echo "as tdnn_l12 on $ser_prefinal_layer (layer selection, paper 1 Table 2)" ;;
     tdnn_scratch) echo "the tdnn_l12 network from random initialisation, every layer at the full rate (no pretraining)" ;;
     tdnn_l12_uttivec) echo "as tdnn_l12 with per-utterance online i-vectors" ;;
+    tdnn_l12_noivec) echo "as tdnn_l12 without i-vectors (MFCC only; the body's i-vector input removed)" ;;
   esac
 }
 train_common=(--labels "$ser_labels" --hidden-dim "$ser_hidden_dim" --num-epochs "$ser_num_epochs"
@@ -138,9 +148,10 @@ for sys in $systems; do
       printf '%q ' "${step[@]}" $d/log/decode.log steps/ser/decode.sh --device "$device" \
         --num-threads "$jobs_ser_train_num_threads" "$foldsdir/$fold/test" "$iv" $d; echo
     } > $d/cmd.sh
-    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp"; then continue; fi
+    iv_in=(); [ "$iv" = none ] || iv_in=("$iv/.stamp")
+    if "${stamp[@]}" check $d/.stamp $d/cmd.sh "${fold_in[@]}" "${iv_in[@]}"; then continue; fi
     njobs=$((njobs + 1))
-    { printf '%q ' "${stamp[@]}" run $d/.stamp $d/cmd.sh "${fold_in[@]}" "$iv/.stamp" --stale $d/options.json \
+    { printf '%q ' "${stamp[@]}" run $d/.stamp $d/cmd.sh "${fold_in[@]}" "${iv_in[@]}" --stale $d/options.json \
         -- bash $d/cmd.sh; echo; } > $jobdir/$njobs.sh
   done
 done
@@ -164,8 +175,9 @@ for sys in $systems; do
   grep "^$sys$suffix: UA" $exp_dir/ser/log/score_$sys$suffix.log
 done
 [ -z "$folds" ] || exit 0
-$train_cmd $exp_dir/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" $exp_dir/ser
-cat $exp_dir/ser/table3.md
+$train_cmd $exp_dir/ser/log/make_tables.log steps/ser/make_tables.sh --table2-fold "${ser_layer_selection_folds%% *}" \
+  --set-dir $data --labels "$ser_labels" $exp_dir/ser
+cat $exp_dir/ser/table1.md $exp_dir/ser/table3.md
 # the deployed model (issue 14): tdnn_l12_uttivec once more on every session, exported for ser-infer
 case " $systems " in *" tdnn_l12_uttivec "*)
   local/ser/export_tdnn.sh --config "$config" tdnn_l12_uttivec "$(system_ivectors tdnn_l12_uttivec)" \

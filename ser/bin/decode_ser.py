@@ -6,7 +6,8 @@ Reads ``<dir>/final.pt`` (ser.bin.train_ser) and writes, atomically, ``<dir>/utt
 (``<utt> p_1 ... p_K``: the normalised sum of the frame softmaxes, in the class order stored
 with the model = ``labels.txt``), ``<dir>/utt2pred`` (``<utt> <label>``) and ``<dir>/test.json``
 (frame accuracy and counts, when ``<test-dir>/utt2emo`` has the labels).  Every utterance of
-``<test-dir>`` is decoded; one without features or i-vectors is an error.
+``<test-dir>`` is decoded; one without features or i-vectors is an error.  ``<ivector-dir>`` is
+``none`` for a network trained without i-vectors (train_ser's ``none``) and only then.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from ser.cli import add_device_argument, run_main, setup_logging
 from ser.emotion.folds import check_fold, utt2class
-from ser.emotion.frames import load_parts
+from ser.emotion.frames import ivector_dir_arg, load_parts
 from ser.emotion.graft import load_grafted
 from ser.emotion.trainer import frame_logits, kill_point, score_frames
 from ser.emotion.voting import vote
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     add_device_argument(p)
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("test_dir")
-    p.add_argument("ivector_dir")
+    p.add_argument("ivector_dir", help="online i-vectors of the set, or none (a network trained without)")
     p.add_argument("dir")
     a = p.parse_args(argv)
     setup_logging()
@@ -53,7 +54,12 @@ def decode(a: argparse.Namespace) -> None:
     model.to(device)
     test = DataDir.load(a.test_dir)
     _check_unseen(out, test)
-    fs = load_parts([test.path], a.ivector_dir)
+    ivector_dir = ivector_dir_arg(a.ivector_dir)
+    if (ivector_dir is None) != (model.body.config.ivector_dim == 0):
+        raise ValueError(f"{out / 'final.pt'}: the network was trained "
+                         + ("without i-vectors: give none as the i-vector dir" if ivector_dir else
+                            f"with {model.body.config.ivector_dim}-dim i-vectors: give their dir, not none"))
+    fs = load_parts([test.path], ivector_dir)
     logits = frame_logits(model, fs, test.utts, a.chunk_width, device)
     info: dict = {"num_utts": len(test.utts), "num_frames": sum(int(x.shape[0]) for x in logits)}
     if test.has("utt2emo"):  # frame accuracy and loss for the report; UA / WA are the scorer's

@@ -17,7 +17,7 @@ from ser.emotion.paper2_tables import write_tables
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("set_dir", help="data/<set> with utt2emo (paper 2: data/iemocap_impro_agree)")
+    p.add_argument("set_dir", help="data/<set> with utt2emo (paper 2: data/iemocap_agree)")
     p.add_argument("exp_dir", nargs="?", default="exp")
     a = p.parse_args(argv)
     for path in write_tables(Path(a.set_dir), Path(a.exp_dir)):

@@ -1,6 +1,6 @@
 """local/prepare_iemocap.sh [--sessions "1 2 3 4 5"] <IEMOCAP_full_release dir> <data root>
 
-Writes <data root>/iemocap_all, iemocap_4cls_exc, iemocap_4cls_hapexc, iemocap_impro_agree.
+Writes <data root>/iemocap_all, iemocap_4cls_exc, iemocap_4cls_hapexc, iemocap_agree, iemocap_impro_agree.
 Every session named by --sessions (default all five) must be there and have turns with audio.
 See ser/prep/iemocap.py for the label sets and the speaker / utterance-id conventions.
 """

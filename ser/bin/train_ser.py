@@ -4,7 +4,9 @@
 
 ``<fold-dir>`` holds the fold's ``train/`` and ``valid/`` data dirs (ser.emotion.folds; the test
 part is not read), ``<ivector-dir>`` the online i-vectors of the set
-(``ivector_online.scp``), ``<pretrained-model>`` the chain model (``exp/chain/tdnn/final.pt``).
+(``ivector_online.scp``), or ``none``: the network reads MFCC only, the pretrained body's i-vector
+input removed (ser.emotion.graft.without_ivector_input; as ``train_chain``'s ``none``),
+``<pretrained-model>`` the chain model (``exp/chain/tdnn/final.pt``).
 Writes ``<dir>/final.pt`` (the epoch selected on validation), ``valid.json``,
 ``training_curve.png``, ``options.json`` and, while training, ``checkpoint.pt`` (a re-run
 resumes from it).  A finished ``<dir>`` made with the same options is left alone.
@@ -26,7 +28,7 @@ import torch
 
 from ser.cli import add_device_argument, run_main, setup_logging, str2bool
 from ser.emotion.folds import load_fold, utt2class
-from ser.emotion.frames import load_parts
+from ser.emotion.frames import ivector_dir_arg, load_parts
 from ser.emotion.graft import make_grafted_model
 from ser.config import SerConfig
 from ser.emotion.trainer import SerTrainConfig, SerTrainer
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_argument(p)
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("fold_dir")
-    p.add_argument("ivector_dir")
+    p.add_argument("ivector_dir", help="online i-vectors of the set, or none (MFCC only)")
     p.add_argument("model")
     p.add_argument("dir")
     return p
@@ -98,14 +100,16 @@ def run(a: argparse.Namespace) -> int:
     train_d = parts.get("train") or DataDir.load(Path(a.fold_dir) / "train")  # (a missing part: its error)
     valid_d = parts.get("valid") or DataDir.load(Path(a.fold_dir) / "valid")
     labels = {**utt2class(train_d, classes), **utt2class(valid_d, classes)}
-    fs = load_parts([train_d.path, valid_d.path], a.ivector_dir)
+    ivector_dir = ivector_dir_arg(a.ivector_dir)
+    fs = load_parts([train_d.path, valid_d.path], ivector_dir)
     device = a.device
     model = make_grafted_model(load_chain_model(a.model), a.layer, a.hidden_dim, len(classes),
-                               a.primary_lr_factor, a.from_scratch, cfg.seed)
-    log.info("%s: %s up to %s (%d parameters; factor %g%s) + head %d -> %d; %d train / %d valid "
+                               a.primary_lr_factor, a.from_scratch, cfg.seed, ivectors=ivector_dir is not None)
+    log.info("%s: %s up to %s (%d parameters; factor %g%s%s) + head %d -> %d; %d train / %d valid "
              "utterances", out, "random body" if a.from_scratch else a.model, a.layer,
              sum(p.numel() for p in model.parameters()), a.primary_lr_factor,
-             ", body in train mode" if a.from_scratch else ", body in eval mode", a.hidden_dim,
+             ", body in train mode" if a.from_scratch else ", body in eval mode",
+             "" if ivector_dir else ", no i-vector input (MFCC only)", a.hidden_dim,
              len(classes), len(train_d.utts), len(valid_d.utts))
     trainer = SerTrainer(model, cfg, fs, train_d.utts, valid_d.utts, labels, out, device,
                          class_names=classes, opts=LoopOptions(a.checkpoint_interval))

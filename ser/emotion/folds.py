@@ -13,11 +13,14 @@ Protocols:
 Validation: ``num_valid_speakers`` whole speakers drawn, seeded, from the speakers of the
 sessions other than the test fold's session, so the validation set never shares a speaker
 (or, in the session protocol, a session) with the test fold and model selection never looks
-at the test fold.  One speaker is 1/8 of the training speakers (12.5% of the utterances on
-the real corpus, inside the 10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker
-protocol the test speaker's session partner stays in training; SpeechBrain instead uses the
-partner as the validation speaker -- here the partner's session is the test fold's session,
-which the validation rule excludes.
+at the test fold.  They are drawn among the speakers holding every class of the set (a
+validation UA needs every class; in paper 2's all-agree set a rare class such as ``hap`` may
+miss some speakers), or among all of them when too few do (the trainers' fold check then names
+the missing class); on a set where every speaker holds every class the draw is the same.  One
+speaker is 1/8 of the training speakers (12.5% of the utterances on the real corpus, inside the
+10-20% the SUPERB / emotion2vec recipes hold out).  In the speaker protocol the test speaker's
+session partner stays in training; SpeechBrain instead uses the partner as the validation speaker --
+here the partner's session is the test fold's session, which the validation rule excludes.
 
 The ``final`` split (:func:`write_final_fold`) is the training data of a deployed model: every
 session, ``num_valid_speakers`` seeded validation speakers, no test part (issue 14).
@@ -74,6 +77,7 @@ def make_folds(d: DataDir, protocol: str = "session", num_valid_speakers: int = 
             raise DataDirError(f"{d.path}: speaker {s!r} appears in sessions {spk_sess[s]} and "
                                f"{u2sess[u]} (utterance {u!r})")
     key = (lambda u: u2sess[u]) if protocol == "session" else (lambda u: d.utt2spk[u])
+    complete = complete_speakers(d)
     folds = []
     for name in sorted({key(u) for u in d.utts}):
         test_sessions = {u2sess[u] for u in d.utts if key(u) == name}
@@ -82,7 +86,7 @@ def make_folds(d: DataDir, protocol: str = "session", num_valid_speakers: int = 
             raise ValueError(f"{d.path}: fold {name} has {len(candidates)} speakers outside the "
                              f"test session(s); cannot hold out {num_valid_speakers} for validation")
         rng = random.Random(f"{seed}:{protocol}:{name}")
-        valid_spk = set(rng.sample(candidates, num_valid_speakers))
+        valid_spk = set(rng.sample(_eligible(candidates, complete, num_valid_speakers), num_valid_speakers))
         test = [u for u in d.utts if key(u) == name]
         valid = [u for u in d.utts if d.utt2spk[u] in valid_spk]
         train = [u for u in d.utts if d.utt2spk[u] in set(candidates) - valid_spk]
@@ -91,6 +95,25 @@ def make_folds(d: DataDir, protocol: str = "session", num_valid_speakers: int = 
                                          and key(u) != name})
         folds.append(Fold(name, train, valid, test))
     return folds
+
+
+def complete_speakers(d: DataDir) -> set[str]:
+    """The speakers of ``d`` with an utterance of every class of its ``utt2emo`` (all, without one)."""
+    if not d.has("utt2emo"):
+        return set(d.utt2spk.values())
+    emo = d.extra("utt2emo")
+    classes = set(emo.values())
+    have: dict[str, set] = {}
+    for u, s in d.utt2spk.items():
+        have.setdefault(s, set()).add(emo.get(u))
+    return {s for s, c in have.items() if classes <= c}
+
+
+def _eligible(candidates: list[str], complete: set[str], num_valid_speakers: int) -> list[str]:
+    """The validation candidates holding every class, or all of them when fewer than
+    ``num_valid_speakers`` do (module docstring)."""
+    full = [s for s in candidates if s in complete]
+    return full if len(full) >= num_valid_speakers else candidates
 
 
 def data_digest(d: DataDir) -> str:
@@ -109,7 +132,7 @@ def data_digest(d: DataDir) -> str:
 def _options(d: DataDir, protocol: str, num_valid_speakers: int, seed: int) -> dict:
     """What a written split depends on (kept in its folds.json): the options and all the data's tables."""
     return {"protocol": protocol, "num_valid_speakers": num_valid_speakers, "seed": seed,
-            "data_sha256": data_digest(d)}
+            "valid_speakers_from": "speakers with every class", "data_sha256": data_digest(d)}
 
 
 def write_folds(data_dir: str | Path, protocol: str = "session", num_valid_speakers: int = 1,
@@ -154,7 +177,8 @@ def write_final_fold(data_dir: str | Path, num_valid_speakers: int = 1, seed: in
         raise ValueError(f"{data_dir}: {len(speakers)} speakers; cannot hold out {num_valid_speakers} for validation")
     if folds_up_to_date(out, opts, ("train", "valid")):
         return out
-    valid_spk = set(random.Random(f"{seed}:final").sample(speakers, num_valid_speakers))
+    valid_spk = set(random.Random(f"{seed}:final").sample(
+        _eligible(speakers, complete_speakers(d), num_valid_speakers), num_valid_speakers))
     parts = {"train": [u for u in d.utts if d.utt2spk[u] not in valid_spk],
              "valid": [u for u in d.utts if d.utt2spk[u] in valid_spk]}
     with atomic_dir(out) as tmp:

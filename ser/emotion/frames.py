@@ -36,6 +36,12 @@ from ser.io.batching import FeatureSet, LazyMatrixTable, ModelContext, load_feat
 from ser.io.datadir import DataDir
 
 
+def ivector_dir_arg(arg: str) -> str | None:
+    """A program's ``<ivector-dir>`` argument: ``none`` -> None (no i-vectors; ``train_chain``'s
+    convention), any other value -> itself."""
+    return None if arg == "none" else arg
+
+
 def load_parts(data_dirs: Sequence[str | Path], ivector_dir: str | Path | None) -> FeatureSet:
     """Features (and i-vectors) of the utterances of several data dirs in one FeatureSet
     (e.g. a fold's train and valid parts).  Unlike :func:`load_features`, which drops an

@@ -15,6 +15,17 @@ A body trained from random initialisation (``from_scratch``) has no statistics t
 runs in train mode, accumulating Kaldi's 0.8-decayed statistics as in pretraining; it keeps the
 pretrained network's fixed ``lda`` input transform (see :func:`make_grafted_model`).
 
+Without i-vectors (``tdnn_l12_noivec``, :func:`without_ivector_input`): the pretrained body's input is
+40 MFCC x 3 frames + a 100-dim online i-vector through the fixed ``lda`` affine layer (220 -> 220).
+Removing the i-vector input deletes the lda's 100 i-vector columns and keeps everything else (its MFCC
+columns and offset, its 220 outputs, every later layer's pretrained weights), so the network reads MFCC
+only.  Because the lda is affine, this is exactly the pretrained network fed a zero i-vector; and zero
+is what the online extractor outputs before it has seen a frame (the prior mean, whose offset
+ser.ivector.online subtracts), i.e. the i-vector of "no speaker information", not an out-of-range
+value.  The other readings: a constant mean i-vector of the emotion data (it would carry the training
+speakers' statistics into the test fold's input) or a body pretrained without i-vectors (a second stage 6;
+README, Fidelity).
+
 Deviation: Kaldi applies the semi-orthogonal constraint to every constrained component, also
 those at learning-rate factor 0; here it is applied to the components that train, so a frozen
 body stays bit-identical.
@@ -172,16 +183,34 @@ def load_grafted(path: str | Path) -> tuple[GraftedModel, list[str], dict]:
     return model, [str(x) for x in d["labels"]], d
 
 
+def without_ivector_input(model: TdnnfModel) -> TdnnfModel:
+    """A copy of ``model`` without its i-vector input (module docstring): the lda layer's i-vector
+    columns deleted, its MFCC columns, offset and output dim kept (``lda_dim``), every other weight and
+    BatchNorm statistic as in ``model``.  It computes what ``model`` computes with a zero i-vector."""
+    cfg = model.config
+    if cfg.ivector_dim == 0:
+        raise ValueError("the model has no i-vector input to remove")
+    lda = model.layers["lda"]
+    out = TdnnfModel(TdnnfConfig.from_dict({**cfg.to_dict(), "ivector_dim": 0, "lda_dim": lda.output_dim}))
+    state = model.state_dict()
+    state["layers.lda.weight"] = lda.weight[:, :lda.input_dim - lda.ivector_dim].clone()
+    out.load_state_dict(state)
+    return out
+
+
 def make_grafted_model(pretrained: TdnnfModel, layer: str, hidden_dim: int, num_classes: int,
                        primary_lr_factor: float, from_scratch: bool,
-                       seed: int = 0) -> GraftedModel:
+                       seed: int = 0, ivectors: bool = True) -> GraftedModel:
     """The network of one system.  ``from_scratch``: same architecture as ``pretrained`` with
     Kaldi's random initialisation (seeded) of every trained weight; the fixed ``lda`` input
     transform (no trained weights, a preconditioner) is the pretrained one, so the two systems
     differ in the trained weights only.  Re-estimating it on the fold's training frames was
     measured to break the scratch network: 8 training speakers leave i-vector directions with
     almost no variance, whitening scales them up to its ceiling (5x), and an unseen speaker's
-    i-vector then drives eval-mode activations ~40x past those of training."""
+    i-vector then drives eval-mode activations ~40x past those of training.  ``ivectors`` False: the
+    body without its i-vector input (:func:`without_ivector_input`), MFCC only."""
+    if not ivectors:
+        pretrained = without_ivector_input(pretrained)
     g = torch.Generator().manual_seed(seed)
     if from_scratch:
         body = TdnnfModel(TdnnfConfig.from_dict(pretrained.config.to_dict()), generator=g)

@@ -1,6 +1,7 @@
 """Paper 2's tables and figure from the scored systems (stage 9).
 
-* ``paper2_table1.md``: class counts of the set (paper 2's Table 1: 500 / 94 / 467 / 392 real turns);
+* ``paper2_table1.md``: class counts and shares of the set (paper 2's Table 1: 500 / 94 / 467 / 392 real turns of
+  ang / hap / sad / neu, every turn all evaluators agree on: ``iemocap_agree``);
 * ``paper2_table2.md``: the paper's form (head x {majority, baseline, DeepSpeech features} accuracy), then
   every system with accuracy, UA / WA / macro-F1 (mean ± std over folds) and the paper's figure;
 * ``paper2_fig3.png``: ``ds_dense_lstm`` accuracy against segment length (paper 2's Fig. 3).
@@ -34,11 +35,13 @@ def _results(system_dir: Path) -> dict | None:
 def table1(set_dir: Path) -> str:
     emo = Counter(DataDir.load(set_dir).extra("utt2emo").values())
     labels = sorted(emo)
+    share = lambda counts: " | ".join(f"{100 * counts.get(c, 0) / sum(counts.values()):.1f}" for c in labels)  # noqa: E731
     lines = [f"# Paper 2, Table 1: classes of {set_dir.name}", "",
              "| | " + " | ".join(labels) + " | total |", "|---" * (len(labels) + 2) + "|",
              "| this corpus | " + " | ".join(str(emo[c]) for c in labels) + f" | {sum(emo.values())} |",
              "| paper 2 (real IEMOCAP) | " + " | ".join(str(PAPER2_COUNTS.get(c, "")) for c in labels)
-             + f" | {sum(PAPER2_COUNTS.values())} |"]
+             + f" | {sum(PAPER2_COUNTS.values())} |",
+             f"| this corpus, % | {share(emo)} | 100 |", f"| paper 2, % | {share(PAPER2_COUNTS)} | 100 |"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,15 @@
-"""Paper 1's Tables 2 and 3 from the systems' ``results.json`` (ser.eval.scoring) and ``meta.json``.
+"""Paper 1's Tables 1, 2 and 3: Table 1 from the prepared set, Tables 2 and 3 from the systems'
+``results.json`` (ser.eval.scoring) and ``meta.json``.
 
+* Table 1 -- per-session class counts of the prepared set (``data/iemocap_4cls_exc``: ang, exc shown as
+  ``hap(exc)``, neu, sad), with the shares, beside paper 1's counts on the real corpus.
 * Table 2 -- the layer the head reads, trained on sessions 1-4 and tested on session 5
   (``tdnn_prefinal``, ``tdnn_l13`` and the Ses05 fold of ``tdnn_l12``).  The paper chose the layer
   on this test session; the table adds each layer's validation UA (speakers of sessions 1-4),
   the only column a choice may use.
 * Table 3 -- per-session UA of the transfer system and the 5-fold mean, beside the same network
-  trained without pretraining and with per-utterance i-vectors; transfer minus scratch per fold.
+  trained without pretraining, with per-utterance i-vectors and without i-vectors; transfer minus scratch
+  and with minus without i-vectors per fold.
 
 Numbers in percent, one decimal; the paper's published figures are printed beside ours.
 """
@@ -17,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.eval.classes import shown_labels
 from ser.eval.report import PAPER1
 from ser.eval.scoring import fmt_pct, fmt_pm
 from ser.io.atomic import atomic_write_text
+from ser.io.datadir import DataDir, DataDirError
 
 # system, the paper's row name, the key of the paper's Table 2 figure (its row; "prefinal" is read as
 # tdnn_1g's prefinal-chain, the 1024-dim prefinal-layer: conf ser.prefinal_layer, README)
@@ -27,7 +33,52 @@ TABLE2_ROWS = [("tdnn_prefinal", "Prefinal", "prefinal"), ("tdnn_l13", "13th TDN
                ("tdnn_l12", "12th TDNN", "tdnnf12")]
 TABLE3_ROWS = [("tdnn_l12", "ASR transfer learning (tdnn_l12)"),
                ("tdnn_l12_uttivec", "ASR transfer, per-utterance i-vectors (tdnn_l12_uttivec)"),
+               ("tdnn_l12_noivec", "ASR transfer without i-vectors, MFCC only (tdnn_l12_noivec)"),
                ("tdnn_scratch", "Same network without pretraining (tdnn_scratch)")]
+# tdnn_l12 minus another system, per fold and in the mean UA
+DIFF_ROWS = [("tdnn_scratch", "Transfer minus scratch"),
+             ("tdnn_l12_noivec", "i-vectors minus none (tdnn_l12 - tdnn_l12_noivec)")]
+
+
+def _count_rows(counts: dict[str, list[int]]) -> list[str]:
+    """Rows ``| <session> | n_1 | ... | total |`` of per-session class counts, then the total and the
+    shares (% of the total) per class."""
+    rows = [f"| {s} | " + " | ".join(map(str, c)) + f" | {sum(c)} |" for s, c in counts.items()]
+    total = [sum(col) for col in zip(*counts.values())]
+    n = sum(total)
+    rows.append("| total | " + " | ".join(map(str, total)) + f" | {n} |")
+    rows.append("| share % | " + " | ".join(f"{100 * t / n:.1f}" if n else "n/a" for t in total) + " | 100 |")
+    return rows
+
+
+def table1(set_dir: str | Path, labels: list[str]) -> str:
+    """Paper 1's Table 1: the prepared set's class counts per session (its ``utt2emo`` and ``utt2session``),
+    classes in ``labels`` order and shown as people read them (``hap(exc)``), beside the paper's counts."""
+    d = DataDir.load(set_dir)
+    for table in ("utt2emo", "utt2session"):
+        if not d.has(table):
+            raise DataDirError(f"{d.path}: no {table} (made by local/prepare_iemocap.sh)")
+    emo, sess = d.extra("utt2emo"), d.extra("utt2session")
+    bad = next((u for u in d.utts if emo.get(u) not in labels or u not in sess), None)
+    if bad is not None:
+        raise DataDirError(f"{d.path}: utterance {bad!r} has label {emo.get(bad)!r} or no session "
+                           f"(labels: {' '.join(labels)})")
+    counts = {s: [0] * len(labels) for s in sorted(set(sess[u] for u in d.utts))}
+    for u in d.utts:
+        counts[sess[u]][labels.index(emo[u])] += 1
+    shown = shown_labels(d.path.name, labels)
+    head = ["| session | " + " | ".join(shown) + " | total |", "|---" * (len(labels) + 2) + "|"]
+    paper = {s.replace("Ses0", "ses"): list(c) for s, c in PAPER1["table1"].items()}
+    return "\n".join([f"# Table 1: emotion classes per session of {d.path.name}", "", *head, *_count_rows(counts),
+                      "", "Paper 1, Table 1 (real IEMOCAP; its class exc is this table's hap(exc)):", "",
+                      "| session | ang | exc | neu | sad | total |", "|---|---|---|---|---|---|",
+                      *_count_rows(paper)]) + "\n"
+
+
+def write_table1(set_dir: str | Path, labels: list[str], out: str | Path) -> Path:
+    """Write paper 1's Table 1 of ``set_dir`` to ``out`` (exp/ser/table1.md)."""
+    atomic_write_text(out, table1(set_dir, labels))
+    return Path(out)
 
 
 def load_system(ser_dir: Path, system: str) -> dict | None:
@@ -92,12 +143,12 @@ def table3(systems: dict[str, dict | None]) -> str:
         tail = [fmt_pm(res["mean"]["ua"], res["std"]["ua"]), fmt_pct(res["mean"]["wa"]),
                 fmt_pct(float(np.mean(fa))) if fa else "n/a"]
         lines.append(_row(name, [res["by_fold"].get(f, {}).get("ua") for f in folds], tail))
-    scratch = systems.get("tdnn_scratch")
-    if ref and scratch:
-        diff = [ref["by_fold"][f]["ua"] - scratch["by_fold"][f]["ua"]
-                if f in scratch["by_fold"] else None for f in folds]
-        d_mean = ref["mean"]["ua"] - scratch["mean"]["ua"]
-        lines.append(_row("Transfer minus scratch", diff, [fmt_pct(d_mean), "", ""]))
+    for other, name in DIFF_ROWS:
+        res = systems.get(other)
+        if ref and res:
+            diff = [ref["by_fold"][f]["ua"] - res["by_fold"][f]["ua"] if f in res["by_fold"] else None
+                    for f in folds]
+            lines.append(_row(name, diff, [fmt_pct(ref["mean"]["ua"] - res["mean"]["ua"]), "", ""]))
     lines.append("| Paper 1: ASR transfer learning | " + " | ".join(
         f"{per_session[f]:.1f}" if f in per_session else "" for f in folds)
         + f" | {PAPER1['cv_ua']:.1f} | | |")

@@ -4,7 +4,7 @@ Paper 1's set ``iemocap_4cls_exc`` (ser.prep.iemocap) keeps IEMOCAP's EXCITED tu
 ``hap``, as paper 1 does ("exc renamed hap"); IEMOCAP's happiness turns are not in it.  The data, the
 decisions and ``labels.txt`` keep the short label ``hap`` (a machine label every stage and an export's
 ``ser-infer`` output share); wherever a person reads the class it is shown as ``hap(exc)``.  Paper 2's
-``hap`` (``iemocap_impro_agree``) is happiness and is shown as it is.
+``hap`` (``iemocap_agree``, ``iemocap_impro_agree``) is happiness and is shown as it is.
 """
 
 from __future__ import annotations

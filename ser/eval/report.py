@@ -7,7 +7,7 @@ and written atomically.  A directory under ``exp/ser`` counts as a system when i
 "not scored yet".
 
 Each system is compared with paper 1's ``tdnn_l12`` of its own set and protocol (``tdnn_l12`` itself on
-paper 1's, ``tdnn_l12_<set>_<protocol>`` -- e.g. stage 9's ``tdnn_l12_impro_agree_speaker`` -- on another;
+paper 1's, ``tdnn_l12_<set>_<protocol>`` -- e.g. stage 9's ``tdnn_l12_agree_speaker`` -- on another;
 see :func:`reference_name`) by a paired speaker-level bootstrap of the pooled-UA difference and McNemar's exact
 test of accuracy (ser.eval.significance), with Holm-adjusted p-values over the table's comparisons, when both were
 tested on the same utterances with the same reference labels; when one test set is
@@ -39,10 +39,14 @@ PAPER1 = {  # Zhou & Beigi: TDNN-F transfer from TED-LIUM ASR, IEMOCAP 4 classes
     "per_session_ua": {"Ses01": 65.3, "Ses02": 78.9, "Ses03": 71.1, "Ses04": 73.9, "Ses05": 69.3},
     "table2_ses5": {"prefinal": 63.4, "tdnnf13": 69.3, "tdnnf12": 66.7},  # rows: Table 2's
     "prior_work_ua": {"RNN-ELM": 63.9, "Conv-LSTM": 68.8, "CTC-BLSTM": 54.0},
+    # Table 1: per-session counts of its 4936-turn set, ang / exc (named hap) / neu / sad
+    "table1": {"Ses01": (229, 143, 384, 194), "Ses02": (137, 210, 362, 197), "Ses03": (240, 151, 320, 305),
+               "Ses04": (327, 238, 258, 143), "Ses05": (170, 299, 384, 245)},
 }
 P1_SET = "4 classes, ang / hap(exc) / neu / sad (4936 turns; hap(exc): IEMOCAP's excited, which paper 1 names hap)"
-P2_SET = "improvised turns, all evaluators agree, ang / hap / neu / sad (500 / 94 / 392 / 467)"
-PAPER2 = {  # Andova et al.: DeepSpeech first-layer features, IEMOCAP improvised, all evaluators agree
+P2_SET = ("turns all evaluators agree on, ang / hap / neu / sad (500 / 94 / 392 / 467: Table 1, every turn; "
+          "Sec. 5 says improvised only)")
+PAPER2 = {  # Andova et al.: DeepSpeech first-layer features, IEMOCAP turns all evaluators agree on
     "majority": 34, "openSMILE + RandomForest": 67,
     "Dense": 58, "LSTM": 7, "Dense1+Dense2": 26, "Dense1+LSTM2": 66,
 }
@@ -74,7 +78,7 @@ def load_all(exp_dir: Path) -> list[tuple[str, dict | None]]:
 
 def reference_name(res: dict) -> str:
     """The name paper 1's tdnn_l12 has when run on ``res``'s set and protocol (the recipe's naming:
-    ``iemocap_impro_agree`` + ``speaker`` -> ``tdnn_l12_impro_agree_speaker``)."""
+    ``iemocap_agree`` + ``speaker`` -> ``tdnn_l12_agree_speaker``)."""
     short = (res.get("set") or "").removeprefix("iemocap_")
     return f"{REFERENCE_SYSTEM}_{short}_{res.get('protocol')}"
 

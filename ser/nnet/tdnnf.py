@@ -115,6 +115,9 @@ class TdnnfConfig:
     feat_dim: int = 40                      # input dim=40 name=input
     ivector_dim: int = 100                  # input dim=100 name=ivector (0: no i-vector)
     splice_offsets: tuple[int, ...] = (-1, 0, 1)   # Append(-1,0,1,ReplaceIndex(ivector,t,0))
+    lda_dim: int = 0                        # output dim of the fixed lda layer; 0: its input dim (Kaldi's
+                                            # square lda.mat); a body whose i-vector input was removed
+                                            # keeps its pretrained 220 (ser.emotion.graft.without_ivector_input)
     tdnn_dim: int = 1024                    # tdnn1 dim
     tdnnf_dim: int = 1024                   # tdnnf-layer dim
     bottleneck_dim: int = 128               # tdnnf-layer bottleneck-dim
@@ -142,6 +145,8 @@ class TdnnfConfig:
             raise ValueError("frame_subsampling_factor must be >= 1")
         if any(s < 0 for s in self.time_strides):
             raise ValueError(f"time strides must be >= 0, got {self.time_strides}")
+        if self.lda_dim < 0:
+            raise ValueError(f"lda_dim must be >= 0 (0: the spliced input's dim), got {self.lda_dim}")
         check_splice_offsets(self.splice_offsets)
 
     @classmethod
@@ -537,7 +542,7 @@ class TdnnfModel(nn.Module):
         self.config = cfg
         g = generator
         layers: dict[str, _Layer | FixedAffineSplice] = {}
-        layers["lda"] = FixedAffineSplice(cfg.feat_dim, cfg.ivector_dim, cfg.splice_offsets)
+        layers["lda"] = FixedAffineSplice(cfg.feat_dim, cfg.ivector_dim, cfg.splice_offsets, cfg.lda_dim or None)
         layers["tdnn1"] = ReluBatchNormDropoutLayer("tdnn1", layers["lda"].output_dim,
                                                     cfg.tdnn_dim, cfg, g)
         prev = cfg.tdnn_dim

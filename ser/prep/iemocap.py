@@ -12,11 +12,15 @@ and writes
                        ``text``, ``spk2gender``;
 ``iemocap_4cls_exc``   ang, exc→hap, neu, sad; ``hap`` dropped (paper 1: 4936 turns);
 ``iemocap_4cls_hapexc`` ang, hap+exc→hap, neu, sad (the common 5531 set);
-``iemocap_impro_agree`` improvised turns whose consensus is ang/hap/neu/sad and
-                       where **every external evaluator line (``C-E*``)** names
-                       exactly that one category (paper 2's "all annotators agree";
-                       the actors' self-assessments ``C-F1``/``C-M1`` are not
-                       annotators and do not count).
+``iemocap_agree``      every turn (scripted and improvised) whose consensus is
+                       ang/hap/neu/sad and where **every external evaluator line
+                       (``C-E*``)** names exactly that one category (paper 2's "all
+                       annotators agree"; the actors' self-assessments
+                       ``C-F1``/``C-M1`` are not annotators and do not count): the
+                       set paper 2's Table 1 counts (500 / 94 / 467 / 392 ang / hap /
+                       sad / neu; 500 ang cannot come from the 289 improvised ang turns);
+``iemocap_impro_agree`` its improvised turns (paper 2's Section 5 and abstract say
+                       improvised only); the README's "Fidelity" notes.
 
 Speaker = session + the first letter of the last ``_`` token of the turn id
 (``Ses03M_impro05a_F012`` → ``Ses03F``): positional parsing breaks on the
@@ -209,14 +213,15 @@ def _datadir(turns: list[Turn], label=lambda t: t.emo) -> DataDir:
 SUBSETS = {
     "iemocap_4cls_exc": (lambda t: t.emo in ("ang", "exc", "neu", "sad"), lambda t: "hap" if t.emo == "exc" else t.emo),
     "iemocap_4cls_hapexc": (lambda t: t.emo in ("ang", "hap", "exc", "neu", "sad"), lambda t: "hap" if t.emo == "exc" else t.emo),
+    "iemocap_agree": (lambda t: t.emo in FOUR and t.evaluators_agree, lambda t: t.emo),
     "iemocap_impro_agree": (lambda t: t.type == "impro" and t.emo in FOUR and t.evaluators_agree, lambda t: t.emo),
 }
 
 
 def prepare_iemocap(corpus: str | Path, data_root: str | Path, sessions: Sequence[int] | None = None) -> dict[str, Counter]:
-    """Write the four data dirs from ``sessions`` (default: all five, each must be there).
+    """Write the five data dirs from ``sessions`` (default: all five, each must be there).
 
-    All four are built before any is written; dirs stamped with the same corpus files (EmoEvaluation
+    All five are built before any is written; dirs stamped with the same corpus files (EmoEvaluation
     and transcription contents, wav names, sizes and times) and sessions are not prepared again."""
     corpus, data_root = Path(corpus), Path(data_root)
     if not corpus.is_dir():

@@ -3,7 +3,8 @@
 #   e.g. steps/ser/train.sh --layer tdnnf12 --primary-lr-factor 0.25 data/iemocap_4cls_exc/folds/session/Ses05 \
 #          exp/nnet3/ivectors_iemocap_all exp/chain/tdnn/final.pt exp/ser/tdnn_l12/Ses05
 # One fold of a grafted emotion network: trains on <fold-dir>/train, selects the epoch on <fold-dir>/valid,
-# writes <dir>/{final.pt,valid.json,training_curve.png}; resumes from <dir>/checkpoint.pt.
+# writes <dir>/{final.pt,valid.json,training_curve.png}; resumes from <dir>/checkpoint.pt.  <ivector-dir> none: MFCC
+# only, the pretrained body's i-vector input removed (tdnn_l12_noivec).
 # Options: --labels --layer --hidden-dim --primary-lr-factor --from-scratch --num-epochs --patience
 # --initial-lrate --final-lrate --chunk-width --minibatch-size --eval-chunk-width --seed
 # --cache-frozen-body --checkpoint-interval --device --num-threads (--help for all).  See ser/bin/train_ser.py.
