@@ -69,31 +69,35 @@ p2_system() {  # <system>: under paper 2's protocol, $exp_dir/ser/<system>
   local opts=("${head_opts[@]}"); case $1 in rf|majority) opts=("${rf_opts[@]}");; esac
   train_and_score $1 $paper2_set $paper2_protocol $exp_dir/ser/$1 "${opts[@]}"
 }
-p2_fig3() {  # Fig. 3: ds_dense_lstm against segment length (the paper2.segment_frames point is $exp_dir/ser/ds_dense_lstm)
-  local n
-  for n in $paper2_fig3_segment_frames; do
-    [ "$n" = "$paper2_segment_frames" ] && continue
-    train_paper2 ds_dense_lstm $frame_feats $data_dir/$paper2_set/folds/$paper2_protocol $exp_dir/paper2_fig3/seg$n \
-      "${head_opts[@]}" --segment-frames $n
+p2_fig3() {  # <frames>: Fig. 3's ds_dense_lstm at another segment length ($exp_dir/ser/ds_dense_lstm is the
+             # paper2.segment_frames point)
+  train_paper2 ds_dense_lstm $frame_feats $data_dir/$paper2_set/folds/$paper2_protocol $exp_dir/paper2_fig3/seg$1 \
+    "${head_opts[@]}" --segment-frames $1
+}
+x_session() {  # <system>: paper 2's baseline or best head under paper 1's protocol (iemocap_4cls_exc, session folds)
+  local opts=("${head_opts[@]}"); case $1 in rf|majority) opts=("${rf_opts[@]}");; esac
+  train_and_score $1 iemocap_4cls_exc session $exp_dir/ser/${1}_4cls_session "${opts[@]}"
+}
+pool() {  # <n> <task>...: the tasks (a function and its words), at most <n> at once, started in the order given
+  local n=$1 rc=0 t p pids=(); shift
+  for t in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$n" ]; do wait -n || true; done
+    $t & pids+=($!)
   done
+  for p in "${pids[@]}"; do wait $p || rc=1; done   # every task's own status (bash keeps those reaped by wait -n)
+  [ $rc -eq 0 ] || echo "$0: a training or scoring failed (its log is named above)" >&2
+  return $rc
 }
-# The trainings above are single processes: two lanes of them at once, one torch thread each (the systems of a
-# lane one after the other), then the tdnn_l12 row, itself $nj jobs at once.  Cross-protocol rows: paper 2's
-# baseline and best head under paper 1's protocol (iemocap_4cls_exc, session folds).
-lane1() {
-  p2_system majority; p2_system rf; p2_system ds_dense
-  train_and_score rf iemocap_4cls_exc session $exp_dir/ser/rf_4cls_session "${rf_opts[@]}"
-}
-lane2() {
-  p2_system ds_lstm; p2_system ds_dense_dense; p2_system ds_dense_lstm
-  train_and_score ds_dense_lstm iemocap_4cls_exc session $exp_dir/ser/ds_dense_lstm_4cls_session "${head_opts[@]}"
-  p2_fig3
-}
+# The trainings above are single processes, one torch thread each, two at once, longest first (the order of
+# their measured times, so that the two cores finish together), then the tdnn_l12 row, itself $nj jobs at once.
+tasks=("p2_system ds_lstm")
+for n in $paper2_fig3_segment_frames; do
+  [ "$n" = "$paper2_segment_frames" ] || tasks+=("p2_fig3 $n")
+done
+tasks+=("x_session ds_dense_lstm" "p2_system ds_dense" "p2_system rf" "p2_system ds_dense_lstm" "x_session rf"
+        "p2_system ds_dense_dense" "p2_system majority")
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-lane1 & pid1=$!
-lane2 & pid2=$!
-rc=0; wait $pid1 || rc=1; wait $pid2 || rc=1
-[ $rc -eq 0 ] || { echo "$0: a training or scoring failed (its log is named above)" >&2; exit 1; }
+pool 2 "${tasks[@]}"   # not in an || list: set -e must stay on inside the tasks
 # paper 1's tdnn_l12 under paper 2's protocol
 local/ser/run_tdnn.sh --config "$config" --folds $data_dir/$paper2_set/folds/$paper2_protocol --systems tdnn_l12 \
   --suffix "_${paper2_set#iemocap_}_$paper2_protocol"
