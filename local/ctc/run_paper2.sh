@@ -26,7 +26,7 @@
 # it on the same turns (pooled UA difference, paired-bootstrap p): rf +0.9 (0.83), ds_dense -5.5 (0.12), ds_dense_lstm
 # -13.2 (0.008), majority -16.1 (5e-4).  (The fresh clone before, whose stages 4 and 6 differed in float rounding
 # only, gave that row accuracy 44.2, UA 34.7 ± 7.1; the paper-2 rows, which use neither, were identical.)  Stage 9
-# took 3 min 7 s in the latest fresh clone, paper 2's trainings in two lanes.
+# took 3 min 7 s in that fresh clone, paper 2's trainings in two fixed lanes (now one queue, longest first: unmeasured).
 # rf and majority (which select nothing on validation) then trained without the validation speaker; they now
 # train on every training speaker (train + valid; ser/emotion/paper2.py): their rows above are unmeasured since.
 # conf/paper.yaml on the real corpora: unmeasured.
