@@ -23,6 +23,7 @@ import soundfile as sf
 
 from ser.cli import run_main
 from ser.features.perturb import to_int16
+from ser.io.atomic import atomic_open
 from ser.io.audio import read_rxfile
 
 
@@ -34,7 +35,7 @@ def write_wav(x: np.ndarray, fs: int, out: str | None) -> None:
         sys.stdout.buffer.write(buf.getvalue())
         sys.stdout.buffer.flush()
     else:
-        with open(out, "wb") as f:
+        with atomic_open(out, "wb", encoding=None) as f:  # a killed run leaves no half-written file
             f.write(buf.getvalue())
 
 
